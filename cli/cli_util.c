@@ -1,0 +1,93 @@
+/* cli_util.c - see cli_util.h. */
+#include "cli_util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_opt(int argc, char **argv, int *i, const char *name, const char **value) {
+    if (strcmp(argv[*i], name) != 0) return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "spex: option %s needs a value\n", name);
+        return -1;
+    }
+    *value = argv[++*i];
+    return 1;
+}
+
+int cli_parse_int(const char *opt, const char *s, long min, long max, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max) {
+        fprintf(stderr, "spex: %s: expected an integer in [%ld, %ld], got '%s'\n", opt, min, max, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_double(const char *opt, const char *s, double min, double max, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= min && v <= max)) {
+        fprintf(stderr, "spex: %s: expected a number in [%g, %g], got '%s'\n", opt, min, max, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_ids(const char *opt, const char *s, int32_t **ids, int *n) {
+    int cap = 16, cnt = 0;
+    int32_t *v = malloc(sizeof(int32_t) * cap);
+    const char *p = s;
+    while (v && *p) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (errno || end == p || x < 0 || x > INT32_MAX || (*end && *end != ',')) {
+            fprintf(stderr, "spex: %s: expected comma-separated token ids, bad at '%s'\n", opt, p);
+            free(v);
+            return -1;
+        }
+        if (cnt == cap) {
+            int32_t *nv = realloc(v, sizeof(int32_t) * (cap *= 2));
+            if (!nv) break;
+            v = nv;
+        }
+        v[cnt++] = (int32_t)x;
+        p = *end ? end + 1 : end;
+    }
+    if (!v || cnt == 0) {
+        fprintf(stderr, "spex: %s: no token ids given\n", opt);
+        free(v);
+        return -1;
+    }
+    *ids = v;
+    *n = cnt;
+    return 0;
+}
+
+void cli_print_floats(FILE *f, const float *x, int n) {
+    fputc('[', f);
+    for (int i = 0; i < n; i++) fprintf(f, i ? ",%.9g" : "%.9g", (double)x[i]);
+    fputc(']', f);
+}
+
+void cli_print_ids(FILE *f, const int32_t *x, int n) {
+    fputc('[', f);
+    for (int i = 0; i < n; i++) fprintf(f, i ? ",%d" : "%d", (int)x[i]);
+    fputc(']', f);
+}
+
+void cli_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "spex %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}

@@ -1,0 +1,38 @@
+/* main.c - entry point of the `spex` binary: picks the subcommand.
+ * This is the one place that knows every front end. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+static const spex_command_t COMMANDS[] = {
+    /* One line per subcommand; a line is uncommented when its cmd_*.c exists. */
+    {"help", NULL, "this list"},
+//  {"inspect", cmd_inspect, "print a checkpoint's config, tensors, parameter counts and bytes by dtype"},
+//  {"synth", cmd_synth, "write a random DeepSeek-V3-architecture checkpoint (any config, any dtype)"},
+//  {"tokenize", cmd_tokenize, "JSON strings on stdin -> JSON id arrays on stdout"},
+//  {"detokenize", cmd_detokenize, "JSON id arrays on stdin -> JSON strings on stdout"},
+    {"logits", cmd_logits, "print next-token logits for a token sequence as JSON (prefill, decode, MTP)"},
+//  {"generate", cmd_generate, "generate text from a prompt"},
+//  {"perplexity", cmd_perplexity, "perplexity and bits per byte of a text file"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: spex <command> [options]   (spex <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(out, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) { printf("spex 0.1.0\n"); return 0; }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (COMMANDS[i].fn && !strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "spex: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,277 @@
+/* model.c - see model.h: loading the weights and the forward pass, one function per step. */
+#include "model.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/kernels.h"
+#include "coordinator/experts_local.h"
+
+/* ---------------------------------------------------------------- loading */
+
+static int layer_load(decoder_layer_t *d, const spex_config_t *cfg, const tensor_store_t *ts, int l,
+                      spex_err_t *err) {
+    char p[128], n[256];
+    int hid = cfg->hidden_size;
+    snprintf(p, sizeof p, "model.layers.%d", l);
+    snprintf(n, sizeof n, "%s.input_layernorm.weight", p);
+    if (!(d->attn_norm = vector_load(ts, n, hid, err))) return -1;
+    snprintf(n, sizeof n, "%s.post_attention_layernorm.weight", p);
+    if (!(d->ffn_norm = vector_load(ts, n, hid, err))) return -1;
+    if (mla_load(&d->attn, cfg, ts, p, err)) return -1;
+    d->moe = config_layer_is_moe(cfg, l);
+    if (!d->moe) {
+        snprintf(n, sizeof n, "%s.mlp", p);
+        return expert_load(&d->dense, ts, n, hid, cfg->intermediate_size, err);
+    }
+    if (router_load(&d->router, cfg, ts, p, err)) return -1;
+    d->has_shared = cfg->n_shared_experts > 0;
+    if (!d->has_shared) return 0;
+    snprintf(n, sizeof n, "%s.mlp.shared_experts", p);
+    return expert_load(&d->shared, ts, n, hid, cfg->moe_intermediate_size * cfg->n_shared_experts, err);
+}
+
+static void layer_free(decoder_layer_t *d) {
+    free(d->attn_norm);
+    free(d->ffn_norm);
+    mla_free(&d->attn);
+    expert_free(&d->dense);
+    router_free(&d->router);
+    expert_free(&d->shared);
+}
+
+static int mtp_load(mtp_module_t *t, const spex_config_t *cfg, const tensor_store_t *ts, int l, spex_err_t *err) {
+    char n[256];
+    int hid = cfg->hidden_size;
+    snprintf(n, sizeof n, "model.layers.%d.enorm.weight", l);
+    if (!(t->enorm = vector_load(ts, n, hid, err))) return -1;
+    snprintf(n, sizeof n, "model.layers.%d.hnorm.weight", l);
+    if (!(t->hnorm = vector_load(ts, n, hid, err))) return -1;
+    snprintf(n, sizeof n, "model.layers.%d.eh_proj.weight", l);
+    if (linear_load(&t->eh_proj, ts, n, hid, 2 * hid, err)) return -1;
+    snprintf(n, sizeof n, "model.layers.%d.shared_head.norm.weight", l);
+    if (!(t->head_norm = vector_load(ts, n, hid, err))) return -1;
+    snprintf(n, sizeof n, "model.layers.%d.shared_head.head.weight", l);
+    if (linear_load(&t->head, ts, n, cfg->vocab_size, hid, err)) return -1;
+    return layer_load(&t->block, cfg, ts, l, err);
+}
+
+static void mtp_free(mtp_module_t *t) {
+    free(t->enorm);
+    free(t->hnorm);
+    free(t->head_norm);
+    linear_free(&t->eh_proj);
+    linear_free(&t->head);
+    layer_free(&t->block);
+}
+
+static int model_load_weights(model_t *m, const model_options_t *opt, spex_err_t *err) {
+    const spex_config_t *c = &m->cfg;
+    int64_t eshape[2] = {c->vocab_size, c->hidden_size};
+    if (!(m->embed = tensor_store_load_f32_alloc(m->ts, "model.embed_tokens.weight", 2, eshape, err))) return -1;
+    m->layers = calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
+    if (!m->layers) return spex_fail(err, "out of memory");
+    for (int l = 0; l < c->num_hidden_layers; l++)
+        if (layer_load(&m->layers[l], c, m->ts, l, err)) return -1;
+    if (!(m->final_norm = vector_load(m->ts, "model.norm.weight", c->hidden_size, err))) return -1;
+    const char *head = tensor_store_find(m->ts, "lm_head.weight") || !c->tie_word_embeddings
+                           ? "lm_head.weight" : "model.embed_tokens.weight";
+    if (linear_load(&m->lm_head, m->ts, head, c->vocab_size, c->hidden_size, err)) return -1;
+    if (opt->load_mtp && c->num_nextn_predict_layers > 0) {
+        m->mtp = calloc((size_t)c->num_nextn_predict_layers, sizeof *m->mtp);
+        if (!m->mtp) return spex_fail(err, "out of memory");
+        m->n_mtp = c->num_nextn_predict_layers;
+        for (int k = 0; k < m->n_mtp; k++)
+            if (mtp_load(&m->mtp[k], c, m->ts, c->num_hidden_layers + k, err)) return -1;
+    }
+    if (opt->local_experts && c->n_routed_experts > 0)
+        if (!(m->experts = experts_local_create(c, m->ts, err))) return -1;
+    return 0;
+}
+
+model_t *model_load(const char *dir, const model_options_t *opt, spex_err_t *err) {
+    model_options_t def = {.load_mtp = true, .local_experts = true};
+    if (!opt) opt = &def;
+    model_t *m = calloc(1, sizeof *m);
+    char path[4096];
+    if (!m) { spex_fail(err, "out of memory"); return NULL; }
+    m->dir = strdup(dir);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (config_load(&m->cfg, path, err)) goto fail;
+    int block[2] = {m->cfg.fp8_block[0] ? m->cfg.fp8_block[0] : 128, m->cfg.fp8_block[1] ? m->cfg.fp8_block[1] : 128};
+    if (!(m->ts = tensor_store_open(dir, block, err))) goto fail;
+    if (model_load_weights(m, opt, err)) goto fail;
+    int max_pos = opt->max_positions > 0 ? opt->max_positions : m->cfg.max_position_embeddings;
+    if (rope_init(&m->rope, &m->cfg, max_pos, err)) goto fail;
+    return m;
+fail:
+    spex_err_prefix(err, "model '%s': ", dir);
+    model_free(m);
+    return NULL;
+}
+
+void model_free(model_t *m) {
+    if (!m) return;
+    if (m->layers)
+        for (int l = 0; l < m->cfg.num_hidden_layers; l++) layer_free(&m->layers[l]);
+    for (int k = 0; k < m->n_mtp; k++) mtp_free(&m->mtp[k]);
+    free(m->layers);
+    free(m->mtp);
+    free(m->embed);
+    free(m->final_norm);
+    linear_free(&m->lm_head);
+    rope_free(&m->rope);
+    if (m->experts) m->experts->destroy(m->experts);
+    tensor_store_free(m->ts);
+    free(m->dir);
+    free(m);
+}
+
+void model_set_experts(model_t *m, moe_backend_t *backend) {
+    if (m->experts) m->experts->destroy(m->experts);
+    m->experts = backend;
+}
+
+int model_cache_layers(const model_t *m) { return m->cfg.num_hidden_layers + m->n_mtp; }
+
+/* ---------------------------------------------------------------- forward */
+
+/* f[n, hidden] = FFN(x[n, hidden]) for a dense or MoE layer. */
+static int layer_ffn(model_t *m, const decoder_layer_t *d, int layer, const float *x, float *f, int n,
+                     spex_err_t *err) {
+    const spex_config_t *c = &m->cfg;
+    int hid = c->hidden_size;
+    if (!d->moe) {
+        float *scratch = malloc(sizeof(float) * 2 * (size_t)n * c->intermediate_size);
+        if (!scratch) return spex_fail(err, "layer %d: out of memory", layer);
+        expert_forward(&d->dense, x, f, n, scratch);
+        free(scratch);
+        return 0;
+    }
+    int k = c->num_experts_per_tok, E = c->n_routed_experts;
+    int inter = c->moe_intermediate_size * (c->n_shared_experts > 0 ? c->n_shared_experts : 1);
+    size_t need = (size_t)n * k * 2 + (size_t)n * 2 * E + (size_t)n * 2 * inter + (size_t)n * hid;
+    float *buf = malloc(sizeof(float) * need);
+    if (!buf) return spex_fail(err, "layer %d: out of memory", layer);
+    int32_t *idx = (int32_t *)buf;
+    float *w = buf + (size_t)n * k, *scratch = w + (size_t)n * k, *shared = scratch + (size_t)n * 2 * E;
+    float *escratch = shared + (size_t)n * hid;
+    router_select(&d->router, x, n, idx, w, scratch);
+    int rc = 0;
+    if (!m->experts) rc = spex_fail(err, "layer %d: no backend for routed experts", layer);
+    else rc = m->experts->routed(m->experts, layer, x, n, k, idx, w, f, err);
+    if (rc == 0 && d->has_shared) {
+        expert_forward(&d->shared, x, shared, n, escratch);
+        for (size_t i = 0; i < (size_t)n * hid; i++) f[i] += shared[i];   /* routed + shared */
+    }
+    free(buf);
+    if (rc) spex_err_prefix(err, "layer %d: ", layer);
+    return rc;
+}
+
+/* h[n, hidden] += attn(norm(h)); h += ffn(norm(h)). */
+static int layer_forward(model_t *m, const decoder_layer_t *d, int layer, float *h, const mla_seq_t *seqs,
+                         int n_seqs, int n, spex_err_t *err) {
+    int hid = m->cfg.hidden_size;
+    float eps = (float)m->cfg.rms_norm_eps;
+    float *xn = malloc(sizeof(float) * (size_t)n * hid * 2);
+    if (!xn) return spex_fail(err, "layer %d: out of memory", layer);
+    float *y = xn + (size_t)n * hid;
+    int rc = 0;
+    rmsnorm(xn, h, d->attn_norm, n, hid, eps);
+    if (mla_forward(&d->attn, &m->rope, layer, seqs, n_seqs, xn, y, err)) {
+        rc = spex_err_prefix(err, "layer %d attention: ", layer);
+        goto done;
+    }
+    for (size_t i = 0; i < (size_t)n * hid; i++) h[i] += y[i];
+    rmsnorm(xn, h, d->ffn_norm, n, hid, eps);
+    if ((rc = layer_ffn(m, d, layer, xn, y, n, err))) goto done;
+    for (size_t i = 0; i < (size_t)n * hid; i++) h[i] += y[i];
+done:
+    free(xn);
+    return rc;
+}
+
+/* logits[count, vocab] = head(hidden rows with want != 0). */
+static int head_forward(const linear_t *head, const float *hidden, int n, int hid, const uint8_t *want,
+                        float *logits, spex_err_t *err) {
+    if (!logits) return 0;
+    if (!want) {
+        linear_forward(head, hidden, logits, n);
+        return 0;
+    }
+    int count = 0;
+    float *rows = malloc(sizeof(float) * (size_t)n * hid);
+    if (!rows) return spex_fail(err, "head: out of memory");
+    for (int i = 0; i < n; i++)
+        if (want[i]) memcpy(rows + (size_t)count++ * hid, hidden + (size_t)i * hid, sizeof(float) * hid);
+    linear_forward(head, rows, logits, count);
+    free(rows);
+    return 0;
+}
+
+static int check_tokens(const model_t *m, const int32_t *tokens, int n, spex_err_t *err) {
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab_size)
+            return spex_fail(err, "token %d at row %d is outside the vocabulary [0, %d)", tokens[i], i,
+                             m->cfg.vocab_size);
+    return 0;
+}
+
+static int batch_rows(const mla_seq_t *seqs, int n_seqs) {
+    int n = 0;
+    for (int s = 0; s < n_seqs; s++) n += seqs[s].n;
+    return n;
+}
+
+int model_forward(model_t *m, const int32_t *tokens, const mla_seq_t *seqs, int n_seqs, float *hidden_out,
+                  const uint8_t *want, float *logits, spex_err_t *err) {
+    int n = batch_rows(seqs, n_seqs), hid = m->cfg.hidden_size;
+    if (n <= 0) return 0;
+    if (check_tokens(m, tokens, n, err)) return -1;
+    float *h = malloc(sizeof(float) * (size_t)n * hid);
+    if (!h) return spex_fail(err, "forward: out of memory for %d rows", n);
+    for (int i = 0; i < n; i++)                                         /* embed */
+        memcpy(h + (size_t)i * hid, m->embed + (size_t)tokens[i] * hid, sizeof(float) * hid);
+    int rc = 0;
+    for (int l = 0; l < m->cfg.num_hidden_layers && !rc; l++)
+        rc = layer_forward(m, &m->layers[l], l, h, seqs, n_seqs, n, err);
+    if (!rc) {
+        rmsnorm(h, h, m->final_norm, n, hid, (float)m->cfg.rms_norm_eps);   /* model.norm */
+        rc = head_forward(&m->lm_head, h, n, hid, want, logits, err);
+        if (!rc && hidden_out) memcpy(hidden_out, h, sizeof(float) * (size_t)n * hid);
+    }
+    free(h);
+    return rc;
+}
+
+int model_mtp_forward(model_t *m, int k, const int32_t *tokens, const float *hidden_in, const mla_seq_t *seqs,
+                      int n_seqs, float *hidden_out, const uint8_t *want, float *logits, spex_err_t *err) {
+    if (k < 0 || k >= m->n_mtp) return spex_fail(err, "MTP module %d not loaded (model has %d)", k, m->n_mtp);
+    int n = batch_rows(seqs, n_seqs), hid = m->cfg.hidden_size;
+    float eps = (float)m->cfg.rms_norm_eps;
+    if (n <= 0) return 0;
+    if (check_tokens(m, tokens, n, err)) return -1;
+    const mtp_module_t *t = &m->mtp[k];
+    float *cat = malloc(sizeof(float) * (size_t)n * hid * 3);
+    if (!cat) return spex_fail(err, "MTP: out of memory for %d rows", n);
+    float *h = cat + (size_t)n * 2 * hid;
+    for (int i = 0; i < n; i++) {                 /* cat[i] = [enorm(embed(t)) ; hnorm(hidden)] */
+        float *row = cat + (size_t)i * 2 * hid;
+        rmsnorm(row, m->embed + (size_t)tokens[i] * hid, t->enorm, 1, hid, eps);
+        rmsnorm(row + hid, hidden_in + (size_t)i * hid, t->hnorm, 1, hid, eps);
+    }
+    linear_forward(&t->eh_proj, cat, h, n);       /* h[n, hidden] */
+    int layer = m->cfg.num_hidden_layers + k;
+    int rc = layer_forward(m, &t->block, layer, h, seqs, n_seqs, n, err);
+    if (!rc) {
+        rmsnorm(h, h, t->head_norm, n, hid, eps);
+        rc = head_forward(&t->head, h, n, hid, want, logits, err);
+        if (!rc && hidden_out) memcpy(hidden_out, h, sizeof(float) * (size_t)n * hid);
+    }
+    free(cat);
+    if (rc) spex_err_prefix(err, "MTP module %d: ", k);
+    return rc;
+}

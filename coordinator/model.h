@@ -1,0 +1,93 @@
+/* model.h - a DeepSeek-V3-architecture model on the coordinator: weights and forward pass.
+ *
+ *   h = embed(tokens)                                    [n, hidden]
+ *   per decoder layer l:
+ *     h += MLA(rmsnorm(h))                               latent KV cache, layer l
+ *     h += FFN(rmsnorm(h))     dense SwiGLU (l < first_k_dense_replace) or
+ *                              MoE: router -> routed experts (backend) + shared experts
+ *   hidden = rmsnorm(h) (model.norm);  logits = lm_head(hidden)   [n, vocab]
+ *
+ * MTP module m (decoder layer index L + m) predicts one token further:
+ *   x = eh_proj([enorm(embed(t_{i+1})) ; hnorm(hidden_i)])  -> decoder layer (own
+ *   KV cache) -> shared_head.norm -> shared_head.head.
+ *
+ * A forward call takes a batch made of several sequences (each with its own
+ * KV cache, its rows contiguous); attention is per sequence, everything else
+ * runs on all rows at once. The routed experts run wherever the backend puts them. */
+#ifndef SPEX_MODEL_H
+#define SPEX_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/expert.h"
+#include "core/rope.h"
+#include "core/safetensors.h"
+#include "coordinator/mla.h"
+#include "coordinator/moe_backend.h"
+#include "coordinator/router.h"
+
+typedef struct decoder_layer {
+    float *attn_norm, *ffn_norm;  /* input_layernorm, post_attention_layernorm: [hidden] */
+    mla_t attn;
+    bool moe;
+    expert_t dense;               /* FFN of a dense layer */
+    router_t router;              /* MoE layers */
+    bool has_shared;
+    expert_t shared;              /* shared experts fused: inter = moe_inter * n_shared */
+} decoder_layer_t;
+
+typedef struct mtp_module {
+    float *enorm, *hnorm;         /* [hidden] */
+    linear_t eh_proj;             /* [hidden, 2 * hidden] */
+    decoder_layer_t block;
+    float *head_norm;             /* shared_head.norm [hidden] */
+    linear_t head;                /* shared_head.head [vocab, hidden] */
+} mtp_module_t;
+
+typedef struct model {
+    spex_config_t cfg;
+    char *dir;
+    tensor_store_t *ts;
+    float *embed;                 /* [vocab, hidden] */
+    decoder_layer_t *layers;      /* [num_hidden_layers] */
+    float *final_norm;            /* [hidden] */
+    linear_t lm_head;             /* [vocab, hidden] */
+    mtp_module_t *mtp;            /* [n_mtp] */
+    int n_mtp;
+    rope_t rope;
+    moe_backend_t *experts;       /* owned */
+} model_t;
+
+typedef struct model_options {
+    bool load_mtp;                /* load MTP modules if the checkpoint has them */
+    bool local_experts;           /* load routed experts in-process (world size 1) */
+    int max_positions;            /* rope table size; 0 = max_position_embeddings */
+} model_options_t;
+
+/* Load config.json + safetensors from `dir`. */
+model_t *model_load(const char *dir, const model_options_t *opt, spex_err_t *err);
+void model_free(model_t *m);
+
+/* Replace the routed-expert backend (takes ownership; frees the old one). */
+void model_set_experts(model_t *m, moe_backend_t *backend);
+
+/* Number of decoder layers with a KV cache (main + loaded MTP). */
+int model_cache_layers(const model_t *m);
+
+/* Main model over a batch: tokens[n] split into seqs (rows appended to each
+ * sequence's cache). hidden_out[n, hidden] (after model.norm; may be NULL);
+ * logits[count, vocab] for the rows with want[i] != 0 (want NULL = all rows;
+ * logits NULL = none). */
+int model_forward(model_t *m, const int32_t *tokens, const mla_seq_t *seqs, int n_seqs, float *hidden_out,
+                  const uint8_t *want, float *logits, spex_err_t *err);
+
+/* MTP module `k` over a batch: row i combines hidden_in[i] (main model, after
+ * model.norm, at position p) with the embedding of tokens[i] (the token at
+ * p + 1); rows are appended to each sequence's MTP cache (layer L + k).
+ * hidden_out[n, hidden] = after shared_head.norm (feeds a next MTP step). */
+int model_mtp_forward(model_t *m, int k, const int32_t *tokens, const float *hidden_in, const mla_seq_t *seqs,
+                      int n_seqs, float *hidden_out, const uint8_t *want, float *logits, spex_err_t *err);
+
+#endif

@@ -1,0 +1,49 @@
+/* expert_group.c - see expert_group.h. Gather the rows of each expert, run the
+ * expert once over all of them, scatter back gate-weighted. */
+#include "expert_group.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/kernels.h"
+
+int expert_group_apply(expert_t *const *experts, int n_experts, const float *x, int n, int hidden, int k,
+                       const int32_t *idx, const float *w, float *out, expert_group_stats_t *stats,
+                       spex_err_t *err) {
+    int max_inter = 0;
+    for (int e = 0; e < n_experts; e++)
+        if (experts[e] && experts[e]->gate.out > max_inter) max_inter = experts[e]->gate.out;
+    int *rows = malloc(sizeof(int) * (size_t)n);          /* rows routed to the current expert */
+    float *wts = malloc(sizeof(float) * (size_t)n);
+    float *xin = malloc(sizeof(float) * (size_t)n * hidden);
+    float *yout = malloc(sizeof(float) * (size_t)n * hidden);
+    float *scratch = malloc(sizeof(float) * (size_t)2 * n * (max_inter > 0 ? max_inter : 1));
+    int rc = 0;
+    if (!rows || !wts || !xin || !yout || !scratch) {
+        rc = spex_fail(err, "experts: out of memory for %d rows", n);
+        goto done;
+    }
+    for (int e = 0; e < n_experts; e++) {
+        if (!experts[e]) continue;
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < k; j++)
+                if (idx[(size_t)i * k + j] == e) {
+                    rows[m] = i;
+                    wts[m] = w[(size_t)i * k + j];
+                    memcpy(xin + (size_t)m * hidden, x + (size_t)i * hidden, sizeof(float) * hidden);
+                    m++;
+                }
+        if (m == 0) continue;
+        if (stats && stats->tokens_per_expert) stats->tokens_per_expert[e] += m;
+        expert_forward(experts[e], xin, yout, m, scratch);
+        for (int r = 0; r < m; r++) axpy(out + (size_t)rows[r] * hidden, wts[r], yout + (size_t)r * hidden, hidden);
+    }
+done:
+    free(rows);
+    free(wts);
+    free(xin);
+    free(yout);
+    free(scratch);
+    return rc;
+}

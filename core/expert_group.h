@@ -1,0 +1,25 @@
+/* expert_group.h - run the routed experts of one MoE layer over a batch of rows.
+ *
+ * Input is DeepEP-style: rows x[n, hidden] and, per row, k (expert id, weight)
+ * pairs sorted by expert id. Experts not present here (NULL) are skipped, which
+ * is how a worker rank computes only its shard. Each expert runs as one GEMM
+ * batch over the rows routed to it; results are accumulated into out[n, hidden]
+ * (which must be zeroed by the caller or hold a partial sum) in ascending
+ * expert order for every row, the order DeepSeek's reference uses. */
+#ifndef SPEX_EXPERT_GROUP_H
+#define SPEX_EXPERT_GROUP_H
+
+#include <stdint.h>
+#include "core/expert.h"
+
+typedef struct expert_group_stats {
+    int64_t *tokens_per_expert;  /* [n_experts] incremented per assignment computed; may be NULL */
+} expert_group_stats_t;
+
+/* out[i] += sum over j of w[i,j] * experts[idx[i,j]](x[i]), for present experts.
+ * Returns -1 only when out of memory. */
+int expert_group_apply(expert_t *const *experts, int n_experts, const float *x, int n, int hidden, int k,
+                       const int32_t *idx, const float *w, float *out, expert_group_stats_t *stats,
+                       spex_err_t *err);
+
+#endif

@@ -1,0 +1,26 @@
+/* kernels.h - the elementwise and row-wise math of a transformer, on f32.
+ *
+ * Row-major everywhere: a matrix [n, d] is n rows of d contiguous floats.
+ * These are deliberately plain loops (the compiler vectorises them); all the
+ * heavy lifting (matrix products) goes through OpenBLAS in linear.c and mla.c. */
+#ifndef SPEX_KERNELS_H
+#define SPEX_KERNELS_H
+
+#include <stddef.h>
+
+/* y[i,:] = x[i,:] / sqrt(mean(x[i,:]^2) + eps) * w    x, y: [n, d]; w: [d]. y may alias x. */
+void rmsnorm(float *y, const float *x, const float *w, int n, int d, float eps);
+
+/* In place: x[i] = silu(gate[i]) * x[i]  over n elements (SwiGLU's middle). */
+void swiglu_inplace(float *x, const float *gate, size_t n);
+
+/* In place softmax over one row of n; entries of -INFINITY get probability 0. */
+void softmax_row(float *x, int n);
+
+/* y[i] += a * x[i] */
+void axpy(float *y, float a, const float *x, size_t n);
+
+/* Index of the largest element (lowest index on ties). */
+int argmax(const float *x, int n);
+
+#endif

@@ -1,0 +1,27 @@
+/* linear.h - a linear layer y = x W^T as stored in Hugging Face checkpoints.
+ *
+ * W is [out, in] row-major (PyTorch nn.Linear layout). Weights are held in f32
+ * (converted at load from F32/BF16/F16/F8_E4M3+scales); the product goes
+ * through OpenBLAS sgemm, so a batch of rows costs one GEMM. */
+#ifndef SPEX_LINEAR_H
+#define SPEX_LINEAR_H
+
+#include "core/error.h"
+#include "core/safetensors.h"
+
+typedef struct linear {
+    int out, in;
+    float *w;          /* [out, in], owned */
+} linear_t;
+
+/* Load tensor `name` (shape [out, in]) from the store. */
+int linear_load(linear_t *l, const tensor_store_t *ts, const char *name, int out, int in, spex_err_t *err);
+void linear_free(linear_t *l);
+
+/* y[n, out] = x[n, in] W^T. y must not alias x. */
+void linear_forward(const linear_t *l, const float *x, float *y, int n);
+
+/* Load a 1-D vector (norm weight, bias) of length d; returns malloc'ed floats or NULL. */
+float *vector_load(const tensor_store_t *ts, const char *name, int d, spex_err_t *err);
+
+#endif

@@ -1,0 +1,64 @@
+/* safetensors.h - read-only access to a checkpoint's tensors by name.
+ *
+ * A tensor_store_t opens a Hugging Face model directory: either one
+ * `model.safetensors` or the shards listed in `model.safetensors.index.json`.
+ * Each file is mmap'ed read-only and its JSON header is parsed and validated up
+ * front (header length within the file, dtype known, shape * dtype size == byte
+ * range, ranges inside the data section and not overlapping). Tensor bytes are
+ * only touched when loaded, so a process that loads a subset of tensors (an
+ * expert worker) only pays resident memory for that subset.
+ *
+ * Loading converts to f32. FP8 (F8_E4M3) weights are dequantised with their
+ * `<name>_scale_inv` companion tensor: F32 of shape [ceil(out/B0), ceil(in/B1)]
+ * where {B0,B1} is the block size (128x128 in DeepSeek-V3); element (r, c) is
+ * multiplied by scale_inv[r / B0][c / B1]. */
+#ifndef SPEX_SAFETENSORS_H
+#define SPEX_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "dtype.h"
+#include "error.h"
+
+#define ST_MAX_DIMS 8
+
+typedef struct st_tensor {
+    const char *name;
+    spex_dtype_t dtype;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    int64_t numel;
+    const uint8_t *data;      /* points into the file's mapping */
+    size_t nbytes;
+    int file;                 /* index into the store's files */
+} st_tensor_t;
+
+typedef struct tensor_store tensor_store_t;
+
+/* Open `dir` (model directory). fp8_block = block size for *_scale_inv
+ * dequantisation ({128,128} for DeepSeek-V3; from config quantization_config). */
+tensor_store_t *tensor_store_open(const char *dir, const int fp8_block[2], spex_err_t *err);
+/* Open a single .safetensors file (tests, tools). */
+tensor_store_t *tensor_store_open_file(const char *path, const int fp8_block[2], spex_err_t *err);
+void tensor_store_free(tensor_store_t *ts);
+
+/* Lookup; NULL if absent. */
+const st_tensor_t *tensor_store_find(const tensor_store_t *ts, const char *name);
+/* Number of tensors and i-th tensor (in sorted-name order). */
+size_t tensor_store_count(const tensor_store_t *ts);
+const st_tensor_t *tensor_store_at(const tensor_store_t *ts, size_t i);
+/* Path of file i (for error messages). */
+const char *tensor_store_file_path(const tensor_store_t *ts, int file);
+
+/* Load tensor `name` as f32 into `dst` (numel floats), checking that it has
+ * exactly `ndim` dims equal to `shape` (error names file, tensor, expected and
+ * actual shapes). F8_E4M3 uses its scale_inv companion (error if missing or of
+ * the wrong shape). */
+int tensor_store_load_f32(const tensor_store_t *ts, const char *name, int ndim, const int64_t *shape,
+                          float *dst, spex_err_t *err);
+
+/* Same, allocating: returns malloc'ed float[numel] or NULL on error. */
+float *tensor_store_load_f32_alloc(const tensor_store_t *ts, const char *name, int ndim,
+                                   const int64_t *shape, spex_err_t *err);
+
+#endif

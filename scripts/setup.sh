@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install every Debian 12 package Spex needs to build, test and train (idempotent).
+# Usage: scripts/setup.sh [--no-python]   (run as root, or with sudo available)
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config git
+      libopenmpi-dev openmpi-bin          # expert parallelism (MPI ranks)
+      libprotobuf-c-dev protobuf-c-compiler  # wire headers
+      libzstd-dev                         # payload compression
+      libopenblas-dev                     # GEMM for every linear layer
+      libcriterion-dev                    # unit tests
+      libonig-dev                         # tokenizer pre-tokenizer regexes
+      libmicrohttpd-dev                   # HTTP front end
+      libcjson-dev                        # config.json, tokenizer.json, CLI JSON
+      curl)
+if [ "${1:-}" != "--no-python" ]; then
+  pkgs+=(python3-numpy python3-torch python3-regex)  # references under tests/, trainer under tools/
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then echo "setup: all ${#pkgs[@]} packages present"; exit 0; fi
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "setup: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
