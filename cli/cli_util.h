@@ -21,6 +21,9 @@ int cli_parse_ids(const char *opt, const char *s, int32_t **ids, int *n);
 void cli_print_floats(FILE *f, const float *x, int n);
 void cli_print_ids(FILE *f, const int32_t *x, int n);
 
+/* Print a JSON string literal (escaped; invalid UTF-8 bytes become U+FFFD). */
+void cli_print_json_string(FILE *f, const char *s);
+
 /* "spex <cmd>: <msg>" on stderr. */
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

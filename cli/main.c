@@ -13,8 +13,8 @@ static const spex_command_t COMMANDS[] = {
 //  {"tokenize", cmd_tokenize, "JSON strings on stdin -> JSON id arrays on stdout"},
 //  {"detokenize", cmd_detokenize, "JSON id arrays on stdin -> JSON strings on stdout"},
     {"logits", cmd_logits, "print next-token logits for a token sequence as JSON (prefill, decode, MTP)"},
-//  {"generate", cmd_generate, "generate text from a prompt"},
-//  {"perplexity", cmd_perplexity, "perplexity and bits per byte of a text file"},
+    {"generate", cmd_generate, "generate text from a prompt"},
+    {"perplexity", cmd_perplexity, "perplexity and bits per byte of a text file"},
 };
 
 static void usage(FILE *out) {

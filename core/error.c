@@ -16,13 +16,17 @@ int spex_fail(spex_err_t *err, const char *fmt, ...) {
 
 int spex_err_prefix(spex_err_t *err, const char *fmt, ...) {
     if (!err) return -1;
-    char prefix[SPEX_ERR_MSG_MAX], old[SPEX_ERR_MSG_MAX];
+    char prefix[SPEX_ERR_MSG_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s%s", prefix, old);
+    size_t plen = strlen(prefix), olen = strnlen(err->msg, sizeof err->msg - 1);
+    if (plen > sizeof err->msg - 1) plen = sizeof err->msg - 1;
+    if (plen + olen > sizeof err->msg - 1) olen = sizeof err->msg - 1 - plen;   /* keep the head */
+    memmove(err->msg + plen, err->msg, olen);
+    memcpy(err->msg, prefix, plen);
+    err->msg[plen + olen] = '\0';
     return -1;
 }
 

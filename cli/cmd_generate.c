@@ -1,0 +1,163 @@
+/* cmd_generate.c - `spex generate`: continue a prompt.
+ *
+ *   spex generate --model DIR (--prompt TEXT | --tokens IDS) [-n N]
+ *                 [--temperature T] [--top-p P] [--top-k K] [--seed S] [--json] [--no-bos]
+ * Streams the text to stdout as it is generated (token ids if the model has no
+ * tokenizer.json); with --json prints one object {tokens, text, stats} at the end.
+ * A prompt given as text gets BOS prepended when the tokenizer config asks for it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "coordinator/generate.h"
+#include "coordinator/tokenizer.h"
+
+typedef struct gen_cli {
+    const char *dir, *prompt, *tokens;
+    long n;
+    gen_params_t gp;
+    bool json, no_bos;
+} gen_cli_t;
+
+typedef struct stream_ctx {
+    const tokenizer_t *tok;
+    utf8_stream_t utf8;
+    bool print;
+} stream_ctx_t;
+
+static void gen_usage(FILE *f) {
+    fprintf(f,
+            "usage: spex generate --model DIR (--prompt TEXT | --tokens ID,ID,...) [-n N]\n"
+            "                     [--temperature T] [--top-p P] [--top-k K] [--seed S] [--json] [--no-bos]\n"
+            "  -n N            tokens to generate (default 64)\n"
+            "  --temperature   0 = greedy (default 0)\n"
+            "  --json          print {tokens, text, stats} instead of streaming text\n");
+}
+
+static int gen_parse(int argc, char **argv, gen_cli_t *c) {
+    const char *v;
+    c->n = 64;
+    c->gp.sampling = (sampling_params_t){.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
+    for (int i = 1; i < argc; i++) {
+        int r = 0;
+        double d;
+        long l;
+        if ((r = cli_opt(argc, argv, &i, "--model", &c->dir)) || (r = cli_opt(argc, argv, &i, "--prompt", &c->prompt)) ||
+            (r = cli_opt(argc, argv, &i, "--tokens", &c->tokens))) {
+            if (r < 0) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "-n", &v)) || (r = cli_opt(argc, argv, &i, "--max-tokens", &v))) {
+            if (r < 0 || cli_parse_int("-n", v, 0, 1 << 24, &c->n)) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--temperature", &v))) {
+            if (r < 0 || cli_parse_double("--temperature", v, 0, 100, &d)) return -1;
+            c->gp.sampling.temperature = (float)d;
+        } else if ((r = cli_opt(argc, argv, &i, "--top-p", &v))) {
+            if (r < 0 || cli_parse_double("--top-p", v, 1e-9, 1, &d)) return -1;
+            c->gp.sampling.top_p = (float)d;
+        } else if ((r = cli_opt(argc, argv, &i, "--top-k", &v))) {
+            if (r < 0 || cli_parse_int("--top-k", v, 0, 1 << 30, &l)) return -1;
+            c->gp.sampling.top_k = (int)l;
+        } else if ((r = cli_opt(argc, argv, &i, "--seed", &v))) {
+            if (r < 0 || cli_parse_int("--seed", v, 0, 0x7fffffffffffffffL, &l)) return -1;
+            c->gp.sampling.seed = (uint64_t)l;
+        } else if (!strcmp(argv[i], "--json")) c->json = true;
+        else if (!strcmp(argv[i], "--no-bos")) c->no_bos = true;
+        else if (!strcmp(argv[i], "--help")) { gen_usage(stdout); exit(0); }
+        else { cli_error("generate", "unknown option '%s'", argv[i]); return -1; }
+    }
+    if (!c->dir || (!c->prompt == !c->tokens)) {
+        cli_error("generate", "need --model and exactly one of --prompt / --tokens");
+        return -1;
+    }
+    c->gp.max_new_tokens = (int)c->n;
+    return 0;
+}
+
+static int on_token(void *user, int32_t tok) {
+    stream_ctx_t *s = user;
+    if (!s->print) return 0;
+    if (!s->tok) { printf("%d ", (int)tok); fflush(stdout); return 0; }
+    if (tokenizer_is_special(s->tok, tok)) return 0;
+    size_t len;
+    const char *b = tokenizer_token_bytes(s->tok, tok, &len);
+    if (!b) return 0;
+    char buf[512];
+    if (len + 4 > sizeof buf) { fwrite(b, 1, len, stdout); fflush(stdout); return 0; }
+    size_t k = utf8_stream_push(&s->utf8, b, len, buf);
+    fwrite(buf, 1, k, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+/* Prompt ids from --tokens or by encoding --prompt. */
+static int gen_prompt(const gen_cli_t *c, const tokenizer_t *tok, int32_t **ids, int *n, spex_err_t *err) {
+    if (c->tokens) {
+        return cli_parse_ids("--tokens", c->tokens, ids, n) ? spex_fail(err, "bad --tokens") : 0;
+    }
+    if (!tok) return spex_fail(err, "--prompt needs a tokenizer.json in the model directory (or use --tokens)");
+    size_t cnt;
+    bool bos = !c->no_bos && tokenizer_bos_id(tok) >= 0 && tokenizer_add_bos_default(tok);
+    if (tokenizer_encode(tok, c->prompt, strlen(c->prompt), bos, ids, &cnt, err)) return -1;
+    *n = (int)cnt;
+    return 0;
+}
+
+static void print_json(const tokenizer_t *tok, const int32_t *gen, int n, const gen_stats_t *st) {
+    printf("{\"tokens\":");
+    cli_print_ids(stdout, gen, n);
+    printf(",\"text\":");
+    char *text = tok ? tokenizer_decode(tok, gen, (size_t)n, true, NULL, NULL) : NULL;
+    cli_print_json_string(stdout, text ? text : "");
+    free(text);
+    double dps = st->decode_seconds > 0 && n > 1 ? (n - 1) / st->decode_seconds : 0;
+    double pps = st->prefill_seconds > 0 ? st->prompt_tokens / st->prefill_seconds : 0;
+    printf(",\"stats\":{\"prompt_tokens\":%d,\"generated_tokens\":%d,\"finish_reason\":\"%s\","
+           "\"prefill_seconds\":%.6f,\"decode_seconds\":%.6f,\"prefill_tokens_per_second\":%.2f,"
+           "\"decode_tokens_per_second\":%.2f}}\n",
+           st->prompt_tokens, st->generated_tokens, st->finish_reason, st->prefill_seconds, st->decode_seconds, pps,
+           dps);
+}
+
+int cmd_generate(int argc, char **argv) {
+    gen_cli_t c = {0};
+    if (gen_parse(argc, argv, &c)) { gen_usage(stderr); return 2; }
+    spex_err_t err = {0};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", c.dir);
+    tokenizer_t *tok = NULL;
+    if (access(path, R_OK) == 0 && !(tok = tokenizer_load(c.dir, &err))) {
+        cli_error("generate", "%s", err.msg);
+        return 1;
+    }
+    int32_t *prompt = NULL, *gen = NULL;
+    int n_prompt = 0, n_gen = 0, rc = 1;
+    model_options_t opt = {.load_mtp = false, .local_experts = true};
+    model_t *m = NULL;
+    if (gen_prompt(&c, tok, &prompt, &n_prompt, &err) || !(m = model_load(c.dir, &opt, &err))) goto fail;
+    c.gp.eos_id = tok ? tokenizer_eos_id(tok) : m->cfg.eos_token_id;
+    stream_ctx_t sc = {.tok = tok, .print = !c.json};
+    gen_stats_t st;
+    if (generate(m, prompt, n_prompt, &c.gp, on_token, &sc, &gen, &n_gen, &st, &err)) goto fail;
+    if (c.json) print_json(tok, gen, n_gen, &st);
+    else {
+        char tail[8];
+        fwrite(tail, 1, utf8_stream_flush(&sc.utf8, tail), stdout);
+        printf("\n");
+        fprintf(stderr, "spex: %d prompt tokens, %d generated (%s); prefill %.1f tok/s, decode %.1f tok/s\n",
+                st.prompt_tokens, st.generated_tokens, st.finish_reason,
+                st.prefill_seconds > 0 ? st.prompt_tokens / st.prefill_seconds : 0,
+                st.decode_seconds > 0 && n_gen > 1 ? (n_gen - 1) / st.decode_seconds : 0);
+    }
+    rc = 0;
+    goto done;
+fail:
+    cli_error("generate", "%s", err.msg);
+done:
+    model_free(m);
+    tokenizer_free(tok);
+    free(prompt);
+    free(gen);
+    return rc;
+}
