@@ -49,11 +49,18 @@ size_t tensor_store_count(const tensor_store_t *ts);
 const st_tensor_t *tensor_store_at(const tensor_store_t *ts, size_t i);
 /* Path of file i (for error messages). */
 const char *tensor_store_file_path(const tensor_store_t *ts, int file);
+/* Number of files, the size in bytes of file i, the directory or file the store was
+ * opened from, and the FP8 block size in use (a NULL or {0,0} block at open means
+ * DeepSeek-V3's 128x128). */
+int tensor_store_file_count(const tensor_store_t *ts);
+uint64_t tensor_store_file_size(const tensor_store_t *ts, int file);
+const char *tensor_store_origin(const tensor_store_t *ts);
+void tensor_store_fp8_block(const tensor_store_t *ts, int block[2]);
 
 /* Load tensor `name` as f32 into `dst` (numel floats), checking that it has
  * exactly `ndim` dims equal to `shape` (error names file, tensor, expected and
  * actual shapes). F8_E4M3 uses its scale_inv companion (error if missing or of
- * the wrong shape). */
+ * the wrong shape). shape == NULL skips the shape check (tools). */
 int tensor_store_load_f32(const tensor_store_t *ts, const char *name, int ndim, const int64_t *shape,
                           float *dst, spex_err_t *err);
 
