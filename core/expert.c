@@ -31,3 +31,13 @@ void expert_forward(const expert_t *e, const float *x, float *y, int n, float *s
     swiglu_inplace(u, g, (size_t)n * inter);
     linear_forward(&e->down, u, y, n);
 }
+
+void expert_forward_rows(const expert_t *e, const float *x, float *y, int n, float *scratch) {
+    int inter = e->gate.out;
+    float *g = scratch;                          /* [n, inter] */
+    float *u = scratch + (size_t)n * inter;      /* [n, inter] */
+    linear_forward_rows(&e->gate, x, g, n);
+    linear_forward_rows(&e->up, x, u, n);
+    swiglu_inplace(u, g, (size_t)n * inter);
+    linear_forward_rows(&e->down, u, y, n);
+}

@@ -21,4 +21,8 @@ void expert_free(expert_t *e);
 /* y[n, hidden] = expert(x[n, hidden]). scratch: 2 * n * inter floats. */
 void expert_forward(const expert_t *e, const float *x, float *y, int n, float *scratch);
 
+/* Same, row-independent to the bit (linear_forward_rows): for routed experts,
+ * whose batches differ between placements. */
+void expert_forward_rows(const expert_t *e, const float *x, float *y, int n, float *scratch);
+
 #endif

@@ -36,7 +36,7 @@ int expert_group_apply(expert_t *const *experts, int n_experts, const float *x, 
                 }
         if (m == 0) continue;
         if (stats && stats->tokens_per_expert) stats->tokens_per_expert[e] += m;
-        expert_forward(experts[e], xin, yout, m, scratch);
+        expert_forward_rows(experts[e], xin, yout, m, scratch);
         for (int r = 0; r < m; r++) axpy(out + (size_t)rows[r] * hidden, wts[r], yout + (size_t)r * hidden, hidden);
     }
 done:

@@ -5,7 +5,9 @@
  * is how a worker rank computes only its shard. Each expert runs as one GEMM
  * batch over the rows routed to it; results are accumulated into out[n, hidden]
  * (which must be zeroed by the caller or hold a partial sum) in ascending
- * expert order for every row, the order DeepSeek's reference uses. */
+ * expert order for every row, the order DeepSeek's reference uses. Experts use
+ * the row-independent product (expert_forward_rows), so a row's result is the
+ * same bits whichever other rows share its batch, rank or replica. */
 #ifndef SPEX_EXPERT_GROUP_H
 #define SPEX_EXPERT_GROUP_H
 

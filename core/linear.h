@@ -21,6 +21,10 @@ void linear_free(linear_t *l);
 /* y[n, out] = x[n, in] W^T. y must not alias x. */
 void linear_forward(const linear_t *l, const float *x, float *y, int n);
 
+/* Same product, but every output row depends only on its input row, bit for
+ * bit, whatever the batch (core/gemm_rows.h). Used for the routed experts. */
+void linear_forward_rows(const linear_t *l, const float *x, float *y, int n);
+
 /* Load a 1-D vector (norm weight, bias) of length d; returns malloc'ed floats or NULL. */
 float *vector_load(const tensor_store_t *ts, const char *name, int d, spex_err_t *err);
 
