@@ -1,0 +1,39 @@
+#!/usr/bin/python3
+"""Export a training checkpoint to Hugging Face layout (DeepSeek-V3 tensor names).
+
+  /usr/bin/python3 tools/train/export.py --ckpt tools/train/runs/austen-moe/ckpt.pt \
+      --tokenizer tools/train/runs/data --out models/austen-moe
+Weights are BF16 except mlp.gate.e_score_correction_bias (F32). The MTP layer's embed_tokens and
+shared_head.head are written as copies of model.embed_tokens / lm_head (they are shared in training).
+config.json has exactly the keys of tests/data/golden/tiny-f32/config.json. The model card (README.md) is
+written afterwards by report.py.
+"""
+import argparse, json, os, shutil, sys
+import torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sfile
+
+GOLDEN_KEYS = ['architectures', 'model_type', 'attention_bias', 'attention_dropout', 'bos_token_id', 'eos_token_id', 'ep_size',
+               'first_k_dense_replace', 'hidden_act', 'hidden_size', 'initializer_range', 'intermediate_size', 'kv_lora_rank',
+               'max_position_embeddings', 'moe_intermediate_size', 'moe_layer_freq', 'n_group', 'n_routed_experts',
+               'n_shared_experts', 'norm_topk_prob', 'num_attention_heads', 'num_experts_per_tok', 'num_hidden_layers',
+               'num_key_value_heads', 'num_nextn_predict_layers', 'pretraining_tp', 'q_lora_rank', 'qk_nope_head_dim',
+               'qk_rope_head_dim', 'rms_norm_eps', 'rope_scaling', 'rope_theta', 'routed_scaling_factor', 'scoring_func',
+               'seq_aux', 'tie_word_embeddings', 'topk_group', 'topk_method', 'torch_dtype', 'use_cache', 'v_head_dim', 'vocab_size']
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ckpt", required=True); ap.add_argument("--tokenizer", required=True)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    ck = torch.load(a.ckpt)
+    cfg = ck["config"]
+    assert set(cfg) == set(GOLDEN_KEYS), set(cfg) ^ set(GOLDEN_KEYS)
+    os.makedirs(a.out, exist_ok=True)
+    json.dump({k: cfg[k] for k in GOLDEN_KEYS}, open(f"{a.out}/config.json", "w"), indent=2)
+    sd = {k: v.clone() for k, v in ck["model"].items()}
+    sfile.save(f"{a.out}/model.safetensors", sd, {k: "F32" if k.endswith("e_score_correction_bias") else "BF16" for k in sd})
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(f"{a.tokenizer}/{f}", f"{a.out}/{f}")
+    size = sum(os.path.getsize(f"{a.out}/{f}") for f in os.listdir(a.out))
+    print(f"exported step {ck['step']} ({len(sd)} tensors) to {a.out}: {size / 1e6:.1f} MB")

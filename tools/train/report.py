@@ -1,0 +1,98 @@
+#!/usr/bin/python3
+"""Evaluate an exported model and write its model card (DIR/README.md) + DIR/../report json.
+
+  /usr/bin/python3 tools/train/report.py --model models/austen-moe --run tools/train/runs/austen-moe \
+      --val tools/train/runs/data/val.txt --ctx 256
+"""
+import argparse, json, os, re, sys
+import torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import model as M
+from eval import load, perplexity, generate
+
+PROMPTS = ["It is a truth universally acknowledged, that", "Elizabeth looked at Mr. Darcy and",
+           "\"My dear Emma,\" said Mr. Knightley,"]
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True); ap.add_argument("--run", required=True)
+    ap.add_argument("--val", required=True); ap.add_argument("--ctx", type=int, default=256)
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    m, tok = load(a.model)
+    c = m.c
+    total, active, mtp_extra = M.count_params(m)
+    ids = tok.encode(open(a.val, encoding="utf-8").read(), bos=True)
+    r = perplexity(m, ids, a.ctx)
+    biases = [l.gate.e_score_correction_bias.clone() for l in m.moe_layers()]
+    for l in m.moe_layers(): l.gate.e_score_correction_bias.zero_()
+    r0 = perplexity(m, ids, a.ctx)
+    for l, b in zip(m.moe_layers(), biases): l.gate.e_score_correction_bias.copy_(b)
+    samples = [(p, generate(m, tok, p, 60, a.ctx), generate(m, tok, p, 60, a.ctx, top_p=0.9, temp=0.8, seed=i))
+               for i, p in enumerate(PROMPTS)]
+    log = open(f"{a.run}/train.log").read()
+    evals = re.findall(r"eval step (\d+) val_loss ([\d.]+) ppl ([\d.]+) mtp_val_loss ([\d.]+)", log)
+    steps = re.findall(r"step\s+(\d+) lr \S+ loss ([\d.]+) mtp ([\d.]+)", log)
+    done = re.findall(r"# done: (\d+) steps, ([\d.]+) min", log)
+    args = re.findall(r"args (\{.*\})", log)[-1]
+    last = steps[-5:]
+    tr_main = sum(float(s[1]) for s in last) / len(last); tr_mtp = sum(float(s[2]) for s in last) / len(last)
+    n_steps, minutes = done[-1] if done else (steps[-1][0], "?")
+    size = os.path.getsize(f"{a.model}/model.safetensors") / 1e6
+    name = os.path.basename(os.path.normpath(a.model))
+    loadrows = "\n".join(f"| {c.first_k_dense_replace + i}{" (MTP)" if c.first_k_dense_replace + i == c.num_hidden_layers else ""} | {r['expert_load_max_over_mean'][i]:.2f} | {r0['expert_load_max_over_mean'][i]:.2f} | {min(r['expert_load'][i])} – {max(r['expert_load'][i])} |"
+                         for i in range(len(r["expert_load"])))
+    samp = "\n\n".join(f"**Prompt:** `{p}`\n\n- greedy: {g[len(p):]!r}\n- top-p 0.9, T 0.8: {s[len(p):]!r}" for p, g, s in samples)
+    card = f"""# {name}
+
+A small **DeepSeek-V3-architecture** MoE language model trained from scratch on Jane Austen's six novels,
+for testing the Spex inference engine. Hugging Face layout (`DeepseekV3ForCausalLM`), BF16 weights
+(`e_score_correction_bias` F32), `rope_scaling: null`.
+
+## Architecture
+- hidden {c.hidden_size}, {c.num_hidden_layers} layers ({c.first_k_dense_replace} dense SwiGLU with intermediate {c.intermediate_size}, then MoE), vocab {c.vocab_size}, context {c.max_position_embeddings}
+- MLA: {c.num_attention_heads} heads, q_lora_rank {c.q_lora_rank}, kv_lora_rank {c.kv_lora_rank}, qk_nope {c.qk_nope_head_dim}, qk_rope {c.qk_rope_head_dim} (interleaved RoPE, theta {c.rope_theta}), v_head {c.v_head_dim}
+- MoE: {c.n_routed_experts} routed experts (intermediate {c.moe_intermediate_size}) in {c.n_group} groups, top-{c.topk_group} groups, top-{c.num_experts_per_tok} experts,
+  sigmoid scores, noaux_tc with `e_score_correction_bias`, norm_topk_prob, routed_scaling_factor {c.routed_scaling_factor}, {c.n_shared_experts} shared expert
+- 1 MTP module (`model.layers.{c.num_hidden_layers}`): eh_proj(concat(enorm(embed(t[i+1])), hnorm(h[i]))), h = hidden after `model.norm`; its
+  `embed_tokens` / `shared_head.head` are copies of `model.embed_tokens` / `lm_head` (shared during training)
+- Parameters: main model **{total:,}** total, **{active:,}** active per token; MTP module +{mtp_extra:,} (excluding the shared embedding/head).
+  model.safetensors {size:.1f} MB.
+
+## Training
+- Data: `/work/shared/data/austen.txt` (Austen's six novels, 4.0 MB); last 5% by bytes (cut at a line boundary) held out for validation.
+- Tokenizer: byte-level BPE trained on the training split (`tools/train/bpe.py`), 4096 ids incl. BOS (0) / EOS (1), DeepSeek-V3 pre-tokenizer regexes.
+- PyTorch 1.13 CPU, 2 threads, {n_steps} steps in {minutes} min, AdamW (betas 0.9/0.95, wd 0.1), cosine LR with warmup; args: `{args}`
+- Loss = CE + λ·CE_MTP (λ 0.3 for the first 70% of the schedule, then 0.1) + 1e-4 × DeepSeek's sequence-wise balance loss.
+  Auxiliary-loss-free balancing: after each step, bias_e += 0.001·sign(mean load − load_e) per MoE layer.
+- Final training loss (mean of last 5 logged steps): main {tr_main:.3f}, MTP {tr_mtp:.3f}.
+
+## Evaluation (validation split, {r['tokens_scored']:,} scored tokens, ctx {a.ctx}, float32 from the exported BF16 weights)
+Definition: ids = [BOS] + encode(file), non-overlapping windows of {a.ctx} tokens, each window scored independently,
+first token of each window is context only (see `tools/train/README.md`).
+
+| | loss (nats) | perplexity |
+|---|---|---|
+| main model | {r['nll']:.4f} | {r['ppl']:.3f} |
+| MTP head (token i+2) | {r['mtp_nll']:.4f} | {r['mtp_ppl']:.3f} |
+| main, bias zeroed | {r0['nll']:.4f} | {r0['ppl']:.3f} |
+
+MTP top-1 agreement with the main model's next-next token (argmax MTP row i == argmax main row i+1): **{100 * r['mtp_agree']:.1f}%**.
+
+Expert load on the validation text (tokens per expert, max/mean; mean = tokens·top-k/experts):
+
+| layer | max/mean with bias | max/mean bias zeroed | min – max tokens (with bias) |
+|---|---|---|---|
+{loadrows}
+
+## Samples (prompt, then 60 generated tokens)
+
+{samp}
+
+## Reproduce
+See `tools/train/README.md`.
+"""
+    open(f"{a.model}/README.md", "w").write(card)
+    json.dump({"with_bias": r, "bias_zeroed": r0, "params_total": total, "params_active": active, "mtp_extra": mtp_extra,
+               "samples": samples}, open(f"{a.run}/report.json", "w"), indent=1)
+    print(card)
