@@ -44,7 +44,7 @@ int generate(model_t *m, const int32_t *prompt, int n_prompt, const gen_params_t
     want[n_prompt - 1] = 1;
     double t0 = spex_now();
     mla_seq_t seq = {kv, n_prompt};
-    if (model_forward(m, prompt, &seq, 1, NULL, want, logits, err)) goto done;
+    if (model_forward(m, prompt, &seq, 1, NULL, want, logits, false, err)) goto done;
     stats->prefill_seconds = spex_now() - t0;
     t0 = spex_now();
     while (n < p->max_new_tokens) {
@@ -54,7 +54,7 @@ int generate(model_t *m, const int32_t *prompt, int n_prompt, const gen_params_t
         if (tok == p->eos_id) { stats->finish_reason = "stop"; break; }
         if (n == p->max_new_tokens) break;
         mla_seq_t one = {kv, 1};
-        if (model_forward(m, &tok, &one, 1, NULL, NULL, logits, err)) goto done;
+        if (model_forward(m, &tok, &one, 1, NULL, NULL, logits, true, err)) goto done;
     }
     stats->decode_seconds = spex_now() - t0;
     stats->generated_tokens = n;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/gemm_rows.h"
 #include "core/kernels.h"
 
 int mla_load(mla_t *a, const spex_config_t *cfg, const tensor_store_t *ts, const char *prefix, spex_err_t *err) {
@@ -62,13 +63,13 @@ void mla_free(mla_t *a) {
 }
 
 /* q[n, H*(nope+rope)] from x[n, hidden]. scratch: n * q_lora floats. */
-static void mla_query(const mla_t *a, const float *x, float *q, int n, float *scratch) {
+static void mla_query(const mla_t *a, const float *x, float *q, int n, float *scratch, bool exact) {
     if (a->q_lora > 0) {
-        linear_forward(&a->q_a, x, scratch, n);
+        linear_apply(&a->q_a, x, scratch, n, exact);
         rmsnorm(scratch, scratch, a->q_a_norm, n, a->q_lora, a->eps);
-        linear_forward(&a->q_b, scratch, q, n);
+        linear_apply(&a->q_b, scratch, q, n, exact);
     } else {
-        linear_forward(&a->q_proj, x, q, n);
+        linear_apply(&a->q_proj, x, q, n, exact);
     }
 }
 
@@ -114,6 +115,35 @@ static void mla_head(const mla_t *a, const kv_cache_t *kv, int layer, int h, con
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, a->v_dim, L, 1.0f, o_lat, L, w_uv, L, 0.0f, out, ldo);
 }
 
+/* The same attention as mla_head, row by row with fixed-order loops: row i's
+ * output depends only on q row i and the cache (no BLAS blocking by row count).
+ * work: kv_lora (q_abs) + T (scores) + kv_lora (latent output) floats. */
+static void mla_head_exact(const mla_t *a, const kv_cache_t *kv, int layer, int h, const float *q, int ldq, int m,
+                           float *out, int ldo, float *work) {
+    int T = kv->len[layer], p0 = T - m, L = a->kv_lora, qk = a->nope + a->rope;
+    const float *lat = kv->latent[layer], *pe = kv->pe[layer];
+    const float *w_uk = a->kv_b.w + (size_t)h * (a->nope + a->v_dim) * L;   /* [nope, L] */
+    const float *w_uv = w_uk + (size_t)a->nope * L;                         /* [v, L] */
+    float *q_abs = work, *scores = work + L, *o_lat = scores + T;
+    for (int i = 0; i < m; i++) {
+        const float *qi = q + (size_t)i * ldq + h * qk;
+        int visible = p0 + i + 1;
+        for (int c = 0; c < L; c++) q_abs[c] = 0.0f;
+        for (int d = 0; d < a->nope; d++) axpy(q_abs, qi[d], w_uk + (size_t)d * L, L);   /* q_nope W_uk */
+        gemm_rows(q_abs, lat, scores, 1, visible, L);                                    /* q_abs . c_kv[t] */
+        for (int t = 0; t < visible; t++) {
+            const float *pt = pe + (size_t)t * a->rope;
+            float s = 0.0f;
+            for (int r = 0; r < a->rope; r++) s += qi[a->nope + r] * pt[r];
+            scores[t] = (scores[t] + s) * a->softmax_scale;
+        }
+        softmax_row(scores, visible);
+        for (int c = 0; c < L; c++) o_lat[c] = 0.0f;
+        for (int t = 0; t < visible; t++) axpy(o_lat, scores[t], lat + (size_t)t * L, L);
+        gemm_rows(o_lat, w_uv, out + (size_t)i * ldo, 1, a->v_dim, L);                   /* W_uv o_lat */
+    }
+}
+
 static int mla_check_room(const mla_seq_t *seqs, int n_seqs, int layer, const rope_t *rope, spex_err_t *err) {
     for (int s = 0; s < n_seqs; s++) {
         int need = seqs[s].kv->len[layer] + seqs[s].n;
@@ -128,7 +158,7 @@ static int mla_check_room(const mla_seq_t *seqs, int n_seqs, int layer, const ro
 }
 
 int mla_forward(const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *seqs, int n_seqs, const float *x,
-                float *out, spex_err_t *err) {
+                float *out, bool exact, spex_err_t *err) {
     if (mla_check_room(seqs, n_seqs, layer, rope, err)) return -1;
     int n = 0, max_m = 0, max_T = 0;
     for (int s = 0; s < n_seqs; s++) {
@@ -145,8 +175,8 @@ int mla_forward(const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *
     if (!buf) return spex_fail(err, "attention: out of memory for %d rows", n);
     float *q = buf, *kva = q + q_sz, *att = kva + kva_sz, *scratch = att + att_sz, *work = scratch + scratch_sz;
 
-    mla_query(a, x, q, n, scratch);                       /* q[n, H*qk] */
-    linear_forward(&a->kv_a, x, kva, n);                  /* kva[n, L + rope] */
+    mla_query(a, x, q, n, scratch, exact);                /* q[n, H*qk] */
+    linear_apply(&a->kv_a, x, kva, n, exact);             /* kva[n, L + rope] */
     int row = 0;
     for (int s = 0; s < n_seqs; s++) {
         int m = seqs[s].n, p0 = seqs[s].kv->len[layer];
@@ -154,11 +184,11 @@ int mla_forward(const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *
             for (int h = 0; h < H; h++) rope_apply(rope, q + (size_t)(row + i) * H * qk + h * qk + a->nope, p0 + i);
         mla_append(a, rope, seqs[s].kv, layer, kva + (size_t)row * (L + a->rope), m);
         for (int h = 0; h < H; h++)
-            mla_head(a, seqs[s].kv, layer, h, q + (size_t)row * H * qk, H * qk, m,
-                     att + (size_t)row * H * a->v_dim + h * a->v_dim, H * a->v_dim, work);
+            (exact ? mla_head_exact : mla_head)(a, seqs[s].kv, layer, h, q + (size_t)row * H * qk, H * qk, m,
+                                                att + (size_t)row * H * a->v_dim + h * a->v_dim, H * a->v_dim, work);
         row += m;
     }
-    linear_forward(&a->o_proj, att, out, n);              /* out[n, hidden] */
+    linear_apply(&a->o_proj, att, out, n, exact);         /* out[n, hidden] */
     free(buf);
     return 0;
 }

@@ -8,7 +8,12 @@
  * computed in the latent space ("absorbed" weights, as DeepSeek's own decode):
  *   score(t) = (q_nope W_uk) . c_kv[t] + q_pe . k_pe[t]           (times softmax scale)
  *   out_h    = W_uv (sum_t p(t) c_kv[t])
- * so the cache holds only c_kv and k_pe, and prefill and decode share one path. */
+ * so the cache holds only c_kv and k_pe, and prefill and decode share one path.
+ *
+ * Two kernels: OpenBLAS GEMMs per head (prefill), or, with `exact`, loops in
+ * which every row's result is a fixed function of that row and the cache
+ * (decode and verification: a token's logits must not depend on how many
+ * other rows share the step). */
 #ifndef SPEX_MLA_H
 #define SPEX_MLA_H
 
@@ -43,6 +48,6 @@ typedef struct mla_seq {
  * to its cache at `layer` (positions continue from kv->len[layer]). Fails if a
  * cache would overflow its capacity or the rope table. */
 int mla_forward(const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *seqs, int n_seqs, const float *x,
-                float *out, spex_err_t *err);
+                float *out, bool exact, spex_err_t *err);
 
 #endif

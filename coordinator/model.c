@@ -139,14 +139,14 @@ int model_cache_layers(const model_t *m) { return m->cfg.num_hidden_layers + m->
 /* ---------------------------------------------------------------- forward */
 
 /* f[n, hidden] = FFN(x[n, hidden]) for a dense or MoE layer. */
-static int layer_ffn(model_t *m, const decoder_layer_t *d, int layer, const float *x, float *f, int n,
+static int layer_ffn(model_t *m, const decoder_layer_t *d, int layer, const float *x, float *f, int n, bool exact,
                      spex_err_t *err) {
     const spex_config_t *c = &m->cfg;
     int hid = c->hidden_size;
     if (!d->moe) {
         float *scratch = malloc(sizeof(float) * 2 * (size_t)n * c->intermediate_size);
         if (!scratch) return spex_fail(err, "layer %d: out of memory", layer);
-        expert_forward(&d->dense, x, f, n, scratch);
+        expert_apply(&d->dense, x, f, n, scratch, exact);
         free(scratch);
         return 0;
     }
@@ -158,12 +158,12 @@ static int layer_ffn(model_t *m, const decoder_layer_t *d, int layer, const floa
     int32_t *idx = (int32_t *)buf;
     float *w = buf + (size_t)n * k, *scratch = w + (size_t)n * k, *shared = scratch + (size_t)n * 2 * E;
     float *escratch = shared + (size_t)n * hid;
-    router_select(&d->router, x, n, idx, w, scratch);
+    router_select(&d->router, x, n, idx, w, scratch, exact);
     int rc = 0;
     if (!m->experts) rc = spex_fail(err, "layer %d: no backend for routed experts", layer);
     else rc = m->experts->routed(m->experts, layer, x, n, k, idx, w, f, err);
     if (rc == 0 && d->has_shared) {
-        expert_forward(&d->shared, x, shared, n, escratch);
+        expert_apply(&d->shared, x, shared, n, escratch, exact);
         for (size_t i = 0; i < (size_t)n * hid; i++) f[i] += shared[i];   /* routed + shared */
     }
     free(buf);
@@ -173,7 +173,7 @@ static int layer_ffn(model_t *m, const decoder_layer_t *d, int layer, const floa
 
 /* h[n, hidden] += attn(norm(h)); h += ffn(norm(h)). */
 static int layer_forward(model_t *m, const decoder_layer_t *d, int layer, float *h, const mla_seq_t *seqs,
-                         int n_seqs, int n, spex_err_t *err) {
+                         int n_seqs, int n, bool exact, spex_err_t *err) {
     int hid = m->cfg.hidden_size;
     float eps = (float)m->cfg.rms_norm_eps;
     float *xn = malloc(sizeof(float) * (size_t)n * hid * 2);
@@ -181,13 +181,13 @@ static int layer_forward(model_t *m, const decoder_layer_t *d, int layer, float 
     float *y = xn + (size_t)n * hid;
     int rc = 0;
     rmsnorm(xn, h, d->attn_norm, n, hid, eps);
-    if (mla_forward(&d->attn, &m->rope, layer, seqs, n_seqs, xn, y, err)) {
+    if (mla_forward(&d->attn, &m->rope, layer, seqs, n_seqs, xn, y, exact, err)) {
         rc = spex_err_prefix(err, "layer %d attention: ", layer);
         goto done;
     }
     for (size_t i = 0; i < (size_t)n * hid; i++) h[i] += y[i];
     rmsnorm(xn, h, d->ffn_norm, n, hid, eps);
-    if ((rc = layer_ffn(m, d, layer, xn, y, n, err))) goto done;
+    if ((rc = layer_ffn(m, d, layer, xn, y, n, exact, err))) goto done;
     for (size_t i = 0; i < (size_t)n * hid; i++) h[i] += y[i];
 done:
     free(xn);
@@ -196,10 +196,10 @@ done:
 
 /* logits[count, vocab] = head(hidden rows with want != 0). */
 static int head_forward(const linear_t *head, const float *hidden, int n, int hid, const uint8_t *want,
-                        float *logits, spex_err_t *err) {
+                        float *logits, bool exact, spex_err_t *err) {
     if (!logits) return 0;
     if (!want) {
-        linear_forward(head, hidden, logits, n);
+        linear_apply(head, hidden, logits, n, exact);
         return 0;
     }
     int count = 0;
@@ -207,7 +207,7 @@ static int head_forward(const linear_t *head, const float *hidden, int n, int hi
     if (!rows) return spex_fail(err, "head: out of memory");
     for (int i = 0; i < n; i++)
         if (want[i]) memcpy(rows + (size_t)count++ * hid, hidden + (size_t)i * hid, sizeof(float) * hid);
-    linear_forward(head, rows, logits, count);
+    linear_apply(head, rows, logits, count, exact);
     free(rows);
     return 0;
 }
@@ -227,7 +227,7 @@ static int batch_rows(const mla_seq_t *seqs, int n_seqs) {
 }
 
 int model_forward(model_t *m, const int32_t *tokens, const mla_seq_t *seqs, int n_seqs, float *hidden_out,
-                  const uint8_t *want, float *logits, spex_err_t *err) {
+                  const uint8_t *want, float *logits, bool exact, spex_err_t *err) {
     int n = batch_rows(seqs, n_seqs), hid = m->cfg.hidden_size;
     if (n <= 0) return 0;
     if (check_tokens(m, tokens, n, err)) return -1;
@@ -237,10 +237,10 @@ int model_forward(model_t *m, const int32_t *tokens, const mla_seq_t *seqs, int 
         memcpy(h + (size_t)i * hid, m->embed + (size_t)tokens[i] * hid, sizeof(float) * hid);
     int rc = 0;
     for (int l = 0; l < m->cfg.num_hidden_layers && !rc; l++)
-        rc = layer_forward(m, &m->layers[l], l, h, seqs, n_seqs, n, err);
+        rc = layer_forward(m, &m->layers[l], l, h, seqs, n_seqs, n, exact, err);
     if (!rc) {
         rmsnorm(h, h, m->final_norm, n, hid, (float)m->cfg.rms_norm_eps);   /* model.norm */
-        rc = head_forward(&m->lm_head, h, n, hid, want, logits, err);
+        rc = head_forward(&m->lm_head, h, n, hid, want, logits, exact, err);
         if (!rc && hidden_out) memcpy(hidden_out, h, sizeof(float) * (size_t)n * hid);
     }
     free(h);
@@ -248,7 +248,7 @@ int model_forward(model_t *m, const int32_t *tokens, const mla_seq_t *seqs, int 
 }
 
 int model_mtp_forward(model_t *m, int k, const int32_t *tokens, const float *hidden_in, const mla_seq_t *seqs,
-                      int n_seqs, float *hidden_out, const uint8_t *want, float *logits, spex_err_t *err) {
+                      int n_seqs, float *hidden_out, const uint8_t *want, float *logits, bool exact, spex_err_t *err) {
     if (k < 0 || k >= m->n_mtp) return spex_fail(err, "MTP module %d not loaded (model has %d)", k, m->n_mtp);
     int n = batch_rows(seqs, n_seqs), hid = m->cfg.hidden_size;
     float eps = (float)m->cfg.rms_norm_eps;
@@ -263,12 +263,12 @@ int model_mtp_forward(model_t *m, int k, const int32_t *tokens, const float *hid
         rmsnorm(row, m->embed + (size_t)tokens[i] * hid, t->enorm, 1, hid, eps);
         rmsnorm(row + hid, hidden_in + (size_t)i * hid, t->hnorm, 1, hid, eps);
     }
-    linear_forward(&t->eh_proj, cat, h, n);       /* h[n, hidden] */
+    linear_apply(&t->eh_proj, cat, h, n, exact);  /* h[n, hidden] */
     int layer = m->cfg.num_hidden_layers + k;
-    int rc = layer_forward(m, &t->block, layer, h, seqs, n_seqs, n, err);
+    int rc = layer_forward(m, &t->block, layer, h, seqs, n_seqs, n, exact, err);
     if (!rc) {
         rmsnorm(h, h, t->head_norm, n, hid, eps);
-        rc = head_forward(&t->head, h, n, hid, want, logits, err);
+        rc = head_forward(&t->head, h, n, hid, want, logits, exact, err);
         if (!rc && hidden_out) memcpy(hidden_out, h, sizeof(float) * (size_t)n * hid);
     }
     free(cat);

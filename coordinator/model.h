@@ -13,7 +13,13 @@
  *
  * A forward call takes a batch made of several sequences (each with its own
  * KV cache, its rows contiguous); attention is per sequence, everything else
- * runs on all rows at once. The routed experts run wherever the backend puts them. */
+ * runs on all rows at once. The routed experts run wherever the backend puts them.
+ *
+ * `exact` selects the row-independent kernels (core/gemm_rows.h): a row's
+ * logits are then the same bits whatever else is in the batch. The engine uses
+ * them for every decode and verification step (so speculation and batching
+ * cannot change a greedy token) and OpenBLAS for a prompt's prefill, which
+ * always runs as its own call. Routed experts are always row-independent. */
 #ifndef SPEX_MODEL_H
 #define SPEX_MODEL_H
 
@@ -81,13 +87,13 @@ int model_cache_layers(const model_t *m);
  * logits[count, vocab] for the rows with want[i] != 0 (want NULL = all rows;
  * logits NULL = none). */
 int model_forward(model_t *m, const int32_t *tokens, const mla_seq_t *seqs, int n_seqs, float *hidden_out,
-                  const uint8_t *want, float *logits, spex_err_t *err);
+                  const uint8_t *want, float *logits, bool exact, spex_err_t *err);
 
 /* MTP module `k` over a batch: row i combines hidden_in[i] (main model, after
  * model.norm, at position p) with the embedding of tokens[i] (the token at
  * p + 1); rows are appended to each sequence's MTP cache (layer L + k).
  * hidden_out[n, hidden] = after shared_head.norm (feeds a next MTP step). */
 int model_mtp_forward(model_t *m, int k, const int32_t *tokens, const float *hidden_in, const mla_seq_t *seqs,
-                      int n_seqs, float *hidden_out, const uint8_t *want, float *logits, spex_err_t *err);
+                      int n_seqs, float *hidden_out, const uint8_t *want, float *logits, bool exact, spex_err_t *err);
 
 #endif

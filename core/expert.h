@@ -18,11 +18,16 @@ typedef struct expert {
 int expert_load(expert_t *e, const tensor_store_t *ts, const char *prefix, int hidden, int inter, spex_err_t *err);
 void expert_free(expert_t *e);
 
-/* y[n, hidden] = expert(x[n, hidden]). scratch: 2 * n * inter floats. */
+/* y[n, hidden] = expert(x[n, hidden]) through OpenBLAS. scratch: 2 * n * inter floats. */
 void expert_forward(const expert_t *e, const float *x, float *y, int n, float *scratch);
 
 /* Same, row-independent to the bit (linear_forward_rows): for routed experts,
  * whose batches differ between placements. */
 void expert_forward_rows(const expert_t *e, const float *x, float *y, int n, float *scratch);
+
+static inline void expert_apply(const expert_t *e, const float *x, float *y, int n, float *scratch, bool exact) {
+    if (exact) expert_forward_rows(e, x, y, n, scratch);
+    else expert_forward(e, x, y, n, scratch);
+}
 
 #endif
