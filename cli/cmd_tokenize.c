@@ -1,0 +1,187 @@
+/* cmd_tokenize.c - `spex tokenize` and `spex detokenize`: line-by-line filters
+ * between JSON and token ids, for checking the tokenizer against Hugging Face
+ * and for scripting.
+ *
+ *   spex tokenize --model DIR|tokenizer.json [--bos]
+ *       stdin: one JSON string per line; stdout: one compact JSON id array per line.
+ *   spex detokenize --model DIR|tokenizer.json [--skip-special]
+ *       stdin: one JSON id array per line; stdout: one JSON string per line.
+ *
+ * Output is flushed line by line so the commands work as coprocesses. The
+ * first bad line stops the run with its line number on stderr and exit 1;
+ * nothing is printed for that line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "coordinator/tokenizer.h"
+
+typedef struct tok_cli {
+    const char *cmd;   /* "tokenize" or "detokenize" */
+    const char *model;
+    bool flag;         /* --bos for tokenize, --skip-special for detokenize */
+} tok_cli_t;
+
+static void usage(FILE *f, const char *cmd) {
+    if (!strcmp(cmd, "tokenize"))
+        fprintf(f, "usage: spex tokenize --model DIR|tokenizer.json [--bos]\n"
+                   "  reads one JSON string per line on stdin, prints one JSON array of token ids per line.\n"
+                   "  --bos  prepend the BOS token (tokenizer_config.json's bos_token)\n");
+    else
+        fprintf(f, "usage: spex detokenize --model DIR|tokenizer.json [--skip-special]\n"
+                   "  reads one JSON array of token ids per line on stdin, prints one JSON string per line.\n"
+                   "  --skip-special  leave out special tokens (BOS, EOS, ...)\n");
+}
+
+/* Returns -1 to continue, or the exit code to return right away. */
+static int parse_args(int argc, char **argv, tok_cli_t *c) {
+    const char *flag = strcmp(c->cmd, "tokenize") ? "--skip-special" : "--bos";
+    for (int i = 1; i < argc; i++) {
+        int r = cli_opt(argc, argv, &i, "--model", &c->model);
+        if (r < 0) return 2;
+        if (r) continue;
+        if (!strcmp(argv[i], flag)) c->flag = true;
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout, c->cmd);
+            return 0;
+        } else {
+            cli_error(c->cmd, "unknown option '%s'", argv[i]);
+            usage(stderr, c->cmd);
+            return 2;
+        }
+    }
+    if (!c->model) {
+        cli_error(c->cmd, "--model is required");
+        usage(stderr, c->cmd);
+        return 2;
+    }
+    return -1;
+}
+
+/* cJSON turns "\u0000" into a NUL that silently ends its string, so refuse it. */
+static bool json_has_nul_escape(const char *s) {
+    for (; *s; s++) {
+        if (*s != '\\') continue;
+        if (s[1] == 'u' && !strncmp(s + 2, "0000", 4)) return true;
+        if (s[1]) s++; /* skip the escaped character, e.g. the second \ of \\ */
+    }
+    return false;
+}
+
+/* Parse a whole line (NUL-terminated at len) as one JSON value; trailing
+ * garbage after the value is an error, not ignored. */
+static cJSON *parse_line(const char *line, size_t len) {
+    return cJSON_ParseWithLengthOpts(line, len + 1, NULL, 1);
+}
+
+/* One line of tokenize: JSON string -> printed id array. */
+static int tokenize_line(const tokenizer_t *tok, bool bos, const char *line, size_t len, spex_err_t *err) {
+    cJSON *j = parse_line(line, len);
+    int rc = 0;
+    if (!cJSON_IsString(j)) rc = spex_fail(err, "expected a JSON string");
+    else if (json_has_nul_escape(line)) rc = spex_fail(err, "\\u0000 (NUL) in strings is not supported");
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (!rc) rc = tokenizer_encode(tok, j->valuestring, strlen(j->valuestring), bos, &ids, &n, err);
+    if (!rc) {
+        cli_print_ids(stdout, ids, (int)n);
+        fputc('\n', stdout);
+    }
+    free(ids);
+    cJSON_Delete(j);
+    return rc;
+}
+
+/* A JSON string exactly as cJSON_PrintUnformatted writes it (bytes >= 0x80 are
+ * copied, so invalid UTF-8 survives), plus NUL as \u0000, which cJSON cannot. */
+static void print_json_bytes(FILE *f, const char *s, size_t n) {
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\b' ? "\\b" : c == '\f' ? "\\f"
+                        : c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+        if (esc) fputs(esc, f);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* Ids of a JSON array of integers; *ids malloc'ed. */
+static int parse_id_array(const char *line, size_t len, int32_t **ids, size_t *n, spex_err_t *err) {
+    cJSON *j = parse_line(line, len), *it;
+    *ids = NULL;
+    *n = 0;
+    if (!cJSON_IsArray(j)) {
+        cJSON_Delete(j);
+        return spex_fail(err, "expected a JSON array of token ids");
+    }
+    size_t cnt = (size_t)cJSON_GetArraySize(j), i = 0;
+    *ids = malloc((cnt ? cnt : 1) * sizeof **ids);
+    int rc = *ids ? 0 : spex_fail(err, "out of memory");
+    cJSON_ArrayForEach(it, j) {
+        if (rc) break;
+        double v = it->valuedouble;
+        if (!cJSON_IsNumber(it) || !(v >= INT32_MIN && v <= INT32_MAX) || v != (double)(int32_t)v) rc = spex_fail(err, "element %zu is not an integer id", i);
+        else (*ids)[i++] = (int32_t)v;
+    }
+    cJSON_Delete(j);
+    if (rc) {
+        free(*ids);
+        *ids = NULL;
+        return -1;
+    }
+    *n = cnt;
+    return 0;
+}
+
+static int detokenize_line(const tokenizer_t *tok, bool skip, const char *line, size_t len, spex_err_t *err) {
+    int32_t *ids;
+    size_t n, out_len;
+    if (parse_id_array(line, len, &ids, &n, err)) return -1;
+    char *text = tokenizer_decode(tok, ids, n, skip, &out_len, err);
+    free(ids);
+    if (!text) return -1;
+    print_json_bytes(stdout, text, out_len);
+    fputc('\n', stdout);
+    free(text);
+    return 0;
+}
+
+/* Shared driver: load, then run `fn` on every stdin line. */
+static int run(int argc, char **argv, int (*fn)(const tokenizer_t *, bool, const char *, size_t, spex_err_t *)) {
+    tok_cli_t c = {.cmd = argv[0]};
+    int code = parse_args(argc, argv, &c);
+    if (code >= 0) return code;
+    spex_err_t err = {{0}};
+    tokenizer_t *tok = tokenizer_load(c.model, &err);
+    if (!tok) {
+        cli_error(c.cmd, "%s", err.msg);
+        return 1;
+    }
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    ssize_t len;
+    code = 0;
+    while ((len = getline(&line, &cap, stdin)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (fn(tok, c.flag, line, (size_t)len, &err)) {
+            fflush(stdout);
+            cli_error(c.cmd, "stdin line %zu: %s", lineno, err.msg);
+            code = 1;
+            break;
+        }
+        fflush(stdout);
+    }
+    free(line);
+    tokenizer_free(tok);
+    return code;
+}
+
+int cmd_tokenize(int argc, char **argv) { return run(argc, argv, tokenize_line); }
+int cmd_detokenize(int argc, char **argv) { return run(argc, argv, detokenize_line); }
