@@ -8,8 +8,8 @@
 static const spex_command_t COMMANDS[] = {
     /* One line per subcommand; a line is uncommented when its cmd_*.c exists. */
     {"help", NULL, "this list"},
-//  {"inspect", cmd_inspect, "print a checkpoint's config, tensors, parameter counts and bytes by dtype"},
-//  {"synth", cmd_synth, "write a random DeepSeek-V3-architecture checkpoint (any config, any dtype)"},
+    {"inspect", cmd_inspect, "print a checkpoint's config, tensors, parameter counts and bytes by dtype"},
+    {"synth", cmd_synth, "write a random DeepSeek-V3-architecture checkpoint (any config, any dtype)"},
     {"tokenize", cmd_tokenize, "JSON strings on stdin -> JSON id arrays on stdout"},
     {"detokenize", cmd_detokenize, "JSON id arrays on stdin -> JSON strings on stdout"},
     {"logits", cmd_logits, "print next-token logits for a token sequence as JSON (prefill, decode, MTP)"},

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Parsing context: where errors point. */
 typedef struct {
@@ -338,26 +339,22 @@ done:
 int config_load(spex_config_t *cfg, const char *path, spex_err_t *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return spex_fail(err, "%s: cannot open config: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 65536;
-            if (cap > (64u << 20)) { free(buf); fclose(f); return spex_fail(err, "%s: config larger than 64 MB", path); }
-            char *nb = realloc(buf, cap);
-            if (!nb) { free(buf); fclose(f); return spex_fail(err, "%s: out of memory", path); }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
-        if (got == 0) break;
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || st.st_size > (off_t)(64u << 20)) {
+        fclose(f);
+        return spex_fail(err, "%s: cannot stat, or larger than 64 MB", path);
     }
-    int read_err = ferror(f);
+    size_t len = (size_t)st.st_size;
+    char *buf = malloc(len + 1);
+    size_t got = buf ? fread(buf, 1, len, f) : 0;
     fclose(f);
-    if (read_err) { free(buf); return spex_fail(err, "%s: read error", path); }
+    if (!buf || got != len) {
+        free(buf);
+        return spex_fail(err, "%s: read error", path);
+    }
     buf[len] = '\0';
-    if (strlen(buf) != len) { free(buf); return spex_fail(err, "%s: config contains a NUL byte", path); }
-    int rc = config_parse(cfg, buf, path, err);
+    int rc = strlen(buf) != len ? spex_fail(err, "%s: config contains a NUL byte", path)
+                                : config_parse(cfg, buf, path, err);
     free(buf);
     return rc;
 }
