@@ -1,7 +1,7 @@
 /* cmd_generate.c - `spex generate`: continue a prompt.
  *
- *   spex generate --model DIR (--prompt TEXT | --tokens IDS) [-n N]
- *                 [--temperature T] [--top-p P] [--top-k K] [--seed S] [--json] [--no-bos]
+ *   spex generate --model DIR (--prompt TEXT | --tokens IDS) [-n N] [--spec-k K] [--draft sampled|argmax]
+ *                 [--temperature T] [--top-p P] [--top-k K] [--seed S] [--json] [--stats FILE] [--no-bos]
  * Streams the text to stdout as it is generated (token ids if the model has no
  * tokenizer.json); with --json prints one object {tokens, text, stats} at the end.
  * A prompt given as text gets BOS prepended when the tokenizer config asks for it. */
@@ -18,7 +18,8 @@
 typedef struct gen_cli {
     const char *dir, *prompt, *tokens;
     long n;
-    gen_params_t gp;
+    seq_params_t gp;
+    const char *stats_file;
     bool json, no_bos;
 } gen_cli_t;
 
@@ -30,17 +31,23 @@ typedef struct stream_ctx {
 
 static void gen_usage(FILE *f) {
     fprintf(f,
-            "usage: spex generate --model DIR (--prompt TEXT | --tokens ID,ID,...) [-n N]\n"
-            "                     [--temperature T] [--top-p P] [--top-k K] [--seed S] [--json] [--no-bos]\n"
+            "usage: spex generate --model DIR (--prompt TEXT | --tokens ID,ID,...) [-n N] [--spec-k K]\n"
+            "                     [--temperature T] [--top-p P] [--top-k K] [--seed S] [--draft sampled|argmax]\n"
+            "                     [--json] [--stats FILE] [--no-bos]\n"
             "  -n N            tokens to generate (default 64)\n"
+            "  --spec-k K      MTP speculative decoding with K drafts per step (0 = off, max %d)\n"
+            "  --draft MODE    temperature > 0: draft by sampling the MTP distribution (default) or its argmax\n"
             "  --temperature   0 = greedy (default 0)\n"
-            "  --json          print {tokens, text, stats} instead of streaming text\n");
+            "  --json          print {tokens, text, stats} instead of streaming text\n"
+            "  --stats FILE    write the stats object (timings, speculation acceptance) as JSON\n",
+            SPEX_MAX_SPEC_K);
 }
 
 static int gen_parse(int argc, char **argv, gen_cli_t *c) {
     const char *v;
     c->n = 64;
     c->gp.sampling = (sampling_params_t){.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
+    c->gp.sampled_drafts = true;
     for (int i = 1; i < argc; i++) {
         int r = 0;
         double d;
@@ -62,6 +69,16 @@ static int gen_parse(int argc, char **argv, gen_cli_t *c) {
         } else if ((r = cli_opt(argc, argv, &i, "--seed", &v))) {
             if (r < 0 || cli_parse_int("--seed", v, 0, 0x7fffffffffffffffL, &l)) return -1;
             c->gp.sampling.seed = (uint64_t)l;
+        } else if ((r = cli_opt(argc, argv, &i, "--spec-k", &v))) {
+            if (r < 0 || cli_parse_int("--spec-k", v, 0, SPEX_MAX_SPEC_K, &l)) return -1;
+            c->gp.spec_k = (int)l;
+        } else if ((r = cli_opt(argc, argv, &i, "--draft", &v))) {
+            if (r < 0) return -1;
+            if (!strcmp(v, "sampled")) c->gp.sampled_drafts = true;
+            else if (!strcmp(v, "argmax")) c->gp.sampled_drafts = false;
+            else { cli_error("generate", "--draft: expected 'sampled' or 'argmax', got '%s'", v); return -1; }
+        } else if ((r = cli_opt(argc, argv, &i, "--stats", &c->stats_file))) {
+            if (r < 0) return -1;
         } else if (!strcmp(argv[i], "--json")) c->json = true;
         else if (!strcmp(argv[i], "--no-bos")) c->no_bos = true;
         else if (!strcmp(argv[i], "--help")) { gen_usage(stdout); exit(0); }
@@ -104,20 +121,47 @@ static int gen_prompt(const gen_cli_t *c, const tokenizer_t *tok, int32_t **ids,
     return 0;
 }
 
-static void print_json(const tokenizer_t *tok, const int32_t *gen, int n, const gen_stats_t *st) {
+/* The stats object: timings and speculation acceptance per draft position. */
+static void print_stats(FILE *f, const gen_stats_t *st, int spec_k) {
+    const spec_stats_t *sp = &st->spec;
+    int n = st->generated_tokens;
+    double dps = st->decode_seconds > 0 && n > 1 ? (n - 1) / st->decode_seconds : 0;
+    double pps = st->prefill_seconds > 0 ? st->prompt_tokens / st->prefill_seconds : 0;
+    fprintf(f,
+            "{\"prompt_tokens\":%d,\"generated_tokens\":%d,\"finish_reason\":\"%s\",\"prefill_seconds\":%.6f,"
+            "\"decode_seconds\":%.6f,\"prefill_tokens_per_second\":%.2f,\"decode_tokens_per_second\":%.2f,"
+            "\"spec_k\":%d,\"steps\":%ld,\"tokens_per_step\":%.4f,\"drafted\":%ld,\"accepted\":%ld,"
+            "\"rejected\":%ld,\"acceptance\":%.4f,\"acceptance_by_position\":[",
+            st->prompt_tokens, n, st->finish_reason, st->prefill_seconds, st->decode_seconds, pps, dps, spec_k,
+            sp->steps, sp->steps ? (double)sp->emitted / sp->steps : 0.0, sp->drafted, sp->accepted,
+            sp->drafted - sp->accepted, sp->drafted ? (double)sp->accepted / sp->drafted : 0.0);
+    for (int j = 0; j < spec_k; j++)
+        fprintf(f, j ? ",%.4f" : "%.4f", sp->drafted_at[j] ? (double)sp->accepted_at[j] / sp->drafted_at[j] : 0.0);
+    fprintf(f, "],\"drafted_by_position\":[");
+    for (int j = 0; j < spec_k; j++) fprintf(f, j ? ",%ld" : "%ld", sp->drafted_at[j]);
+    fprintf(f, "],\"accepted_by_position\":[");
+    for (int j = 0; j < spec_k; j++) fprintf(f, j ? ",%ld" : "%ld", sp->accepted_at[j]);
+    fprintf(f, "]}");
+}
+
+static void print_json(const tokenizer_t *tok, const int32_t *gen, int n, const gen_stats_t *st, int spec_k) {
     printf("{\"tokens\":");
     cli_print_ids(stdout, gen, n);
     printf(",\"text\":");
     char *text = tok ? tokenizer_decode(tok, gen, (size_t)n, true, NULL, NULL) : NULL;
     cli_print_json_string(stdout, text ? text : "");
     free(text);
-    double dps = st->decode_seconds > 0 && n > 1 ? (n - 1) / st->decode_seconds : 0;
-    double pps = st->prefill_seconds > 0 ? st->prompt_tokens / st->prefill_seconds : 0;
-    printf(",\"stats\":{\"prompt_tokens\":%d,\"generated_tokens\":%d,\"finish_reason\":\"%s\","
-           "\"prefill_seconds\":%.6f,\"decode_seconds\":%.6f,\"prefill_tokens_per_second\":%.2f,"
-           "\"decode_tokens_per_second\":%.2f}}\n",
-           st->prompt_tokens, st->generated_tokens, st->finish_reason, st->prefill_seconds, st->decode_seconds, pps,
-           dps);
+    printf(",\"stats\":");
+    print_stats(stdout, st, spec_k);
+    printf("}\n");
+}
+
+static int write_stats(const char *path, const gen_stats_t *st, int spec_k) {
+    FILE *f = fopen(path, "w");
+    if (!f) { cli_error("generate", "cannot write --stats file '%s'", path); return -1; }
+    print_stats(f, st, spec_k);
+    fputc('\n', f);
+    return fclose(f) == 0 ? 0 : -1;
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -133,23 +177,29 @@ int cmd_generate(int argc, char **argv) {
     }
     int32_t *prompt = NULL, *gen = NULL;
     int n_prompt = 0, n_gen = 0, rc = 1;
-    model_options_t opt = {.load_mtp = false, .local_experts = true};
+    model_options_t opt = {.load_mtp = c.gp.spec_k > 0, .local_experts = true};
     model_t *m = NULL;
     if (gen_prompt(&c, tok, &prompt, &n_prompt, &err) || !(m = model_load(c.dir, &opt, &err))) goto fail;
     c.gp.eos_id = tok ? tokenizer_eos_id(tok) : m->cfg.eos_token_id;
     stream_ctx_t sc = {.tok = tok, .print = !c.json};
     gen_stats_t st;
     if (generate(m, prompt, n_prompt, &c.gp, on_token, &sc, &gen, &n_gen, &st, &err)) goto fail;
-    if (c.json) print_json(tok, gen, n_gen, &st);
+    if (c.json) print_json(tok, gen, n_gen, &st, c.gp.spec_k);
     else {
         char tail[8];
         fwrite(tail, 1, utf8_stream_flush(&sc.utf8, tail), stdout);
         printf("\n");
-        fprintf(stderr, "spex: %d prompt tokens, %d generated (%s); prefill %.1f tok/s, decode %.1f tok/s\n",
+        fprintf(stderr, "spex: %d prompt tokens, %d generated (%s); prefill %.1f tok/s, decode %.1f tok/s",
                 st.prompt_tokens, st.generated_tokens, st.finish_reason,
                 st.prefill_seconds > 0 ? st.prompt_tokens / st.prefill_seconds : 0,
                 st.decode_seconds > 0 && n_gen > 1 ? (n_gen - 1) / st.decode_seconds : 0);
+        if (c.gp.spec_k > 0)
+            fprintf(stderr, "; spec-k %d: %.2f tokens/step, acceptance %.1f%%", c.gp.spec_k,
+                    st.spec.steps ? (double)st.spec.emitted / st.spec.steps : 0.0,
+                    st.spec.drafted ? 100.0 * st.spec.accepted / st.spec.drafted : 0.0);
+        fputc('\n', stderr);
     }
+    if (c.stats_file && write_stats(c.stats_file, &st, c.gp.spec_k)) goto done;
     rc = 0;
     goto done;
 fail:

@@ -72,11 +72,17 @@ int cmd_perplexity(int argc, char **argv) {
     if (tokenizer_encode(tok, text, len, bos, &ids, &n, &err) || !(m = model_load(dir, &opt, &err))) goto fail;
     ppl_result_t r;
     if (perplexity_run(m, ids, (long)n, (int)ctx, isatty(2) ? progress_bar : NULL, NULL, &r, &err)) goto fail;
-    double ppl = exp(r.nll / r.predicted), bpb = r.nll / log(2.0) / (double)len;
+    size_t scored_bytes = 0;                     /* bytes of the tokens that were predicted */
+    for (size_t i = 0; i < n; i++) {
+        size_t b = 0;
+        if (i % (size_t)ctx != 0 && !tokenizer_is_special(tok, ids[i])) tokenizer_token_bytes(tok, ids[i], &b);
+        scored_bytes += b;
+    }
+    double ppl = exp(r.nll / r.predicted), bpb = r.nll / log(2.0) / (double)(scored_bytes ? scored_bytes : 1);
     if (json)
         printf("{\"perplexity\":%.6f,\"bits_per_byte\":%.6f,\"nll\":%.6f,\"tokens\":%zu,\"predicted\":%ld,"
                "\"bytes\":%zu,\"ctx\":%ld,\"seconds\":%.3f}\n",
-               ppl, bpb, r.nll, n, r.predicted, len, ctx, r.seconds);
+               ppl, bpb, r.nll, n, r.predicted, scored_bytes, ctx, r.seconds);
     else
         printf("perplexity: %.6f\nbits per byte: %.6f\ntokens: %zu (%ld predicted, ctx %ld), %.1f tokens/s\n", ppl,
                bpb, n, r.predicted, ctx, r.seconds > 0 ? r.predicted / r.seconds : 0);

@@ -11,60 +11,38 @@ double spex_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int check_request(const model_t *m, int n_prompt, const gen_params_t *p, spex_err_t *err) {
-    const char *bad = sampler_check(&p->sampling);
-    if (bad) return spex_fail(err, "%s", bad);
-    if (n_prompt <= 0) return spex_fail(err, "empty prompt");
-    if (p->max_new_tokens < 0) return spex_fail(err, "max_new_tokens must be >= 0");
-    long total = (long)n_prompt + p->max_new_tokens;
-    if (total > m->rope.max_pos)
-        return spex_fail(err, "prompt (%d tokens) + max_new_tokens (%d) exceeds the context of %d tokens", n_prompt,
-                         p->max_new_tokens, m->rope.max_pos);
-    return 0;
+typedef struct gen_cb {
+    gen_token_fn fn;
+    void *user;
+} gen_cb_t;
+
+static int forward_token(void *user, sequence_t *s, int32_t token) {
+    (void)s;
+    gen_cb_t *c = user;
+    return c->fn ? c->fn(c->user, token) : 0;
 }
 
-int generate(model_t *m, const int32_t *prompt, int n_prompt, const gen_params_t *p, gen_token_fn on_token,
+int generate(model_t *m, const int32_t *prompt, int n_prompt, const seq_params_t *p, gen_token_fn on_token,
              void *user, int32_t **out, int *n_out, gen_stats_t *stats, spex_err_t *err) {
     memset(stats, 0, sizeof *stats);
     *out = NULL;
     *n_out = 0;
-    if (check_request(m, n_prompt, p, err)) return -1;
-    int V = m->cfg.vocab_size, cap = n_prompt + p->max_new_tokens;
-    kv_cache_t *kv = kv_cache_create(model_cache_layers(m), m->cfg.kv_lora_rank, m->cfg.qk_rope_head_dim, cap, err);
-    float *logits = malloc(sizeof(float) * V), *probs = malloc(sizeof(float) * V);
-    uint8_t *want = calloc((size_t)n_prompt, 1);
-    int32_t *gen = malloc(sizeof(int32_t) * (size_t)(p->max_new_tokens + 1));
-    rng_t rng;
-    rng_seed(&rng, p->sampling.seed);
-    int rc = -1, n = 0;
-    if (!kv) goto done;
-    if (!logits || !probs || !want || !gen) { spex_fail(err, "out of memory"); goto done; }
-    stats->prompt_tokens = n_prompt;
-    stats->finish_reason = "length";
-    want[n_prompt - 1] = 1;
-    double t0 = spex_now();
-    mla_seq_t seq = {kv, n_prompt};
-    if (model_forward(m, prompt, &seq, 1, NULL, want, logits, false, err)) goto done;
-    stats->prefill_seconds = spex_now() - t0;
-    t0 = spex_now();
-    while (n < p->max_new_tokens) {
-        int32_t tok = sampler_sample(&p->sampling, logits, V, &rng, probs);
-        gen[n++] = tok;
-        if (on_token && on_token(user, tok)) { stats->finish_reason = "cancelled"; break; }
-        if (tok == p->eos_id) { stats->finish_reason = "stop"; break; }
-        if (n == p->max_new_tokens) break;
-        mla_seq_t one = {kv, 1};
-        if (model_forward(m, &tok, &one, 1, NULL, NULL, logits, true, err)) goto done;
+    sequence_t *s = sequence_create(m, prompt, n_prompt, p, err);
+    if (!s) return -1;
+    gen_cb_t cb = {on_token, user};
+    int rc = 0;
+    while (!s->done && rc == 0) rc = engine_step(m, &s, 1, forward_token, &cb, err);
+    if (rc == 0) {
+        stats->prompt_tokens = n_prompt;
+        stats->generated_tokens = s->n_out;
+        stats->prefill_seconds = s->prefill_seconds;
+        stats->decode_seconds = s->decode_seconds;
+        stats->finish_reason = s->finish_reason;
+        stats->spec = s->stats;
+        *out = s->out;           /* hand the buffer over */
+        *n_out = s->n_out;
+        s->out = NULL;
     }
-    stats->decode_seconds = spex_now() - t0;
-    stats->generated_tokens = n;
-    rc = 0;
-done:
-    kv_cache_free(kv);
-    free(logits);
-    free(probs);
-    free(want);
-    if (rc == 0) { *out = gen; *n_out = n; }
-    else free(gen);
+    sequence_free(s);
     return rc;
 }

@@ -29,7 +29,7 @@ int perplexity_run(model_t *m, const int32_t *tokens, long n, int ctx, ppl_progr
     if (!kv) goto done;
     if (!logits) { spex_fail(err, "out of memory for %d x %d logits", ctx, V); goto done; }
     double t0 = spex_now();
-    for (long start = 0; start + 1 < n; start += ctx - 1) {
+    for (long start = 0; start + 1 < n; start += ctx) {
         int len = (int)(n - start < ctx ? n - start : ctx);
         kv_cache_reset(kv, 0, kv->n_layers);
         mla_seq_t seq = {kv, len};

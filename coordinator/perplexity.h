@@ -1,12 +1,15 @@
 /* perplexity.h - how well the model predicts a token stream.
  *
  * Definition (shared with tools/train/eval.py, so the two can be compared):
- * the stream is split into windows of at most ctx tokens that overlap by one:
- * window w covers tokens [w*(ctx-1), w*(ctx-1) + ctx). Each window is scored
- * independently from an empty KV cache, and every token but the very first is
- * predicted exactly once, from the tokens before it in its window.
+ * the stream (BOS + the tokens of the whole text) is split into consecutive
+ * non-overlapping windows of ctx tokens, [w*ctx, (w+1)*ctx); a last, shorter
+ * window counts if it has at least 2 tokens. Each window is scored on its own
+ * from an empty KV cache; logits at window position j score token j+1, so the
+ * first token of every window is context only.
  *   nll = - sum log p(token | window prefix)      (natural log, float64 sum)
- *   perplexity = exp(nll / predicted),  bits per byte = nll / ln 2 / text bytes */
+ *   perplexity = exp(nll / predicted)
+ * Bits per byte divide by the bytes of the predicted tokens only (the CLI sums
+ * them), so windows' first tokens do not flatter the figure. */
 #ifndef SPEX_PERPLEXITY_H
 #define SPEX_PERPLEXITY_H
 

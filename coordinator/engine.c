@@ -1,0 +1,334 @@
+/* engine.c - see engine.h. One function per phase of a step. */
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/kernels.h"
+#include "coordinator/generate.h"
+#include "coordinator/spec_verify.h"
+
+/* ---------------------------------------------------------------- sequences */
+
+static int seq_check(const model_t *m, int n_prompt, const seq_params_t *p, spex_err_t *err) {
+    const char *bad = sampler_check(&p->sampling);
+    if (bad) return spex_fail(err, "%s", bad);
+    if (n_prompt <= 0) return spex_fail(err, "empty prompt");
+    if (p->max_new_tokens < 0) return spex_fail(err, "max_new_tokens must be >= 0");
+    if (p->spec_k < 0 || p->spec_k > SPEX_MAX_SPEC_K)
+        return spex_fail(err, "spec_k must be in [0, %d], got %d", SPEX_MAX_SPEC_K, p->spec_k);
+    if (p->spec_k > 0 && m->n_mtp == 0)
+        return spex_fail(err, "speculation (spec_k %d) needs an MTP module, and this model has none loaded",
+                         p->spec_k);
+    if ((long)n_prompt + p->max_new_tokens > m->rope.max_pos)
+        return spex_fail(err, "prompt (%d tokens) + max_new_tokens (%d) exceeds the context of %d tokens", n_prompt,
+                         p->max_new_tokens, m->rope.max_pos);
+    return 0;
+}
+
+sequence_t *sequence_create(const model_t *m, const int32_t *prompt, int n_prompt, const seq_params_t *p,
+                            spex_err_t *err) {
+    if (seq_check(m, n_prompt, p, err)) return NULL;
+    int V = m->cfg.vocab_size, cap = n_prompt + p->max_new_tokens + p->spec_k + 1;
+    if (cap > m->rope.max_pos) cap = m->rope.max_pos;
+    sequence_t *s = calloc(1, sizeof *s);
+    if (!s) { spex_fail(err, "out of memory"); return NULL; }
+    s->p = *p;
+    s->n_prompt = n_prompt;
+    s->prompt = malloc(sizeof(int32_t) * (size_t)n_prompt);
+    s->out = malloc(sizeof(int32_t) * (size_t)(p->max_new_tokens + SPEX_MAX_SPEC_K + 1));
+    s->mtp_hidden = malloc(sizeof(float) * (size_t)m->cfg.hidden_size);
+    if (p->spec_k > 0 && p->sampled_drafts && p->sampling.temperature > 0)
+        s->q = malloc(sizeof(float) * (size_t)p->spec_k * V);
+    s->kv = kv_cache_create(model_cache_layers(m), m->cfg.kv_lora_rank, m->cfg.qk_rope_head_dim, cap, err);
+    if (!s->kv || !s->prompt || !s->out || !s->mtp_hidden ||
+        (p->spec_k > 0 && p->sampled_drafts && p->sampling.temperature > 0 && !s->q)) {
+        if (s->kv) spex_fail(err, "out of memory for a sequence of %d tokens", cap);
+        sequence_free(s);
+        return NULL;
+    }
+    memcpy(s->prompt, prompt, sizeof(int32_t) * (size_t)n_prompt);
+    rng_seed(&s->rng, p->sampling.seed);
+    return s;
+}
+
+void sequence_free(sequence_t *s) {
+    if (!s) return;
+    kv_cache_free(s->kv);
+    free(s->prompt);
+    free(s->out);
+    free(s->q);
+    free(s->mtp_hidden);
+    free(s);
+}
+
+void spec_stats_add(spec_stats_t *a, const spec_stats_t *b) {
+    a->steps += b->steps;
+    a->emitted += b->emitted;
+    a->drafted += b->drafted;
+    a->accepted += b->accepted;
+    for (int j = 0; j < SPEX_MAX_SPEC_K; j++) {
+        a->drafted_at[j] += b->drafted_at[j];
+        a->accepted_at[j] += b->accepted_at[j];
+    }
+}
+
+/* Append a token to the output; returns false once the sequence is done. */
+static bool seq_emit(sequence_t *s, int32_t tok, engine_token_fn cb, void *user) {
+    s->out[s->n_out++] = tok;
+    if (cb && cb(user, s, tok)) { s->done = true; s->finish_reason = "cancelled"; }
+    else if (tok == s->p.eos_id) { s->done = true; s->finish_reason = "stop"; }
+    else if (s->n_out >= s->p.max_new_tokens) { s->done = true; s->finish_reason = "length"; }
+    return !s->done;
+}
+
+/* Most drafts worth verifying now: no more than the tokens still wanted, and
+ * every verify row must fit the cache. */
+static int seq_max_drafts(const sequence_t *s) {
+    int k = s->p.spec_k, left = s->p.max_new_tokens - s->n_out - 1, room = s->kv->capacity - s->pos - 1;
+    if (k > left) k = left;
+    if (k > room) k = room;
+    return k < 0 ? 0 : k;
+}
+
+/* Draft token j from MTP logits: argmax, or a draw from q (kept for verification). */
+static int32_t seq_draft(sequence_t *s, const float *mtp_logits, int j, int V) {
+    if (!s->q) return argmax(mtp_logits, V);
+    float *q = s->q + (size_t)j * V;
+    sampler_probs(&s->p.sampling, mtp_logits, V, q);
+    return sampler_draw(q, V, &s->rng);
+}
+
+/* ---------------------------------------------------------------- verification */
+
+static void seq_count(sequence_t *s, int k, int a, int emitted) {
+    s->stats.steps++;
+    s->stats.emitted += emitted;
+    int evaluated = a < k ? a + 1 : k;
+    for (int i = 0; i < evaluated; i++) {
+        s->stats.drafted_at[i]++;
+        s->stats.drafted++;
+        if (i < a) { s->stats.accepted_at[i]++; s->stats.accepted++; }
+    }
+}
+
+/* ---------------------------------------------------------------- phases */
+
+/* Scratch for one batched forward: rows of several sequences. */
+typedef struct rows {
+    int n, n_seqs, hid, V;
+    int32_t *tokens;      /* [n] */
+    float *hidden;        /* [n, hid]: MTP input */
+    float *hidden_out;    /* [n, hid] */
+    float *logits;        /* [n, V] */
+    uint8_t *want;        /* [n] */
+    mla_seq_t *seqs;      /* [n_seqs] */
+    sequence_t **who;     /* [n_seqs] */
+    int *first;           /* [n_seqs] first row of each sequence */
+} rows_t;
+
+static void rows_free(rows_t *r) {
+    free(r->tokens);
+    free(r->hidden);
+    free(r->hidden_out);
+    free(r->logits);
+    free(r->want);
+    free(r->seqs);
+    free(r->who);
+    free(r->first);
+    memset(r, 0, sizeof *r);
+}
+
+static int rows_alloc(rows_t *r, const model_t *m, int n, int n_seqs, spex_err_t *err) {
+    memset(r, 0, sizeof *r);
+    r->hid = m->cfg.hidden_size;
+    r->V = m->cfg.vocab_size;
+    size_t nn = n > 0 ? (size_t)n : 1, ns = n_seqs > 0 ? (size_t)n_seqs : 1;
+    r->tokens = malloc(sizeof(int32_t) * nn);
+    r->hidden = malloc(sizeof(float) * nn * r->hid);
+    r->hidden_out = malloc(sizeof(float) * nn * r->hid);
+    r->logits = malloc(sizeof(float) * nn * r->V);
+    r->want = calloc(nn, 1);
+    r->seqs = malloc(sizeof(mla_seq_t) * ns);
+    r->who = malloc(sizeof(sequence_t *) * ns);
+    r->first = malloc(sizeof(int) * ns);
+    if (r->tokens && r->hidden && r->hidden_out && r->logits && r->want && r->seqs && r->who && r->first) return 0;
+    rows_free(r);
+    return spex_fail(err, "out of memory for a step of %d rows", n);
+}
+
+/* Run the prompt (own forward call), emit the first token, draft d1. */
+static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *user, spex_err_t *err) {
+    int n = s->n_prompt;
+    rows_t r;
+    if (rows_alloc(&r, m, n, 1, err)) return -1;
+    float *probs = malloc(sizeof(float) * (size_t)r.V);
+    double t0 = spex_now();
+    int rc = -1;
+    if (!probs) { spex_fail(err, "out of memory"); goto done; }
+    r.want[n - 1] = 1;
+    mla_seq_t seq = {s->kv, n};
+    if (model_forward(m, s->prompt, &seq, 1, r.hidden, r.want, r.logits, false, err)) goto done;
+    s->started = true;
+    s->pos = n;
+    s->last = sampler_sample(&s->p.sampling, r.logits, r.V, &s->rng, probs);
+    if (seq_emit(s, s->last, cb, user) && seq_max_drafts(s) > 0) {
+        /* MTP rows t = 0..n-1: (h_t, token_{t+1}), token_n = the token just emitted */
+        memcpy(r.tokens, s->prompt + 1, sizeof(int32_t) * (size_t)(n - 1));
+        r.tokens[n - 1] = s->last;
+        if (model_mtp_forward(m, 0, r.tokens, r.hidden, &seq, 1, r.hidden_out, r.want, r.logits, false, err))
+            goto done;
+        memcpy(s->mtp_hidden, r.hidden_out + (size_t)(n - 1) * r.hid, sizeof(float) * r.hid);
+        s->drafts[0] = seq_draft(s, r.logits, 0, r.V);
+        s->n_drafts = 1;
+    }
+    rc = 0;
+done:
+    s->prefill_seconds = spex_now() - t0;
+    free(probs);
+    rows_free(&r);
+    return rc;
+}
+
+/* Accept/reject one sequence's drafts given its verify rows; emit tokens and
+ * roll the main cache back. Returns the number of accepted drafts. */
+static int verify_one(model_t *m, sequence_t *s, const float *logits, int k, float *p, float *tmp,
+                      engine_token_fn cb, void *user) {
+    int32_t next;
+    int a = spec_verify(&s->p.sampling, logits, m->cfg.vocab_size, s->drafts, k, s->q, &s->rng, p, tmp, &next);
+    int before = s->n_out;
+    kv_cache_truncate(s->kv, 0, m->cfg.num_hidden_layers, s->pos + a + 1);
+    s->pos += a + 1;
+    s->last = next;
+    bool alive = true;
+    for (int i = 0; i < a && alive; i++) alive = seq_emit(s, s->drafts[i], cb, user);
+    if (alive) seq_emit(s, next, cb, user);
+    seq_count(s, k, a, s->n_out - before);
+    s->n_drafts = 0;
+    return a;
+}
+
+/* MTP catch-up over the rows of `v` that were accepted, drafting d1 for each. */
+static int phase_catchup(model_t *m, rows_t *v, const int *accepted, const int *old_pos, spex_err_t *err) {
+    int n = 0, ns = 0;
+    for (int i = 0; i < v->n_seqs; i++)
+        if (!v->who[i]->done && v->who[i]->p.spec_k > 0 && seq_max_drafts(v->who[i]) > 0) n += accepted[i] + 1, ns++;
+    if (ns == 0) return 0;
+    rows_t r;
+    if (rows_alloc(&r, m, n, ns, err)) return -1;
+    int row = 0;
+    for (int i = 0; i < v->n_seqs; i++) {
+        sequence_t *s = v->who[i];
+        if (s->done || s->p.spec_k == 0 || seq_max_drafts(s) == 0) continue;
+        int a = accepted[i], c = r.n_seqs++;
+        kv_cache_truncate(s->kv, m->cfg.num_hidden_layers, m->n_mtp, old_pos[i]);
+        /* rows (h_t, token_{t+1}) for t = old_pos .. old_pos + a: tokens d1..da, last */
+        memcpy(r.tokens + row, v->tokens + v->first[i] + 1, sizeof(int32_t) * (size_t)a);
+        r.tokens[row + a] = s->last;
+        memcpy(r.hidden + (size_t)row * r.hid, v->hidden_out + (size_t)v->first[i] * r.hid,
+               sizeof(float) * (size_t)(a + 1) * r.hid);
+        r.seqs[c] = (mla_seq_t){s->kv, a + 1};
+        r.who[c] = s;
+        r.first[c] = row;
+        row += a + 1;
+        r.want[row - 1] = 1;
+    }
+    int rc = model_mtp_forward(m, 0, r.tokens, r.hidden, r.seqs, r.n_seqs, r.hidden_out, r.want, r.logits, true, err);
+    for (int c = 0; rc == 0 && c < r.n_seqs; c++) {
+        sequence_t *s = r.who[c];
+        int last = r.first[c] + r.seqs[c].n - 1;
+        memcpy(s->mtp_hidden, r.hidden_out + (size_t)last * r.hid, sizeof(float) * r.hid);
+        s->drafts[0] = seq_draft(s, r.logits + (size_t)c * r.V, 0, r.V);
+        s->n_drafts = 1;
+    }
+    rows_free(&r);
+    return rc;
+}
+
+/* One forward over [last, d1..dk] of every decoding sequence, then accept. */
+static int phase_verify(model_t *m, sequence_t **dec, int n_dec, engine_token_fn cb, void *user, spex_err_t *err) {
+    int n = 0;
+    for (int i = 0; i < n_dec; i++) {
+        int k = dec[i]->n_drafts < seq_max_drafts(dec[i]) ? dec[i]->n_drafts : seq_max_drafts(dec[i]);
+        n += k + 1;
+    }
+    rows_t v;
+    if (rows_alloc(&v, m, n, n_dec, err)) return -1;
+    int *accepted = malloc(sizeof(int) * (size_t)n_dec * 2), row = 0, rc = -1;
+    float *p = malloc(sizeof(float) * (size_t)v.V * 2);
+    if (!accepted || !p) { spex_fail(err, "out of memory"); goto done; }
+    for (int i = 0; i < n_dec; i++) {
+        sequence_t *s = dec[i];
+        int k = s->n_drafts < seq_max_drafts(s) ? s->n_drafts : seq_max_drafts(s);
+        v.tokens[row] = s->last;
+        memcpy(v.tokens + row + 1, s->drafts, sizeof(int32_t) * (size_t)k);
+        v.seqs[i] = (mla_seq_t){s->kv, k + 1};
+        v.who[i] = s;
+        v.first[i] = row;
+        row += k + 1;
+    }
+    v.n_seqs = n_dec;
+    double t0 = spex_now();
+    if (model_forward(m, v.tokens, v.seqs, n_dec, v.hidden_out, NULL, v.logits, true, err)) goto done;
+    int *old_pos = accepted + n_dec;
+    for (int i = 0; i < n_dec; i++) {
+        old_pos[i] = dec[i]->pos;
+        accepted[i] = verify_one(m, dec[i], v.logits + (size_t)v.first[i] * v.V, v.seqs[i].n - 1, p, p + v.V, cb,
+                                 user);
+    }
+    rc = phase_catchup(m, &v, accepted, old_pos, err);
+    double dt = spex_now() - t0;
+    for (int i = 0; i < n_dec; i++) dec[i]->decode_seconds += dt;
+done:
+    free(accepted);
+    free(p);
+    rows_free(&v);
+    return rc;
+}
+
+/* Draft d_{j+1} for every sequence that has j drafts and wants more: one MTP
+ * row each, from the previous MTP hidden state and the token it drafted. */
+static int phase_chain(model_t *m, sequence_t **seqs, int n_seqs, int j, spex_err_t *err) {
+    int ns = 0;
+    for (int i = 0; i < n_seqs; i++)
+        if (!seqs[i]->done && seqs[i]->n_drafts == j && j < seq_max_drafts(seqs[i])) ns++;
+    if (ns == 0) return 0;
+    rows_t r;
+    if (rows_alloc(&r, m, ns, ns, err)) return -1;
+    for (int i = 0; i < n_seqs; i++) {
+        sequence_t *s = seqs[i];
+        if (s->done || s->n_drafts != j || j >= seq_max_drafts(s)) continue;
+        int c = r.n_seqs++;
+        r.tokens[c] = s->drafts[j - 1];
+        memcpy(r.hidden + (size_t)c * r.hid, s->mtp_hidden, sizeof(float) * r.hid);
+        r.seqs[c] = (mla_seq_t){s->kv, 1};
+        r.who[c] = s;
+    }
+    int rc = model_mtp_forward(m, 0, r.tokens, r.hidden, r.seqs, r.n_seqs, r.hidden_out, NULL, r.logits, true, err);
+    for (int c = 0; rc == 0 && c < r.n_seqs; c++) {
+        sequence_t *s = r.who[c];
+        memcpy(s->mtp_hidden, r.hidden_out + (size_t)c * r.hid, sizeof(float) * r.hid);
+        s->drafts[j] = seq_draft(s, r.logits + (size_t)c * r.V, j, r.V);
+        s->n_drafts = j + 1;
+    }
+    rows_free(&r);
+    return rc;
+}
+
+int engine_step(model_t *m, sequence_t **seqs, int n_seqs, engine_token_fn on_token, void *user, spex_err_t *err) {
+    sequence_t **dec = malloc(sizeof(sequence_t *) * (size_t)(n_seqs > 0 ? n_seqs : 1));
+    if (!dec) return spex_fail(err, "out of memory");
+    int n_dec = 0, rc = 0, max_k = 0;
+    for (int i = 0; i < n_seqs && rc == 0; i++) {
+        sequence_t *s = seqs[i];
+        if (s->done) continue;
+        if (s->p.spec_k > max_k) max_k = s->p.spec_k;
+        if (s->started) dec[n_dec++] = s;          /* decoding since an earlier step */
+        else if (s->p.max_new_tokens == 0) { s->started = s->done = true; s->finish_reason = "length"; }
+        else rc = phase_prefill(m, s, on_token, user, err);
+    }
+    if (rc == 0 && n_dec > 0) rc = phase_verify(m, dec, n_dec, on_token, user, err);
+    for (int j = 1; j < max_k && rc == 0; j++) rc = phase_chain(m, seqs, n_seqs, j, err);
+    free(dec);
+    return rc;
+}

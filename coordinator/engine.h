@@ -1,0 +1,84 @@
+/* engine.h - the decode loop over a set of sequences, with MTP speculative decoding.
+ *
+ * One engine_step() advances every active sequence:
+ *   1. prefill: a new sequence runs its prompt (its own forward call), samples
+ *      its first token, and (with speculation) runs the MTP module over the
+ *      prompt to fill the MTP cache and draft d1;
+ *   2. verify: one forward of the main model over [last, d1..dK] rows of every
+ *      decoding sequence at once (each all-to-all carries K+1 rows per
+ *      sequence); accept drafts (greedy match, or speculative sampling: accept
+ *      d with prob min(1, p(d)/q(d)), else draw from norm(max(0, p - q))),
+ *      emit the accepted drafts plus one target token, roll back both caches;
+ *   3. draft: the MTP module catches up on the accepted tokens (rows
+ *      (h_t, token_{t+1}) for the new positions; its last row drafts d1), then
+ *      chains K-1 more single-row steps (hidden after shared_head.norm + the
+ *      token just drafted).
+ * Decode, verify and draft steps use the row-independent kernels, so a token's
+ * logits never depend on K or on the other sequences in the step: greedy output
+ * is identical with and without speculation and under any batching.
+ *
+ * Invariants for a decoding sequence (positions are 0-based):
+ *   main cache holds positions [0, pos); `last` is the token at position pos;
+ *   MTP cache holds positions [0, pos): row t was computed from (h_t, token_{t+1}). */
+#ifndef SPEX_ENGINE_H
+#define SPEX_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "coordinator/model.h"
+#include "coordinator/sampler.h"
+
+#define SPEX_MAX_SPEC_K 8
+
+typedef struct seq_params {
+    int max_new_tokens;
+    sampling_params_t sampling;
+    int spec_k;              /* 0 = no speculation; 1..SPEX_MAX_SPEC_K */
+    bool sampled_drafts;     /* temperature > 0: draft from q (true) or argmax of q (false) */
+    int32_t eos_id;          /* -1 = none */
+} seq_params_t;
+
+typedef struct spec_stats {
+    long steps;                               /* decode (verify) forwards */
+    long emitted;                             /* tokens emitted by those steps */
+    long drafted, accepted;                   /* over all positions */
+    long drafted_at[SPEX_MAX_SPEC_K];         /* drafts evaluated at position j+1 */
+    long accepted_at[SPEX_MAX_SPEC_K];        /* of which accepted */
+} spec_stats_t;
+
+typedef struct sequence {
+    seq_params_t p;
+    kv_cache_t *kv;
+    rng_t rng;
+    int32_t *prompt;
+    int n_prompt;
+    int32_t *out;            /* generated tokens [n_out] */
+    int n_out;
+    int pos;                 /* tokens in the main cache */
+    int32_t last;            /* last emitted token (at position pos) */
+    int32_t drafts[SPEX_MAX_SPEC_K];
+    int n_drafts;
+    float *q;                /* [spec_k, vocab]: draft distributions (sampled drafts) */
+    float *mtp_hidden;       /* [hidden]: MTP hidden of the last draft step */
+    bool started, done;
+    const char *finish_reason;   /* "stop", "length", "cancelled" */
+    spec_stats_t stats;
+    double prefill_seconds, decode_seconds;
+} sequence_t;
+
+/* Validates parameters against the model (spec_k needs MTP, context length...). */
+sequence_t *sequence_create(const model_t *m, const int32_t *prompt, int n_prompt, const seq_params_t *p,
+                            spex_err_t *err);
+void sequence_free(sequence_t *s);
+
+/* Called for each emitted token; return nonzero to cancel that sequence. */
+typedef int (*engine_token_fn)(void *user, sequence_t *s, int32_t token);
+
+/* Advance every sequence that is not done by one step. */
+int engine_step(model_t *m, sequence_t **seqs, int n_seqs, engine_token_fn on_token, void *user, spex_err_t *err);
+
+/* Add b's counters to a. */
+void spec_stats_add(spec_stats_t *a, const spec_stats_t *b);
+
+#endif
