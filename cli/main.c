@@ -15,6 +15,7 @@ static const spex_command_t COMMANDS[] = {
     {"logits", cmd_logits, "print next-token logits for a token sequence as JSON (prefill, decode, MTP)"},
     {"generate", cmd_generate, "generate text from a prompt"},
     {"perplexity", cmd_perplexity, "perplexity and bits per byte of a text file"},
+    {"bench", cmd_bench, "benchmarks: `spex bench spec` (MTP speculation, K = 0..4)"},
 };
 
 static void usage(FILE *out) {

@@ -71,6 +71,8 @@ void spec_stats_add(spec_stats_t *a, const spec_stats_t *b) {
         a->drafted_at[j] += b->drafted_at[j];
         a->accepted_at[j] += b->accepted_at[j];
     }
+    a->verify_seconds += b->verify_seconds;
+    a->draft_seconds += b->draft_seconds;
 }
 
 /* Append a token to the output; returns false once the sequence is done. */
@@ -270,6 +272,7 @@ static int phase_verify(model_t *m, sequence_t **dec, int n_dec, engine_token_fn
     v.n_seqs = n_dec;
     double t0 = spex_now();
     if (model_forward(m, v.tokens, v.seqs, n_dec, v.hidden_out, NULL, v.logits, true, err)) goto done;
+    double t1 = spex_now();
     int *old_pos = accepted + n_dec;
     for (int i = 0; i < n_dec; i++) {
         old_pos[i] = dec[i]->pos;
@@ -277,8 +280,12 @@ static int phase_verify(model_t *m, sequence_t **dec, int n_dec, engine_token_fn
                                  user);
     }
     rc = phase_catchup(m, &v, accepted, old_pos, err);
-    double dt = spex_now() - t0;
-    for (int i = 0; i < n_dec; i++) dec[i]->decode_seconds += dt;
+    double t2 = spex_now();
+    for (int i = 0; i < n_dec; i++) {
+        dec[i]->decode_seconds += t2 - t0;
+        dec[i]->stats.verify_seconds += t1 - t0;
+        dec[i]->stats.draft_seconds += t2 - t1;   /* accept/reject is negligible next to the MTP forward */
+    }
 done:
     free(accepted);
     free(p);
@@ -328,7 +335,14 @@ int engine_step(model_t *m, sequence_t **seqs, int n_seqs, engine_token_fn on_to
         else rc = phase_prefill(m, s, on_token, user, err);
     }
     if (rc == 0 && n_dec > 0) rc = phase_verify(m, dec, n_dec, on_token, user, err);
+    double t0 = spex_now();
     for (int j = 1; j < max_k && rc == 0; j++) rc = phase_chain(m, seqs, n_seqs, j, err);
+    double dt = spex_now() - t0;
+    for (int i = 0; i < n_seqs && max_k > 1; i++)
+        if (seqs[i]->started && !seqs[i]->done && seqs[i]->p.spec_k > 1) {
+            seqs[i]->decode_seconds += dt;
+            seqs[i]->stats.draft_seconds += dt;
+        }
     free(dec);
     return rc;
 }

@@ -45,6 +45,8 @@ typedef struct spec_stats {
     long drafted, accepted;                   /* over all positions */
     long drafted_at[SPEX_MAX_SPEC_K];         /* drafts evaluated at position j+1 */
     long accepted_at[SPEX_MAX_SPEC_K];        /* of which accepted */
+    double verify_seconds;                    /* main-model forwards of decode/verify steps */
+    double draft_seconds;                     /* MTP catch-up and chained drafting */
 } spec_stats_t;
 
 typedef struct sequence {

@@ -1,0 +1,196 @@
+/* cmd_bench.c - `spex bench spec`: what MTP speculation buys, measured in one run.
+ *
+ *   spex bench spec --model DIR [--max-k 4] [-n 64] [--prompts FILE] [--temperature T]
+ *                   [--draft sampled|argmax] [--csv FILE]
+ * For K = 0..max-k it generates n tokens after each prompt and reports decode
+ * tokens/s, tokens per verify step, acceptance at each draft position, the
+ * speedup over K = 0 from the same run, and the cost model: a step's cost
+ * relative to a plain decode step (main forward of K+1 rows + MTP drafting, over
+ * a 1-row forward), and the ideal speedup = tokens per step / relative cost.
+ * Prompts: one per line from --prompts (text, needs tokenizer.json), else a
+ * built-in set of Austen-like openings (or token ids when there is no tokenizer). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "coordinator/generate.h"
+#include "coordinator/tokenizer.h"
+
+#define BENCH_MAX_PROMPTS 64
+
+static const char *DEFAULT_PROMPTS[] = {
+    "It is a truth universally acknowledged",
+    "Mrs. Bennet was",
+    "The family of Dashwood had long been settled in Sussex.",
+    "Emma Woodhouse, handsome, clever, and rich,",
+    "She was",
+    "\"My dear Mr. Bennet,\" said his lady to him one day,",
+    "Sir Walter Elliot, of Kellynch Hall,",
+    "No one who had ever seen Catherine Morland in her infancy",
+};
+
+typedef struct bench_opts {
+    const char *dir, *prompts_file, *csv;
+    long max_k, n;
+    seq_params_t sp;
+} bench_opts_t;
+
+typedef struct bench_row {
+    int k;
+    long tokens;
+    double decode_s;
+    spec_stats_t st;
+} bench_row_t;
+
+static int bench_parse(int argc, char **argv, bench_opts_t *o) {
+    const char *v;
+    double d;
+    o->max_k = 4;
+    o->n = 64;
+    o->sp = (seq_params_t){.sampling = {.top_p = 1.0f}, .sampled_drafts = true, .eos_id = -1};
+    for (int i = 2; i < argc; i++) {
+        int r;
+        if ((r = cli_opt(argc, argv, &i, "--model", &o->dir)) || (r = cli_opt(argc, argv, &i, "--prompts", &o->prompts_file)) ||
+            (r = cli_opt(argc, argv, &i, "--csv", &o->csv))) {
+            if (r < 0) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--max-k", &v))) {
+            if (r < 0 || cli_parse_int("--max-k", v, 0, SPEX_MAX_SPEC_K, &o->max_k)) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "-n", &v))) {
+            if (r < 0 || cli_parse_int("-n", v, 1, 1 << 20, &o->n)) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--temperature", &v))) {
+            if (r < 0 || cli_parse_double("--temperature", v, 0, 100, &d)) return -1;
+            o->sp.sampling.temperature = (float)d;
+        } else if ((r = cli_opt(argc, argv, &i, "--draft", &v))) {
+            if (r < 0) return -1;
+            o->sp.sampled_drafts = strcmp(v, "argmax") != 0;
+        } else {
+            cli_error("bench", "unknown option '%s'", argv[i]);
+            return -1;
+        }
+    }
+    if (!o->dir) { cli_error("bench", "--model is required"); return -1; }
+    return 0;
+}
+
+/* Tokenized prompts: from the file, the built-in texts, or synthetic ids. */
+static int bench_prompts(const bench_opts_t *o, const model_t *m, int32_t **ids, int *lens, spex_err_t *err) {
+    char path[4096], line[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", o->dir);
+    tokenizer_t *tok = access(path, R_OK) == 0 ? tokenizer_load(o->dir, err) : NULL;
+    if (!tok && (o->prompts_file || access(path, R_OK) == 0)) return -1;
+    int n = 0;
+    FILE *f = o->prompts_file ? fopen(o->prompts_file, "r") : NULL;
+    if (o->prompts_file && !f) { tokenizer_free(tok); return spex_fail(err, "cannot open '%s'", o->prompts_file); }
+    for (int i = 0; n < BENCH_MAX_PROMPTS; i++) {
+        const char *text = NULL;
+        if (f) { if (!fgets(line, sizeof line, f)) break; line[strcspn(line, "\n")] = 0; text = line; }
+        else if (i < (int)(sizeof DEFAULT_PROMPTS / sizeof *DEFAULT_PROMPTS)) text = DEFAULT_PROMPTS[i];
+        else break;
+        if (!*text) continue;
+        size_t cnt = 0;
+        if (tok) {
+            if (tokenizer_encode(tok, text, strlen(text), tokenizer_bos_id(tok) >= 0, &ids[n], &cnt, err)) break;
+        } else {                         /* no tokenizer: ids derived from the text, inside the vocabulary */
+            cnt = strlen(text);
+            ids[n] = malloc(sizeof(int32_t) * cnt);
+            for (size_t j = 0; j < cnt; j++) ids[n][j] = (int32_t)((unsigned char)text[j] % m->cfg.vocab_size);
+        }
+        lens[n++] = (int)cnt;
+    }
+    if (f) fclose(f);
+    tokenizer_free(tok);
+    return err->msg[0] ? -1 : n;
+}
+
+static int bench_k(model_t *m, const bench_opts_t *o, int k, int32_t **ids, const int *lens, int n, bench_row_t *row,
+                   spex_err_t *err) {
+    memset(row, 0, sizeof *row);
+    row->k = k;
+    for (int i = 0; i < n; i++) {
+        seq_params_t p = o->sp;
+        p.spec_k = k;
+        p.max_new_tokens = (int)o->n;
+        p.sampling.seed = (uint64_t)i;
+        int32_t *gen;
+        int n_gen;
+        gen_stats_t st;
+        if (generate(m, ids[i], lens[i], &p, NULL, NULL, &gen, &n_gen, &st, err)) return -1;
+        free(gen);
+        row->tokens += st.spec.emitted;      /* tokens produced by decode steps */
+        row->decode_s += st.decode_seconds;
+        spec_stats_add(&row->st, &st.spec);
+    }
+    return 0;
+}
+
+static void bench_print(FILE *f, const bench_row_t *rows, int nk, bool csv) {
+    const bench_row_t *b = &rows[0];
+    double base_tps = b->decode_s > 0 ? b->tokens / b->decode_s : 0;
+    double base_step = b->st.steps ? b->st.verify_seconds / b->st.steps : 0;
+    if (csv) fprintf(f, "k,tokens,steps,tokens_per_s,tokens_per_step,speedup,rel_step_cost,ideal_speedup,acceptance\n");
+    else
+        fprintf(f, "%3s %8s %7s %10s %10s %8s %10s %8s  %s\n", "K", "tokens", "steps", "tok/s", "tok/step", "speedup",
+                "step cost", "ideal", "acceptance by draft position");
+    for (int i = 0; i < nk; i++) {
+        const bench_row_t *r = &rows[i];
+        double tps = r->decode_s > 0 ? r->tokens / r->decode_s : 0;
+        double tpstep = r->st.steps ? (double)r->st.emitted / r->st.steps : 0;
+        double cost = r->st.steps && base_step > 0
+                          ? (r->st.verify_seconds + r->st.draft_seconds) / r->st.steps / base_step : 0;
+        double ideal = cost > 0 ? tpstep / cost : 0;
+        fprintf(f, csv ? "%d,%ld,%ld,%.3f,%.4f,%.4f,%.4f,%.4f," : "%3d %8ld %7ld %10.2f %10.3f %7.2fx %10.3f %7.2fx  ",
+                r->k, r->tokens, r->st.steps, tps, tpstep, base_tps > 0 ? tps / base_tps : 0, cost, ideal);
+        for (int j = 0; j < r->k; j++)
+            fprintf(f, csv ? (j ? ";%.4f" : "%.4f") : "%5.1f%% ",
+                    (r->st.drafted_at[j] ? (double)r->st.accepted_at[j] / r->st.drafted_at[j] : 0) * (csv ? 1 : 100));
+        fputc('\n', f);
+    }
+}
+
+static int bench_spec(int argc, char **argv) {
+    bench_opts_t o = {0};
+    if (bench_parse(argc, argv, &o)) return 2;
+    spex_err_t err = {0};
+    model_options_t mo = {.load_mtp = true, .local_experts = true};
+    model_t *m = model_load(o.dir, &mo, &err);
+    int32_t *ids[BENCH_MAX_PROMPTS] = {0};
+    int lens[BENCH_MAX_PROMPTS], n = -1, rc = 1;
+    bench_row_t rows[SPEX_MAX_SPEC_K + 1];
+    if (!m || (n = bench_prompts(&o, m, ids, lens, &err)) < 0) goto fail;
+    if (m->n_mtp == 0 && o.max_k > 0) { spex_fail(&err, "the model has no MTP module"); goto fail; }
+    for (int k = 0; k <= o.max_k; k++) {
+        if (bench_k(m, &o, k, ids, lens, n, &rows[k], &err)) goto fail;
+        fprintf(stderr, "spex bench spec: K=%d done\n", k);
+    }
+    printf("spec bench: %s, %d prompts x %ld tokens, temperature %.2f%s\n", o.dir, n, o.n,
+           (double)o.sp.sampling.temperature,
+           o.sp.sampling.temperature > 0 ? (o.sp.sampled_drafts ? ", sampled drafts" : ", argmax drafts") : "");
+    bench_print(stdout, rows, (int)o.max_k + 1, false);
+    printf("step cost = (main forward of K+1 rows + MTP drafting) / plain 1-row decode step; "
+           "ideal = tok/step / step cost\n");
+    if (o.csv) {
+        FILE *f = fopen(o.csv, "w");
+        if (!f) { spex_fail(&err, "cannot write '%s'", o.csv); goto fail; }
+        bench_print(f, rows, (int)o.max_k + 1, true);
+        fclose(f);
+    }
+    rc = 0;
+    goto done;
+fail:
+    cli_error("bench", "%s", err.msg);
+done:
+    for (int i = 0; i < n; i++) free(ids[i]);
+    model_free(m);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "spec")) return bench_spec(argc, argv);
+    fprintf(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
+            "usage: spex bench spec --model DIR [--max-k 4] [-n 64] [--prompts FILE] [--temperature T]\n"
+            "                       [--draft sampled|argmax] [--csv FILE]\n");
+    return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
+}
