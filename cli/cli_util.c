@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int cli_opt(int argc, char **argv, int *i, const char *name, const char **value) {
     if (strcmp(argv[*i], name) != 0) return 0;
@@ -119,4 +120,14 @@ void cli_print_json_string(FILE *f, const char *str) {
         else fputc(c, f);
     }
     fputc('"', f);
+}
+
+void cli_progress(void *label, int done, int total) {
+    static const char bar[] = "########################################";
+    if (!isatty(2) || total <= 0) return;
+    int width = 40, fill = (int)((long)width * done / total);
+    fprintf(stderr, "\r%s [%.*s%*s] %3d%%", label ? (const char *)label : "", fill, bar, width - fill, "",
+            (int)(100L * done / total));
+    if (done >= total) fputs("\r\033[K", stderr);   /* clear the line when finished */
+    fflush(stderr);
 }

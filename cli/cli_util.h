@@ -24,6 +24,10 @@ void cli_print_ids(FILE *f, const int32_t *x, int n);
 /* Print a JSON string literal (escaped; invalid UTF-8 bytes become U+FFFD). */
 void cli_print_json_string(FILE *f, const char *s);
 
+/* A progress bar on stderr when it is a terminal (for model_options_t.progress):
+ * pass the label as user data. */
+void cli_progress(void *label, int done, int total);
+
 /* "spex <cmd>: <msg>" on stderr. */
 void cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

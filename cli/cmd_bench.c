@@ -154,7 +154,7 @@ static int bench_spec(int argc, char **argv) {
     bench_opts_t o = {0};
     if (bench_parse(argc, argv, &o)) return 2;
     spex_err_t err = {0};
-    model_options_t mo = {.load_mtp = true, .local_experts = true};
+    model_options_t mo = {.load_mtp = true, .local_experts = true, .progress = cli_progress, .progress_user = "loading model"};
     model_t *m = model_load(o.dir, &mo, &err);
     int32_t *ids[BENCH_MAX_PROMPTS] = {0};
     int lens[BENCH_MAX_PROMPTS], n = -1, rc = 1;

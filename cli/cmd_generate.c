@@ -177,7 +177,7 @@ int cmd_generate(int argc, char **argv) {
     }
     int32_t *prompt = NULL, *gen = NULL;
     int n_prompt = 0, n_gen = 0, rc = 1;
-    model_options_t opt = {.load_mtp = c.gp.spec_k > 0, .local_experts = true};
+    model_options_t opt = {.load_mtp = c.gp.spec_k > 0, .local_experts = true, .progress = cli_progress, .progress_user = "loading model"};
     model_t *m = NULL;
     if (gen_prompt(&c, tok, &prompt, &n_prompt, &err) || !(m = model_load(c.dir, &opt, &err))) goto fail;
     c.gp.eos_id = tok ? tokenizer_eos_id(tok) : m->cfg.eos_token_id;

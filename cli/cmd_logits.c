@@ -44,7 +44,7 @@ int cmd_logits(int argc, char **argv) {
     int n;
     if (cli_parse_ids("--tokens", toks, &ids, &n)) return 2;
     spex_err_t err = {0};
-    model_options_t opt = {.load_mtp = mtp, .local_experts = true};
+    model_options_t opt = {.load_mtp = mtp, .local_experts = true, .progress = cli_progress, .progress_user = "loading model"};
     model_t *m = model_load(dir, &opt, &err);
     score_result_t res;
     int rc = 1;

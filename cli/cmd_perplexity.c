@@ -64,7 +64,7 @@ int cmd_perplexity(int argc, char **argv) {
     int32_t *ids = NULL;
     char *text = NULL;
     model_t *m = NULL;
-    model_options_t opt = {.load_mtp = false, .local_experts = true};
+    model_options_t opt = {.load_mtp = false, .local_experts = true, .progress = cli_progress, .progress_user = "loading model"};
     tokenizer_t *tok = tokenizer_load(dir, &err);
     int rc = 1;
     if (!tok || !(text = read_all(file, &len, &err))) goto fail;

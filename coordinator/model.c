@@ -67,14 +67,22 @@ static void mtp_free(mtp_module_t *t) {
     layer_free(&t->block);
 }
 
+static void load_progress(const model_options_t *opt, int done, int total) {
+    if (opt->progress) opt->progress(opt->progress_user, done, total);
+}
+
 static int model_load_weights(model_t *m, const model_options_t *opt, spex_err_t *err) {
     const spex_config_t *c = &m->cfg;
+    int n_mtp = opt->load_mtp ? c->num_nextn_predict_layers : 0;
+    int total = c->num_hidden_layers + n_mtp + (opt->local_experts && c->n_routed_experts > 0 ? 1 : 0) + 1, done = 0;
     int64_t eshape[2] = {c->vocab_size, c->hidden_size};
     if (!(m->embed = tensor_store_load_f32_alloc(m->ts, "model.embed_tokens.weight", 2, eshape, err))) return -1;
     m->layers = calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
     if (!m->layers) return spex_fail(err, "out of memory");
-    for (int l = 0; l < c->num_hidden_layers; l++)
+    for (int l = 0; l < c->num_hidden_layers; l++) {
         if (layer_load(&m->layers[l], c, m->ts, l, err)) return -1;
+        load_progress(opt, ++done, total);
+    }
     if (!(m->final_norm = vector_load(m->ts, "model.norm.weight", c->hidden_size, err))) return -1;
     const char *head = tensor_store_find(m->ts, "lm_head.weight") || !c->tie_word_embeddings
                            ? "lm_head.weight" : "model.embed_tokens.weight";
@@ -83,11 +91,16 @@ static int model_load_weights(model_t *m, const model_options_t *opt, spex_err_t
         m->mtp = calloc((size_t)c->num_nextn_predict_layers, sizeof *m->mtp);
         if (!m->mtp) return spex_fail(err, "out of memory");
         m->n_mtp = c->num_nextn_predict_layers;
-        for (int k = 0; k < m->n_mtp; k++)
+        for (int k = 0; k < m->n_mtp; k++) {
             if (mtp_load(&m->mtp[k], c, m->ts, c->num_hidden_layers + k, err)) return -1;
+            load_progress(opt, ++done, total);
+        }
     }
-    if (opt->local_experts && c->n_routed_experts > 0)
+    if (opt->local_experts && c->n_routed_experts > 0) {
         if (!(m->experts = experts_local_create(c, m->ts, err))) return -1;
+        load_progress(opt, ++done, total);
+    }
+    load_progress(opt, total, total);
     return 0;
 }
 

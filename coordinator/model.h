@@ -70,6 +70,10 @@ typedef struct model_options {
     bool load_mtp;                /* load MTP modules if the checkpoint has them */
     bool local_experts;           /* load routed experts in-process (world size 1) */
     int max_positions;            /* rope table size; 0 = max_position_embeddings */
+    /* Called as loading proceeds (done of total steps: one per decoder layer,
+     * plus one per MoE layer's routed experts); may be NULL. */
+    void (*progress)(void *user, int done, int total);
+    void *progress_user;
 } model_options_t;
 
 /* Load config.json + safetensors from `dir`. */
