@@ -2,11 +2,14 @@
  *
  * Each output element is a dot product accumulated in an 8-lane vector
  * (lane l sums the products with k = l mod 8, in increasing k), then reduced
- * in a fixed tree, then the tail (k >= in - in % 8) is added in order. The
- * 4x2 tile (4 input rows x 2 weight rows, 8 vector accumulators) and the 1x1
- * path perform exactly these operations per element, so the tiling never
- * changes a result. target_clones builds an AVX2 copy next to the baseline
- * (SSE2) one; with FP contraction off both compute the same IEEE operations. */
+ * in a fixed tree, then the tail (k >= in - in % 8) is added in order. Tiles of
+ * R input rows x C weight rows (4x2, 2x4, 1x4, and Rx1 for leftovers) share
+ * their loads between accumulators but perform exactly these operations per
+ * element, so the tiling never changes a result. Small batches matter most:
+ * a decode step has 1 row per sequence and a speculative verify step K+1, and
+ * without tiles a lone row costs two loads per multiply-add.
+ * target_clones builds an AVX2 copy next to the baseline (SSE2) one; with FP
+ * contraction off both compute the same IEEE operations. */
 #include "gemm_rows.h"
 
 #include <stddef.h>
@@ -33,35 +36,60 @@ static inline float finish(v8 a, const float *x, const float *w, int kv, int in)
     return (s0 + s1) + t;
 }
 
-/* y[i..i+3][j..j+1] */
-static inline void tile4x2(const float *x, const float *w, float *y, int out, int in, int j) {
-    const float *x0 = x, *x1 = x + in, *x2 = x + 2 * (size_t)in, *x3 = x + 3 * (size_t)in;
-    const float *w0 = w + (size_t)j * in, *w1 = w0 + in;
-    v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0};
-    int kv = in - in % 8;
-    for (int k = 0; k < kv; k += 8) {
-        v8 b0 = load8(w0 + k), b1 = load8(w1 + k), v;
-        v = load8(x0 + k); a00 += v * b0; a01 += v * b1;
-        v = load8(x1 + k); a10 += v * b0; a11 += v * b1;
-        v = load8(x2 + k); a20 += v * b0; a21 += v * b1;
-        v = load8(x3 + k); a30 += v * b0; a31 += v * b1;
+/* y[r][j + c] for r < R, c < C: rows x (stride in), weight rows w + j*in, output stride out. */
+#define DEFINE_TILE_(R, C)                                                                              \
+    static inline void tile_##R##x##C(const float *x, const float *w, float *y, int out, int in, int j) { \
+        v8 acc[R][C];                                                                                    \
+        memset(acc, 0, sizeof acc);                                                                      \
+        int kv = in - in % 8;                                                                            \
+        for (int k = 0; k < kv; k += 8) {                                                                \
+            v8 b[C];                                                                                     \
+            for (int c = 0; c < C; c++) b[c] = load8(w + (size_t)(j + c) * in + k);                      \
+            for (int r = 0; r < R; r++) {                                                                \
+                v8 a = load8(x + (size_t)r * in + k);                                                    \
+                for (int c = 0; c < C; c++) acc[r][c] += a * b[c];                                       \
+            }                                                                                            \
+        }                                                                                                \
+        for (int r = 0; r < R; r++)                                                                      \
+            for (int c = 0; c < C; c++)                                                                  \
+                y[(size_t)r * out + j + c] = finish(acc[r][c], x + (size_t)r * in, w + (size_t)(j + c) * in, kv, in); \
     }
-    y[j] = finish(a00, x0, w0, kv, in);
-    y[j + 1] = finish(a01, x0, w1, kv, in);
-    y[out + j] = finish(a10, x1, w0, kv, in);
-    y[out + j + 1] = finish(a11, x1, w1, kv, in);
-    y[2 * (size_t)out + j] = finish(a20, x2, w0, kv, in);
-    y[2 * (size_t)out + j + 1] = finish(a21, x2, w1, kv, in);
-    y[3 * (size_t)out + j] = finish(a30, x3, w0, kv, in);
-    y[3 * (size_t)out + j + 1] = finish(a31, x3, w1, kv, in);
-}
 
-static inline float dot1(const float *x, const float *w, int in) {
-    v8 a = {0};
-    int kv = in - in % 8;
-    for (int k = 0; k < kv; k += 8) a += load8(x + k) * load8(w + k);
-    return finish(a, x, w, kv, in);
-}
+#define DEFINE_TILE(R, C) DEFINE_TILE_(R, C)   /* expands R, C before pasting */
+
+/* Tile widths per row-block height, chosen by measurement (bench: 512x512 and
+ * 1024x512 weights, AVX2): wider weight tiles spill accumulators. */
+#ifndef TILE4_C
+#define TILE4_C 1
+#endif
+#ifndef TILE2_C
+#define TILE2_C 2
+#endif
+#ifndef TILE1_C
+#define TILE1_C 4
+#endif
+
+DEFINE_TILE(4, 1)
+DEFINE_TILE(2, 1)
+DEFINE_TILE(1, 1)
+#if TILE4_C != 1
+DEFINE_TILE(4, TILE4_C)
+#endif
+#if TILE2_C != 1
+DEFINE_TILE(2, TILE2_C)
+#endif
+#if TILE1_C != 1
+DEFINE_TILE(1, TILE1_C)
+#endif
+
+#define CAT4(a, b, c, d) a##b##c##d
+#define TILE_FN(R, C) CAT4(tile_, R, x, C)
+#define ROW_BLOCK(R, C)                                                          \
+    do {                                                                         \
+        int j = 0;                                                               \
+        for (; j + (C) <= out; j += (C)) TILE_FN(R, C)(xi, w, yi, out, in, j);   \
+        for (; j < out; j++) TILE_FN(R, 1)(xi, w, yi, out, in, j);               \
+    } while (0)
 
 __attribute__((target_clones("avx2", "default")))
 void gemm_rows(const float *x, const float *w, float *y, int n, int out, int in) {
@@ -69,11 +97,16 @@ void gemm_rows(const float *x, const float *w, float *y, int n, int out, int in)
     for (; i + 4 <= n; i += 4) {
         const float *xi = x + (size_t)i * in;
         float *yi = y + (size_t)i * out;
-        int j = 0;
-        for (; j + 2 <= out; j += 2) tile4x2(xi, w, yi, out, in, j);
-        for (; j < out; j++)
-            for (int t = 0; t < 4; t++) yi[(size_t)t * out + j] = dot1(xi + (size_t)t * in, w + (size_t)j * in, in);
+        ROW_BLOCK(4, TILE4_C);
     }
-    for (; i < n; i++)
-        for (int j = 0; j < out; j++) y[(size_t)i * out + j] = dot1(x + (size_t)i * in, w + (size_t)j * in, in);
+    for (; i + 2 <= n; i += 2) {
+        const float *xi = x + (size_t)i * in;
+        float *yi = y + (size_t)i * out;
+        ROW_BLOCK(2, TILE2_C);
+    }
+    for (; i < n; i++) {
+        const float *xi = x + (size_t)i * in;
+        float *yi = y + (size_t)i * out;
+        ROW_BLOCK(1, TILE1_C);
+    }
 }
