@@ -47,22 +47,26 @@ static int cmp_desc(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
-/* Zero every prob outside the top-k / top-p nucleus, renormalise. */
+/* Zero every prob outside the top-k / top-p nucleus, renormalise. As Hugging
+ * Face, vLLM and llama.cpp do, top-p applies to the distribution already
+ * renormalised over the top-k tokens. */
 static void cut_tail(const sampling_params_t *p, float *probs, int V) {
     prob_id_t *v = malloc(sizeof *v * (size_t)V);
     if (!v) return;   /* no memory: fall back to the uncut distribution */
     for (int i = 0; i < V; i++) v[i] = (prob_id_t){probs[i], i};
     qsort(v, (size_t)V, sizeof *v, cmp_desc);
     int keep = (p->top_k > 0 && p->top_k < V) ? p->top_k : V;
-    if (p->top_p < 1.0f) {
-        double cum = 0;
-        for (int i = 0; i < keep; i++) {
-            cum += v[i].p;
-            if (cum >= p->top_p) { keep = i + 1; break; }
-        }
-    }
     double sum = 0;
     for (int i = 0; i < keep; i++) sum += v[i].p;
+    if (p->top_p < 1.0f) {
+        double cum = 0, kept = 0;
+        for (int i = 0; i < keep; i++) {
+            cum += v[i].p;
+            kept += v[i].p;
+            if (cum >= p->top_p * sum) { keep = i + 1; break; }
+        }
+        sum = kept;
+    }
     for (int i = keep; i < V; i++) probs[v[i].id] = 0.0f;
     for (int i = 0; i < keep; i++) probs[v[i].id] = (float)(v[i].p / sum);
     free(v);
@@ -74,7 +78,10 @@ void sampler_probs(const sampling_params_t *p, const float *logits, int V, float
         probs[argmax(logits, V)] = 1.0f;
         return;
     }
-    for (int i = 0; i < V; i++) probs[i] = logits[i] / p->temperature;
+    /* subtract the max before dividing: with a tiny temperature the others go
+     * to -inf (probability 0) instead of overflowing to inf - inf = NaN */
+    float mx = logits[argmax(logits, V)];
+    for (int i = 0; i < V; i++) probs[i] = (logits[i] - mx) / p->temperature;
     softmax_row(probs, V);
     if ((p->top_k > 0 && p->top_k < V) || p->top_p < 1.0f) cut_tail(p, probs, V);
 }

@@ -13,11 +13,14 @@ int expert_group_apply(expert_t *const *experts, int n_experts, const float *x, 
     int max_inter = 0;
     for (int e = 0; e < n_experts; e++)
         if (experts[e] && experts[e]->gate.out > max_inter) max_inter = experts[e]->gate.out;
-    int *rows = malloc(sizeof(int) * (size_t)n);          /* rows routed to the current expert */
-    float *wts = malloc(sizeof(float) * (size_t)n);
-    float *xin = malloc(sizeof(float) * (size_t)n * hidden);
-    float *yout = malloc(sizeof(float) * (size_t)n * hidden);
-    float *scratch = malloc(sizeof(float) * (size_t)2 * n * (max_inter > 0 ? max_inter : 1));
+    /* Sized n * k, not n: a row that names an expert twice (malformed input
+     * from the wire) then costs an extra pass instead of an overflow. */
+    size_t cap = (size_t)n * (k > 0 ? k : 1);
+    int *rows = malloc(sizeof(int) * cap);                /* rows routed to the current expert */
+    float *wts = malloc(sizeof(float) * cap);
+    float *xin = malloc(sizeof(float) * cap * hidden);
+    float *yout = malloc(sizeof(float) * cap * hidden);
+    float *scratch = malloc(sizeof(float) * 2 * cap * (max_inter > 0 ? max_inter : 1));
     int rc = 0;
     if (!rows || !wts || !xin || !yout || !scratch) {
         rc = spex_fail(err, "experts: out of memory for %d rows", n);
