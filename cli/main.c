@@ -16,6 +16,8 @@ static const spex_command_t COMMANDS[] = {
     {"generate", cmd_generate, "generate text from a prompt"},
     {"perplexity", cmd_perplexity, "perplexity and bits per byte of a text file"},
     {"bench", cmd_bench, "benchmarks: `spex bench spec` (MTP speculation, K = 0..4)"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching (docs/serving.md)"},
+    {"batch", cmd_batch, "resumable JSONL batch generation with continuous batching (docs/serving.md)"},
 };
 
 static void usage(FILE *out) {

@@ -1,0 +1,499 @@
+/* cmd_batch.c - `spex batch`: a JSONL file of requests through continuous batching,
+ * resumable and safe to kill at any moment (Slurm preemption).
+ *
+ *   spex batch --model DIR --input prompts.jsonl --output results.jsonl [--errors FILE] [options]
+ *
+ * Input lines: {"id": ..., "prompt": ... | "messages": [...], params...} with
+ * the parameters of the HTTP API (server/api.h). Output lines, in completion
+ * order: {"id", "text", "tokens", "usage", "finish_reason", "timing", "line"}.
+ *
+ * Crash safety rests on three rules:
+ *   - an output line is written with one write() of the whole line, and the
+ *     file is fsync'ed after each step's lines, so a line is either complete
+ *     (ends in '\n') or is the last, truncated one;
+ *   - on start the output is scanned: complete lines give the ids that are
+ *     done; a truncated tail (SIGKILL in the middle of a write) is cut off
+ *     before anything is appended;
+ *   - ids already done are skipped, so rerunning the same command after any
+ *     kill loses nothing and duplicates nothing.
+ * The errors file (bad input lines, by line number) follows the same rules,
+ * keyed by line number. SIGTERM/SIGINT: finish the current engine step, write
+ * what completed, exit with 75 (EX_TEMPFAIL) if work is left, so a job
+ * script can requeue (see docs/serving.md). Sampling without a "seed" uses a
+ * seed derived from the id, so a rerun reproduces the same text for an id.
+ *
+ * Single-threaded: this thread reads input, steps the scheduler and writes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "coordinator/generate.h"
+#include "coordinator/scheduler.h"
+#include "server/api.h"
+#include "server/signals.h"
+#include "server/strbuf.h"
+
+/* Exit status when stopped by a signal with work left: rerun to resume. */
+#define BATCH_EXIT_REQUEUE 75
+
+typedef struct batch_cli {
+    const char *dir, *input, *output, *errors;
+    long max_running, max_tokens, max_prompt, max_tokens_limit, kv_capacity, spec_k;
+    double temperature, progress_interval;
+    bool argmax_drafts;
+} batch_cli_t;
+
+/* ---------------------------------------------------------------- a set of strings */
+
+typedef struct strset {
+    char **slot;
+    size_t cap, n;
+} strset_t;
+
+static uint64_t fnv1a(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static bool set_has(const strset_t *t, const char *key) {
+    if (!t->cap) return false;
+    for (size_t i = fnv1a(key) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        if (!t->slot[i]) return false;
+        if (!strcmp(t->slot[i], key)) return true;
+    }
+}
+
+static int set_put_owned(strset_t *t, char *key);
+
+static int set_grow(strset_t *t) {
+    strset_t bigger = {calloc(t->cap ? t->cap * 2 : 1024, sizeof(char *)), t->cap ? t->cap * 2 : 1024, 0};
+    if (!bigger.slot) return -1;
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slot[i]) set_put_owned(&bigger, t->slot[i]);
+    free(t->slot);
+    *t = bigger;
+    return 0;
+}
+
+/* Insert (taking ownership of key); no-op if present. */
+static int set_put_owned(strset_t *t, char *key) {
+    if ((t->n + 1) * 2 > t->cap && set_grow(t)) { free(key); return -1; }
+    size_t i = fnv1a(key) & (t->cap - 1);
+    while (t->slot[i] && strcmp(t->slot[i], key)) i = (i + 1) & (t->cap - 1);
+    if (t->slot[i]) { free(key); return 0; }
+    t->slot[i] = key;
+    t->n++;
+    return 0;
+}
+
+static int set_put(strset_t *t, const char *key) {
+    char *k = strdup(key);
+    return k ? set_put_owned(t, k) : -1;
+}
+
+static void set_free(strset_t *t) {
+    for (size_t i = 0; i < t->cap; i++) free(t->slot[i]);
+    free(t->slot);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---------------------------------------------------------------- resuming */
+
+/* Canonical text of a JSON value (the key ids are compared by). Malloc'ed. */
+static char *json_key(const cJSON *v) { return cJSON_PrintUnformatted(v); }
+
+/* Collect `field` of every complete line of `path` into done; cut a truncated
+ * last line off. A missing file is fine (nothing done yet). */
+static int scan_done(const char *path, const char *field, strset_t *done, spex_err_t *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return errno == ENOENT ? 0 : spex_fail(err, "cannot read '%s': %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long no = 0, good_end = 0;
+    bool tail = false;
+    int rc = 0;
+    while (rc == 0 && (len = getline(&line, &cap, f)) > 0) {
+        if (line[len - 1] != '\n') { tail = true; break; }   /* killed in the middle of this write */
+        no++;
+        good_end += len;
+        cJSON *o = cJSON_ParseWithLength(line, (size_t)len);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
+        char *key = v ? json_key(v) : NULL;
+        if (!key) rc = spex_fail(err, "'%s' line %ld is not a JSON object with \"%s\"; fix or remove it", path, no, field);
+        else rc = set_put_owned(done, key) ? spex_fail(err, "out of memory") : 0;
+        cJSON_Delete(o);
+    }
+    free(line);
+    fclose(f);
+    if (rc == 0 && tail) {
+        fprintf(stderr, "spex batch: '%s': dropping a truncated last line (interrupted write)\n", path);
+        if (truncate(path, good_end)) return spex_fail(err, "cannot truncate '%s': %s", path, strerror(errno));
+    }
+    return rc;
+}
+
+static long count_lines(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    long n = 0;
+    int c, last = '\n';
+    while ((c = getc(f)) != EOF) {
+        if (c == '\n') n++;
+        last = c;
+    }
+    fclose(f);
+    return n + (last != '\n');
+}
+
+/* ---------------------------------------------------------------- output */
+
+static int write_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static void result_line(strbuf_t *b, const char *key, long line_no, const sched_result_t *r) {
+    sb_printf(b, "{\"id\":%s,\"text\":", key);
+    sb_json_str(b, r->text, r->text_len);
+    sb_str(b, ",\"tokens\":");
+    sb_json_ids(b, r->tokens, r->n_tokens);
+    sb_printf(b, ",\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d},", r->prompt_tokens,
+              r->n_tokens, r->prompt_tokens + r->n_tokens);
+    sb_str(b, "\"finish_reason\":");
+    sb_json_cstr(b, r->finish_reason);
+    double decode_tps = r->decode_seconds > 0 && r->n_tokens > 1 ? (r->n_tokens - 1) / r->decode_seconds : 0;
+    sb_printf(b, ",\"timing\":{\"queue_seconds\":%.6f,\"ttft_seconds\":%.6f,\"prefill_seconds\":%.6f,"
+                 "\"decode_seconds\":%.6f,\"total_seconds\":%.6f,\"decode_tokens_per_second\":%.2f},"
+                 "\"spec_k\":%d,\"line\":%ld}\n",
+              r->queue_seconds, r->ttft_seconds, r->prefill_seconds, r->decode_seconds, r->total_seconds, decode_tps,
+              r->spec_k, line_no);
+}
+
+static void error_line(strbuf_t *b, long line_no, const char *key, const char *msg, const char *param) {
+    sb_printf(b, "{\"line\":%ld,\"id\":%s,\"error\":{\"message\":", line_no, key ? key : "null");
+    sb_json_cstr(b, msg);
+    sb_str(b, ",\"param\":");
+    sb_json_cstr(b, param);
+    sb_str(b, "}}\n");
+}
+
+/* ---------------------------------------------------------------- the run */
+
+typedef struct inflight {
+    sched_req_t *req;
+    char *key;
+    long line_no;
+} inflight_t;
+
+typedef struct batch {
+    batch_cli_t c;
+    tokenizer_t *tok;
+    model_t *m;
+    scheduler_t *sched;
+    api_ctx_t api;
+    FILE *in;
+    int out_fd, err_fd;
+    strset_t done_ids, done_lines, seen;
+    inflight_t *fl;
+    int n_fl, cap_fl;
+    long line_no, total_lines, completed, skipped, errors, tokens, resumed;
+    bool input_done, out_dirty, err_dirty;
+    double t_start, next_progress;
+} batch_t;
+
+static int report_error(batch_t *b, long line_no, const char *key, const char *msg, const char *param) {
+    strbuf_t s = {0};
+    error_line(&s, line_no, key, msg, param);
+    int rc = s.oom ? -1 : write_all(b->err_fd, s.p, s.n);
+    sb_free(&s);
+    b->errors++;
+    b->err_dirty = true;
+    return rc;
+}
+
+static uint64_t seed_of(const char *key) { return fnv1a(key); }
+
+/* Submit a parsed line whose id is new; on success the in-flight entry takes *key. */
+static int submit_parsed(batch_t *b, const cJSON *o, char **key) {
+    api_request_t rq;
+    api_error_t e;
+    api_defaults_t d = {.max_tokens = (int)b->c.max_tokens, .temperature = (float)b->c.temperature,
+                        .have_seed = true, .seed = seed_of(*key)};
+    bool chat = cJSON_GetObjectItemCaseSensitive(o, "messages") != NULL;
+    if (api_parse_request(&b->api, chat ? API_CHAT : API_COMPLETION, o, &d, &rq, &e))
+        return report_error(b, b->line_no, *key, e.message, e.param);
+    sched_req_t *req;
+    const char *param;
+    spex_err_t err = {0};
+    sched_status_t st = scheduler_submit(b->sched, &rq.params, &req, &param, &err);
+    api_request_free(&rq);
+    if (st != SCHED_OK) return report_error(b, b->line_no, *key, err.msg, param);
+    b->fl[b->n_fl++] = (inflight_t){req, *key, b->line_no};
+    *key = NULL;
+    return 0;
+}
+
+/* Parse one input line and submit it. Returns -1 only on an I/O failure. */
+static int submit_line(batch_t *b, char *line, size_t len) {
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+    size_t k = 0;
+    while (k < len && (line[k] == ' ' || line[k] == '\t')) k++;
+    char line_key[32];
+    snprintf(line_key, sizeof line_key, "%ld", b->line_no);
+    if (k == len || set_has(&b->done_lines, line_key)) return 0;   /* blank, or already reported */
+    cJSON *o = cJSON_ParseWithLength(line, len);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
+    int rc = 0;
+    char *key = NULL;
+    if (!cJSON_IsObject(o)) rc = report_error(b, b->line_no, NULL, "not a JSON object", NULL);
+    else if (!cJSON_IsString(id) && !cJSON_IsNumber(id))
+        rc = report_error(b, b->line_no, NULL, "\"id\" (a string or a number) is required", "id");
+    else if (!(key = json_key(id))) rc = -1;
+    else if (set_has(&b->done_ids, key)) b->skipped++;   /* finished in an earlier run */
+    else if (set_has(&b->seen, key)) rc = report_error(b, b->line_no, key, "duplicate id (an earlier line has it)", "id");
+    else if (set_put(&b->seen, key)) rc = -1;
+    else rc = submit_parsed(b, o, &key);
+    free(key);
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* Read input lines until enough requests are in flight for the next steps. */
+static int fill(batch_t *b) {
+    char *line = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    while (rc == 0 && !b->input_done && b->n_fl < b->cap_fl) {
+        ssize_t len = getline(&line, &cap, b->in);
+        if (len < 0) { b->input_done = true; break; }
+        b->line_no++;
+        rc = submit_line(b, line, (size_t)len);
+    }
+    free(line);
+    return rc;
+}
+
+/* Write every finished request; returns -1 on I/O failure, 1 if the engine failed. */
+static int drain(batch_t *b) {
+    int rc = 0;
+    for (int i = 0; i < b->n_fl; i++) {
+        if (!sched_req_done(b->fl[i].req)) continue;
+        const sched_result_t *r = sched_req_result(b->fl[i].req);
+        if (!strcmp(r->finish_reason, "error")) {
+            fprintf(stderr, "spex batch: line %ld: %s\n", b->fl[i].line_no, r->error);
+            rc = rc ? rc : 1;   /* not written: a rerun retries it */
+        } else if (strcmp(r->finish_reason, "cancelled")) {
+            strbuf_t s = {0};
+            result_line(&s, b->fl[i].key, b->fl[i].line_no, r);
+            if (s.oom || write_all(b->out_fd, s.p, s.n)) rc = -1;
+            sb_free(&s);
+            b->completed++;
+            b->tokens += r->n_tokens;
+            b->out_dirty = true;
+        }
+        sched_req_release(b->fl[i].req);
+        free(b->fl[i].key);
+        b->fl[i--] = b->fl[--b->n_fl];
+    }
+    if (b->out_dirty && fsync(b->out_fd) && errno != EINVAL) rc = -1;
+    if (b->err_dirty && fsync(b->err_fd) && errno != EINVAL) rc = -1;
+    b->out_dirty = b->err_dirty = false;
+    return rc;
+}
+
+static void progress(batch_t *b, bool final) {
+    double now = spex_now();
+    bool tty = isatty(2);
+    if (!final && now < b->next_progress) return;
+    b->next_progress = now + (tty ? 0.2 : b->c.progress_interval);
+    long finished = b->resumed + b->completed + b->errors, total = b->total_lines > 0 ? b->total_lines : 1;
+    double el = now - b->t_start, tps = el > 0 ? b->tokens / el : 0;
+    if (tty) {
+        int width = 30, fill = (int)(width * (finished > total ? total : finished) / total);
+        fprintf(stderr, "\rspex batch [%.*s%*s] %ld/%ld lines, %d running, %ld errors, %.1f tok/s ", fill,
+                "##############################", width - fill, "", finished, b->total_lines, b->n_fl, b->errors, tps);
+        if (final) fputc('\n', stderr);
+    } else {
+        fprintf(stderr, "spex batch: %ld/%ld lines done (%ld this run, %ld errors), %d in flight, %.1f tok/s, %.0f s\n",
+                finished, b->total_lines, b->completed, b->errors, b->n_fl, tps, el);
+    }
+}
+
+/* ---------------------------------------------------------------- setup */
+
+static void batch_usage(FILE *f) {
+    fprintf(f,
+            "usage: spex batch --model DIR --input IN.jsonl --output OUT.jsonl [--errors FILE]\n"
+            "                  [--max-running N] [--max-tokens N] [--temperature T] [--spec-k K] [--draft MODE]\n"
+            "                  [--max-prompt-tokens N] [--max-tokens-limit N] [--kv-capacity-tokens N]\n"
+            "                  [--progress-interval SECONDS]\n"
+            "  --errors FILE          bad lines, by line number (default OUT.jsonl.errors.jsonl)\n"
+            "  --max-running N        sequences decoded together (default 16)\n"
+            "  --max-tokens N         default max_tokens for lines without one (default: 16 for prompts,\n"
+            "                         as many as fit for messages, as the HTTP API)\n"
+            "  --temperature T        default temperature for lines without one (default 1, as the HTTP API)\n"
+            "  --spec-k K             MTP speculation depth (default 2 if the model has an MTP module)\n"
+            "  --progress-interval S  seconds between progress lines when stderr is not a terminal (default 10)\n"
+            "Rerunning the same command resumes: ids already in OUT are skipped. Exit status: 0 all done,\n"
+            "%d stopped by SIGTERM/SIGINT with work left (rerun to resume), 1 error, 2 usage.\n"
+            "Documentation: docs/serving.md\n",
+            BATCH_EXIT_REQUEUE);
+}
+
+static int batch_parse(int argc, char **argv, batch_cli_t *c) {
+    *c = (batch_cli_t){.max_running = 16, .spec_k = -1, .temperature = 1.0, .progress_interval = 10};
+    struct { const char *name; long *dst; long lo, hi; } ints[] = {
+        {"--max-running", &c->max_running, 1, 4096},      {"--max-tokens", &c->max_tokens, 1, 1L << 30},
+        {"--max-prompt-tokens", &c->max_prompt, 1, 1L << 30}, {"--max-tokens-limit", &c->max_tokens_limit, 1, 1L << 30},
+        {"--kv-capacity-tokens", &c->kv_capacity, 1, 1L << 40}, {"--spec-k", &c->spec_k, 0, SPEX_MAX_SPEC_K},
+    };
+    for (int i = 1; i < argc; i++) {
+        int r = 0;
+        const char *v;
+        bool matched = false;
+        for (size_t k = 0; k < sizeof ints / sizeof ints[0] && !matched; k++) {
+            if (!(r = cli_opt(argc, argv, &i, ints[k].name, &v))) continue;
+            matched = true;
+            if (r < 0 || cli_parse_int(ints[k].name, v, ints[k].lo, ints[k].hi, ints[k].dst)) return -1;
+        }
+        if (matched) continue;
+        if ((r = cli_opt(argc, argv, &i, "--model", &c->dir)) || (r = cli_opt(argc, argv, &i, "--input", &c->input)) ||
+            (r = cli_opt(argc, argv, &i, "--output", &c->output)) || (r = cli_opt(argc, argv, &i, "--errors", &c->errors))) {
+            if (r < 0) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--temperature", &v))) {
+            if (r < 0 || cli_parse_double("--temperature", v, 0, 2, &c->temperature)) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--progress-interval", &v))) {
+            if (r < 0 || cli_parse_double("--progress-interval", v, 0.1, 86400, &c->progress_interval)) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--draft", &v))) {
+            if (r < 0 || (strcmp(v, "sampled") && strcmp(v, "argmax"))) {
+                cli_error("batch", "--draft: expected 'sampled' or 'argmax'");
+                return -1;
+            }
+            c->argmax_drafts = !strcmp(v, "argmax");
+        } else if (!strcmp(argv[i], "--help")) {
+            batch_usage(stdout);
+            exit(0);
+        } else {
+            cli_error("batch", "unknown option '%s'", argv[i]);
+            return -1;
+        }
+    }
+    if (!c->dir || !c->input || !c->output) {
+        cli_error("batch", "need --model, --input and --output");
+        return -1;
+    }
+    return 0;
+}
+
+static int batch_open(batch_t *b, char *errors_path, spex_err_t *err) {
+    if (scan_done(b->c.output, "id", &b->done_ids, err) || scan_done(errors_path, "line", &b->done_lines, err))
+        return -1;
+    b->resumed = (long)(b->done_ids.n + b->done_lines.n);
+    if (!(b->in = fopen(b->c.input, "rb"))) return spex_fail(err, "cannot read --input '%s': %s", b->c.input, strerror(errno));
+    b->total_lines = count_lines(b->c.input);
+    b->out_fd = open(b->c.output, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    b->err_fd = open(errors_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (b->out_fd < 0 || b->err_fd < 0)
+        return spex_fail(err, "cannot open '%s' for appending: %s", b->out_fd < 0 ? b->c.output : errors_path,
+                         strerror(errno));
+    if (b->resumed) fprintf(stderr, "spex batch: resuming: %zu ids done, %zu bad lines already reported\n",
+                            b->done_ids.n, b->done_lines.n);
+    return 0;
+}
+
+static int batch_load(batch_t *b, spex_err_t *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", b->c.dir);
+    if (access(path, R_OK) == 0 && !(b->tok = tokenizer_load(b->c.dir, err))) return -1;
+    model_options_t opt = {.load_mtp = b->c.spec_k != 0, .local_experts = true, .progress = cli_progress,
+                           .progress_user = "loading model"};
+    if (!(b->m = model_load(b->c.dir, &opt, err))) return -1;
+    int k = b->c.spec_k >= 0 ? (int)b->c.spec_k : b->m->n_mtp > 0 ? 2 : 0;
+    sched_config_t sc = {.max_running = (int)b->c.max_running, .max_queue = (int)b->c.max_running,
+                         .kv_capacity_tokens = b->c.kv_capacity, .max_prompt_tokens = (int)b->c.max_prompt,
+                         .max_tokens_limit = (int)b->c.max_tokens_limit, .spec_k = k,
+                         .argmax_drafts = b->c.argmax_drafts};
+    if (!(b->sched = scheduler_create(b->m, b->tok, &sc, err))) return -1;
+    b->api = (api_ctx_t){.sched = b->sched, .tok = b->tok, .vocab_size = b->m->cfg.vocab_size};
+    b->cap_fl = 2 * (int)b->c.max_running;
+    b->fl = calloc((size_t)b->cap_fl, sizeof *b->fl);
+    return b->fl ? 0 : spex_fail(err, "out of memory");
+}
+
+/* Steps until the input is exhausted and nothing is in flight, or a signal. */
+static int batch_loop(batch_t *b, volatile sig_atomic_t *stop, spex_err_t *err) {
+    while (!*stop) {
+        if (fill(b)) return spex_fail(err, "cannot write output: %s", strerror(errno));
+        if (b->n_fl == 0) return 0;
+        spex_err_t step_err = {0};
+        int engine_failed = scheduler_step(b->sched, &step_err);
+        int d = drain(b);
+        if (d < 0) return spex_fail(err, "cannot write output: %s", strerror(errno));
+        if (engine_failed || d > 0) return spex_fail(err, "engine failure: %s (rerun to retry the unfinished ids)",
+                                                      step_err.msg[0] ? step_err.msg : "see above");
+        progress(b, false);
+    }
+    return 0;
+}
+
+static void batch_free(batch_t *b) {
+    for (int i = 0; i < b->n_fl; i++) {
+        sched_req_release(b->fl[i].req);
+        free(b->fl[i].key);
+    }
+    free(b->fl);
+    scheduler_free(b->sched);
+    model_free(b->m);
+    tokenizer_free(b->tok);
+    if (b->in) fclose(b->in);
+    if (b->out_fd > 0) close(b->out_fd);
+    if (b->err_fd > 0) close(b->err_fd);
+    set_free(&b->done_ids);
+    set_free(&b->done_lines);
+    set_free(&b->seen);
+}
+
+int cmd_batch(int argc, char **argv) {
+    batch_t b = {.out_fd = -1, .err_fd = -1};
+    if (batch_parse(argc, argv, &b.c)) { batch_usage(stderr); return 2; }
+    char errors_path[4096];
+    snprintf(errors_path, sizeof errors_path, "%s", b.c.errors ? b.c.errors : "");
+    if (!b.c.errors) snprintf(errors_path, sizeof errors_path, "%s.errors.jsonl", b.c.output);
+    volatile sig_atomic_t stop = 0;
+    stop_signals_install(&stop);
+    spex_err_t err = {0};
+    int rc = 1;
+    b.t_start = spex_now();
+    if (batch_open(&b, errors_path, &err) || batch_load(&b, &err) || batch_loop(&b, &stop, &err)) {
+        if (b.sched) progress(&b, true);
+        cli_error("batch", "%s", err.msg);
+    } else if (stop && (b.n_fl > 0 || !b.input_done)) {
+        progress(&b, true);
+        fprintf(stderr, "spex batch: stopped by signal %d after %ld results; rerun the same command to resume\n",
+                (int)stop, b.completed);
+        rc = BATCH_EXIT_REQUEUE;
+    } else {
+        progress(&b, true);
+        fprintf(stderr, "spex batch: done: %ld results this run, %ld skipped as already done, %ld errors\n",
+                b.completed, b.skipped, b.errors);
+        rc = 0;
+    }
+    batch_free(&b);
+    return rc;
+}

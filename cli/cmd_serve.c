@@ -1,0 +1,218 @@
+/* cmd_serve.c - `spex serve`: an OpenAI-compatible HTTP server with continuous batching.
+ *
+ *   spex serve --model DIR [--host 127.0.0.1] [--port 8080] [--port-file FILE] [limits...]
+ *
+ * Order of events: bind the port (and write --port-file) first, so a job
+ * script can wait for /health while the model loads; load tokenizer and
+ * model; start the scheduler; serve on this thread, which is the engine
+ * thread (all model work, hence any MPI traffic, stays here; HTTP handlers run
+ * on libmicrohttpd's threads). SIGTERM/SIGINT: stop accepting, let running
+ * requests finish within --grace seconds, cancel the rest, exit 0.
+ * User documentation: docs/serving.md. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "coordinator/chat.h"
+#include "coordinator/metrics.h"
+#include "coordinator/scheduler.h"
+#include "core/log.h"
+#include "server/api.h"
+#include "server/http.h"
+#include "server/signals.h"
+
+typedef struct serve_cli {
+    const char *dir, *host, *port_file, *api_key, *model_name;
+    long port, max_running, max_queue, max_prompt, max_tokens, max_body, kv_capacity, spec_k, max_conn;
+    double grace;
+    bool argmax_drafts;
+} serve_cli_t;
+
+static void serve_usage(FILE *f) {
+    fprintf(f,
+            "usage: spex serve --model DIR [--host ADDR] [--port N] [--port-file FILE] [--api-key KEY]\n"
+            "                  [--max-running N] [--max-queue N] [--max-prompt-tokens N] [--max-tokens-limit N]\n"
+            "                  [--kv-capacity-tokens N] [--max-body-bytes N] [--spec-k K] [--draft sampled|argmax]\n"
+            "                  [--grace SECONDS] [--model-name NAME] [--max-connections N]\n"
+            "  --host ADDR            address to bind (default 127.0.0.1; 0.0.0.0 or :: for every interface)\n"
+            "  --port N               TCP port (default 8080; 0 = any free port, see --port-file)\n"
+            "  --port-file FILE       write the bound port to FILE once listening\n"
+            "  --api-key KEY          require 'Authorization: Bearer KEY' (default: $SPEX_API_KEY if set)\n"
+            "  --max-running N        sequences decoded together in one engine step (default 16)\n"
+            "  --max-queue N          requests waiting beyond the free slots before 429 (default 64)\n"
+            "  --max-prompt-tokens N  longest prompt accepted (default: context - 1)\n"
+            "  --max-tokens-limit N   largest max_tokens accepted (default: context - 1)\n"
+            "  --kv-capacity-tokens N sum of KV cache capacities over running sequences (default: max-running x context)\n"
+            "  --max-body-bytes N     largest request body (default 1048576)\n"
+            "  --spec-k K             MTP speculation depth, 0..%d (default 2 if the model has an MTP module)\n"
+            "  --draft MODE           temperature > 0: sample drafts from the MTP distribution (default) or argmax\n"
+            "  --grace SECONDS        on SIGTERM, time running requests get to finish (default 30)\n"
+            "  --model-name NAME      name in /v1/models and responses (default: the model directory's name)\n"
+            "  --max-connections N    concurrent HTTP connections (default 256)\n"
+            "Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, /health, /metrics.\n"
+            "Documentation: docs/serving.md\n",
+            SPEX_MAX_SPEC_K);
+}
+
+/* Integer options: name, destination, bounds. */
+static int parse_long_opt(int argc, char **argv, int *i, serve_cli_t *c, int *matched) {
+    struct { const char *name; long *dst; long lo, hi; } opts[] = {
+        {"--port", &c->port, 0, 65535},
+        {"--max-running", &c->max_running, 1, 4096},
+        {"--max-queue", &c->max_queue, 0, 1 << 20},
+        {"--max-prompt-tokens", &c->max_prompt, 1, 1L << 30},
+        {"--max-tokens-limit", &c->max_tokens, 1, 1L << 30},
+        {"--max-body-bytes", &c->max_body, 64, 1L << 32},
+        {"--kv-capacity-tokens", &c->kv_capacity, 1, 1L << 40},
+        {"--spec-k", &c->spec_k, 0, SPEX_MAX_SPEC_K},
+        {"--max-connections", &c->max_conn, 4, 65536},
+    };
+    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+        const char *v;
+        int r = cli_opt(argc, argv, i, opts[k].name, &v);
+        if (r == 0) continue;
+        *matched = 1;
+        return r < 0 ? -1 : cli_parse_int(opts[k].name, v, opts[k].lo, opts[k].hi, opts[k].dst);
+    }
+    *matched = 0;
+    return 0;
+}
+
+static int serve_parse(int argc, char **argv, serve_cli_t *c) {
+    *c = (serve_cli_t){.host = "127.0.0.1", .port = 8080, .max_running = 16, .max_queue = 64, .max_body = 1 << 20,
+                       .spec_k = -1, .grace = 30, .max_conn = 256, .api_key = getenv("SPEX_API_KEY")};
+    for (int i = 1; i < argc; i++) {
+        int r = 0, matched;
+        const char *v;
+        if (parse_long_opt(argc, argv, &i, c, &matched)) return -1;
+        if (matched) continue;
+        if ((r = cli_opt(argc, argv, &i, "--model", &c->dir)) || (r = cli_opt(argc, argv, &i, "--host", &c->host)) ||
+            (r = cli_opt(argc, argv, &i, "--port-file", &c->port_file)) ||
+            (r = cli_opt(argc, argv, &i, "--api-key", &c->api_key)) ||
+            (r = cli_opt(argc, argv, &i, "--model-name", &c->model_name))) {
+            if (r < 0) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--grace", &v))) {
+            if (r < 0 || cli_parse_double("--grace", v, 0, 86400, &c->grace)) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--draft", &v))) {
+            if (r < 0) return -1;
+            if (strcmp(v, "sampled") && strcmp(v, "argmax")) {
+                cli_error("serve", "--draft: expected 'sampled' or 'argmax', got '%s'", v);
+                return -1;
+            }
+            c->argmax_drafts = !strcmp(v, "argmax");
+        } else if (!strcmp(argv[i], "--help")) {
+            serve_usage(stdout);
+            exit(0);
+        } else {
+            cli_error("serve", "unknown option '%s'", argv[i]);
+            return -1;
+        }
+    }
+    if (!c->dir) { cli_error("serve", "need --model DIR"); return -1; }
+    if (c->api_key && !c->api_key[0]) c->api_key = NULL;
+    return 0;
+}
+
+/* The last path component of the model directory. */
+static void default_model_name(const char *dir, char *out, size_t len) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    size_t start = n;
+    while (start > 0 && dir[start - 1] != '/') start--;
+    snprintf(out, len, "%.*s", (int)(n - start), dir + start);
+}
+
+/* Write the port to FILE atomically (temp file + rename), so a reader never sees half a number. */
+static int write_port_file(const char *path, int port) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    fprintf(f, "%d\n", port);
+    if (fclose(f) || rename(tmp, path)) { unlink(tmp); return -1; }
+    return 0;
+}
+
+typedef struct serve_state {
+    serve_cli_t c;
+    char name[256];
+    metrics_t *metrics;
+    http_server_t *http;
+    tokenizer_t *tok;
+    model_t *m;
+    scheduler_t *sched;
+    api_ctx_t api;
+} serve_state_t;
+
+static void quiesce_http(void *user) { http_server_quiesce(user); }
+
+static int serve_load(serve_state_t *st, spex_err_t *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokenizer.json", st->c.dir);
+    if (access(path, R_OK) == 0 && !(st->tok = tokenizer_load(st->c.dir, err))) return -1;
+    if (!st->tok) spex_log("serve: no tokenizer.json in '%s': prompts must be token id arrays, no text output", st->c.dir);
+    if (chat_template_detect(st->c.dir) == CHAT_TEMPLATE_OTHER)
+        spex_log("serve: tokenizer_config.json has a chat_template that is not DeepSeek's; chat uses the built-in "
+                 "DeepSeek-V3 format (docs/serving.md)");
+    model_options_t opt = {.load_mtp = st->c.spec_k != 0, .local_experts = true, .progress = cli_progress,
+                           .progress_user = "loading model"};
+    if (!(st->m = model_load(st->c.dir, &opt, err))) return -1;
+    int spec_k = st->c.spec_k >= 0 ? (int)st->c.spec_k : st->m->n_mtp > 0 ? 2 : 0;
+    sched_config_t sc = {.max_running = (int)st->c.max_running, .max_queue = (int)st->c.max_queue,
+                         .kv_capacity_tokens = st->c.kv_capacity, .max_prompt_tokens = (int)st->c.max_prompt,
+                         .max_tokens_limit = (int)st->c.max_tokens, .spec_k = spec_k,
+                         .argmax_drafts = st->c.argmax_drafts, .metrics = st->metrics, .on_shutdown = quiesce_http,
+                         .shutdown_user = st->http};
+    if (!(st->sched = scheduler_create(st->m, st->tok, &sc, err))) return -1;
+    st->api = (api_ctx_t){.sched = st->sched, .tok = st->tok, .model_name = st->name,
+                          .vocab_size = st->m->cfg.vocab_size};
+    const sched_config_t *eff = scheduler_config(st->sched);
+    spex_log("serve: model '%s' ready: context %d, spec-k %d, max-running %d, max-queue %d, kv capacity %ld tokens",
+             st->name, scheduler_context(st->sched), spec_k, eff->max_running, eff->max_queue,
+             eff->kv_capacity_tokens);
+    return 0;
+}
+
+static void serve_free(serve_state_t *st) {
+    http_server_stop(st->http);   /* joins the connection threads: nobody uses the scheduler after this */
+    scheduler_free(st->sched);
+    model_free(st->m);
+    tokenizer_free(st->tok);
+    metrics_free(st->metrics);
+}
+
+int cmd_serve(int argc, char **argv) {
+    serve_state_t st = {0};
+    if (serve_parse(argc, argv, &st.c)) { serve_usage(stderr); return 2; }
+    default_model_name(st.c.dir, st.name, sizeof st.name);
+    if (st.c.model_name) snprintf(st.name, sizeof st.name, "%s", st.c.model_name);
+    volatile sig_atomic_t stop = 0;
+    stop_signals_install(&stop);
+    spex_err_t err = {0};
+    int rc = 1;
+    http_config_t hc = {.host = st.c.host, .port = (int)st.c.port, .api_key = st.c.api_key,
+                        .max_body_bytes = (size_t)st.c.max_body, .model_name = st.name,
+                        .max_connections = (unsigned)st.c.max_conn};
+    if (!(hc.metrics = st.metrics = metrics_create())) { cli_error("serve", "out of memory"); return 1; }
+    if (!(st.http = http_server_start(&hc, &err))) goto fail;
+    spex_log("serve: listening on http://%s:%d%s", st.c.host, http_server_port(st.http),
+             st.c.api_key ? " (API key required)" : "");
+    if (st.c.port_file && write_port_file(st.c.port_file, http_server_port(st.http))) {
+        spex_fail(&err, "cannot write --port-file '%s'", st.c.port_file);
+        goto fail;
+    }
+    if (serve_load(&st, &err)) goto fail;
+    http_server_attach(st.http, &st.api);
+    scheduler_run(st.sched, &stop, st.c.grace);
+    spex_log("serve: stopped");
+    rc = 0;
+    goto done;
+fail:
+    cli_error("serve", "%s", err.msg);
+done:
+    serve_free(&st);
+    return rc;
+}

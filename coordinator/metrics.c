@@ -1,0 +1,276 @@
+/* metrics.c - see metrics.h. Histograms have fixed bucket bounds chosen for
+ * CPU inference (milliseconds to a minute); rendering is cumulative as
+ * Prometheus expects. */
+#include "metrics.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HIST_MAX_BUCKETS 20
+#define MAX_STATUS_SERIES 64
+
+static const double TTFT_BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+static const double ITL_BOUNDS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+static const double E2E_BOUNDS[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
+static const double STEP_BOUNDS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+
+typedef struct hist {
+    const double *bounds;
+    int nb;
+    uint64_t counts[HIST_MAX_BUCKETS + 1];   /* per bucket (not cumulative); last = +Inf */
+    double sum;
+    uint64_t count;
+} hist_t;
+
+typedef struct status_series {
+    const char *endpoint;
+    int status;
+    uint64_t count;
+} status_series_t;
+
+struct metrics {
+    pthread_mutex_t mu;
+    status_series_t status[MAX_STATUS_SERIES];
+    int n_status;
+    uint64_t prompt_tokens, completion_tokens;
+    uint64_t finished_stop, finished_length, finished_cancelled, finished_error;
+    hist_t ttft, itl, e2e, queue, step;
+    uint64_t step_sequences;
+    spec_stats_t spec;
+    metrics_gauges_t g;
+    metrics_backend_t backend;
+};
+
+static void hist_init(hist_t *h, const double *bounds, int nb) {
+    memset(h, 0, sizeof *h);
+    h->bounds = bounds;
+    h->nb = nb;
+}
+
+static void hist_observe(hist_t *h, double v, uint64_t n) {
+    int b = 0;
+    while (b < h->nb && v > h->bounds[b]) b++;
+    h->counts[b] += n;
+    h->sum += v * (double)n;
+    h->count += n;
+}
+
+metrics_t *metrics_create(void) {
+    metrics_t *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    pthread_mutex_init(&m->mu, NULL);
+#define N(a) (int)(sizeof a / sizeof a[0])
+    hist_init(&m->ttft, TTFT_BOUNDS, N(TTFT_BOUNDS));
+    hist_init(&m->itl, ITL_BOUNDS, N(ITL_BOUNDS));
+    hist_init(&m->e2e, E2E_BOUNDS, N(E2E_BOUNDS));
+    hist_init(&m->queue, E2E_BOUNDS, N(E2E_BOUNDS));
+    hist_init(&m->step, STEP_BOUNDS, N(STEP_BOUNDS));
+#undef N
+    return m;
+}
+
+void metrics_free(metrics_t *m) {
+    if (!m) return;
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
+void metrics_request(metrics_t *m, const char *endpoint, int status) {
+    if (!m) return;
+    pthread_mutex_lock(&m->mu);
+    int i = 0;
+    while (i < m->n_status && !(m->status[i].status == status && !strcmp(m->status[i].endpoint, endpoint))) i++;
+    if (i == m->n_status && m->n_status < MAX_STATUS_SERIES)
+        m->status[m->n_status++] = (status_series_t){endpoint, status, 0};
+    if (i < m->n_status) m->status[i].count++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_request_done(metrics_t *m, const char *finish_reason, int prompt_tokens, int completion_tokens,
+                          double queue_seconds, double e2e_seconds) {
+    if (!m) return;
+    pthread_mutex_lock(&m->mu);
+    m->prompt_tokens += (uint64_t)prompt_tokens;
+    m->completion_tokens += (uint64_t)completion_tokens;
+    if (!strcmp(finish_reason, "stop")) m->finished_stop++;
+    else if (!strcmp(finish_reason, "length")) m->finished_length++;
+    else if (!strcmp(finish_reason, "cancelled")) m->finished_cancelled++;
+    else m->finished_error++;
+    hist_observe(&m->queue, queue_seconds, 1);
+    hist_observe(&m->e2e, e2e_seconds, 1);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_ttft(metrics_t *m, double seconds) {
+    if (!m) return;
+    pthread_mutex_lock(&m->mu);
+    hist_observe(&m->ttft, seconds, 1);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_itl(metrics_t *m, double seconds_per_token, int n_tokens) {
+    if (!m || n_tokens <= 0) return;
+    pthread_mutex_lock(&m->mu);
+    hist_observe(&m->itl, seconds_per_token, (uint64_t)n_tokens);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_step(metrics_t *m, double seconds, int sequences) {
+    if (!m) return;
+    pthread_mutex_lock(&m->mu);
+    hist_observe(&m->step, seconds, 1);
+    m->step_sequences += (uint64_t)sequences;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_spec(metrics_t *m, const spec_stats_t *s) {
+    if (!m) return;
+    pthread_mutex_lock(&m->mu);
+    spec_stats_add(&m->spec, s);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_set_gauges(metrics_t *m, const metrics_gauges_t *g) {
+    if (!m) return;
+    pthread_mutex_lock(&m->mu);
+    m->g = *g;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_set_backend(metrics_t *m, const metrics_backend_t *b) {
+    if (!m) return;
+    pthread_mutex_lock(&m->mu);
+    m->backend = *b;
+    if (m->backend.n_ranks > METRICS_MAX_RANKS) m->backend.n_ranks = METRICS_MAX_RANKS;
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* ---------------------------------------------------------------- rendering */
+
+typedef struct out {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} out_t;
+
+static void outf(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void outf(out_t *o, const char *fmt, ...) {
+    if (o->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(o->p ? o->p + o->n : NULL, o->p ? o->cap - o->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) { o->oom = true; return; }
+        if (o->p && o->n + (size_t)k < o->cap) { o->n += (size_t)k; return; }
+        size_t cap = o->cap ? o->cap * 2 : 8192;
+        while (cap < o->n + (size_t)k + 1) cap *= 2;
+        char *p = realloc(o->p, cap);
+        if (!p) { o->oom = true; return; }
+        o->p = p;
+        o->cap = cap;
+    }
+}
+
+static void head(out_t *o, const char *name, const char *type, const char *help) {
+    outf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void counter(out_t *o, const char *name, const char *help, uint64_t v) {
+    head(o, name, "counter", help);
+    outf(o, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void gauge(out_t *o, const char *name, const char *help, double v) {
+    head(o, name, "gauge", help);
+    outf(o, "%s %.17g\n", name, v);
+}
+
+static void hist(out_t *o, const char *name, const char *help, const hist_t *h) {
+    head(o, name, "histogram", help);
+    uint64_t cum = 0;
+    for (int b = 0; b < h->nb; b++) {
+        cum += h->counts[b];
+        outf(o, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[b], (unsigned long long)cum);
+    }
+    outf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name, (unsigned long long)h->count, name,
+         h->sum, name, (unsigned long long)h->count);
+}
+
+static void render_requests(out_t *o, const metrics_t *m) {
+    head(o, "spex_http_requests_total", "counter", "HTTP requests answered, by endpoint and status code");
+    for (int i = 0; i < m->n_status; i++)
+        outf(o, "spex_http_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n", m->status[i].endpoint,
+             m->status[i].status, (unsigned long long)m->status[i].count);
+    head(o, "spex_requests_finished_total", "counter", "Requests that left the engine, by finish reason");
+    outf(o, "spex_requests_finished_total{finish_reason=\"stop\"} %llu\n", (unsigned long long)m->finished_stop);
+    outf(o, "spex_requests_finished_total{finish_reason=\"length\"} %llu\n", (unsigned long long)m->finished_length);
+    outf(o, "spex_requests_finished_total{finish_reason=\"cancelled\"} %llu\n",
+         (unsigned long long)m->finished_cancelled);
+    outf(o, "spex_requests_finished_total{finish_reason=\"error\"} %llu\n", (unsigned long long)m->finished_error);
+    counter(o, "spex_prompt_tokens_total", "Prompt tokens of finished requests", m->prompt_tokens);
+    counter(o, "spex_generation_tokens_total", "Tokens generated for finished requests", m->completion_tokens);
+}
+
+static void render_gauges(out_t *o, const metrics_gauges_t *g) {
+    gauge(o, "spex_ready", "1 when the model is loaded and every worker answered", g->ready ? 1 : 0);
+    gauge(o, "spex_queue_depth", "Requests waiting for a sequence slot", g->queue_depth);
+    gauge(o, "spex_running_sequences", "Sequences in the engine", g->running);
+    gauge(o, "spex_kv_cache_reserved_tokens", "Sum of the running sequences' KV cache capacities",
+          (double)g->kv_reserved_tokens);
+    gauge(o, "spex_kv_cache_used_tokens", "Tokens held in the running sequences' KV caches",
+          (double)g->kv_used_tokens);
+    gauge(o, "spex_kv_cache_capacity_tokens", "KV cache admission limit (--kv-capacity-tokens)",
+          (double)g->kv_capacity_tokens);
+    gauge(o, "spex_kv_cache_reserved_bytes", "Bytes of KV cache reserved by running sequences",
+          (double)g->kv_reserved_tokens * (double)g->kv_bytes_per_token);
+    gauge(o, "spex_kv_cache_usage_ratio", "Reserved / capacity",
+          g->kv_capacity_tokens > 0 ? (double)g->kv_reserved_tokens / (double)g->kv_capacity_tokens : 0);
+}
+
+static void render_spec(out_t *o, const spec_stats_t *s) {
+    counter(o, "spex_spec_steps_total", "Verify forwards (one per decoding sequence and step)", (uint64_t)s->steps);
+    counter(o, "spex_spec_emitted_tokens_total", "Tokens emitted by verify steps", (uint64_t)s->emitted);
+    head(o, "spex_spec_drafted_total", "counter", "MTP drafts evaluated, by draft position (1 = first draft)");
+    for (int j = 0; j < SPEX_MAX_SPEC_K && s->drafted_at[j]; j++)
+        outf(o, "spex_spec_drafted_total{position=\"%d\"} %ld\n", j + 1, s->drafted_at[j]);
+    head(o, "spex_spec_accepted_total", "counter", "MTP drafts accepted, by draft position");
+    for (int j = 0; j < SPEX_MAX_SPEC_K && s->drafted_at[j]; j++)
+        outf(o, "spex_spec_accepted_total{position=\"%d\"} %ld\n", j + 1, s->accepted_at[j]);
+    head(o, "spex_spec_acceptance_ratio", "gauge", "Accepted / drafted, by draft position");
+    for (int j = 0; j < SPEX_MAX_SPEC_K && s->drafted_at[j]; j++)
+        outf(o, "spex_spec_acceptance_ratio{position=\"%d\"} %.6f\n", j + 1,
+             (double)s->accepted_at[j] / (double)s->drafted_at[j]);
+}
+
+static void render_backend(out_t *o, const metrics_backend_t *b) {
+    if (!b->present) return;
+    head(o, "spex_wire_bytes_total", "counter", "Expert-parallel payload bytes, before and after compression");
+    outf(o, "spex_wire_bytes_total{kind=\"raw\"} %llu\n", (unsigned long long)b->wire_bytes_raw);
+    outf(o, "spex_wire_bytes_total{kind=\"compressed\"} %llu\n", (unsigned long long)b->wire_bytes_compressed);
+    head(o, "spex_expert_seconds_total", "counter", "Routed-expert compute time, by rank");
+    for (int r = 0; r < b->n_ranks; r++) outf(o, "spex_expert_seconds_total{rank=\"%d\"} %.9g\n", r, b->expert_seconds[r]);
+}
+
+char *metrics_render(metrics_t *m, size_t *len) {
+    out_t o = {0};
+    pthread_mutex_lock(&m->mu);
+    render_requests(&o, m);
+    hist(&o, "spex_time_to_first_token_seconds", "From arrival to the first generated token", &m->ttft);
+    hist(&o, "spex_inter_token_latency_seconds", "Time per generated token after the first", &m->itl);
+    hist(&o, "spex_request_queue_seconds", "From arrival to admission into the engine", &m->queue);
+    hist(&o, "spex_request_duration_seconds", "From arrival to the last token", &m->e2e);
+    hist(&o, "spex_engine_step_seconds", "One engine step over every running sequence", &m->step);
+    counter(&o, "spex_engine_step_sequences_total", "Sum over steps of the sequences in the step",
+            m->step_sequences);
+    render_gauges(&o, &m->g);
+    render_spec(&o, &m->spec);
+    render_backend(&o, &m->backend);
+    pthread_mutex_unlock(&m->mu);
+    if (o.oom) { free(o.p); return NULL; }
+    if (len) *len = o.n;
+    return o.p;
+}

@@ -1,0 +1,499 @@
+/* http.c - see http.h.
+ *
+ * libmicrohttpd calls on_request several times per request: once when the
+ * headers are in (routing, authentication and a Content-Length check answer
+ * right there), once per chunk of body, and once more with no data, when the
+ * body is complete and the request is dispatched. Per-request state lives in
+ * a conn_t (MHD's con_cls), freed by on_completed. A streaming response owns
+ * a stream_t, freed by MHD through stream_free when the response ends or the
+ * client goes away. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "core/log.h"
+
+/* Status recorded for a client that hung up before its answer (nginx's convention). */
+#define STATUS_CLIENT_CLOSED 499
+/* How long a waiting handler sleeps between checks of its socket. */
+#define WAIT_SLICE_SECONDS 0.25
+
+struct http_server {
+    struct MHD_Daemon *d;
+    http_config_t cfg;
+    char *api_key, *model_name;
+    _Atomic(const api_ctx_t *) api;
+    int port;
+    long started;
+};
+
+typedef enum route { R_NONE, R_COMPLETIONS, R_CHAT, R_MODELS, R_MODEL, R_HEALTH, R_METRICS } route_t;
+
+typedef struct conn {
+    route_t route;
+    const char *endpoint;   /* metrics label */
+    strbuf_t body;
+    size_t received;
+    bool too_large;
+} conn_t;
+
+typedef struct stream {
+    http_server_t *srv;
+    api_request_t rq;
+    sched_req_t *req;
+    char id[48];
+    long created;
+    strbuf_t out;
+    size_t out_off, text_off;
+    int fd;
+    bool started, finished;
+} stream_t;
+
+/* ---------------------------------------------------------------- responses */
+
+static enum MHD_Result respond(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn, int status,
+                               const char *ctype, strbuf_t *body) {
+    size_t len;
+    char *data = sb_take(body, &len);
+    if (!data) {   /* the body could not be built */
+        status = 500;
+        data = strdup("{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\"}}\n");
+        if (!data) return MHD_NO;
+        len = strlen(data);
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+    if (!r) { free(data); return MHD_NO; }
+    MHD_add_response_header(r, "Content-Type", ctype);
+    if (status == 405)
+        MHD_add_response_header(r, "Allow", cn->route == R_COMPLETIONS || cn->route == R_CHAT ? "POST" : "GET");
+    if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    metrics_request(srv->cfg.metrics, cn->endpoint, status);
+    return ret;
+}
+
+static enum MHD_Result respond_json(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn, int status,
+                                    strbuf_t *body) {
+    sb_str(body, "\n");
+    return respond(srv, c, cn, status, "application/json", body);
+}
+
+static enum MHD_Result respond_error(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn,
+                                     const api_error_t *e) {
+    strbuf_t b = {0};
+    api_error_json(&b, e);
+    return respond_json(srv, c, cn, e->status, &b);
+}
+
+static enum MHD_Result fail(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn, int status,
+                            const char *type, const char *code, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+static enum MHD_Result fail(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn, int status,
+                            const char *type, const char *code, const char *fmt, ...) {
+    api_error_t e = {.status = status, .type = type, .code = code};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    va_end(ap);
+    return respond_error(srv, c, cn, &e);
+}
+
+/* ---------------------------------------------------------------- routing, auth */
+
+static route_t route_of(const char *url, const char *model_name, const char **label) {
+    static const struct { const char *path; route_t r; } table[] = {
+        {"/v1/completions", R_COMPLETIONS}, {"/v1/chat/completions", R_CHAT}, {"/v1/models", R_MODELS},
+        {"/health", R_HEALTH},               {"/metrics", R_METRICS},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (!strcmp(url, table[i].path)) { *label = table[i].path; return table[i].r; }
+    *label = "other";
+    if (!strncmp(url, "/v1/models/", 11) && !strcmp(url + 11, model_name)) { *label = "/v1/models"; return R_MODEL; }
+    return R_NONE;
+}
+
+static bool method_ok(route_t r, const char *method) {
+    return !strcmp(method, r == R_COMPLETIONS || r == R_CHAT ? "POST" : "GET");
+}
+
+/* Constant-time comparison, so response time says nothing about the key. */
+static bool authorized(const http_server_t *srv, struct MHD_Connection *c) {
+    if (!srv->api_key) return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncmp(h, "Bearer ", 7)) return false;
+    const char *k = h + 7, *want = srv->api_key;
+    size_t lk = strlen(k), lw = strlen(want);
+    unsigned char diff = (unsigned char)(lk != lw);
+    for (size_t i = 0; i < lw; i++) diff |= (unsigned char)(want[i] ^ (i < lk ? k[i] : 0));
+    return diff == 0;
+}
+
+/* True if the client closed its end (so nobody will read the answer). */
+static bool peer_gone(int fd) {
+    if (fd < 0) return false;
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+static int conn_fd(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+/* ---------------------------------------------------------------- GET endpoints */
+
+static enum MHD_Result get_health(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn) {
+    const api_ctx_t *api = atomic_load(&srv->api);
+    strbuf_t b = {0};
+    char why[256] = "";
+    if (!api) {
+        sb_str(&b, "{\"status\":\"loading\"}");
+        return respond_json(srv, c, cn, 503, &b);
+    }
+    if (!scheduler_ready(api->sched, why, sizeof why)) {
+        sb_str(&b, "{\"status\":\"unavailable\",\"reason\":");
+        sb_json_cstr(&b, why);
+        sb_str(&b, "}");
+        return respond_json(srv, c, cn, 503, &b);
+    }
+    sb_str(&b, "{\"status\":\"ok\"}");
+    return respond_json(srv, c, cn, 200, &b);
+}
+
+static void model_json(strbuf_t *b, const http_server_t *srv) {
+    sb_str(b, "{\"id\":");
+    sb_json_cstr(b, srv->model_name);
+    sb_printf(b, ",\"object\":\"model\",\"created\":%ld,\"owned_by\":\"spex\"}", srv->started);
+}
+
+static enum MHD_Result get_models(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn) {
+    strbuf_t b = {0};
+    if (cn->route == R_MODELS) sb_str(&b, "{\"object\":\"list\",\"data\":[");
+    model_json(&b, srv);
+    if (cn->route == R_MODELS) sb_str(&b, "]}");
+    return respond_json(srv, c, cn, 200, &b);
+}
+
+static enum MHD_Result get_metrics(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn) {
+    strbuf_t b = {0};
+    if (srv->cfg.metrics) {
+        size_t len;
+        char *text = metrics_render(srv->cfg.metrics, &len);
+        if (!text) return fail(srv, c, cn, 500, "server_error", NULL, "out of memory");
+        sb_add(&b, text, len);
+        free(text);
+    }
+    return respond(srv, c, cn, 200, "text/plain; version=0.0.4; charset=utf-8", &b);
+}
+
+/* ---------------------------------------------------------------- streaming */
+
+static void stream_free(void *cls) {
+    stream_t *st = cls;
+    sched_req_release(st->req);   /* cancels it if the client left early */
+    api_request_free(&st->rq);
+    sb_free(&st->out);
+    free(st);
+}
+
+/* The request ended: final chunk (or the error), usage, [DONE]. */
+static void stream_finish(stream_t *st) {
+    const sched_result_t *r = sched_req_result(st->req);
+    const char *model = st->srv->model_name;
+    api_error_t e;
+    if (api_result_error(r, &e)) {
+        sb_str(&st->out, "data: ");
+        api_error_json(&st->out, &e);
+        sb_str(&st->out, "\n\n");
+    } else {
+        api_chunk_sse(&st->out, &st->rq, st->id, st->created, model, st->rq.kind == API_CHAT ? NULL : "", 0, false,
+                      r->finish_reason, st->rq.continuous_usage ? r->n_tokens : -1);
+        if (st->rq.include_usage) api_usage_chunk_sse(&st->out, &st->rq, st->id, st->created, model, r->n_tokens);
+    }
+    sb_str(&st->out, "data: [DONE]\n\n");
+    st->finished = true;
+}
+
+/* Produce the next event(s) into st->out, waiting for the engine if needed. */
+static int stream_fill(stream_t *st) {
+    const char *model = st->srv->model_name;
+    if (!st->started) {
+        st->started = true;
+        if (st->rq.kind == API_CHAT) {
+            api_chunk_sse(&st->out, &st->rq, st->id, st->created, model, "", 0, true, NULL, -1);
+            return st->out.oom ? -1 : 0;
+        }
+    }
+    sched_update_t u;
+    if (sched_req_wait(st->req, st->text_off, WAIT_SLICE_SECONDS, &u)) return -1;
+    st->text_off += u.len;
+    if (u.len)
+        api_chunk_sse(&st->out, &st->rq, st->id, st->created, model, u.text, u.len, false, NULL,
+                      st->rq.continuous_usage ? u.completion_tokens : -1);
+    free(u.text);
+    if (u.done) stream_finish(st);
+    else if (u.len == 0 && peer_gone(st->fd)) return -1;
+    return st->out.oom ? -1 : 0;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    stream_t *st = cls;
+    while (st->out_off >= st->out.n) {
+        if (st->finished) return MHD_CONTENT_READER_END_OF_STREAM;
+        sb_reset(&st->out);
+        st->out_off = 0;
+        if (stream_fill(st)) return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t n = st->out.n - st->out_off < max ? st->out.n - st->out_off : max;
+    memcpy(buf, st->out.p + st->out_off, n);
+    st->out_off += n;
+    return (ssize_t)n;
+}
+
+/* Takes ownership of rq and req. */
+static enum MHD_Result start_stream(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn,
+                                    api_request_t *rq, sched_req_t *req) {
+    stream_t *st = calloc(1, sizeof *st);
+    struct MHD_Response *r =
+        st ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free) : NULL;
+    if (!r) {
+        if (st) free(st);
+        sched_req_release(req);
+        api_request_free(rq);
+        return fail(srv, c, cn, 500, "server_error", NULL, "out of memory");
+    }
+    st->srv = srv;
+    st->rq = *rq;
+    st->req = req;
+    st->fd = conn_fd(c);
+    st->created = (long)time(NULL);
+    api_new_id(rq->kind, st->id, sizeof st->id);
+    MHD_add_response_header(r, "Content-Type", "text/event-stream");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);   /* stream_free runs when MHD is done with it */
+    metrics_request(srv->cfg.metrics, cn->endpoint, 200);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- completions */
+
+/* Non-streaming: wait for the end, watching for the client leaving. */
+static enum MHD_Result wait_and_respond(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn,
+                                        api_request_t *rq, sched_req_t *req) {
+    int fd = conn_fd(c);
+    size_t off = 0;
+    for (;;) {
+        sched_update_t u;
+        int rc = sched_req_wait(req, off, WAIT_SLICE_SECONDS, &u);
+        off += u.len;
+        free(u.text);
+        if (u.done) break;
+        if (rc == 0 && !peer_gone(fd)) continue;
+        sched_req_release(req);   /* cancels: frees the sequence at the next step */
+        api_request_free(rq);
+        metrics_request(srv->cfg.metrics, cn->endpoint, STATUS_CLIENT_CLOSED);
+        return MHD_NO;
+    }
+    const sched_result_t *r = sched_req_result(req);
+    api_error_t e;
+    enum MHD_Result ret;
+    if (api_result_error(r, &e)) {
+        ret = respond_error(srv, c, cn, &e);
+    } else {
+        char id[48];
+        api_new_id(rq->kind, id, sizeof id);
+        strbuf_t b = {0};
+        api_response_json(&b, rq, id, (long)time(NULL), srv->model_name, r);
+        ret = respond_json(srv, c, cn, 200, &b);
+    }
+    sched_req_release(req);
+    api_request_free(rq);
+    return ret;
+}
+
+static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn) {
+    const api_ctx_t *api = atomic_load(&srv->api);
+    if (!api) return fail(srv, c, cn, 503, "server_error", "loading", "the model is still loading");
+    if (cn->too_large)
+        return fail(srv, c, cn, 413, "invalid_request_error", "request_too_large",
+                    "the request body exceeds %zu bytes", srv->cfg.max_body_bytes);
+    cJSON *root = cJSON_ParseWithLength(cn->body.p ? cn->body.p : "", cn->body.n);
+    if (!root)
+        return fail(srv, c, cn, 400, "invalid_request_error", "invalid_json",
+                    "the body is not valid JSON (error near byte %ld)",
+                    cn->body.p && cJSON_GetErrorPtr() ? (long)(cJSON_GetErrorPtr() - cn->body.p) : 0L);
+    api_request_t rq;
+    api_error_t e;
+    api_defaults_t d = {.temperature = 1.0f};
+    int bad = api_parse_request(api, cn->route == R_CHAT ? API_CHAT : API_COMPLETION, root, &d, &rq, &e);
+    cJSON_Delete(root);
+    if (bad) return respond_error(srv, c, cn, &e);
+    sched_req_t *req;
+    const char *param;
+    spex_err_t err = {0};
+    sched_status_t st = scheduler_submit(api->sched, &rq.params, &req, &param, &err);
+    if (st != SCHED_OK) {
+        api_submit_error(st, param, err.msg, &e);
+        api_request_free(&rq);
+        return respond_error(srv, c, cn, &e);
+    }
+    return rq.stream ? start_stream(srv, c, cn, &rq, req) : wait_and_respond(srv, c, cn, &rq, req);
+}
+
+/* ---------------------------------------------------------------- MHD callbacks */
+
+/* First call: route, method, key and declared size, answered at once when wrong. */
+static enum MHD_Result on_headers(http_server_t *srv, struct MHD_Connection *c, conn_t *cn, const char *url,
+                                  const char *method) {
+    cn->route = route_of(url, srv->model_name, &cn->endpoint);
+    if (cn->route == R_NONE)
+        return fail(srv, c, cn, 404, "invalid_request_error", "not_found", "no such endpoint: %.200s %.200s", method,
+                    url);
+    if (!method_ok(cn->route, method))
+        return fail(srv, c, cn, 405, "invalid_request_error", "method_not_allowed", "%s does not accept %.20s",
+                    cn->endpoint, method);
+    if (cn->route != R_HEALTH && !authorized(srv, c))
+        return fail(srv, c, cn, 401, "invalid_request_error", "invalid_api_key",
+                    "a valid API key is needed: 'Authorization: Bearer <key>'");
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > srv->cfg.max_body_bytes)
+        return fail(srv, c, cn, 413, "invalid_request_error", "request_too_large",
+                    "the request body exceeds %zu bytes", srv->cfg.max_body_bytes);
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+    (void)version;
+    http_server_t *srv = cls;
+    conn_t *cn = *con_cls;
+    if (!cn) {
+        if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
+        *con_cls = cn;
+        return on_headers(srv, c, cn, url, method);
+    }
+    if (*upload_data_size) {   /* body chunk: keep up to the limit, then only count */
+        cn->received += *upload_data_size;
+        if (cn->received > srv->cfg.max_body_bytes) cn->too_large = true;
+        else sb_add(&cn->body, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        /* a client streaming far past the limit is cut off rather than read to the end */
+        return cn->received > 16 * srv->cfg.max_body_bytes + (1u << 20) ? MHD_NO : MHD_YES;
+    }
+    switch (cn->route) {
+    case R_HEALTH: return get_health(srv, c, cn);
+    case R_METRICS: return get_metrics(srv, c, cn);
+    case R_MODELS:
+    case R_MODEL: return get_models(srv, c, cn);
+    default: return post_completion(srv, c, cn);
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    (void)cls, (void)c, (void)toe;
+    conn_t *cn = *con_cls;
+    if (!cn) return;
+    sb_free(&cn->body);
+    free(cn);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    if (n && msg[n - 1] == '\n') msg[n - 1] = '\0';
+    spex_log("http: %s", msg);
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+/* Our own listening socket, so a bind error can be reported precisely. */
+static int listen_on(const char *host, int port, int *family, spex_err_t *err) {
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
+    int g = getaddrinfo(host, ps, &hints, &ai);
+    if (g) return spex_fail(err, "--host '%s': %s", host, gai_strerror(g));
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol), one = 1;
+    *family = ai->ai_family;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 256)) {
+        spex_fail(err, "cannot listen on %s port %d: %s", host, port, strerror(errno));
+        if (fd >= 0) close(fd);
+        freeaddrinfo(ai);
+        return -1;
+    }
+    freeaddrinfo(ai);
+    return fd;
+}
+
+static int bound_port(int fd) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len)) return -1;
+    return ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                    : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+http_server_t *http_server_start(const http_config_t *cfg, spex_err_t *err) {
+    http_server_t *srv = calloc(1, sizeof *srv);
+    if (!srv) { spex_fail(err, "out of memory"); return NULL; }
+    srv->cfg = *cfg;
+    srv->api_key = cfg->api_key ? strdup(cfg->api_key) : NULL;
+    srv->model_name = strdup(cfg->model_name ? cfg->model_name : "spex");
+    srv->started = (long)time(NULL);
+    atomic_init(&srv->api, NULL);
+    int family = AF_INET;
+    int fd = listen_on(cfg->host ? cfg->host : "127.0.0.1", cfg->port, &family, err);
+    if (fd < 0) { http_server_stop(srv); return NULL; }
+    srv->port = bound_port(fd);
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_AUTO |
+                     MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    srv->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+                              MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                              MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections ? cfg->max_connections : 256u,
+                              MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
+    if (!srv->d) {
+        close(fd);
+        spex_fail(err, "libmicrohttpd could not start on port %d", srv->port);
+        http_server_stop(srv);
+        return NULL;
+    }
+    return srv;
+}
+
+int http_server_port(const http_server_t *srv) { return srv->port; }
+
+void http_server_attach(http_server_t *srv, const api_ctx_t *api) { atomic_store(&srv->api, api); }
+
+void http_server_quiesce(http_server_t *srv) {
+    if (!srv || !srv->d) return;
+    MHD_socket fd = MHD_quiesce_daemon(srv->d);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+}
+
+void http_server_stop(http_server_t *srv) {
+    if (!srv) return;
+    if (srv->d) MHD_stop_daemon(srv->d);
+    free(srv->api_key);
+    free(srv->model_name);
+    free(srv);
+}

@@ -1,0 +1,52 @@
+/* http.h - the HTTP front end of `spex serve` (libmicrohttpd).
+ *
+ *   POST /v1/completions, POST /v1/chat/completions   (stream: Server-Sent Events)
+ *   GET  /v1/models, /v1/models/{name}, /health, /metrics
+ *
+ * Threads: libmicrohttpd runs one thread per connection. A handler parses and
+ * tokenizes the request, submits it to the scheduler, and then only waits on
+ * that request's output (the scheduler's mutex + condition variable); it never
+ * touches the engine. Streaming responses are produced by a content-reader
+ * callback that blocks until the next text delta. While waiting, a handler
+ * polls its socket: a client that hangs up cancels its request, which frees
+ * the sequence and its KV cache at the next step.
+ *
+ * The server starts before the model is loaded (so /health can say
+ * "loading"); http_server_attach() makes the API live.
+ *
+ * Security: binds 127.0.0.1 unless told otherwise; with an API key every
+ * endpoint except /health needs "Authorization: Bearer <key>"; bodies are
+ * limited in size; nothing a request says can name a file. */
+#ifndef SPEX_HTTP_H
+#define SPEX_HTTP_H
+
+#include <stddef.h>
+
+#include "coordinator/metrics.h"
+#include "server/api.h"
+
+typedef struct http_config {
+    const char *host;          /* numeric address or name; default 127.0.0.1 */
+    int port;                  /* 0 = any free port */
+    const char *api_key;       /* NULL = no authentication */
+    size_t max_body_bytes;     /* larger bodies get 413 */
+    const char *model_name;    /* for /v1/models and the responses' "model" */
+    unsigned max_connections;  /* concurrent connections (threads) */
+    metrics_t *metrics;        /* not owned; may be NULL */
+} http_config_t;
+
+typedef struct http_server http_server_t;
+
+/* Bind and start serving (only /health and /metrics answer until attach). */
+http_server_t *http_server_start(const http_config_t *cfg, spex_err_t *err);
+/* The port actually bound (useful with port 0). */
+int http_server_port(const http_server_t *srv);
+/* Make the completion endpoints live. api (and what it points to) must stay
+ * valid until http_server_stop returns. */
+void http_server_attach(http_server_t *srv, const api_ctx_t *api);
+/* Stop accepting new connections; requests in progress continue. */
+void http_server_quiesce(http_server_t *srv);
+/* Close every connection, join the connection threads, free. */
+void http_server_stop(http_server_t *srv);
+
+#endif
