@@ -676,7 +676,7 @@ int scheduler_run(scheduler_t *s, const volatile sig_atomic_t *stop, double grac
         if (*stop && !closing) {
             closing = true;
             deadline = spex_now() + grace_seconds;
-            spex_log("shutting down: no new requests; %d running get %.0f s to finish", s->n_running, grace_seconds);
+            spex_log("shutting down: no new requests; %d running get %.1f s to finish", s->n_running, grace_seconds);
             if (s->cfg.on_shutdown) s->cfg.on_shutdown(s->cfg.shutdown_user);
             scheduler_close(s);
         }

@@ -321,10 +321,20 @@ Test(scheduler, close_and_cancel_running) {
     model_free(m);
 }
 
+/* The engine thread runs scheduler_run; the test thread submits and waits.
+ * The backend-metrics hook (called on the engine thread after every step) is
+ * used as a gate: once armed, it holds the engine thread after the step that
+ * gave `watched` its first token, until the test has raised the stop flag. So
+ * the flag is seen while that request is certainly running, however fast the
+ * model is (the tiny model generates a whole context in ~30 ms). */
 typedef struct runner {
     scheduler_t *s;
     volatile sig_atomic_t stop;
     double grace;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sched_req_t *watched;   /* armed when set */
+    bool held;
 } runner_t;
 
 static void *run_thread(void *arg) {
@@ -333,50 +343,121 @@ static void *run_thread(void *arg) {
     return NULL;
 }
 
-Test(scheduler, run_serves_other_threads_and_stops_on_the_flag) {
-    model_t *m = load_tiny();
-    metrics_t *mt = metrics_create();
-    scheduler_t *s = make(m, NULL, (sched_config_t){.max_running = 4, .max_queue = 4, .spec_k = 2, .metrics = mt});
-    runner_t rn = {.s = s, .grace = 0.2};
-    pthread_t th;
-    cr_assert_eq(pthread_create(&th, NULL, run_thread, &rn), 0);
-    int32_t p[6] = {5, 6, 7, 8, 9, 10};
+static void gate(void *user, metrics_backend_t *b) {
+    (void)b;   /* present stays false: no wire series */
+    runner_t *r = user;
+    pthread_mutex_lock(&r->mu);
+    if (r->watched && !r->held) {
+        sched_update_t u;
+        sched_req_wait(r->watched, 0, 0, &u);
+        free(u.text);
+        if (u.completion_tokens > 0 && !u.done) {
+            r->held = true;
+            pthread_cond_broadcast(&r->cv);
+            while (!r->stop) pthread_cond_wait(&r->cv, &r->mu);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Start the engine thread; run one quick request through it; then submit
+ * `slow` (plus `queued` behind it when max_running is 1), hold the engine
+ * right after slow's first token and raise the stop flag. */
+static void run_until_stop(runner_t *rn, pthread_t *th, sched_req_t **quick, sched_req_t **slow,
+                           sched_req_t **queued) {
     const char *param;
-    sched_req_t *quick, *slow;
-    cr_assert_eq(try_submit(s, p, 6, 8, &param, &quick), SCHED_OK);
+    int32_t p[6] = {5, 6, 7, 8, 9, 10};
+    cr_assert_eq(pthread_create(th, NULL, run_thread, rn), 0);
+    cr_assert_eq(try_submit(rn->s, p, 6, 8, &param, quick), SCHED_OK);
     sched_update_t u = {0};
     for (int i = 0; i < 400 && !u.done; i++) {   /* the engine thread finishes it on its own */
-        sched_req_wait(quick, 0, 0.05, &u);
+        sched_req_wait(*quick, 0, 0.05, &u);
         free(u.text);
     }
     cr_assert(u.done);
-    cr_assert_eq(sched_req_result(quick)->n_tokens, 8);
-    u = (sched_update_t){0};
-    /* a long one is running when the flag goes up: it finishes or is cancelled within the grace period */
-    cr_assert_eq(try_submit(s, p, 6, 240, &param, &slow), SCHED_OK);
-    u = (sched_update_t){0};
-    for (int i = 0; i < 400 && u.completion_tokens == 0; i++) {
-        sched_req_wait(slow, 0, 0.05, &u);
-        free(u.text);
-    }
+    cr_assert_eq(sched_req_result(*quick)->n_tokens, 8);
+    pthread_mutex_lock(&rn->mu);
+    cr_assert_eq(try_submit(rn->s, p, 6, 240, &param, slow), SCHED_OK);
+    if (queued) cr_assert_eq(try_submit(rn->s, p, 5, 20, &param, queued), SCHED_OK);
+    rn->watched = *slow;
+    while (!rn->held) pthread_cond_wait(&rn->cv, &rn->mu);
+    rn->stop = SIGTERM;
+    pthread_cond_broadcast(&rn->cv);
+    pthread_mutex_unlock(&rn->mu);
+}
+
+static runner_t *runner_new(model_t *m, metrics_t *mt, int max_running, double grace) {
+    runner_t *rn = calloc(1, sizeof *rn);
+    pthread_mutex_init(&rn->mu, NULL);
+    pthread_cond_init(&rn->cv, NULL);
+    rn->grace = grace;
+    rn->s = make(m, NULL, (sched_config_t){.max_running = max_running, .max_queue = 4, .spec_k = 2, .metrics = mt,
+                                           .backend_metrics = gate, .backend_user = rn});
+    return rn;
+}
+
+static void runner_free(runner_t *rn) {
+    scheduler_free(rn->s);
+    pthread_mutex_destroy(&rn->mu);
+    pthread_cond_destroy(&rn->cv);
+    free(rn);
+}
+
+Test(scheduler, run_serves_other_threads_and_stops_on_the_flag) {
+    model_t *m = load_tiny();
+    metrics_t *mt = metrics_create();
+    runner_t *rn = runner_new(m, mt, 1, 0);   /* grace 0: what runs is cancelled at once */
+    pthread_t th;
+    sched_req_t *quick, *slow, *queued;
+    run_until_stop(rn, &th, &quick, &slow, &queued);
     double t0 = spex_now();
-    rn.stop = SIGTERM;
     cr_assert_eq(pthread_join(th, NULL), 0);
     cr_assert_lt(spex_now() - t0, 5.0);
     cr_assert(sched_req_done(slow));
     const sched_result_t *r = sched_req_result(slow);
-    cr_assert(!strcmp(r->finish_reason, "length") || (r->shutdown && !strcmp(r->finish_reason, "cancelled")), "%s",
-              r->finish_reason);
+    cr_assert_str_eq(r->finish_reason, "cancelled");
+    cr_assert(r->shutdown);
+    cr_assert_gt(r->n_tokens, 0);
+    cr_assert_lt(r->n_tokens, 240);
+    cr_assert(sched_req_done(queued), "the queued request ends when the server closes");
+    cr_assert_str_eq(sched_req_result(queued)->finish_reason, "cancelled");
+    cr_assert(sched_req_result(queued)->shutdown);
+    cr_assert_eq(sched_req_result(queued)->n_tokens, 0);
+    const char *param;
+    sched_req_t *late;
+    int32_t p[3] = {5, 6, 7};
+    cr_assert_eq(try_submit(rn->s, p, 3, 4, &param, &late), SCHED_UNAVAILABLE);
     char *text = metrics_render(mt, NULL);
     cr_assert(strstr(text, "spex_time_to_first_token_seconds_count 2"), "%s", text);
     cr_assert(strstr(text, "spex_spec_drafted_total{position=\"1\"}"), "%s", text);
-    cr_assert(strstr(text, "spex_requests_finished_total{finish_reason=\"length\"}"), "%s", text);
+    cr_assert(strstr(text, "spex_requests_finished_total{finish_reason=\"length\"} 1"), "%s", text);
+    cr_assert(strstr(text, "spex_requests_finished_total{finish_reason=\"cancelled\"} 2"), "%s", text);
     cr_assert(strstr(text, "spex_running_sequences 0"), "%s", text);
     cr_assert_null(strstr(text, "spex_wire_bytes_total"), "no backend: no wire series");
     free(text);
     sched_req_release(quick);
     sched_req_release(slow);
-    scheduler_free(s);
+    sched_req_release(queued);
+    runner_free(rn);
+    metrics_free(mt);
+    model_free(m);
+}
+
+Test(scheduler, run_lets_running_requests_finish_within_the_grace_period) {
+    model_t *m = load_tiny();
+    metrics_t *mt = metrics_create();   /* the gate is the backend hook, which runs only with metrics */
+    runner_t *rn = runner_new(m, mt, 4, 30);
+    pthread_t th;
+    sched_req_t *quick, *slow;
+    run_until_stop(rn, &th, &quick, &slow, NULL);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    const sched_result_t *r = sched_req_result(slow);
+    cr_assert(!strcmp(r->finish_reason, "length") || !strcmp(r->finish_reason, "stop"), "%s", r->finish_reason);
+    cr_assert_not(r->shutdown);
+    cr_assert_eq(r->n_tokens, 234, "the whole greedy continuation (EOS after 234 tokens): %d", r->n_tokens);
+    sched_req_release(quick);
+    sched_req_release(slow);
+    runner_free(rn);
     metrics_free(mt);
     model_free(m);
 }
