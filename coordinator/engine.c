@@ -159,6 +159,23 @@ static int rows_alloc(rows_t *r, const model_t *m, int n, int n_seqs, spex_err_t
     return spex_fail(err, "out of memory for a step of %d rows", n);
 }
 
+/* Run MTP modules 0..n_use-1 over the same rows. Draft step j (1-based) uses
+ * module (j-1) mod n_mtp, so every module that a sequence may use must see
+ * every row: its own cache then has no holes, whichever module drafts next.
+ * Module `use` writes hidden_out and the logits of the `want` rows. With one
+ * module (DeepSeek-V3) this is one forward. */
+static int mtp_forward_all(model_t *m, int use, int n_use, rows_t *r, bool exact, spex_err_t *err) {
+    if (n_use > m->n_mtp) n_use = m->n_mtp;
+    if (use >= n_use) n_use = use + 1;
+    for (int k = 0; k < n_use; k++) {
+        bool mine = k == use;
+        if (model_mtp_forward(m, k, r->tokens, r->hidden, r->seqs, r->n_seqs, mine ? r->hidden_out : NULL,
+                              r->want, mine ? r->logits : NULL, exact, err))
+            return -1;
+    }
+    return 0;
+}
+
 /* Run the prompt (own forward call), emit the first token, draft d1. */
 static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *user, spex_err_t *err) {
     int n = s->n_prompt;
@@ -178,8 +195,9 @@ static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *us
         /* MTP rows t = 0..n-1: (h_t, token_{t+1}), token_n = the token just emitted */
         memcpy(r.tokens, s->prompt + 1, sizeof(int32_t) * (size_t)(n - 1));
         r.tokens[n - 1] = s->last;
-        if (model_mtp_forward(m, 0, r.tokens, r.hidden, &seq, 1, r.hidden_out, r.want, r.logits, false, err))
-            goto done;
+        r.seqs[0] = seq;
+        r.n_seqs = 1;
+        if (mtp_forward_all(m, 0, s->p.spec_k, &r, false, err)) goto done;
         memcpy(s->mtp_hidden, r.hidden_out + (size_t)(n - 1) * r.hid, sizeof(float) * r.hid);
         s->drafts[0] = seq_draft(s, r.logits, 0, r.V);
         s->n_drafts = 1;
@@ -212,9 +230,12 @@ static int verify_one(model_t *m, sequence_t *s, const float *logits, int k, flo
 
 /* MTP catch-up over the rows of `v` that were accepted, drafting d1 for each. */
 static int phase_catchup(model_t *m, rows_t *v, const int *accepted, const int *old_pos, spex_err_t *err) {
-    int n = 0, ns = 0;
+    int n = 0, ns = 0, max_k = 0;
     for (int i = 0; i < v->n_seqs; i++)
-        if (!v->who[i]->done && v->who[i]->p.spec_k > 0 && seq_max_drafts(v->who[i]) > 0) n += accepted[i] + 1, ns++;
+        if (!v->who[i]->done && v->who[i]->p.spec_k > 0 && seq_max_drafts(v->who[i]) > 0) {
+            n += accepted[i] + 1, ns++;
+            if (v->who[i]->p.spec_k > max_k) max_k = v->who[i]->p.spec_k;
+        }
     if (ns == 0) return 0;
     rows_t r;
     if (rows_alloc(&r, m, n, ns, err)) return -1;
@@ -235,7 +256,7 @@ static int phase_catchup(model_t *m, rows_t *v, const int *accepted, const int *
         row += a + 1;
         r.want[row - 1] = 1;
     }
-    int rc = model_mtp_forward(m, 0, r.tokens, r.hidden, r.seqs, r.n_seqs, r.hidden_out, r.want, r.logits, true, err);
+    int rc = mtp_forward_all(m, 0, max_k, &r, true, err);
     for (int c = 0; rc == 0 && c < r.n_seqs; c++) {
         sequence_t *s = r.who[c];
         int last = r.first[c] + r.seqs[c].n - 1;
@@ -296,9 +317,12 @@ done:
 /* Draft d_{j+1} for every sequence that has j drafts and wants more: one MTP
  * row each, from the previous MTP hidden state and the token it drafted. */
 static int phase_chain(model_t *m, sequence_t **seqs, int n_seqs, int j, spex_err_t *err) {
-    int ns = 0;
+    int ns = 0, max_k = 0;
     for (int i = 0; i < n_seqs; i++)
-        if (!seqs[i]->done && seqs[i]->n_drafts == j && j < seq_max_drafts(seqs[i])) ns++;
+        if (!seqs[i]->done && seqs[i]->n_drafts == j && j < seq_max_drafts(seqs[i])) {
+            ns++;
+            if (seqs[i]->p.spec_k > max_k) max_k = seqs[i]->p.spec_k;
+        }
     if (ns == 0) return 0;
     rows_t r;
     if (rows_alloc(&r, m, ns, ns, err)) return -1;
@@ -311,7 +335,8 @@ static int phase_chain(model_t *m, sequence_t **seqs, int n_seqs, int j, spex_er
         r.seqs[c] = (mla_seq_t){s->kv, 1};
         r.who[c] = s;
     }
-    int rc = model_mtp_forward(m, 0, r.tokens, r.hidden, r.seqs, r.n_seqs, r.hidden_out, NULL, r.logits, true, err);
+    memset(r.want, 1, (size_t)ns);
+    int rc = mtp_forward_all(m, j % m->n_mtp, max_k, &r, true, err);
     for (int c = 0; rc == 0 && c < r.n_seqs; c++) {
         sequence_t *s = r.who[c];
         memcpy(s->mtp_hidden, r.hidden_out + (size_t)c * r.hid, sizeof(float) * r.hid);
