@@ -207,6 +207,7 @@ int cmd_serve(int argc, char **argv) {
     if (serve_load(&st, &err)) goto fail;
     http_server_attach(st.http, &st.api);
     scheduler_run(st.sched, &stop, st.c.grace);
+    http_server_drain(st.http, 5.0);   /* last events and [DONE] reach the clients */
     spex_log("serve: stopped");
     rc = 0;
     goto done;

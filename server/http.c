@@ -36,6 +36,7 @@ struct http_server {
     http_config_t cfg;
     char *api_key, *model_name;
     _Atomic(const api_ctx_t *) api;
+    atomic_int active;      /* connections with a submitted request whose answer is not fully sent */
     int port;
     long started;
 };
@@ -48,6 +49,7 @@ typedef struct conn {
     strbuf_t body;
     size_t received;
     bool too_large;
+    bool active;            /* counted in srv->active until on_completed */
 } conn_t;
 
 typedef struct stream {
@@ -326,17 +328,19 @@ static enum MHD_Result wait_and_respond(http_server_t *srv, struct MHD_Connectio
     return ret;
 }
 
-static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn) {
+static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection *c, conn_t *cn) {
     const api_ctx_t *api = atomic_load(&srv->api);
     if (!api) return fail(srv, c, cn, 503, "server_error", "loading", "the model is still loading");
     if (cn->too_large)
         return fail(srv, c, cn, 413, "invalid_request_error", "request_too_large",
                     "the request body exceeds %zu bytes", srv->cfg.max_body_bytes);
-    cJSON *root = cJSON_ParseWithLength(cn->body.p ? cn->body.p : "", cn->body.n);
+    /* ParseWithLengthOpts reports where parsing stopped through its own out
+     * parameter; cJSON_GetErrorPtr() is process-global, so racy across handlers */
+    const char *body = cn->body.p ? cn->body.p : "", *end = body;
+    cJSON *root = cJSON_ParseWithLengthOpts(body, cn->body.n, &end, 0);
     if (!root)
         return fail(srv, c, cn, 400, "invalid_request_error", "invalid_json",
-                    "the body is not valid JSON (error near byte %ld)",
-                    cn->body.p && cJSON_GetErrorPtr() ? (long)(cJSON_GetErrorPtr() - cn->body.p) : 0L);
+                    "the body is not valid JSON (error near byte %ld)", end ? (long)(end - body) : 0L);
     api_request_t rq;
     api_error_t e;
     api_defaults_t d = {.temperature = 1.0f};
@@ -352,6 +356,8 @@ static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection
         api_request_free(&rq);
         return respond_error(srv, c, cn, &e);
     }
+    cn->active = true;   /* until MHD has sent the whole answer (on_completed) */
+    atomic_fetch_add(&srv->active, 1);
     return rq.stream ? start_stream(srv, c, cn, &rq, req) : wait_and_respond(srv, c, cn, &rq, req);
 }
 
@@ -406,9 +412,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)cls, (void)c, (void)toe;
+    (void)c, (void)toe;
+    http_server_t *srv = cls;
     conn_t *cn = *con_cls;
     if (!cn) return;
+    if (cn->active) atomic_fetch_sub(&srv->active, 1);
     sb_free(&cn->body);
     free(cn);
     *con_cls = NULL;
@@ -461,6 +469,7 @@ http_server_t *http_server_start(const http_config_t *cfg, spex_err_t *err) {
     srv->model_name = strdup(cfg->model_name ? cfg->model_name : "spex");
     srv->started = (long)time(NULL);
     atomic_init(&srv->api, NULL);
+    atomic_init(&srv->active, 0);
     int family = AF_INET;
     int fd = listen_on(cfg->host ? cfg->host : "127.0.0.1", cfg->port, &family, err);
     if (fd < 0) { http_server_stop(srv); return NULL; }
@@ -488,6 +497,13 @@ void http_server_quiesce(http_server_t *srv) {
     if (!srv || !srv->d) return;
     MHD_socket fd = MHD_quiesce_daemon(srv->d);
     if (fd != MHD_INVALID_SOCKET) close(fd);
+}
+
+void http_server_drain(http_server_t *srv, double timeout_s) {
+    if (!srv || !srv->d) return;
+    struct timespec slice = {0, 10 * 1000 * 1000};
+    for (double waited = 0; atomic_load(&srv->active) > 0 && waited < timeout_s; waited += 0.01)
+        nanosleep(&slice, NULL);
 }
 
 void http_server_stop(http_server_t *srv) {

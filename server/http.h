@@ -46,6 +46,10 @@ int http_server_port(const http_server_t *srv);
 void http_server_attach(http_server_t *srv, const api_ctx_t *api);
 /* Stop accepting new connections; requests in progress continue. */
 void http_server_quiesce(http_server_t *srv);
+/* Wait (up to timeout_s) until every submitted request's answer has been
+ * sent: after the scheduler finished or cancelled them, streams still have to
+ * write their last event and [DONE]. */
+void http_server_drain(http_server_t *srv, double timeout_s);
 /* Close every connection, join the connection threads, free. */
 void http_server_stop(http_server_t *srv);
 
