@@ -249,25 +249,32 @@ static int submit_parsed(batch_t *b, const cJSON *o, char **key) {
     return 0;
 }
 
-/* Parse one input line and submit it. Returns -1 only on an I/O failure. */
+/* Parse one input line and submit it. Returns -1 only on an I/O failure.
+ * The order of the checks makes every run classify a line the same way,
+ * whatever earlier runs finished: the first line with an id owns it (run, or
+ * skipped when its result is already in the output); any later line with that
+ * id is a duplicate, reported once (by line number) and never run. */
 static int submit_line(batch_t *b, char *line, size_t len) {
     while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
     size_t k = 0;
     while (k < len && (line[k] == ' ' || line[k] == '\t')) k++;
+    if (k == len) return 0;   /* blank */
     char line_key[32];
     snprintf(line_key, sizeof line_key, "%ld", b->line_no);
-    if (k == len || set_has(&b->done_lines, line_key)) return 0;   /* blank, or already reported */
+    bool reported = set_has(&b->done_lines, line_key);
     cJSON *o = cJSON_ParseWithLength(line, len);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
+    bool id_ok = cJSON_IsObject(o) && (cJSON_IsString(id) || cJSON_IsNumber(id));
+    char *key = id_ok ? json_key(id) : NULL;
     int rc = 0;
-    char *key = NULL;
-    if (!cJSON_IsObject(o)) rc = report_error(b, b->line_no, NULL, "not a JSON object", NULL);
-    else if (!cJSON_IsString(id) && !cJSON_IsNumber(id))
-        rc = report_error(b, b->line_no, NULL, "\"id\" (a string or a number) is required", "id");
-    else if (!(key = json_key(id))) rc = -1;
-    else if (set_has(&b->done_ids, key)) b->skipped++;   /* finished in an earlier run */
-    else if (set_has(&b->seen, key)) rc = report_error(b, b->line_no, key, "duplicate id (an earlier line has it)", "id");
+    if (id_ok && !key) rc = -1;
+    else if (!id_ok) rc = reported ? 0 : report_error(b, b->line_no, NULL, cJSON_IsObject(o) ? "\"id\" (a string or a "
+                                                      "number) is required" : "not a JSON object", cJSON_IsObject(o) ? "id" : NULL);
+    else if (set_has(&b->seen, key))
+        rc = reported ? 0 : report_error(b, b->line_no, key, "duplicate id (an earlier line has it)", "id");
     else if (set_put(&b->seen, key)) rc = -1;
+    else if (reported) {}                                   /* bad line, reported by an earlier run */
+    else if (set_has(&b->done_ids, key)) b->skipped++;      /* finished in an earlier run */
     else rc = submit_parsed(b, o, &key);
     free(key);
     cJSON_Delete(o);
