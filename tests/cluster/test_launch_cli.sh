@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# test_launch_cli.sh - the launch scripts' command lines, without running a
+# cluster (no root needed): spex-mpirun turns hostfile + worker count into the
+# right mpirun command (rank 0 alone first, --map-by, oversubscription and
+# mpi_yield_when_idle, interface selection, spex arguments passed through
+# verbatim); the sbatch scripts parse and carry the Slurm settings they
+# document; bad usage fails with exit 2 and a message.
+# Usage: test_launch_cli.sh SPEX_BINARY
+set -uo pipefail
+# shellcheck source=tests/cluster/lib.sh
+. "$(dirname "$0")/lib.sh"
+spex=$(readlink -f "$1")
+work=$(mktemp -d /tmp/spex-launch-cli-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+sm=$src/launch/spex-mpirun
+printf '# three nodes\nnode1 slots=1\nnode2 slots=2\n\nnode3 slots=2 max_slots=4\n' >"$work/hosts"
+
+dry() { "$sm" --dry-run --spex "$spex" "$@" 2>&1 >/dev/null; }
+out=$(dry -H "$work/hosts" -- logits --model /m --tokens 1,2) || fail "dry run exit $?"
+echo "$out"
+grep -q "^+ mpirun -np 5 --map-by node " <<<"$out" || fail "default workers = slots - 1 = 4 (5 ranks), --map-by node"
+grep -q -- "--hostfile $work/hosts" <<<"$out" || fail "hostfile not passed"
+grep -q -- "--oversubscribe\|mpi_yield_when_idle" <<<"$out" && fail "5 ranks on 5 slots is not oversubscribed"
+grep -q "$spex logits --model /m --tokens 1,2\$" <<<"$out" || fail "spex command not passed through"
+
+out=$(dry -H "$work/hosts" --workers 6 --iface 10.0.0.0/24 -x FOO -- generate --prompt 'It is a truth' -n 5)
+echo "$out"
+grep -q "^+ mpirun -np 7 " <<<"$out" || fail "--workers 6 -> 7 ranks"
+grep -q -- "--oversubscribe" <<<"$out" || fail "7 ranks on 5 slots must oversubscribe"
+grep -q -- "--mca mpi_yield_when_idle 1" <<<"$out" || fail "oversubscribed ranks must yield when idle"
+grep -q -- "--mca btl_tcp_if_include 10.0.0.0/24 --mca oob_tcp_if_include 10.0.0.0/24" <<<"$out" || fail "--iface"
+grep -q -- "-x FOO" <<<"$out" || fail "-x FOO"
+grep -q -- "--prompt It\\\\ is\\\\ a\\\\ truth -n 5\$" <<<"$out" || fail "an argument with spaces must be printed quoted"
+out=$(dry -H "$work/hosts" --workers 2 --map-by slot --tcp-only --no-yield --mca btl_tcp_links 2 -- logits)
+grep -q -- "-np 3 --map-by slot" <<<"$out" || fail "--map-by slot"
+grep -q -- "--mca btl tcp,self" <<<"$out" || fail "--tcp-only"
+grep -q -- "--mca btl_tcp_links 2" <<<"$out" || fail "--mca passthrough"
+# the real command runs what it printed: a 1-worker job of /bin/echo prints the arguments twice
+out=$("$sm" --spex /bin/echo --workers 1 --mca btl self,vader -- a 'b c' 2>/dev/null) || fail "running mpirun exit $?"
+[ "$(echo "$out" | grep -c '^a b c$')" = 2 ] || fail "mpirun did not run 2 ranks of the command: $out"
+
+expect_usage() {  # expect_usage PATTERN CMD...: exit 2 and PATTERN on stderr
+    local pat=$1 rc
+    shift
+    "$@" >/dev/null 2>"$work/err"
+    rc=$?
+    [ $rc -eq 2 ] || fail "$*: exit $rc, want 2"
+    grep -qi -- "$pat" "$work/err" || fail "$*: stderr lacks '$pat': $(cat "$work/err")"
+}
+expect_usage "cannot read hostfile" "$sm" --spex "$spex" -H "$work/none" -- logits
+expect_usage "positive integer" "$sm" --spex "$spex" --workers 0 -- logits
+expect_usage "unknown option" "$sm" --spex "$spex" --bogus -- logits
+expect_usage "usage" "$sm"
+expect_usage "usage" "$src/launch/netns-cluster" frobnicate
+expect_usage "usage" "$src/launch/slurm/local-cluster"
+
+for f in serve batch; do
+    s=$src/launch/slurm/$f.sbatch
+    bash -n "$s" || fail "$f.sbatch: syntax"
+    grep -q "srun \${SPEX_SRUN_ARGS:---mpi=pmix}" "$s" || fail "$f.sbatch: not launched with srun --mpi=pmix"
+    grep -q "^#SBATCH --ntasks=" "$s" || fail "$f.sbatch: no #SBATCH --ntasks"
+    # without SPEX_MODEL the script refuses to start, naming the knob
+    env -u SPEX_MODEL SLURM_JOB_ID=1 SLURM_NTASKS=1 SLURM_JOB_NODELIST=x bash "$s" >/dev/null 2>"$work/err" \
+        && fail "$f.sbatch ran without SPEX_MODEL"
+    grep -q SPEX_MODEL "$work/err" || fail "$f.sbatch: no message about SPEX_MODEL"
+done
+b=$src/launch/slurm/batch.sbatch
+for l in "--requeue" "--signal=B:USR1@" "--open-mode=append"; do
+    grep -q "^#SBATCH $l" "$b" || fail "batch.sbatch lacks #SBATCH $l"
+done
+finish

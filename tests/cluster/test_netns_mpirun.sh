@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# test_netns_mpirun.sh - mpirun across "hosts" in network namespaces
+# (launch/netns-cluster + launch/spex-mpirun): ranks land on h1, h2, h3, data
+# exchanged between them arrives intact, and the switch ports' byte counters
+# show that it crossed the links; `spex logits` on a golden checkpoint with
+# expert workers on the other hosts prints exactly (byte for byte) what one
+# process prints; `down` leaves no namespace and no process behind.
+# Usage: test_netns_mpirun.sh SPEX_BINARY MPI_PROBE_BINARY TESTS_DATA_DIR
+set -uo pipefail
+# shellcheck source=tests/cluster/lib.sh
+. "$(dirname "$0")/lib.sh"
+spex=$(readlink -f "$1")
+probe=$(readlink -f "$2")
+data=$(cd "$3" && pwd)
+need_netns
+need_tools mpirun bc
+export SPEX_NETNS_NAME=spt$$
+nc=$src/launch/netns-cluster
+work=$(mktemp -d /tmp/spex-netns-test-XXXXXX)
+cleanup() { "$nc" down >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+note "netns cluster up"
+timeout 30 "$nc" up --hosts 3 || die "netns-cluster up"
+port_bytes() { "$nc" counters | awk -v h="$1" '$1 == h { print $2 + $3 }'; }
+
+# ---------------------------------------------------------------- MPI data across the links
+note "mpi_probe: 3 ranks on 3 hosts, 1 MiB to each peer, 5 rounds"
+h2a=$(port_bytes h2) h3a=$(port_bytes h3)
+timeout -s KILL 60 "$nc" run -- "$src/launch/spex-mpirun" --workers 2 --spex "$probe" -- 262144 5 \
+    >"$work/probe.out" 2>"$work/probe.err" || fail "mpi_probe across hosts exit $?: $(cat "$work/probe.err")"
+cat "$work/probe.out"
+for r in "0 of 3 on h1" "1 of 3 on h2" "2 of 3 on h3"; do
+    grep -q "rank $r" "$work/probe.out" || fail "no 'rank $r' (rank 0 coordinator on the first host, workers on the others)"
+done
+grep -q "errors=0" "$work/probe.out" || fail "data exchanged between hosts was wrong"
+h2=$(($(port_bytes h2) - h2a)) h3=$(($(port_bytes h3) - h3a))
+# each host sends 2 peers x 5 rounds x 1 MiB and receives as much: at least 20 MiB through its port
+echo "bytes through the switch ports: h2 $h2, h3 $h3"
+[ "$h2" -ge 20971520 ] && [ "$h3" -ge 20971520 ] || fail "too few bytes crossed the links (h2 $h2, h3 $h3; want >= 20971520)"
+
+# ---------------------------------------------------------------- spex logits, distributed vs one process
+m=$data/golden/tiny-f32
+toks=5,17,42,3,99,250,7
+"$spex" logits --model "$m" --tokens $toks >"$work/single.json" || die "single-process spex logits"
+h2a=$(port_bytes h2) h3a=$(port_bytes h3)
+if spex_has_mpi "$spex"; then
+    note "spex logits: coordinator on h1, expert workers on h2 and h3"
+    timeout -s KILL 120 "$nc" run -- "$src/launch/spex-mpirun" --workers 2 --spex "$spex" -- \
+        logits --model "$m" --tokens $toks >"$work/dist.json" 2>"$work/dist.err" \
+        || fail "distributed spex logits exit $?: $(tail -20 "$work/dist.err")"
+    cmp "$work/single.json" "$work/dist.json" || fail "distributed logits differ from the single-process ones"
+    h2=$(($(port_bytes h2) - h2a)) h3=$(($(port_bytes h3) - h3a))
+    echo "spex logits: bytes through the switch ports: h2 $h2, h3 $h3"
+    # expert dispatch/combine for 7 tokens x hidden floats per layer: well over 10 kB each way
+    [ "$h2" -ge 20000 ] && [ "$h3" -ge 20000 ] || fail "expert traffic did not cross the links (h2 $h2, h3 $h3 bytes)"
+else
+    # PENDING issue 3 (expert parallelism): this spex has no MPI, so it cannot split the experts
+    # over ranks yet. Check what can be checked today: spex started by mpirun on another host
+    # (h2, through the rsh agent and orted) prints the same bytes, carried back over h2's link.
+    echo "NOTE: $spex is not built with MPI (issue 3 pending): running single-rank spex logits on h2 instead"
+    timeout -s KILL 60 "$nc" run -- mpirun -np 1 --host h2 "$spex" logits --model "$m" --tokens $toks \
+        >"$work/dist.json" 2>"$work/dist.err" || fail "spex logits on h2 exit $?: $(tail -20 "$work/dist.err")"
+    cmp "$work/single.json" "$work/dist.json" || fail "spex logits on h2 differs from the local run"
+    h2=$(($(port_bytes h2) - h2a))
+    echo "spex logits on h2: $h2 bytes through h2's switch port (output is $(wc -c <"$work/single.json") bytes)"
+    [ "$h2" -ge "$(wc -c <"$work/single.json")" ] || fail "the output did not come over h2's link"
+fi
+
+note "netns cluster down"
+state=$("$nc" statedir)
+"$nc" down >/dev/null || fail "netns-cluster down"
+for ns in sw h1 h2 h3; do [ -e "/run/netns/$SPEX_NETNS_NAME-$ns" ] && fail "namespace $SPEX_NETNS_NAME-$ns left behind"; done
+[ -e "$state" ] && fail "state directory $state left behind"
+finish
