@@ -10,7 +10,7 @@
 # tokens equal `spex generate`'s), chat, SSE streaming for both (chunk format,
 # [DONE], streamed text == non-streamed text, usage chunk), error objects for
 # 400 (bad JSON, wrong types, prompt too long, n > 1), 401, 404, 405, 413, 429,
-# /metrics, 32 concurrent clients with greedy batch-invariance, a client that
+# /metrics, `spex bench serve`, 32 concurrent clients with greedy batch-invariance, a client that
 # hangs up cancels its sequence (stream and non-stream), SIGTERM exits 0.
 # Usage: test_serve.sh SPEX_BINARY TESTS_DATA_DIR
 set -u
@@ -246,6 +246,17 @@ for want in 'spex_http_requests_total{endpoint="/v1/completions",status="200"}' 
     'spex_spec_accepted_total{position="2"}' 'spex_prompt_tokens_total' '# TYPE spex_generation_tokens_total counter'; do
     grep -qF "$want" "$tmp/metrics" || fail "/metrics lacks '$want'"
 done
+
+# the load generator against this server: a table and a CSV row per (spec_k, clients)
+"$spex" bench serve --port "${u##*:}" --concurrency 1,4 --spec 0,2 --requests 4 --max-tokens 8 --csv "$tmp/bench.csv" \
+    >"$tmp/bench.out" 2>"$tmp/bench.err" || fail "bench serve exit $?: $(cat "$tmp/bench.err")"
+grep -q '^| spec_k | clients | requests' "$tmp/bench.out" || fail "bench serve table: $(cat "$tmp/bench.out")"
+py - "$tmp/bench.csv" <<'PY' || fail "bench serve csv: $(cat "$tmp/bench.csv")"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert [(r["spec_k"], r["clients"]) for r in rows] == [("0", "1"), ("0", "4"), ("2", "1"), ("2", "4")], rows
+assert all(r["errors"] == "0" and float(r["tokens_per_s"]) > 0 and float(r["ttft_p50_ms"]) > 0 for r in rows), rows
+PY
 
 # SIGTERM while idle: exit 0
 kill -TERM "$t_pid"
