@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/cli_ep.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/generate.h"
@@ -21,6 +22,7 @@ typedef struct gen_cli {
     seq_params_t gp;
     const char *stats_file;
     bool json, no_bos;
+    cli_ep_t ep;
 } gen_cli_t;
 
 typedef struct stream_ctx {
@@ -41,6 +43,7 @@ static void gen_usage(FILE *f) {
             "  --json          print {tokens, text, stats} instead of streaming text\n"
             "  --stats FILE    write the stats object (timings, speculation acceptance) as JSON\n",
             SPEX_MAX_SPEC_K);
+    cli_ep_usage(f);
 }
 
 static int gen_parse(int argc, char **argv, gen_cli_t *c) {
@@ -48,11 +51,14 @@ static int gen_parse(int argc, char **argv, gen_cli_t *c) {
     c->n = 64;
     c->gp.sampling = (sampling_params_t){.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
     c->gp.sampled_drafts = true;
+    cli_ep_init(&c->ep);
     for (int i = 1; i < argc; i++) {
         int r = 0;
         double d;
         long l;
-        if ((r = cli_opt(argc, argv, &i, "--model", &c->dir)) || (r = cli_opt(argc, argv, &i, "--prompt", &c->prompt)) ||
+        if ((r = cli_ep_opt(argc, argv, &i, &c->ep))) {
+            if (r < 0) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--model", &c->dir)) || (r = cli_opt(argc, argv, &i, "--prompt", &c->prompt)) ||
             (r = cli_opt(argc, argv, &i, "--tokens", &c->tokens))) {
             if (r < 0) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "-n", &v)) || (r = cli_opt(argc, argv, &i, "--max-tokens", &v))) {
@@ -179,7 +185,7 @@ int cmd_generate(int argc, char **argv) {
     int n_prompt = 0, n_gen = 0, rc = 1;
     model_options_t opt = {.load_mtp = c.gp.spec_k > 0, .local_experts = true, .progress = cli_progress, .progress_user = "loading model"};
     model_t *m = NULL;
-    if (gen_prompt(&c, tok, &prompt, &n_prompt, &err) || !(m = model_load(c.dir, &opt, &err))) goto fail;
+    if (gen_prompt(&c, tok, &prompt, &n_prompt, &err) || !(m = cli_model_load(c.dir, &opt, &c.ep, &err))) goto fail;
     c.gp.eos_id = tok ? tokenizer_eos_id(tok) : m->cfg.eos_token_id;
     stream_ctx_t sc = {.tok = tok, .print = !c.json};
     gen_stats_t st;
@@ -200,6 +206,7 @@ int cmd_generate(int argc, char **argv) {
         fputc('\n', stderr);
     }
     if (c.stats_file && write_stats(c.stats_file, &st, c.gp.spec_k)) goto done;
+    if (cli_ep_finish("generate", &c.ep)) goto done;
     rc = 0;
     goto done;
 fail:

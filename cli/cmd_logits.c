@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli_ep.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/score.h"
@@ -16,6 +17,7 @@ static void logits_usage(FILE *f) {
             "usage: spex logits --model DIR --tokens ID,ID,... [--decode] [--mtp]\n"
             "  --decode   compute the rows one token at a time through the KV cache (default: one prefill)\n"
             "  --mtp      add mtp_logits: row t predicts tokens[t+2] (last row: after the main model's argmax)\n");
+    cli_ep_usage(f);
 }
 
 static void print_rows(const char *key, const float *x, int n, int V) {
@@ -30,9 +32,13 @@ static void print_rows(const char *key, const float *x, int n, int V) {
 int cmd_logits(int argc, char **argv) {
     const char *dir = NULL, *toks = NULL;
     bool decode = false, mtp = false;
+    cli_ep_t ep;
+    cli_ep_init(&ep);
     for (int i = 1; i < argc; i++) {
         int r;
-        if ((r = cli_opt(argc, argv, &i, "--model", &dir)) || (r = cli_opt(argc, argv, &i, "--tokens", &toks))) {
+        if ((r = cli_ep_opt(argc, argv, &i, &ep))) {
+            if (r < 0) return 2;
+        } else if ((r = cli_opt(argc, argv, &i, "--model", &dir)) || (r = cli_opt(argc, argv, &i, "--tokens", &toks))) {
             if (r < 0) return 2;
         } else if (!strcmp(argv[i], "--decode")) decode = true;
         else if (!strcmp(argv[i], "--mtp")) mtp = true;
@@ -45,7 +51,7 @@ int cmd_logits(int argc, char **argv) {
     if (cli_parse_ids("--tokens", toks, &ids, &n)) return 2;
     spex_err_t err = {0};
     model_options_t opt = {.load_mtp = mtp, .local_experts = true, .progress = cli_progress, .progress_user = "loading model"};
-    model_t *m = model_load(dir, &opt, &err);
+    model_t *m = cli_model_load(dir, &opt, &ep, &err);
     score_result_t res;
     int rc = 1;
     if (!m || score_sequence(m, ids, n, decode, mtp, &res, &err)) {
@@ -61,7 +67,7 @@ int cmd_logits(int argc, char **argv) {
     }
     printf("}\n");
     score_result_free(&res);
-    rc = 0;
+    rc = cli_ep_finish("logits", &ep) ? 1 : 0;
 done:
     model_free(m);
     free(ids);

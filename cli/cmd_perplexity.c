@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/cli_ep.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/perplexity.h"
@@ -14,6 +15,7 @@
 
 static void ppl_usage(FILE *f) {
     fprintf(f, "usage: spex perplexity --model DIR --file TEXT [--ctx N (default 256)] [--no-bos] [--json]\n");
+    cli_ep_usage(f);
 }
 
 static void progress_bar(void *user, long done, long total) {
@@ -47,9 +49,13 @@ int cmd_perplexity(int argc, char **argv) {
     const char *dir = NULL, *file = NULL, *v;
     long ctx = 256;
     bool no_bos = false, json = false;
+    cli_ep_t ep;
+    cli_ep_init(&ep);
     for (int i = 1; i < argc; i++) {
         int r;
-        if ((r = cli_opt(argc, argv, &i, "--model", &dir)) || (r = cli_opt(argc, argv, &i, "--file", &file))) {
+        if ((r = cli_ep_opt(argc, argv, &i, &ep))) {
+            if (r < 0) return 2;
+        } else if ((r = cli_opt(argc, argv, &i, "--model", &dir)) || (r = cli_opt(argc, argv, &i, "--file", &file))) {
             if (r < 0) return 2;
         } else if ((r = cli_opt(argc, argv, &i, "--ctx", &v))) {
             if (r < 0 || cli_parse_int("--ctx", v, 2, 1 << 20, &ctx)) return 2;
@@ -69,7 +75,7 @@ int cmd_perplexity(int argc, char **argv) {
     int rc = 1;
     if (!tok || !(text = read_all(file, &len, &err))) goto fail;
     bool bos = !no_bos && tokenizer_bos_id(tok) >= 0;
-    if (tokenizer_encode(tok, text, len, bos, &ids, &n, &err) || !(m = model_load(dir, &opt, &err))) goto fail;
+    if (tokenizer_encode(tok, text, len, bos, &ids, &n, &err) || !(m = cli_model_load(dir, &opt, &ep, &err))) goto fail;
     ppl_result_t r;
     if (perplexity_run(m, ids, (long)n, (int)ctx, isatty(2) ? progress_bar : NULL, NULL, &r, &err)) goto fail;
     size_t scored_bytes = 0;                     /* bytes of the tokens that were predicted */
@@ -86,7 +92,7 @@ int cmd_perplexity(int argc, char **argv) {
     else
         printf("perplexity: %.6f\nbits per byte: %.6f\ntokens: %zu (%ld predicted, ctx %ld), %.1f tokens/s\n", ppl,
                bpb, n, r.predicted, ctx, r.seconds > 0 ? r.predicted / r.seconds : 0);
-    rc = 0;
+    rc = cli_ep_finish("perplexity", &ep) ? 1 : 0;
     goto done;
 fail:
     cli_error("perplexity", "%s", err.msg);

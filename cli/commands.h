@@ -22,5 +22,7 @@ int cmd_perplexity(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
+int cmd_placement(int argc, char **argv);
+int cmd_bench_ep(int argc, char **argv);
 
 #endif

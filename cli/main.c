@@ -1,8 +1,10 @@
-/* main.c - entry point of the `spex` binary: picks the subcommand.
- * This is the one place that knows every front end. */
+/* main.c - entry point of the `spex` binary: picks the subcommand, and under
+ * mpirun the role by rank (cli_ep_main: rank 0 runs the subcommand, the other
+ * ranks serve experts). This is the one place that knows every front end. */
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cli_ep.h"
 #include "cli/commands.h"
 
 static const spex_command_t COMMANDS[] = {
@@ -26,7 +28,7 @@ static void usage(FILE *out) {
         fprintf(out, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
 }
 
-int main(int argc, char **argv) {
+static int run(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
@@ -39,3 +41,5 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
 }
+
+int main(int argc, char **argv) { return cli_ep_main(argc, argv, run); }

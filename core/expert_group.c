@@ -7,9 +7,14 @@
 
 #include "core/kernels.h"
 
-int expert_group_apply(expert_t *const *experts, int n_experts, const float *x, int n, int hidden, int k,
-                       const int32_t *idx, const float *w, float *out, expert_group_stats_t *stats,
-                       spex_err_t *err) {
+/* o = a * y, rounded exactly as axpy() rounds its product. */
+static void scale_copy(float *o, float a, const float *y, int n) {
+    for (int i = 0; i < n; i++) o[i] = a * y[i];
+}
+
+static int group_run(expert_t *const *experts, int n_experts, const float *x, int n, int hidden, int k,
+                     const int32_t *idx, const float *w, float *out, bool each, expert_group_stats_t *stats,
+                     spex_err_t *err) {
     int max_inter = 0;
     for (int e = 0; e < n_experts; e++)
         if (experts[e] && experts[e]->gate.out > max_inter) max_inter = experts[e]->gate.out;
@@ -32,7 +37,7 @@ int expert_group_apply(expert_t *const *experts, int n_experts, const float *x, 
         for (int i = 0; i < n; i++)
             for (int j = 0; j < k; j++)
                 if (idx[(size_t)i * k + j] == e) {
-                    rows[m] = i;
+                    rows[m] = each ? i * k + j : i;
                     wts[m] = w[(size_t)i * k + j];
                     memcpy(xin + (size_t)m * hidden, x + (size_t)i * hidden, sizeof(float) * hidden);
                     m++;
@@ -40,7 +45,11 @@ int expert_group_apply(expert_t *const *experts, int n_experts, const float *x, 
         if (m == 0) continue;
         if (stats && stats->tokens_per_expert) stats->tokens_per_expert[e] += m;
         expert_forward_rows(experts[e], xin, yout, m, scratch);
-        for (int r = 0; r < m; r++) axpy(out + (size_t)rows[r] * hidden, wts[r], yout + (size_t)r * hidden, hidden);
+        for (int r = 0; r < m; r++) {
+            float *o = out + (size_t)rows[r] * hidden;
+            if (each) scale_copy(o, wts[r], yout + (size_t)r * hidden, hidden);
+            else axpy(o, wts[r], yout + (size_t)r * hidden, hidden);
+        }
     }
 done:
     free(rows);
@@ -49,4 +58,16 @@ done:
     free(yout);
     free(scratch);
     return rc;
+}
+
+int expert_group_apply(expert_t *const *experts, int n_experts, const float *x, int n, int hidden, int k,
+                       const int32_t *idx, const float *w, float *out, expert_group_stats_t *stats,
+                       spex_err_t *err) {
+    return group_run(experts, n_experts, x, n, hidden, k, idx, w, out, false, stats, err);
+}
+
+int expert_group_apply_each(expert_t *const *experts, int n_experts, const float *x, int n, int hidden, int k,
+                            const int32_t *idx, const float *w, float *each, expert_group_stats_t *stats,
+                            spex_err_t *err) {
+    return group_run(experts, n_experts, x, n, hidden, k, idx, w, each, true, stats, err);
 }

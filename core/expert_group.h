@@ -24,4 +24,14 @@ int expert_group_apply(expert_t *const *experts, int n_experts, const float *x, 
                        const int32_t *idx, const float *w, float *out, expert_group_stats_t *stats,
                        spex_err_t *err);
 
+/* The same routing, without the sum: each[(i*k + j), hidden] = w[i,j] *
+ * experts[idx[i,j]](x[i]) for present experts (other slots untouched; idx < 0
+ * marks padding). Adding the slots of a row to a zeroed vector in ascending
+ * expert id gives bit for bit what expert_group_apply() gives: this is how a
+ * worker answers in COMBINE_EXPERT mode, so the coordinator can sum a row's
+ * contributions from any number of ranks in the single-process order. */
+int expert_group_apply_each(expert_t *const *experts, int n_experts, const float *x, int n, int hidden, int k,
+                            const int32_t *idx, const float *w, float *each, expert_group_stats_t *stats,
+                            spex_err_t *err);
+
 #endif

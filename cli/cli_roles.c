@@ -1,0 +1,142 @@
+/* cli_roles.c - cli_ep_main() (cli_ep.h): who does what in an mpirun job.
+ *
+ * Rank 0 runs the subcommand as a single process would (only it reads input
+ * and writes stdout); its model load says hello to the workers. When the
+ * subcommand returns, rank 0 sends every worker a shutdown and waits (bounded)
+ * for the acknowledgements, then MPI_Finalize; a worker that does not answer
+ * is named and the job is aborted (MPI_Abort), so nothing hangs.
+ * Ranks > 0 read only --model, --rank-timeout and --idle-timeout from the same
+ * command line and serve experts until the shutdown (worker/worker.h).
+ * Test hooks (environment): SPEX_TEST_STALL=RANK:N makes rank RANK stop
+ * answering at its N-th dispatch; SPEX_TEST_EXIT=RANK:N makes it exit(3). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli_ep.h"
+#include "core/log.h"
+#include "transport/link.h"
+#include "transport/mpi_world.h"
+#include "transport/wire.h"
+#include "worker/worker.h"
+
+/* Value of option `name` anywhere on the command line, or NULL. */
+static const char *scan_opt(int argc, char **argv, const char *name) {
+    for (int i = 1; i + 1 < argc; i++)
+        if (!strcmp(argv[i], name)) return argv[i + 1];
+    return NULL;
+}
+
+static double scan_double(int argc, char **argv, const char *name, double def) {
+    const char *v = scan_opt(argc, argv, name);
+    char *end;
+    double d = v ? strtod(v, &end) : def;
+    return v && (end == v || *end || d < 0) ? def : d;
+}
+
+/* "RANK:N" from the environment variable for this rank -> N, else 0. */
+static int test_hook(const char *var, int rank) {
+    const char *v = getenv(var);
+    int r, n;
+    return v && sscanf(v, "%d:%d", &r, &n) == 2 && r == rank ? n : 0;
+}
+
+static int worker_main(int argc, char **argv, int rank) {
+    spex_err_t err = {{0}};
+    const char *dir = scan_opt(argc, argv, "--model");
+    worker_t *w = dir ? worker_create(dir, rank, &err) : NULL;
+    if (!w) {
+        char why[SPEX_ERR_MSG_MAX + 64];
+        snprintf(why, sizeof why, "rank %d: %s", rank, dir ? err.msg : "no --model on the command line");
+        if (dir) spex_log("%s", err.msg);
+        if (!(w = worker_create_refusing(rank, why, &err))) { spex_log("%s", err.msg); return 1; }
+    }
+    link_t *link = link_mpi_create(&err);
+    worker_run_options_t o = {.idle_timeout = scan_double(argc, argv, "--idle-timeout", CLI_EP_DEFAULT_IDLE),
+                              .rank_timeout = scan_double(argc, argv, "--rank-timeout", CLI_EP_DEFAULT_TIMEOUT),
+                              .stall_at = test_hook("SPEX_TEST_STALL", rank),
+                              .exit_at = test_hook("SPEX_TEST_EXIT", rank)};
+    int rc = link ? worker_run(w, link, &o, &err) : -1;
+    if (rc == WORKER_TEST_EXIT) {
+        spex_log("test hook: exiting at dispatch %d", o.exit_at);
+        _exit(WORKER_TEST_EXIT);
+    }
+    if (rc) spex_log("%s", err.msg);
+    if (link) link->destroy(link);
+    worker_free(w);
+    return rc ? 1 : 0;
+}
+
+/* Shutdown to every worker, and wait for each acknowledgement until the deadline.
+ * Other frames still in flight (answers to an aborted request) are dropped. */
+static int shutdown_workers(double timeout, int code, spex_err_t *err) {
+    link_t *link = link_mpi_create(err);
+    if (!link) return -1;
+    int world = link->world, left = world - 1, rc = 0;
+    char *acked = calloc((size_t)world, 1);
+    for (int r = 1; r < world && acked; r++) {
+        Spex__Header h = SPEX__HEADER__INIT;
+        Spex__Shutdown s = SPEX__SHUTDOWN__INIT;
+        s.code = code;
+        h.body_case = SPEX__HEADER__BODY_SHUTDOWN;
+        h.shutdown = &s;
+        uint8_t *buf;
+        size_t len;
+        if (wire_pack(&h, NULL, 0, &buf, &len, err) || link->send(link, r, buf, len, err)) { rc = -1; break; }
+    }
+    double deadline = link_now() + timeout;
+    while (rc == 0 && acked && left > 0) {
+        uint8_t *buf;
+        size_t len;
+        int src;
+        int got = link->recv(link, LINK_ANY, deadline, &src, &buf, &len, err);
+        if (got) { rc = -1; break; }
+        wire_header_t *h;
+        const uint8_t *p;
+        size_t pl;
+        spex_err_t e;
+        if (wire_unpack(buf, len, src, &h, &p, &pl, &e) == 0) {
+            if (h->body_case == SPEX__HEADER__BODY_SHUTDOWN && !acked[src]) acked[src] = 1, left--;
+            wire_header_free(h);
+        }
+        free(buf);
+    }
+    if (rc == 0 && !acked) rc = spex_fail(err, "out of memory");
+    if (left > 0 && acked) {
+        char ranks[256] = "";
+        size_t off = 0;
+        for (int r = 1; r < world && off + 16 < sizeof ranks; r++)
+            if (!acked[r]) off += (size_t)snprintf(ranks + off, sizeof ranks - off, "%s%d", off ? ", " : "", r);
+        rc = spex_fail(err, "rank %s did not acknowledge the shutdown within %.0f s", ranks, timeout);
+    }
+    free(acked);
+    link->destroy(link);
+    return rc;
+}
+
+int cli_ep_main(int argc, char **argv, int (*run)(int argc, char **argv)) {
+    if (!mpi_world_launched()) return run(argc, argv);
+    int rank = 0, size = 1;
+    spex_err_t err = {{0}};
+    if (mpi_world_init(&argc, &argv, &rank, &size, &err)) {
+        fprintf(stderr, "spex: %s\n", err.msg);
+        return 1;
+    }
+    if (rank > 0) {
+        int rc = worker_main(argc, argv, rank);
+        if (rc) mpi_world_abort(rc);
+        mpi_world_finalize();
+        return rc;
+    }
+    int rc = run(argc, argv);
+    if (size > 1) {
+        double t = scan_double(argc, argv, "--rank-timeout", CLI_EP_DEFAULT_TIMEOUT);
+        if (shutdown_workers(rc == 0 ? t : (t < 3 ? t : 3), rc, &err)) {
+            spex_log("%s; aborting the job", err.msg);
+            mpi_world_abort(rc ? rc : 1);
+        }
+    }
+    mpi_world_finalize();
+    return rc;
+}

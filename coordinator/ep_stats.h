@@ -1,0 +1,62 @@
+/* ep_stats.h - what expert parallelism costs: bytes, messages, time, load.
+ *
+ * Kept by the coordinator's EP backend (ep_backend.h), per MoE layer and per
+ * worker rank:
+ *   raw bytes  = the f32 rows / vectors that had to travel (rows x hidden x 4)
+ *   wire bytes = the frames actually sent (protobuf header + encoded payload)
+ *   time on the coordinator: dispatch (route, encode, send), wait (for the
+ *   answers: worker compute + transfer), combine (decode, sum), and "other"
+ *   (everything outside the routed experts: attention, dense and shared FFN,
+ *   router, head, sampling) = wall time since the session began - the rest;
+ *   per rank: worker decode / expert compute / encode seconds it reported;
+ *   expert = per call the slowest rank's compute, summed (the critical path).
+ *   load: tokens routed to each expert of each layer (max/mean = imbalance). */
+#ifndef SPEX_EP_STATS_H
+#define SPEX_EP_STATS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/error.h"
+
+typedef struct ep_io {
+    int64_t messages, raw_bytes, wire_bytes;
+} ep_io_t;
+
+typedef struct ep_layer_stats {
+    int64_t calls, rows, pairs;        /* routed() calls, token rows, (row, expert) pairs */
+    ep_io_t dispatch, combine;
+    double t_dispatch, t_wait, t_combine, t_expert;
+} ep_layer_stats_t;
+
+typedef struct ep_rank_stats {
+    int64_t rows, pairs, experts_hosted;
+    ep_io_t dispatch, combine;          /* to / from this rank */
+    double t_decode, t_compute, t_encode;
+    /* from the worker's stats message at the end (0 if never fetched) */
+    int64_t weight_bytes, max_rss_bytes;
+    double busy_seconds, idle_seconds;
+} ep_rank_stats_t;
+
+typedef struct ep_stats {
+    int n_layers, n_experts, world;
+    char dispatch_codec[32], combine_codec[32], combine_mode[16];
+    ep_layer_stats_t *layer;            /* [n_layers] */
+    ep_rank_stats_t *rank;              /* [world] (rank 0 unused) */
+    int64_t *tokens;                    /* [n_layers * n_experts] */
+    double t_begin, t_end;              /* link_now() at creation / last update */
+} ep_stats_t;
+
+ep_stats_t *ep_stats_create(int n_layers, int n_experts, int world, spex_err_t *err);
+void ep_stats_free(ep_stats_t *s);
+
+/* Totals over layers. */
+ep_layer_stats_t ep_stats_total(const ep_stats_t *s);
+
+/* The whole record as JSON (totals, per layer, per rank, expert load). */
+int ep_stats_write_json(const ep_stats_t *s, const char *path, spex_err_t *err);
+
+/* A summary table (totals, per rank, load) for stderr. */
+void ep_stats_print(const ep_stats_t *s, FILE *f);
+
+#endif

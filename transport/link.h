@@ -1,0 +1,52 @@
+/* link.h - moving frames (transport/wire.h) between ranks, with deadlines.
+ *
+ * Two implementations share this interface: link_mpi.c (nonblocking MPI point
+ * to point between processes) and link_loop.c (in-process loopback: the
+ * "worker ranks" are handler calls in this process; world size 1 and tests).
+ * The coordinator's MoE backend and the worker loop only see a link_t, so one
+ * code path serves a single process and an mpirun job.
+ *
+ * Every wait is bounded: flush() and recv() take an absolute deadline
+ * (link_now() seconds) and report a timeout instead of blocking forever. */
+#ifndef SPEX_LINK_H
+#define SPEX_LINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define LINK_ANY (-1)
+
+typedef struct link link_t;
+
+struct link {
+    int self, world;   /* this rank, number of ranks */
+    /* Queue buf[0 .. len) for `rank`; the link takes ownership of the malloc'ed
+     * buffer (also on failure) and frees it once sent. Does not block. */
+    int (*send)(link_t *l, int rank, uint8_t *buf, size_t len, spex_err_t *err);
+    /* Wait until every queued send has completed. 0 ok; 1 deadline passed (err
+     * names the ranks that did not take their message); -1 error. */
+    int (*flush)(link_t *l, double deadline, spex_err_t *err);
+    /* Next frame from `from` (or LINK_ANY) into a malloc'ed *buf; *src = sender.
+     * 0 got one; 1 deadline passed (err untouched); -1 error. Queued sends keep
+     * progressing while it waits. */
+    int (*recv)(link_t *l, int from, double deadline, int *src, uint8_t **buf, size_t *len, spex_err_t *err);
+    void (*destroy)(link_t *l);
+};
+
+/* Monotonic clock in seconds (deadlines, timings). */
+double link_now(void);
+
+/* The in-process link: rank 0 is the caller, ranks 1..world-1 are served by
+ * `handler` when the caller waits for a message (so their work shows up as the
+ * caller's wait time, as it would with real ranks). handler returns 0 and
+ * optionally a malloc'ed reply frame for rank 0; -1 stops the link. */
+typedef int (*link_loop_handler_t)(void *user, int rank, const uint8_t *msg, size_t len, uint8_t **reply,
+                                   size_t *reply_len, spex_err_t *err);
+link_t *link_loop_create(int world, link_loop_handler_t handler, void *user, spex_err_t *err);
+
+/* MPI_COMM_WORLD point to point (MPI must be initialised: transport/mpi_world.h). */
+link_t *link_mpi_create(spex_err_t *err);
+
+#endif
