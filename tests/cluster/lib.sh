@@ -35,7 +35,7 @@ need_netns() {  # can this machine create network namespaces and veth pairs?
     ip netns del "$ns"
 }
 # true when spex is built with MPI (expert parallelism: rank 0 coordinator + expert workers)
-spex_has_mpi() { ldd "$1" 2>/dev/null | grep -q 'libmpi\.so'; }
+spex_has_mpi() { grep -q 'libmpi\.so' <<<"$(ldd "$1" 2>/dev/null)"; }
 # wait_for SECONDS COMMAND...: poll COMMAND every 0.2 s until it succeeds; false on timeout
 wait_for() {
     local t=$1
