@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# test_ep_mpirun.sh - expert parallelism under real mpirun (2..5 ranks, oversubscribed):
+#   - `spex logits` (prefill, decode, MTP) equals the single-process output bit for bit with
+#     lossless codecs (raw, raw+zstd), for contiguous, round-robin, replicated and uneven placements,
+#     and on the F32 and FP8 checkpoints; lossy codecs (bf16, fp8) stay within their bounds;
+#   - greedy `spex generate` (with and without MTP speculation) gives the same tokens;
+#   - --ep-stats writes per layer / rank / expert-load JSON;
+#   - failures end the job non-zero within 10 s and name the rank: a stalled worker (our timeout),
+#     a worker killed with SIGKILL (the launcher), a worker that exits, a worker on another
+#     checkpoint, an unhosted expert in --placement.
+# Single-process references run with the same OPENBLAS_NUM_THREADS (prefill uses OpenBLAS, whose
+# results depend on its thread count; the ranks do not change that).
+# Usage: test_ep_mpirun.sh SPEX_BINARY TESTS_DATA_DIR
+set -u
+spex=$1
+data=$(cd "$2" && pwd)
+tmp=$(mktemp -d /tmp/spex-ep-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
+export OPENBLAS_NUM_THREADS=1
+mpi() { local np=$1; shift; timeout 60 mpirun --oversubscribe --mca pml ob1 -np "$np" "$spex" "$@"; }
+f32=$data/golden/tiny-f32
+fp8=$data/golden/tiny-fp8
+T=5,17,42,3,99,100,7,8,250,1,64,128
+
+echo '{"placement": [1,2,3,1,2,3,1,2,3,1,2,3,1,2,3,1]}' >"$tmp/rr.json"
+echo '{"placement": [[1,2,3],[1,2],3,[2,3],1,1,[1,3],2,2,3,[1,2,3],1,2,3,1,[2,3]]}' >"$tmp/replicas.json"
+echo '{"placement": [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,2]}' >"$tmp/uneven.json"
+echo '{"placement": [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]}' >"$tmp/short.json"
+
+# ---- lossless: bit-identical to one process
+"$spex" logits --model "$f32" --tokens $T --mtp --no-ep >"$tmp/ref.json" 2>/dev/null || fail "reference exit $?"
+"$spex" logits --model "$f32" --tokens $T --mtp >"$tmp/loop.json" 2>/dev/null || fail "loopback exit $?"
+cmp -s "$tmp/ref.json" "$tmp/loop.json" || fail "loopback (world size 1) differs from --no-ep"
+same() {  # same NAME NP ARGS...: mpirun output equals the reference
+    local name=$1 np=$2
+    shift 2
+    mpi "$np" logits --model "$f32" --tokens $T --mtp "$@" >"$tmp/$name.json" 2>"$tmp/$name.err" \
+        || { fail "$name: exit $? $(tail -3 "$tmp/$name.err")"; return; }
+    cmp -s "$tmp/ref.json" "$tmp/$name.json" || fail "$name: logits differ from one process"
+}
+same np1 1
+same np2 2
+same np3-zstd 3 --codec raw+zstd
+same np5 5
+same rr-np4 4 --placement "$tmp/rr.json"
+same replicas-np4 4 --placement "$tmp/replicas.json" --codec raw+zstd:3
+same uneven-np3 3 --placement "$tmp/uneven.json"
+same presum-np2 2 --combine presum          # one worker: pre-summing cannot change the order
+
+"$spex" logits --model "$f32" --tokens $T --decode --no-ep >"$tmp/refd.json" 2>/dev/null
+mpi 4 logits --model "$f32" --tokens $T --decode --placement "$tmp/replicas.json" >"$tmp/d4.json" 2>/dev/null \
+    || fail "decode np4 exit $?"
+cmp -s "$tmp/refd.json" "$tmp/d4.json" || fail "decode with replicas differs from one process"
+
+"$spex" logits --model "$fp8" --tokens $T --no-ep >"$tmp/ref8.json" 2>/dev/null
+mpi 3 logits --model "$fp8" --tokens $T --placement-policy round-robin >"$tmp/fp8.json" 2>/dev/null || fail "fp8 np3 exit $?"
+cmp -s "$tmp/ref8.json" "$tmp/fp8.json" || fail "FP8 checkpoint differs from one process"
+
+# ---- lossy codecs within their bounds (docs/expert-parallelism.md)
+for spec in "bf16 0.02" "fp8 1.2" "fp8+zstd 1.2"; do
+    set -- $spec
+    mpi 4 logits --model "$f32" --tokens $T --codec "$1" >"$tmp/lossy.json" 2>/dev/null || { fail "$1 exit $?"; continue; }
+    /usr/bin/python3 - "$tmp/ref.json" "$tmp/lossy.json" "$2" <<'PY' || fail "$1 outside its bound"
+import json, sys
+a, b = (json.load(open(f))["logits"] for f in sys.argv[1:3])
+d = max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+assert 0 < d <= float(sys.argv[3]), d
+PY
+done
+
+# ---- greedy generation
+"$spex" generate --model "$f32" --tokens 5,17,42 -n 24 --json --no-ep >"$tmp/g1.json" 2>/dev/null
+mpi 3 generate --model "$f32" --tokens 5,17,42 -n 24 --json --placement "$tmp/uneven.json" >"$tmp/g3.json" 2>/dev/null \
+    || fail "generate np3 exit $?"
+mpi 4 generate --model "$f32" --tokens 5,17,42 -n 24 --json --spec-k 2 --codec raw+zstd >"$tmp/g4.json" 2>/dev/null \
+    || fail "generate spec np4 exit $?"
+/usr/bin/python3 - "$tmp/g1.json" "$tmp/g3.json" "$tmp/g4.json" <<'PY' || fail "generated tokens differ"
+import json, sys
+g = [json.load(open(f))["tokens"] for f in sys.argv[1:4]]
+assert len(g[0]) == 24 and g[0] == g[1] == g[2], g
+PY
+
+# ---- statistics
+mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --ep-stats "$tmp/st.json" >/dev/null 2>"$tmp/st.err" \
+    || fail "stats run exit $?"
+grep -q "expert parallelism: 2 worker rank" "$tmp/st.err" || fail "no summary table on stderr"
+/usr/bin/python3 - "$tmp/st.json" <<'PY' || fail "stats JSON content"
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["world"] == 3 and s["dispatch_codec"] == "bf16+zstd" and s["combine"] == "presum"
+t = s["total"]
+assert t["rows"] == 2 * 12 and t["pairs"] == 4 * t["rows"], t
+assert t["dispatch"]["messages"] == 4 and t["dispatch"]["raw_bytes"] > 0, t       # 2 MoE layers x 2 ranks
+assert 1.5 < t["dispatch"]["ratio"] < 3, t["dispatch"]
+assert [l["layer"] for l in s["layers"]] == [1, 2]
+assert len(s["ranks"]) == 2 and all(r["weight_bytes"] > 0 and r["max_rss_bytes"] > 0 for r in s["ranks"])
+assert sum(r["experts_hosted"] for r in s["ranks"]) == 16
+for l in s["expert_load"]:
+    assert sum(l["tokens_per_expert"]) == 48 and l["max"] >= l["mean"] == 3.0, l
+PY
+
+# ---- failures: non-zero within 10 s, the rank named
+expect_fail() {  # expect_fail NAME PATTERN NP ARGS... (env set by the caller)
+    local name=$1 pat=$2 np=$3
+    shift 3
+    local t0=$SECONDS
+    mpi "$np" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
+    local rc=$? dt=$((SECONDS - t0))
+    [ $rc -ne 0 ] || fail "$name: exit 0"
+    [ $dt -le 10 ] || fail "$name: took $dt s"
+    grep -q -- "$pat" "$tmp/$name.err" || fail "$name: stderr lacks '$pat': $(head -5 "$tmp/$name.err")"
+    [ -s "$tmp/$name.out" ] && fail "$name: printed to stdout"
+}
+SPEX_TEST_STALL=2:2 expect_fail stall "rank 2 did not answer the dispatch of layer 2" 3 \
+    logits --model "$f32" --tokens $T --rank-timeout 2
+SPEX_TEST_EXIT=1:1 OMPI_MCA_orte_abort_on_non_zero_status=0 expect_fail exit "rank 1 did not answer the dispatch of layer 1" 3 \
+    logits --model "$f32" --tokens $T --rank-timeout 2
+SPEX_TEST_EXIT=1:1 expect_fail exit-launcher "exited" 3 logits --model "$f32" --tokens $T
+expect_fail unhosted "expert 15 is not hosted by any rank" 2 logits --model "$f32" --tokens $T --placement "$tmp/short.json"
+expect_fail outside "rank 3 is outside the job's worker ranks 1..2" 3 logits --model "$f32" --tokens $T --placement "$tmp/rr.json"
+t0=$SECONDS
+timeout 60 mpirun --oversubscribe -np 2 "$spex" logits --model "$f32" --tokens $T : \
+    -np 1 "$spex" logits --model "$data/golden/tiny-bf16-noq" --tokens $T >"$tmp/mm.out" 2>"$tmp/mm.err" && fail "mismatch: exit 0"
+grep -q "rank 2 refused the session: model identity" "$tmp/mm.err" || fail "mismatch: $(head -3 "$tmp/mm.err")"
+[ $((SECONDS - t0)) -le 10 ] || fail "mismatch took too long"
+
+# SIGKILL: rank 1 stalls (so the run is still going), then is killed; the launcher ends the job.
+t0=$SECONDS
+SPEX_TEST_STALL=1:1 SPEX_TEST_TAG=$tmp timeout 60 mpirun --oversubscribe -np 3 "$spex" logits --model "$f32" --tokens $T \
+    --rank-timeout 30 >"$tmp/kill.out" 2>"$tmp/kill.err" &
+job=$!
+victim=""
+for _ in $(seq 100); do     # rank 1 of this job: the process whose environment has our tag and rank 1
+    for env in /proc/[0-9]*/environ; do
+        e=$( { tr '\0' '\n' <"$env"; } 2>/dev/null) || continue
+        grep -qx "SPEX_TEST_TAG=$tmp" <<<"$e" && grep -qx "OMPI_COMM_WORLD_RANK=1" <<<"$e" && victim=${env//[^0-9]/}
+    done
+    [ -n "$victim" ] && grep -q "stalling" "$tmp/kill.err" && break
+    sleep 0.1
+done
+if [ -z "$victim" ]; then fail "kill: rank 1 not found"; kill $job; else
+    kill -9 "$victim"
+    t1=$SECONDS
+    wait $job
+    rc=$?
+    [ $rc -ne 0 ] || fail "kill: exit 0"
+    [ $((SECONDS - t1)) -le 10 ] || fail "kill: job lasted $((SECONDS - t1)) s after the kill"
+    grep -q "rank 1" "$tmp/kill.err" || fail "kill: rank 1 not named: $(cat "$tmp/kill.err")"
+fi
+
+# ---- spex placement
+"$spex" placement --model "$f32" --np 4 >"$tmp/pl.txt" || fail "placement exit $?"
+grep -q "^1 .* 0-5$" "$tmp/pl.txt" || fail "placement table: $(cat "$tmp/pl.txt")"
+"$spex" placement --model "$f32" --np 4 --placement "$tmp/replicas.json" --json >"$tmp/pl.json" || fail "placement json"
+grep -q '"placement":\[\[1,2,3\],\[1,2\],\[3\]' "$tmp/pl.json" || fail "placement json: $(cat "$tmp/pl.json")"
+"$spex" placement --model "$f32" --np 2 --placement "$tmp/short.json" 2>"$tmp/pl.err" && fail "short placement accepted"
+grep -q "expert 15 is not hosted" "$tmp/pl.err" || fail "placement error: $(cat "$tmp/pl.err")"
+
+if [ $fails -ne 0 ]; then echo "$fails check(s) failed"; exit 1; fi
+echo "all expert-parallel checks passed"
