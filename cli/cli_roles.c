@@ -9,6 +9,7 @@
  * command line and serve experts until the shutdown (worker/worker.h).
  * Test hooks (environment): SPEX_TEST_STALL=RANK:N makes rank RANK stop
  * answering at its N-th dispatch; SPEX_TEST_EXIT=RANK:N makes it exit(3). */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,12 @@ static int test_hook(const char *var, int rank) {
 }
 
 static int worker_main(int argc, char **argv, int rank) {
+    /* A job-wide SIGTERM/SIGINT (Slurm's scancel --signal, --signal=TERM@...) is
+     * for rank 0: it finishes or cancels its requests and then sends the shutdown
+     * this loop waits for. A worker that died on the signal instead would fail
+     * the requests still running (spex serve's grace period, spex batch's last step). */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     spex_err_t err = {{0}};
     const char *dir = scan_opt(argc, argv, "--model");
     worker_t *w = dir ? worker_create(dir, rank, &err) : NULL;

@@ -33,6 +33,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cli/cli_ep.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/generate.h"
@@ -49,6 +50,7 @@ typedef struct batch_cli {
     long max_running, max_tokens, max_prompt, max_tokens_limit, kv_capacity, spec_k;
     double temperature, progress_interval;
     bool argmax_drafts;
+    cli_ep_t ep;             /* expert parallelism: workers under mpirun, loopback ranks, or --no-ep */
 } batch_cli_t;
 
 /* ---------------------------------------------------------------- a set of strings */
@@ -361,6 +363,7 @@ static void batch_usage(FILE *f) {
             "%d stopped by SIGTERM/SIGINT with work left (rerun to resume), 1 error, 2 usage.\n"
             "Documentation: docs/serving.md\n",
             BATCH_EXIT_REQUEUE);
+    cli_ep_usage(f);
 }
 
 static int batch_parse(int argc, char **argv, batch_cli_t *c) {
@@ -370,10 +373,15 @@ static int batch_parse(int argc, char **argv, batch_cli_t *c) {
         {"--max-prompt-tokens", &c->max_prompt, 1, 1L << 30}, {"--max-tokens-limit", &c->max_tokens_limit, 1, 1L << 30},
         {"--kv-capacity-tokens", &c->kv_capacity, 1, 1L << 40}, {"--spec-k", &c->spec_k, 0, SPEX_MAX_SPEC_K},
     };
+    cli_ep_init(&c->ep);
     for (int i = 1; i < argc; i++) {
         int r = 0;
         const char *v;
         bool matched = false;
+        if ((r = cli_ep_opt(argc, argv, &i, &c->ep))) {
+            if (r < 0) return -1;
+            continue;
+        }
         for (size_t k = 0; k < sizeof ints / sizeof ints[0] && !matched; k++) {
             if (!(r = cli_opt(argc, argv, &i, ints[k].name, &v))) continue;
             matched = true;
@@ -430,7 +438,7 @@ static int batch_load(batch_t *b, spex_err_t *err) {
     if (access(path, R_OK) == 0 && !(b->tok = tokenizer_load(b->c.dir, err))) return -1;
     model_options_t opt = {.load_mtp = b->c.spec_k != 0, .local_experts = true, .progress = cli_progress,
                            .progress_user = "loading model"};
-    if (!(b->m = model_load(b->c.dir, &opt, err))) return -1;
+    if (!(b->m = cli_model_load(b->c.dir, &opt, &b->c.ep, err))) return -1;
     int k = b->c.spec_k >= 0 ? (int)b->c.spec_k : b->m->n_mtp > 0 ? 2 : 0;
     sched_config_t sc = {.max_running = (int)b->c.max_running, .max_queue = (int)b->c.max_running,
                          .kv_capacity_tokens = b->c.kv_capacity, .max_prompt_tokens = (int)b->c.max_prompt,
@@ -501,6 +509,7 @@ int cmd_batch(int argc, char **argv) {
                 b.completed, b.skipped, b.errors);
         rc = 0;
     }
+    if (b.m && cli_ep_finish("batch", &b.c.ep) && rc == 0) rc = 1;   /* --ep-stats */
     batch_free(&b);
     return rc;
 }

@@ -14,9 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/cli_ep.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/chat.h"
+#include "coordinator/ep_backend.h"
 #include "coordinator/metrics.h"
 #include "coordinator/scheduler.h"
 #include "core/log.h"
@@ -29,6 +31,7 @@ typedef struct serve_cli {
     long port, max_running, max_queue, max_prompt, max_tokens, max_body, kv_capacity, spec_k, max_conn;
     double grace;
     bool argmax_drafts;
+    cli_ep_t ep;             /* expert parallelism: workers under mpirun, loopback ranks, or --no-ep */
 } serve_cli_t;
 
 static void serve_usage(FILE *f) {
@@ -55,6 +58,7 @@ static void serve_usage(FILE *f) {
             "Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, /health, /metrics.\n"
             "Documentation: docs/serving.md\n",
             SPEX_MAX_SPEC_K);
+    cli_ep_usage(f);
 }
 
 /* Integer options: name, destination, bounds. */
@@ -84,9 +88,14 @@ static int parse_long_opt(int argc, char **argv, int *i, serve_cli_t *c, int *ma
 static int serve_parse(int argc, char **argv, serve_cli_t *c) {
     *c = (serve_cli_t){.host = "127.0.0.1", .port = 8080, .max_running = 16, .max_queue = 64, .max_body = 1 << 20,
                        .spec_k = -1, .grace = 30, .max_conn = 256, .api_key = getenv("SPEX_API_KEY")};
+    cli_ep_init(&c->ep);
     for (int i = 1; i < argc; i++) {
         int r = 0, matched;
         const char *v;
+        if ((r = cli_ep_opt(argc, argv, &i, &c->ep))) {
+            if (r < 0) return -1;
+            continue;
+        }
         if (parse_long_opt(argc, argv, &i, c, &matched)) return -1;
         if (matched) continue;
         if ((r = cli_opt(argc, argv, &i, "--model", &c->dir)) || (r = cli_opt(argc, argv, &i, "--host", &c->host)) ||
@@ -149,6 +158,30 @@ typedef struct serve_state {
 
 static void quiesce_http(void *user) { http_server_quiesce(user); }
 
+/* Readiness probe (engine thread, about once a second): every worker rank
+ * answers a statistics request within --rank-timeout. The round trip also
+ * keeps the workers' --idle-timeout from expiring while nobody sends requests. */
+static bool workers_health(void *user, char *why, size_t why_len) {
+    cli_ep_t *ep = user;
+    spex_err_t err = {{0}};
+    if (!ep->backend || ep_backend_fetch_worker_stats(ep->backend, &err) == 0) return true;
+    snprintf(why, why_len, "%s", err.msg);
+    return false;
+}
+
+/* /metrics: bytes on the wire (raw vs encoded, both directions) and routed-expert compute per rank. */
+static void workers_metrics(void *user, metrics_backend_t *out) {
+    cli_ep_t *ep = user;
+    const ep_stats_t *st = ep->backend ? ep_backend_stats(ep->backend) : NULL;
+    if (!st) return;
+    ep_layer_stats_t t = ep_stats_total(st);
+    out->present = true;
+    out->wire_bytes_raw = (uint64_t)(t.dispatch.raw_bytes + t.combine.raw_bytes);
+    out->wire_bytes_compressed = (uint64_t)(t.dispatch.wire_bytes + t.combine.wire_bytes);
+    out->n_ranks = st->world < METRICS_MAX_RANKS ? st->world : METRICS_MAX_RANKS;
+    for (int r = 1; r < out->n_ranks; r++) out->expert_seconds[r] = st->rank[r].t_compute;
+}
+
 static int serve_load(serve_state_t *st, spex_err_t *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", st->c.dir);
@@ -159,13 +192,14 @@ static int serve_load(serve_state_t *st, spex_err_t *err) {
                  "DeepSeek-V3 format (docs/serving.md)");
     model_options_t opt = {.load_mtp = st->c.spec_k != 0, .local_experts = true, .progress = cli_progress,
                            .progress_user = "loading model"};
-    if (!(st->m = model_load(st->c.dir, &opt, err))) return -1;
+    if (!(st->m = cli_model_load(st->c.dir, &opt, &st->c.ep, err))) return -1;   /* the workers' handshake */
     int spec_k = st->c.spec_k >= 0 ? (int)st->c.spec_k : st->m->n_mtp > 0 ? 2 : 0;
     sched_config_t sc = {.max_running = (int)st->c.max_running, .max_queue = (int)st->c.max_queue,
                          .kv_capacity_tokens = st->c.kv_capacity, .max_prompt_tokens = (int)st->c.max_prompt,
                          .max_tokens_limit = (int)st->c.max_tokens, .spec_k = spec_k,
                          .argmax_drafts = st->c.argmax_drafts, .metrics = st->metrics, .on_shutdown = quiesce_http,
-                         .shutdown_user = st->http};
+                         .shutdown_user = st->http, .health = workers_health, .health_user = &st->c.ep,
+                         .backend_metrics = workers_metrics, .backend_user = &st->c.ep};
     if (!(st->sched = scheduler_create(st->m, st->tok, &sc, err))) return -1;
     st->api = (api_ctx_t){.sched = st->sched, .tok = st->tok, .model_name = st->name,
                           .vocab_size = st->m->cfg.vocab_size};
@@ -209,7 +243,7 @@ int cmd_serve(int argc, char **argv) {
     scheduler_run(st.sched, &stop, st.c.grace);
     http_server_drain(st.http, 5.0);   /* last events and [DONE] reach the clients */
     spex_log("serve: stopped");
-    rc = 0;
+    rc = cli_ep_finish("serve", &st.c.ep) ? 1 : 0;   /* --ep-stats */
     goto done;
 fail:
     cli_error("serve", "%s", err.msg);
