@@ -113,30 +113,39 @@ static link_t *loopback(const char *dir, int world, loop_workers_t **out, spex_e
     return l;
 }
 
+moe_backend_t *cli_ep_backend(const char *dir, model_t *m, const cli_ep_t *ep, int workers, spex_err_t *err) {
+    int world = mpi_world_size();
+    ep_options_t eo;
+    if (ep_options(ep, &eo, err)) return NULL;
+    int ew = world > 1 ? world : 1 + (workers > 0 ? workers : (int)ep->loopback_ranks);
+    if (workers <= 0 || workers > ew - 1) workers = ew - 1;
+    uint64_t id;
+    loop_workers_t *lw = NULL;
+    placement_t *pl = NULL;
+    link_t *link = NULL;
+    if (model_identity(dir, m->ts, &id, err) || !(pl = ep_placement(ep, m->cfg.n_routed_experts, workers + 1, err)))
+        goto fail;
+    pl->world = ew;   /* ranks above `workers` (if any) host nothing */
+    if (!(link = world > 1 ? link_mpi_create(err) : loopback(dir, ew, &lw, err))) goto fail;
+    return ep_backend_create(&m->cfg, id, pl, link, &eo, loop_workers_free, lw, err);
+fail:
+    placement_free(pl);
+    return NULL;
+}
+
 model_t *cli_model_load(const char *dir, model_options_t *opt, cli_ep_t *ep, spex_err_t *err) {
     int world = mpi_world_size();
     if (world == 1 && ep->no_ep) {
         opt->local_experts = true;
         return model_load(dir, opt, err);
     }
-    ep_options_t eo;
     if (world > 1 && ep->no_ep) { spex_fail(err, "--no-ep: only without mpirun (this job has %d ranks)", world); return NULL; }
-    if (ep_options(ep, &eo, err)) return NULL;
+    ep_options_t eo;
+    if (ep_options(ep, &eo, err)) return NULL;   /* bad codec: fail before loading anything */
     opt->local_experts = false;
     model_t *m = model_load(dir, opt, err);
     if (!m || m->cfg.n_routed_experts == 0) return m;
-    int ew = world > 1 ? world : 1 + (int)ep->loopback_ranks;
-    uint64_t id;
-    loop_workers_t *lw = NULL;
-    placement_t *pl = NULL;
-    link_t *link = NULL;
-    if (model_identity(dir, m->ts, &id, err) || !(pl = ep_placement(ep, m->cfg.n_routed_experts, ew, err)) ||
-        !(link = world > 1 ? link_mpi_create(err) : loopback(dir, ew, &lw, err))) {
-        placement_free(pl);
-        model_free(m);
-        return NULL;
-    }
-    moe_backend_t *b = ep_backend_create(&m->cfg, id, pl, link, &eo, loop_workers_free, lw, err);
+    moe_backend_t *b = cli_ep_backend(dir, m, ep, 0, err);
     if (!b) { model_free(m); return NULL; }
     model_set_experts(m, b);
     ep->backend = b;

@@ -45,6 +45,11 @@ void cli_ep_usage(FILE *f);
  * weights unless --no-ep. */
 model_t *cli_model_load(const char *dir, model_options_t *opt, cli_ep_t *ep, spex_err_t *err);
 
+/* A new EP backend for the loaded model `m` (from `dir`) with the experts on
+ * worker ranks 1..workers (0 = all the job's workers; without mpirun: that
+ * many loopback ranks). For benchmarks that compare layouts in one job. */
+moe_backend_t *cli_ep_backend(const char *dir, model_t *m, const cli_ep_t *ep, int workers, spex_err_t *err);
+
 /* After the command's work, before model_free(): --ep-stats. 0 or -1 (printed). */
 int cli_ep_finish(const char *cmd, cli_ep_t *ep);
 

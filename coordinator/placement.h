@@ -12,7 +12,9 @@
  * A file (`--placement FILE`) gives the table as JSON, one entry per expert,
  * a rank or a list of ranks:
  *   {"placement": [1, 1, [1, 2], 2, ...]}
- * Every expert must be hosted; errors name the expert, the rank or the file. */
+ * Every expert must be hosted; errors name the expert, the rank or the file.
+ * A job may have more ranks than the table uses (world raised after building
+ * it): those ranks host nothing and get no dispatches. */
 #ifndef SPEX_PLACEMENT_H
 #define SPEX_PLACEMENT_H
 

@@ -134,6 +134,9 @@ static int reply_error(worker_t *w, uint64_t step, const char *msg, uint8_t **re
 /* ------------------------------------------------------------ hello */
 
 static int load_experts(worker_t *w, const uint32_t *ids, size_t n, spex_err_t *err) {
+    bool same = n == (size_t)w->n_hosted && w->weight_bytes > 0;
+    for (size_t i = 0; same && i < n; i++) same = w->hosted[i] == (int)ids[i];
+    if (same) return 0;   /* a new session over the same shard: keep the weights */
     unload_experts(w);
     int total = 0, done = 0;
     for (int l = 0; l < w->n_layers; l++) total += config_layer_is_moe(&w->cfg, l) ? (int)n : 0;

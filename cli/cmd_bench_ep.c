@@ -1,0 +1,270 @@
+/* cmd_bench_ep.c - `spex bench ep`: what expert parallelism costs and buys.
+ *
+ *   mpirun -np 5 spex bench ep --model DIR [--ranks 1,2,3,4] [--prompt N] [--decode N]
+ *                              [--codecs raw,raw+zstd,...] [--reps 3] [--csv FILE]
+ * First a baseline with every expert in the coordinator (workers 0: no codec,
+ * no messages, as --no-ep). Then for each number of worker ranks W (experts balanced over ranks 1..W; the
+ * job's other ranks idle) it runs, on one random prompt:
+ *   - throughput with the exact default (raw, --combine expert): one prefill of
+ *     N tokens (tokens/s) and `--decode` single-token steps through the KV cache
+ *     (tokens/s), with the coordinator's time split: other (attention, dense
+ *     and shared FFN, router, head), dispatch, wait (incl. expert critical
+ *     path), combine;
+ *   - for every codec and both combine modes: one prefill, reporting wire bytes
+ *     per token (dispatch + combine over all MoE layers), the f32 bytes they
+ *     replace, the ratio, and the prefill tokens/s.
+ * Without mpirun the ranks are in-process loopback ranks (same bytes; the
+ * compute is serial). Each figure is the fastest of --reps runs. Prints a
+ * Markdown table and, with --csv, one CSV row per measurement. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli_ep.h"
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "coordinator/ep_backend.h"
+#include "coordinator/experts_local.h"
+#include "coordinator/kv_cache.h"
+#include "transport/mpi_world.h"
+
+#define MAX_LIST 16
+
+typedef struct bep_opts {
+    const char *dir, *csv;
+    int ranks[MAX_LIST], n_ranks;
+    const char *codecs[MAX_LIST];
+    int n_codecs;
+    long prompt, decode, reps;
+    char codec_buf[512];
+} bep_opts_t;
+
+typedef struct bep_run {      /* one measured phase */
+    int workers;
+    const char *codec, *mode, *phase;
+    long tokens;
+    double seconds;
+    ep_layer_stats_t d;       /* stats delta over the phase */
+    double other;
+} bep_run_t;
+
+static int parse_ranks(const char *s, bep_opts_t *o) {
+    int32_t *ids;
+    int n;
+    if (cli_parse_ids("--ranks", s, &ids, &n)) return -1;
+    o->n_ranks = 0;
+    for (int i = 0; i < n && i < MAX_LIST; i++) {
+        if (ids[i] < 1) { free(ids); cli_error("bench", "--ranks: worker counts must be >= 1"); return -1; }
+        o->ranks[o->n_ranks++] = ids[i];
+    }
+    free(ids);
+    return 0;
+}
+
+static int bep_parse(int argc, char **argv, bep_opts_t *o) {
+    const char *v, *codecs = "raw,raw+zstd,bf16,bf16+zstd,fp8,fp8+zstd";
+    o->prompt = 64, o->decode = 16, o->reps = 3;
+    o->n_ranks = 4;
+    for (int i = 0; i < 4; i++) o->ranks[i] = i + 1;
+    for (int i = 2; i < argc; i++) {
+        int r;
+        if ((r = cli_opt(argc, argv, &i, "--model", &o->dir)) || (r = cli_opt(argc, argv, &i, "--csv", &o->csv)) ||
+            (r = cli_opt(argc, argv, &i, "--codecs", &codecs))) {
+            if (r < 0) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--ranks", &v))) {
+            if (r < 0 || parse_ranks(v, o)) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--prompt", &v))) {
+            if (r < 0 || cli_parse_int("--prompt", v, 1, 1 << 16, &o->prompt)) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--reps", &v))) {
+            if (r < 0 || cli_parse_int("--reps", v, 1, 100, &o->reps)) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--decode", &v))) {
+            if (r < 0 || cli_parse_int("--decode", v, 0, 1 << 16, &o->decode)) return -1;
+        } else {
+            cli_error("bench", "unknown option '%s'", argv[i]);
+            return -1;
+        }
+    }
+    snprintf(o->codec_buf, sizeof o->codec_buf, "%s", codecs);
+    for (char *t = strtok(o->codec_buf, ","); t && o->n_codecs < MAX_LIST; t = strtok(NULL, ",")) o->codecs[o->n_codecs++] = t;
+    if (!o->dir || !o->n_codecs) { cli_error("bench", "ep: --model is required"); return -1; }
+    return 0;
+}
+
+static ep_layer_stats_t delta(ep_layer_stats_t a, ep_layer_stats_t b) {
+    ep_layer_stats_t d = b;
+    d.calls -= a.calls, d.rows -= a.rows, d.pairs -= a.pairs;
+    d.dispatch.messages -= a.dispatch.messages, d.dispatch.raw_bytes -= a.dispatch.raw_bytes;
+    d.dispatch.wire_bytes -= a.dispatch.wire_bytes;
+    d.combine.messages -= a.combine.messages, d.combine.raw_bytes -= a.combine.raw_bytes;
+    d.combine.wire_bytes -= a.combine.wire_bytes;
+    d.t_dispatch -= a.t_dispatch, d.t_wait -= a.t_wait, d.t_combine -= a.t_combine, d.t_expert -= a.t_expert;
+    return d;
+}
+
+/* Prefill `n` tokens (OpenBLAS kernels, as the engine's prefill) or decode them
+ * one by one (exact kernels) into a fresh cache; time and stats delta. */
+static int phase(model_t *m, const int32_t *tok, int n, int prefix, bool decode, bep_run_t *run, spex_err_t *err) {
+    kv_cache_t *kv = kv_cache_create(model_cache_layers(m), m->cfg.kv_lora_rank, m->cfg.qk_rope_head_dim, prefix + n, err);
+    float *logits = malloc(sizeof(float) * (size_t)(decode ? 1 : n) * m->cfg.vocab_size);
+    int rc = -1;
+    if (!kv || !logits) { if (kv) spex_fail(err, "out of memory"); goto done; }
+    if (prefix > 0) {   /* the decode steps continue a prompt */
+        mla_seq_t s = {kv, prefix};
+        if (model_forward(m, tok, &s, 1, NULL, NULL, NULL, false, err)) goto done;
+    }
+    ep_stats_t *st = ep_backend_stats(m->experts);   /* NULL: in-process experts */
+    ep_layer_stats_t before = st ? ep_stats_total(st) : (ep_layer_stats_t){0};
+    double t0 = link_now();
+    for (int i = 0; i < n; i += decode ? 1 : n) {
+        mla_seq_t s = {kv, decode ? 1 : n};
+        if (model_forward(m, tok + prefix + i, &s, 1, NULL, NULL, logits, decode, err)) goto done;
+    }
+    run->seconds = link_now() - t0;
+    run->tokens = n;
+    run->d = st ? delta(before, ep_stats_total(st)) : before;
+    run->other = run->seconds - run->d.t_dispatch - run->d.t_wait - run->d.t_combine;
+    rc = 0;
+done:
+    kv_cache_free(kv);
+    free(logits);
+    return rc;
+}
+
+/* The fastest of `reps` runs of phase() (the machine is shared: the minimum
+ * is the least disturbed measurement; the first run also pays warm-up). */
+static int best_phase(model_t *m, const bep_opts_t *o, const int32_t *tok, bool decode, bep_run_t *run, spex_err_t *err) {
+    bep_run_t best = *run, r = *run;
+    for (long i = 0; i < o->reps; i++) {
+        if (decode ? phase(m, tok, (int)o->decode, (int)o->prompt, true, &r, err)
+                   : phase(m, tok, (int)o->prompt, 0, false, &r, err))
+            return -1;
+        if (i == 0 || r.seconds < best.seconds) best = r;
+    }
+    *run = best;
+    return 0;
+}
+
+static int with_backend(model_t *m, const bep_opts_t *o, int workers, const char *codec, const char *mode,
+                        spex_err_t *err) {
+    cli_ep_t ep;
+    cli_ep_init(&ep);
+    ep.codec = codec;
+    ep.combine = mode;
+    model_set_experts(m, NULL);   /* the old session ends (bye) before the new hello */
+    moe_backend_t *b = cli_ep_backend(o->dir, m, &ep, workers, err);
+    if (!b) return -1;
+    model_set_experts(m, b);
+    return 0;
+}
+
+static double per_tok(int64_t bytes, long tokens) { return tokens ? (double)bytes / (double)tokens : 0; }
+
+static void print_run(FILE *f, const bep_run_t *r, bool csv) {
+    double wire = per_tok(r->d.dispatch.wire_bytes + r->d.combine.wire_bytes, r->tokens);
+    double raw = per_tok(r->d.dispatch.raw_bytes + r->d.combine.raw_bytes, r->tokens);
+    if (csv) {
+        fprintf(f, "%d,%s,%s,%s,%ld,%.6f,%.2f,%.1f,%.1f,%.1f,%.4f,%.6f,%.6f,%.6f,%.6f,%.6f,%lld\n", r->workers, r->codec,
+                r->mode, r->phase, r->tokens, r->seconds, r->tokens / r->seconds,
+                per_tok(r->d.dispatch.wire_bytes, r->tokens), per_tok(r->d.combine.wire_bytes, r->tokens), raw,
+                wire > 0 ? raw / wire : 0, r->other, r->d.t_dispatch, r->d.t_expert, r->d.t_combine, r->d.t_wait,
+                (long long)(r->d.dispatch.messages + r->d.combine.messages));
+        return;
+    }
+    fprintf(f, "| %d | %-9s | %-6s | %-7s | %8.1f | %9.0f | %9.0f | %9.0f | %5.2f | %5.0f%% | %5.0f%% | %5.0f%% | %5.0f%% | %5.0f%% |\n",
+            r->workers, r->codec, r->mode, r->phase, r->tokens / r->seconds, per_tok(r->d.dispatch.wire_bytes, r->tokens),
+            per_tok(r->d.combine.wire_bytes, r->tokens), raw, wire > 0 ? raw / wire : 0, 100 * r->other / r->seconds,
+            100 * r->d.t_dispatch / r->seconds, 100 * r->d.t_expert / r->seconds, 100 * r->d.t_combine / r->seconds,
+            100 * r->d.t_wait / r->seconds);
+}
+
+static const char CSV_HEADER[] = "workers,codec,combine,phase,tokens,seconds,tokens_per_s,dispatch_bytes_per_token,"
+                                 "combine_bytes_per_token,raw_bytes_per_token,ratio,other_s,dispatch_s,expert_s,"
+                                 "combine_s,wait_s,messages\n";
+
+static int bench_workers(model_t *m, const bep_opts_t *o, int w, const int32_t *tok, FILE *csv, spex_err_t *err) {
+    bep_run_t r = {.workers = w, .codec = "raw", .mode = "expert"};
+    if (with_backend(m, o, w, "raw", "expert", err)) return -1;
+    r.phase = "prefill";
+    if (best_phase(m, o, tok, false, &r, err)) return -1;
+    print_run(stdout, &r, false);
+    if (csv) print_run(csv, &r, true);
+    if (o->decode > 0) {
+        r.phase = "decode";
+        if (best_phase(m, o, tok, true, &r, err)) return -1;
+        print_run(stdout, &r, false);
+        if (csv) print_run(csv, &r, true);
+    }
+    static const char *MODES[] = {"expert", "presum"};
+    for (int c = 0; c < o->n_codecs; c++)
+        for (int md = 0; md < 2; md++) {
+            if (c == 0 && md == 0 && !strcmp(o->codecs[c], "raw")) continue;   /* measured above */
+            bep_run_t x = {.workers = w, .codec = o->codecs[c], .mode = MODES[md], .phase = "prefill"};
+            if (with_backend(m, o, w, o->codecs[c], MODES[md], err) || best_phase(m, o, tok, false, &x, err))
+                return -1;
+            print_run(stdout, &x, false);
+            if (csv) print_run(csv, &x, true);
+        }
+    return 0;
+}
+
+/* Baseline: every expert in this process, no codec, no messages (--no-ep). */
+static int bench_local(model_t *m, const bep_opts_t *o, const int32_t *tok, FILE *csv, spex_err_t *err) {
+    model_set_experts(m, NULL);
+    moe_backend_t *b = experts_local_create(&m->cfg, m->ts, err);
+    if (!b) return -1;
+    model_set_experts(m, b);
+    bep_run_t r = {.workers = 0, .codec = "-", .mode = "local"};
+    for (int dec = 0; dec < (o->decode > 0 ? 2 : 1); dec++) {
+        r.phase = dec ? "decode" : "prefill";
+        if (best_phase(m, o, tok, dec, &r, err)) return -1;
+        print_run(stdout, &r, false);
+        if (csv) print_run(csv, &r, true);
+    }
+    model_set_experts(m, NULL);
+    return 0;
+}
+
+int cmd_bench_ep(int argc, char **argv) {
+    bep_opts_t o = {0};
+    if (bep_parse(argc, argv, &o)) {
+        fprintf(stderr, "usage: [mpirun -np 5] spex bench ep --model DIR [--ranks 1,2,3,4] [--prompt 64] [--decode 16]\n"
+                        "                      [--reps 3] [--codecs raw,raw+zstd,bf16,bf16+zstd,fp8,fp8+zstd] [--csv FILE]\n");
+        return 2;
+    }
+    int world = mpi_world_size();
+    for (int i = 0; i < o.n_ranks; i++)
+        if (world > 1 && o.ranks[i] > world - 1) {
+            cli_error("bench", "ep: %d worker ranks asked, the job has %d (mpirun -np %d)", o.ranks[i], world - 1, o.ranks[i] + 1);
+            return 2;
+        }
+    spex_err_t err = {{0}};
+    model_options_t mo = {.load_mtp = false, .local_experts = false, .progress = cli_progress, .progress_user = "loading model"};
+    model_t *m = model_load(o.dir, &mo, &err);
+    if (!m) { cli_error("bench", "%s", err.msg); return 1; }
+    int total = (int)(o.prompt + o.decode);
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)total);
+    uint64_t s = 0x9e3779b97f4a7c15ull;
+    for (int i = 0; i < total && tok; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        tok[i] = (int32_t)(s % (uint64_t)m->cfg.vocab_size);
+    }
+    FILE *csv = o.csv ? fopen(o.csv, "w") : NULL;
+    int rc = 0;
+    if (o.csv && !csv) { cli_error("bench", "cannot write '%s'", o.csv); rc = 1; }
+    if (csv) fputs(CSV_HEADER, csv);
+    printf("model %s: hidden %d, %d routed experts (top-%d) x %d MoE layers, %.1f MB per expert (f32); %s; "
+           "prompt %ld tokens, %ld decode steps\n\n",
+           o.dir, m->cfg.hidden_size, m->cfg.n_routed_experts, m->cfg.num_experts_per_tok,
+           m->cfg.num_hidden_layers - m->cfg.first_k_dense_replace,
+           3.0 * m->cfg.hidden_size * m->cfg.moe_intermediate_size * 4 / 1e6,
+           world > 1 ? "MPI ranks" : "in-process loopback ranks", o.prompt, o.decode);
+    printf("| workers | codec | combine | phase | tok/s | disp B/tok | comb B/tok | f32 B/tok | ratio | other | dispatch | expert | combine | wait |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    if (!rc && tok && bench_local(m, &o, tok, csv, &err)) { cli_error("bench", "%s", err.msg); rc = 1; }
+    for (int i = 0; i < o.n_ranks && !rc && tok; i++)
+        if (bench_workers(m, &o, o.ranks[i], tok, csv, &err)) { cli_error("bench", "%s", err.msg); rc = 1; }
+    if (csv) fclose(csv);
+    free(tok);
+    model_free(m);
+    return rc;
+}
