@@ -11,7 +11,10 @@ pkgs=(build-essential cmake pkg-config git
       libonig-dev                         # tokenizer pre-tokenizer regexes
       libmicrohttpd-dev                   # HTTP front end
       libcjson-dev                        # config.json, tokenizer.json, CLI JSON
-      curl)
+      curl
+      # cluster launch and its tests (launch/, ansible/, tests/cluster/): Slurm started by hand,
+      # srun --mpi=pmix, hosts in network namespaces, Ansible provisioning
+      slurm-wlm slurmd slurmctld munge libpmix2 iproute2 ansible ansible-lint bc)
 if [ "${1:-}" != "--no-python" ]; then
   pkgs+=(python3-numpy python3-torch python3-regex)  # references under tests/, trainer under tools/
 fi
