@@ -12,7 +12,7 @@
  * server with the largest depth benchmarked.
  *
  * Per row: requests/s and generated tokens/s over the row's wall time; time to
- * first token (request sent -> first chunk with text) and inter-token latency
+ * first token (request sent -> the first chunk whose usage counts a token) and inter-token latency
  * p50/p99. A chunk that brings n tokens after a gap t counts as n latencies of
  * t / n (speculation delivers several tokens per step), the convention of the
  * server's /metrics. Output: a table on stdout and, with --csv, one CSV line per row.
@@ -112,7 +112,7 @@ typedef struct bs_run {
 typedef struct bs_req {
     double t0, t_prev;
     int tokens;
-    bool first_seen;
+    bool first_seen, failed;   /* failed: the stream carried an error event */
     samples_t itl;
     double ttft;
 } bs_req_t;
@@ -122,6 +122,7 @@ static int on_chunk(void *user, const char *data, size_t len) {
     if (len == 6 && !memcmp(data, "[DONE]", 6)) return 1;
     double now = spex_now();
     cJSON *c = cJSON_ParseWithLength(data, len);
+    if (cJSON_GetObjectItemCaseSensitive(c, "error")) q->failed = true;
     const cJSON *usage = cJSON_GetObjectItemCaseSensitive(c, "usage");
     const cJSON *ct = cJSON_GetObjectItemCaseSensitive(usage, "completion_tokens");
     int total = cJSON_IsNumber(ct) ? ct->valueint : q->tokens, n = total - q->tokens;
@@ -160,8 +161,9 @@ static void *client_thread(void *arg) {
         int rc = body.oom ? -1 : http_post_sse(&o->t, "/v1/completions", body.p, body.n, on_chunk, &q, NULL, &err);
         sb_free(&body);
         pthread_mutex_lock(&run->mu);
-        if (rc || !q.first_seen) {
-            if (run->row->errors++ == 0) spex_log("bench serve: request failed: %s", rc ? err.msg : "no tokens");
+        if (rc || !q.first_seen || q.failed) {
+            if (run->row->errors++ == 0)
+                spex_log("bench serve: request failed: %s", rc ? err.msg : q.failed ? "error event" : "no tokens");
         } else {
             run->row->tokens += q.tokens;
             samples_add(&run->row->ttft, q.ttft, 1);
