@@ -3,13 +3,14 @@
 # cluster (no root needed): spex-mpirun turns hostfile + worker count into the
 # right mpirun command (rank 0 alone first, --map-by, oversubscription and
 # mpi_yield_when_idle, interface selection, spex arguments passed through
-# verbatim); the sbatch scripts parse and carry the Slurm settings they
+# verbatim) and SIGTERM to it stops a 3-rank `spex serve` gracefully; the sbatch scripts parse and carry the Slurm settings they
 # document; bad usage fails with exit 2 and a message.
-# Usage: test_launch_cli.sh SPEX_BINARY
+# Usage: test_launch_cli.sh SPEX_BINARY TESTS_DATA_DIR
 set -uo pipefail
 # shellcheck source=tests/cluster/lib.sh
 . "$(dirname "$0")/lib.sh"
 spex=$(readlink -f "$1")
+data=$(cd "$2" && pwd)
 work=$(mktemp -d /tmp/spex-launch-cli-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 sm=$src/launch/spex-mpirun
@@ -38,6 +39,27 @@ grep -q -- "--mca btl_tcp_links 2" <<<"$out" || fail "--mca passthrough"
 # the real command runs what it printed: a 1-worker job of /bin/echo prints the arguments twice
 out=$("$sm" --spex /bin/echo --workers 1 --mca btl self,vader -- a 'b c' 2>/dev/null) || fail "running mpirun exit $?"
 [ "$(echo "$out" | grep -c '^a b c$')" = 2 ] || fail "mpirun did not run 2 ranks of the command: $out"
+
+# SIGTERM to spex-mpirun stops the job gracefully: rank 0 of a 3-rank spex serve drains and exits 0
+if true; then
+    mkdir -p "$work/m"
+    ln -s "$data/golden/tiny-f32/config.json" "$data/golden/tiny-f32/model.safetensors" \
+          "$data/tiny-tokenizer/tokenizer.json" "$data/tiny-tokenizer/tokenizer_config.json" "$work/m/"
+    OMPI_MCA_mpi_yield_when_idle=1 "$sm" --spex "$spex" --workers 2 -- serve --model "$work/m" --port 0 \
+        --port-file "$work/port" >"$work/serve.log" 2>&1 &
+    pid=$!
+    if wait_for 60 test -s "$work/port" && wait_for 30 curl -sf -m 5 "localhost:$(cat "$work/port")/health" -o /dev/null; then
+        kill -TERM $pid
+        rc=0
+        timeout 60 tail --pid=$pid -f /dev/null || { fail "spex-mpirun still running 60 s after SIGTERM"; kill -KILL $pid; }
+        wait $pid || rc=$?
+        [ $rc -eq 0 ] || fail "spex-mpirun exit $rc after SIGTERM, want 0 (graceful)"
+        grep -q "serve: stopped" "$work/serve.log" || fail "rank 0 did not stop gracefully: $(cat "$work/serve.log")"
+    else
+        fail "3-rank spex serve under spex-mpirun did not come up: $(cat "$work/serve.log")"
+        kill -KILL $pid
+    fi
+fi
 
 expect_usage() {  # expect_usage PATTERN CMD...: exit 2 and PATTERN on stderr
     local pat=$1 rc

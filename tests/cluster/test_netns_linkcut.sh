@@ -23,9 +23,11 @@ bound=${SPEX_LINKCUT_BOUND:-60}   # seconds from the cut to the end of the job
 timeout 30 "$nc" up --hosts 3 >/dev/null || die "netns-cluster up"
 if spex_has_mpi "$spex"; then
     # a generation long enough to still be running when the link goes
-    "$spex" synth --out "$work/model" --preset small --vocab 320 --max-pos 256 >/dev/null || die "spex synth"
-    what="spex generate, expert workers on h2 and h3"
-    cmd=("$src/launch/spex-mpirun" --workers 2 --spex "$spex" -- generate --model "$work/model" --tokens 5,17,42 -n 250)
+    # (a long context: 12000 tokens take well over the 3 s before the cut)
+    "$spex" synth --out "$work/model" --preset small --vocab 320 --max-pos 16384 >/dev/null || die "spex synth"
+    what="spex generate, expert workers on h2 and h3, --rank-timeout 5"
+    cmd=("$src/launch/spex-mpirun" --workers 2 --spex "$spex" -- generate --model "$work/model" --tokens 5,17,42 \
+         -n 12000 --rank-timeout 5)
 else
     echo "NOTE: $spex is not built with MPI (issue 3 pending): the distributed job is mpi_probe"
     what="mpi_probe, 3 ranks on h1..h3, 8 s reply deadline"
@@ -34,7 +36,7 @@ fi
 note "running $what"
 timeout -s KILL $((bound + 60)) "$nc" run -- "${cmd[@]}" >"$work/out" 2>"$work/err" &
 job=$!
-sleep 4
+sleep 3
 kill -0 $job 2>/dev/null || die "the job ended before the link was cut: $(tail -20 "$work/err")"
 note "cutting h3's link"
 "$nc" link h3 down

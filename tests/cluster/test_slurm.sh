@@ -56,6 +56,11 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["usage"]["completion_tokens"] == 5 and r["choices"][0]["finish_reason"] == "length", r
 ' "$work/completion.json" || fail "completion content: $(cat "$work/completion.json")"
+    if [ "$ntasks" -gt 1 ]; then   # the experts ran on the worker tasks
+        curl -sf -m 10 "$url/metrics" >"$work/metrics" || fail "/metrics"
+        grep -q '^spex_expert_seconds_total{rank="2"} [0-9.e-]*[1-9]' "$work/metrics" \
+            || fail "no expert time on worker rank 2: $(grep spex_expert_seconds "$work/metrics")"
+    fi
 else
     fail "serve.sbatch wrote no URL file within 90 s"
 fi
@@ -71,7 +76,7 @@ for i in $(seq 1 $n); do
 done >"$work/prompts.jsonl"
 note "batch.sbatch: $n prompts ($ntasks task(s), partition low)"
 bj=$(sbatch --parsable --ntasks=$ntasks --output="$work/batch-%j.out" \
-     --export=ALL,SPEX_INPUT="$work/prompts.jsonl",SPEX_OUTPUT="$work/results.jsonl",SPEX_BATCH_ARGS="--max-running 4" \
+     --export=ALL,SPEX_INPUT="$work/prompts.jsonl",SPEX_OUTPUT="$work/results.jsonl",SPEX_BATCH_ARGS="--max-running 4 --ep-stats $work/ep.json" \
      "$src/launch/slurm/batch.sbatch") || die "sbatch batch"
 lines() { if [ -f "$work/results.jsonl" ]; then wc -l <"$work/results.jsonl"; else echo 0; fi; }
 have_results() { [ "$(lines)" -ge "$1" ]; }
@@ -98,6 +103,11 @@ grep -q "skipped as already done" "$bo" || fail "spex batch did not resume"
 [ "$at_preempt" -lt "$n" ] || fail "the batch finished before it was preempted ($at_preempt/$n): preemption not tested"
 echo "results: $before when preempted, $at_preempt after the preempted run; restarts: $(grep -o 'Restarts=[0-9]*' "$work/job.txt")"
 sed -n '/USR1/,$p' "$bo" | grep -v '^spex batch: [0-9]' | head -20
+
+if [ "$ntasks" -gt 1 ]; then
+    /usr/bin/python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); assert s["world"] == 3 and all(r["pairs"] > 0 for r in s["ranks"]), s' \
+        "$work/ep.json" || fail "the resumed batch run did not use 2 expert worker ranks"
+fi
 
 # every prompt exactly once, and the same answers as an uninterrupted run (greedy)
 sed -n '1,4p;117,120p' "$work/prompts.jsonl" >"$work/ref-prompts.jsonl"
