@@ -1,7 +1,9 @@
 /* cmd_bench.c - `spex bench spec`: what MTP speculation buys, measured in one run.
  *
  *   spex bench spec --model DIR [--max-k 4] [-n 64] [--prompts FILE] [--temperature T]
- *                   [--draft sampled|argmax] [--csv FILE]
+ *                   [--draft sampled|argmax] [--csv FILE] [expert-parallel options]
+ * Under `mpirun -np N` the routed experts run on the N-1 worker ranks (cli_ep.h),
+ * so the same table measures speculation with the all-to-all in the loop.
  * For K = 0..max-k it generates n tokens after each prompt and reports decode
  * tokens/s, tokens per verify step, acceptance at each draft position, the
  * speedup over K = 0 from the same run, and the cost model: a step's cost
@@ -15,10 +17,12 @@
 #include <unistd.h>
 
 #include "cli/bench_serve.h"
+#include "cli/cli_ep.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/generate.h"
 #include "coordinator/tokenizer.h"
+#include "transport/mpi_world.h"
 
 #define BENCH_MAX_PROMPTS 64
 
@@ -37,6 +41,7 @@ typedef struct bench_opts {
     const char *dir, *prompts_file, *csv;
     long max_k, n;
     seq_params_t sp;
+    cli_ep_t ep;
 } bench_opts_t;
 
 typedef struct bench_row {
@@ -52,9 +57,12 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
     o->max_k = 4;
     o->n = 64;
     o->sp = (seq_params_t){.sampling = {.top_p = 1.0f}, .sampled_drafts = true, .eos_id = -1};
+    cli_ep_init(&o->ep);
     for (int i = 2; i < argc; i++) {
         int r;
-        if ((r = cli_opt(argc, argv, &i, "--model", &o->dir)) || (r = cli_opt(argc, argv, &i, "--prompts", &o->prompts_file)) ||
+        if ((r = cli_ep_opt(argc, argv, &i, &o->ep))) {
+            if (r < 0) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--model", &o->dir)) || (r = cli_opt(argc, argv, &i, "--prompts", &o->prompts_file)) ||
             (r = cli_opt(argc, argv, &i, "--csv", &o->csv))) {
             if (r < 0) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--max-k", &v))) {
@@ -66,6 +74,10 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
             o->sp.sampling.temperature = (float)d;
         } else if ((r = cli_opt(argc, argv, &i, "--draft", &v))) {
             if (r < 0) return -1;
+            if (strcmp(v, "argmax") && strcmp(v, "sampled")) {
+                cli_error("bench", "--draft: expected 'sampled' or 'argmax', got '%s'", v);
+                return -1;
+            }
             o->sp.sampled_drafts = strcmp(v, "argmax") != 0;
         } else {
             cli_error("bench", "unknown option '%s'", argv[i]);
@@ -156,7 +168,7 @@ static int bench_spec(int argc, char **argv) {
     if (bench_parse(argc, argv, &o)) return 2;
     spex_err_t err = {0};
     model_options_t mo = {.load_mtp = true, .local_experts = true, .progress = cli_progress, .progress_user = "loading model"};
-    model_t *m = model_load(o.dir, &mo, &err);
+    model_t *m = cli_model_load(o.dir, &mo, &o.ep, &err);
     int32_t *ids[BENCH_MAX_PROMPTS] = {0};
     int lens[BENCH_MAX_PROMPTS], n = -1, rc = 1;
     bench_row_t rows[SPEX_MAX_SPEC_K + 1];
@@ -166,10 +178,15 @@ static int bench_spec(int argc, char **argv) {
         if (bench_k(m, &o, k, ids, lens, n, &rows[k], &err)) goto fail;
         fprintf(stderr, "spex bench spec: K=%d done\n", k);
     }
-    printf("spec bench: %s, %d prompts x %ld tokens, temperature %.2f%s\n", o.dir, n, o.n,
-           (double)o.sp.sampling.temperature,
-           o.sp.sampling.temperature > 0 ? (o.sp.sampled_drafts ? ", sampled drafts" : ", argmax drafts") : "");
+    int world = mpi_world_size();
+    printf("spec bench: %s, %d prompts x %ld tokens, temperature %.2f%s; routed experts %s",
+           o.dir, n, o.n, (double)o.sp.sampling.temperature,
+           o.sp.sampling.temperature > 0 ? (o.sp.sampled_drafts ? ", sampled drafts" : ", argmax drafts") : "",
+           world > 1 ? "on" : (o.ep.no_ep ? "in process" : "on loopback ranks"));
+    if (world > 1) printf(" %d worker ranks, codec %s", world - 1, o.ep.codec ? o.ep.codec : "raw");
+    printf("\n");
     bench_print(stdout, rows, (int)o.max_k + 1, false);
+    if (cli_ep_finish("bench", &o.ep)) goto fail_quiet;
     printf("step cost = (main forward of K+1 rows + MTP drafting) / plain 1-row decode step; "
            "ideal = tok/step / step cost\n");
     if (o.csv) {
@@ -182,6 +199,7 @@ static int bench_spec(int argc, char **argv) {
     goto done;
 fail:
     cli_error("bench", "%s", err.msg);
+fail_quiet:
 done:
     for (int i = 0; i < n; i++) free(ids[i]);
     model_free(m);
