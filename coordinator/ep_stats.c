@@ -94,6 +94,7 @@ static cJSON *rank_json(const ep_rank_stats_t *r, int rank) {
     cJSON_AddNumberToObject(o, "compute_seconds", r->t_compute);
     cJSON_AddNumberToObject(o, "encode_seconds", r->t_encode);
     cJSON_AddNumberToObject(o, "busy_seconds", r->busy_seconds);
+    cJSON_AddNumberToObject(o, "idle_seconds", r->idle_seconds);
     cJSON_AddNumberToObject(o, "weight_bytes", (double)r->weight_bytes);
     cJSON_AddNumberToObject(o, "max_rss_bytes", (double)r->max_rss_bytes);
     return o;

@@ -109,6 +109,8 @@ void worker_set_progress(worker_t *w, void (*fn)(void *user, int done, int total
 
 uint64_t worker_model_id(const worker_t *w) { return w->model_id; }
 
+void worker_note_idle(worker_t *w, double seconds) { w->st.idle_seconds += seconds; }
+
 /* ------------------------------------------------------------ replies */
 
 static int reply_frame(const Spex__Header *h, const uint8_t *payload, size_t plen, uint8_t **reply,

@@ -42,6 +42,9 @@ void worker_set_progress(worker_t *w, void (*fn)(void *user, int done, int total
 int worker_handle(worker_t *w, const uint8_t *msg, size_t len, uint8_t **reply, size_t *reply_len, bool *shutdown,
                   spex_err_t *err);
 
+/* Account `seconds` spent waiting for the coordinator (reported in stats). */
+void worker_note_idle(worker_t *w, double seconds);
+
 /* The checkpoint identity the worker computed (core/model_id.h). */
 uint64_t worker_model_id(const worker_t *w);
 

@@ -65,8 +65,9 @@ int worker_run(worker_t *w, link_t *link, const worker_run_options_t *o, spex_er
         uint8_t *buf = NULL, *reply = NULL;
         size_t len = 0, rlen = 0;
         int src;
-        double deadline = o->idle_timeout > 0 ? link_now() + o->idle_timeout : 1e300;
+        double t0 = link_now(), deadline = o->idle_timeout > 0 ? t0 + o->idle_timeout : 1e300;
         int rc = link->recv(link, 0, deadline, &src, &buf, &len, err);
+        worker_note_idle(w, link_now() - t0);
         if (rc == 1)
             return spex_fail(err, "rank %d: no message from the coordinator (rank 0) for %.0f s: it is gone or stuck",
                              link->self, o->idle_timeout);
