@@ -45,8 +45,9 @@ note "serve.sbatch ($ntasks task(s), partition high)"
 sj=$(sbatch --parsable --partition=high --ntasks=$ntasks --output="$work/serve-%j.out" \
      --export=ALL,SPEX_PORT_FILE="$work/serve.port" "$src/launch/slurm/serve.sbatch") || die "sbatch serve"
 if wait_for 90 test -s "$work/serve.url"; then
-    url=$(cat "$work/serve.url")
-    [ "$url" = "http://$(hostname -s):$(cat "$work/serve.port")" ] || fail "url file '$url' does not match port file"
+    [ "$(cat "$work/serve.url")" = "http://$(hostname -s):$(cat "$work/serve.port")" ] \
+        || fail "url file '$(cat "$work/serve.url")' does not match the node and port file"
+    url=http://127.0.0.1:$(cat "$work/serve.port")   # this machine's name may not resolve (CI)
     curl -sf -m 10 "$url/health" | grep -q ok || fail "/health"
     curl -sf -m 60 "$url/v1/completions" -H 'Content-Type: application/json' \
         -d '{"prompt": "It is a truth", "max_tokens": 5, "temperature": 0}' >"$work/completion.json" \
