@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: src, SKIP are used by the tests
 # lib.sh - shared helpers of the cluster tests (sourced). ctest treats exit 77
 # as SKIP (SKIP_RETURN_CODE); a test skips only when it cannot run at all here
 # (not root, no network namespaces), never because a tool is missing: CI

@@ -16,6 +16,7 @@ trap 'rm -rf "$work"' EXIT
 sm=$src/launch/spex-mpirun
 printf '# three nodes\nnode1 slots=1\nnode2 slots=2\n\nnode3 slots=2 max_slots=4\n' >"$work/hosts"
 
+# shellcheck disable=SC2069  # stderr (the printed command) to the pipe, stdout discarded
 dry() { "$sm" --dry-run --spex "$spex" "$@" 2>&1 >/dev/null; }
 out=$(dry -H "$work/hosts" -- logits --model /m --tokens 1,2) || fail "dry run exit $?"
 echo "$out"

@@ -4,13 +4,11 @@
 # the job must end by itself within a bounded time, nonzero, with an error that
 # names the rank that was lost, and `netns-cluster down` must clean up every
 # process left on the cut-off host.
-# Usage: test_netns_linkcut.sh SPEX_BINARY MPI_PROBE_BINARY TESTS_DATA_DIR
+# Usage: test_netns_linkcut.sh SPEX_BINARY
 set -uo pipefail
 # shellcheck source=tests/cluster/lib.sh
 . "$(dirname "$0")/lib.sh"
 spex=$(readlink -f "$1")
-probe=$(readlink -f "$2")
-data=$(cd "$3" && pwd)
 need_netns
 need_tools mpirun bc
 export SPEX_NETNS_NAME=spc$$
@@ -21,18 +19,12 @@ trap cleanup EXIT
 bound=${SPEX_LINKCUT_BOUND:-60}   # seconds from the cut to the end of the job
 
 timeout 30 "$nc" up --hosts 3 >/dev/null || die "netns-cluster up"
-if spex_has_mpi "$spex"; then
-    # a generation long enough to still be running when the link goes
-    # (a long context: 12000 tokens take well over the 3 s before the cut)
-    "$spex" synth --out "$work/model" --preset small --vocab 320 --max-pos 16384 >/dev/null || die "spex synth"
-    what="spex generate, expert workers on h2 and h3, --rank-timeout 5"
-    cmd=("$src/launch/spex-mpirun" --workers 2 --spex "$spex" -- generate --model "$work/model" --tokens 5,17,42 \
-         -n 12000 --rank-timeout 5)
-else
-    echo "NOTE: $spex is not built with MPI (issue 3 pending): the distributed job is mpi_probe"
-    what="mpi_probe, 3 ranks on h1..h3, 8 s reply deadline"
-    cmd=("$src/launch/spex-mpirun" --workers 2 --spex "$probe" -- 65536 100000 0.05 8)
-fi
+spex_has_mpi "$spex" || die "$spex is not built with MPI (expert parallelism)"
+# a long context: 12000 tokens take well over the 3 s before the cut
+"$spex" synth --out "$work/model" --preset small --vocab 320 --max-pos 16384 >/dev/null || die "spex synth"
+what="spex generate, expert workers on h2 and h3, --rank-timeout 5"
+cmd=("$src/launch/spex-mpirun" --workers 2 --spex "$spex" -- generate --model "$work/model" --tokens 5,17,42 \
+     -n 12000 --rank-timeout 5)
 note "running $what"
 timeout -s KILL $((bound + 60)) "$nc" run -- "${cmd[@]}" >"$work/out" 2>"$work/err" &
 job=$!

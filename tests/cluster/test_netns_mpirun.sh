@@ -43,17 +43,17 @@ echo "bytes through the switch ports: h2 $h2, h3 $h3"
 m=$data/golden/tiny-f32
 toks=5,17,42,3,99,250,7
 "$spex" logits --model "$m" --tokens $toks >"$work/single.json" || die "single-process spex logits"
+spex_has_mpi "$spex" || die "$spex is not built with MPI (expert parallelism)"
+note "spex logits: coordinator on h1, expert workers on h2 and h3"
 h2a=$(port_bytes h2) h3a=$(port_bytes h3)
-if spex_has_mpi "$spex"; then
-    note "spex logits: coordinator on h1, expert workers on h2 and h3"
-    timeout -s KILL 120 "$nc" run -- "$src/launch/spex-mpirun" --workers 2 --spex "$spex" -- \
-        logits --model "$m" --tokens $toks --ep-stats "$work/ep.json" >"$work/dist.json" 2>"$work/dist.err" \
-        || fail "distributed spex logits exit $?: $(tail -20 "$work/dist.err")"
-    cmp "$work/single.json" "$work/dist.json" || fail "distributed logits differ from the single-process ones"
-    cmp -s "$work/single.json" "$work/dist.json" && echo "distributed logits (coordinator h1, workers h2 h3) == single process, byte for byte"
-    h2=$(($(port_bytes h2) - h2a)) h3=$(($(port_bytes h3) - h3a))
-    # each worker's dispatch + combine bytes (from spex's own statistics) must have crossed its host's link
-    /usr/bin/python3 - "$work/ep.json" "$h2" "$h3" <<'PY' || fail "expert traffic did not cross the links"
+timeout -s KILL 120 "$nc" run -- "$src/launch/spex-mpirun" --workers 2 --spex "$spex" -- \
+    logits --model "$m" --tokens $toks --ep-stats "$work/ep.json" >"$work/dist.json" 2>"$work/dist.err" \
+    || fail "distributed spex logits exit $?: $(tail -20 "$work/dist.err")"
+cmp "$work/single.json" "$work/dist.json" || fail "distributed logits differ from the single-process ones"
+cmp -s "$work/single.json" "$work/dist.json" && echo "distributed logits (coordinator h1, workers h2 h3) == single process, byte for byte"
+h2=$(($(port_bytes h2) - h2a)) h3=$(($(port_bytes h3) - h3a))
+# each worker's dispatch + combine bytes (from spex's own statistics) must have crossed its host's link
+/usr/bin/python3 - "$work/ep.json" "$h2" "$h3" <<'PY' || fail "expert traffic did not cross the links"
 import json, sys
 st = json.load(open(sys.argv[1]))
 port = {1: int(sys.argv[2]), 2: int(sys.argv[3])}
@@ -63,18 +63,6 @@ for r in st["ranks"]:
     print(f"rank {r['rank']} (h{r['rank'] + 1}): {wire} expert bytes on the wire, {port[r['rank']]} bytes through its switch port")
     assert wire > 0 and port[r["rank"]] >= wire, f"rank {r['rank']}: port saw {port[r['rank']]} < {wire}"
 PY
-else
-    # PENDING issue 3 (expert parallelism): this spex has no MPI, so it cannot split the experts
-    # over ranks yet. Check what can be checked today: spex started by mpirun on another host
-    # (h2, through the rsh agent and orted) prints the same bytes, carried back over h2's link.
-    echo "NOTE: $spex is not built with MPI (issue 3 pending): running single-rank spex logits on h2 instead"
-    timeout -s KILL 60 "$nc" run -- mpirun -np 1 --host h2 "$spex" logits --model "$m" --tokens $toks \
-        >"$work/dist.json" 2>"$work/dist.err" || fail "spex logits on h2 exit $?: $(tail -20 "$work/dist.err")"
-    cmp "$work/single.json" "$work/dist.json" || fail "spex logits on h2 differs from the local run"
-    h2=$(($(port_bytes h2) - h2a))
-    echo "spex logits on h2: $h2 bytes through h2's switch port (output is $(wc -c <"$work/single.json") bytes)"
-    [ "$h2" -ge "$(wc -c <"$work/single.json")" ] || fail "the output did not come over h2's link"
-fi
 
 note "netns cluster down"
 state=$("$nc" statedir)

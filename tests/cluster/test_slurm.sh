@@ -8,8 +8,8 @@
 #     in "high" preempts it mid-run, the job checkpoints (USR1), requeues
 #     itself, resumes, and ends COMPLETED with every prompt answered exactly once,
 #     and the answers equal those of an uninterrupted run;
-# and stops the daemons it started. With an MPI-built spex (expert parallelism)
-# the jobs run 3 tasks (coordinator + 2 expert workers), else 1.
+# and stops the daemons it started. The jobs run 3 tasks: the coordinator and
+# 2 expert workers.
 # Usage: test_slurm.sh SPEX_BINARY TESTS_DATA_DIR
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -26,10 +26,8 @@ cleanup() {
 }
 trap cleanup EXIT
 eval "$("$src/launch/slurm/local-cluster" env)"
-ntasks=1
-if spex_has_mpi "$spex"; then ntasks=3; else
-    echo "NOTE: $spex is not built with MPI (issue 3 pending): jobs run 1 task (coordinator only)"
-fi
+spex_has_mpi "$spex" || die "$spex is not built with MPI (expert parallelism)"
+ntasks=3   # coordinator + 2 expert workers
 
 # a model slow enough to be preempted mid-run (~370 tok/s here), with the 320-token test tokenizer
 "$spex" synth --out "$work/model" --preset small --vocab 320 --max-pos 256 >/dev/null || die "spex synth"
