@@ -34,13 +34,17 @@ if __name__ == "__main__":
     evals = re.findall(r"eval step (\d+) val_loss ([\d.]+) ppl ([\d.]+) mtp_val_loss ([\d.]+)", log)
     steps = re.findall(r"step\s+(\d+) lr \S+ loss ([\d.]+) mtp ([\d.]+)", log)
     done = re.findall(r"# done: (\d+) steps, ([\d.]+) min", log)
-    args = re.findall(r"args (\{.*\})", log)[-1]
+    all_args = re.findall(r"args (\{.*\})", log)
+    args = all_args[-1]
+    gamma = re.search(r"'gamma': ([0-9.e+-]+)", args).group(1)
+    resumed = f" (stopped and resumed from its checkpoint {len(all_args) - 1}x)" if len(all_args) > 1 else ""
     last = steps[-5:]
     tr_main = sum(float(s[1]) for s in last) / len(last); tr_mtp = sum(float(s[2]) for s in last) / len(last)
     n_steps, minutes = done[-1] if done else (steps[-1][0], "?")
     size = os.path.getsize(f"{a.model}/model.safetensors") / 1e6
     name = os.path.basename(os.path.normpath(a.model))
-    loadrows = "\n".join(f"| {c.first_k_dense_replace + i}{" (MTP)" if c.first_k_dense_replace + i == c.num_hidden_layers else ""} | {r['expert_load_max_over_mean'][i]:.2f} | {r0['expert_load_max_over_mean'][i]:.2f} | {min(r['expert_load'][i])} – {max(r['expert_load'][i])} |"
+    mtp_tag = lambda layer: " (MTP)" if layer == c.num_hidden_layers else ""
+    loadrows = "\n".join(f"| {c.first_k_dense_replace + i}{mtp_tag(c.first_k_dense_replace + i)} | {r['expert_load_max_over_mean'][i]:.2f} | {r0['expert_load_max_over_mean'][i]:.2f} | {min(r['expert_load'][i])} – {max(r['expert_load'][i])} |"
                          for i in range(len(r["expert_load"])))
     samp = "\n\n".join(f"**Prompt:** `{p}`\n\n- greedy: {g[len(p):]!r}\n- top-p 0.9, T 0.8: {s[len(p):]!r}" for p, g, s in samples)
     card = f"""# {name}
@@ -62,9 +66,9 @@ for testing the Spex inference engine. Hugging Face layout (`DeepseekV3ForCausal
 ## Training
 - Data: `/work/shared/data/austen.txt` (Austen's six novels, 4.0 MB); last 5% by bytes (cut at a line boundary) held out for validation.
 - Tokenizer: byte-level BPE trained on the training split (`tools/train/bpe.py`), 4096 ids incl. BOS (0) / EOS (1), DeepSeek-V3 pre-tokenizer regexes.
-- PyTorch 1.13 CPU, 2 threads, {n_steps} steps in {minutes} min, AdamW (betas 0.9/0.95, wd 0.1), cosine LR with warmup; args: `{args}`
+- PyTorch 1.13 CPU, 2 threads, {n_steps} steps in {minutes} min of training{resumed}, AdamW (betas 0.9/0.95, wd 0.1), cosine LR with warmup; args: `{args}`
 - Loss = CE + λ·CE_MTP (λ 0.3 for the first 70% of the schedule, then 0.1) + 1e-4 × DeepSeek's sequence-wise balance loss.
-  Auxiliary-loss-free balancing: after each step, bias_e += 0.001·sign(mean load − load_e) per MoE layer.
+  Auxiliary-loss-free balancing: after each step, bias_e += {gamma}·sign(mean load − load_e) per MoE layer.
 - Final training loss (mean of last 5 logged steps): main {tr_main:.3f}, MTP {tr_mtp:.3f}.
 
 ## Evaluation (validation split, {r['tokens_scored']:,} scored tokens, ctx {a.ctx}, float32 from the exported BF16 weights)
