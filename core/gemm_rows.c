@@ -7,7 +7,10 @@
  * their loads between accumulators but perform exactly these operations per
  * element, so the tiling never changes a result. Small batches matter most:
  * a decode step has 1 row per sequence and a speculative verify step K+1, and
- * without tiles a lone row costs two loads per multiply-add.
+ * without tiles a lone row costs two loads per multiply-add. With several
+ * rows the weight rows are walked in cache-sized blocks (weight_block), each
+ * used by every row block while it is in L2; blocking too only reorders
+ * whole output elements, never the operations inside one.
  * target_clones builds an AVX2 copy next to the baseline (SSE2) one; with FP
  * contraction off both compute the same IEEE operations. */
 #include "gemm_rows.h"
@@ -86,27 +89,41 @@ DEFINE_TILE(1, TILE1_C)
 #define TILE_FN(R, C) CAT4(tile_, R, x, C)
 #define ROW_BLOCK(R, C)                                                          \
     do {                                                                         \
-        int j = 0;                                                               \
-        for (; j + (C) <= out; j += (C)) TILE_FN(R, C)(xi, w, yi, out, in, j);   \
-        for (; j < out; j++) TILE_FN(R, 1)(xi, w, yi, out, in, j);               \
+        int j = j0;                                                              \
+        for (; j + (C) <= j1; j += (C)) TILE_FN(R, C)(xi, w, yi, out, in, j);    \
+        for (; j < j1; j++) TILE_FN(R, 1)(xi, w, yi, out, in, j);                \
     } while (0)
+
+/* Weight rows per cache block: ~128 KB of weights, so that with several input
+ * rows the block is read from memory once and reused from L2 by every row
+ * block, instead of streaming the whole matrix once per 4 input rows. */
+static int weight_block(int out, int in) {
+    int jb = (int)((128u * 1024u / sizeof(float)) / (unsigned)(in > 0 ? in : 1));
+    jb -= jb % 4;
+    if (jb < 4) jb = 4;
+    return jb < out ? jb : out;
+}
 
 __attribute__((target_clones("avx2", "default")))
 void gemm_rows(const float *x, const float *w, float *y, int n, int out, int in) {
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const float *xi = x + (size_t)i * in;
-        float *yi = y + (size_t)i * out;
-        ROW_BLOCK(4, TILE4_C);
-    }
-    for (; i + 2 <= n; i += 2) {
-        const float *xi = x + (size_t)i * in;
-        float *yi = y + (size_t)i * out;
-        ROW_BLOCK(2, TILE2_C);
-    }
-    for (; i < n; i++) {
-        const float *xi = x + (size_t)i * in;
-        float *yi = y + (size_t)i * out;
-        ROW_BLOCK(1, TILE1_C);
+    int jb = n > 1 ? weight_block(out, in) : out;   /* one row: plain streaming */
+    for (int j0 = 0; j0 < out; j0 += jb) {
+        int j1 = j0 + jb < out ? j0 + jb : out;
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+            const float *xi = x + (size_t)i * in;
+            float *yi = y + (size_t)i * out;
+            ROW_BLOCK(4, TILE4_C);
+        }
+        for (; i + 2 <= n; i += 2) {
+            const float *xi = x + (size_t)i * in;
+            float *yi = y + (size_t)i * out;
+            ROW_BLOCK(2, TILE2_C);
+        }
+        for (; i < n; i++) {
+            const float *xi = x + (size_t)i * in;
+            float *yi = y + (size_t)i * out;
+            ROW_BLOCK(1, TILE1_C);
+        }
     }
 }
