@@ -7,9 +7,10 @@
  * job's other ranks idle) it runs, on one random prompt:
  *   - throughput with the exact default (raw, --combine expert): one prefill of
  *     N tokens (tokens/s) and `--decode` single-token steps through the KV cache
- *     (tokens/s), with the coordinator's time split: other (attention, dense
- *     and shared FFN, router, head), dispatch, wait (incl. expert critical
- *     path), combine;
+ *     (tokens/s), with the coordinator's time split: attention (MLA),
+ *     other (dense and shared FFN, routers, head), dispatch, wait (incl. the
+ *     expert critical path, shown separately as expert), combine; in process
+ *     (workers 0) expert is the routed experts' own compute;
  *   - for every codec and both combine modes: one prefill, reporting wire bytes
  *     per token (dispatch + combine over all MoE layers), the f32 bytes they
  *     replace, the ratio, and the prefill tokens/s.
@@ -45,7 +46,8 @@ typedef struct bep_run {      /* one measured phase */
     long tokens;
     double seconds;
     ep_layer_stats_t d;       /* stats delta over the phase */
-    double other;
+    double attention;         /* MLA incl. norms (model_timing_t) */
+    double other;             /* dense + shared FFN, routers, head, glue */
 } bep_run_t;
 
 static int parse_ranks(const char *s, bep_opts_t *o) {
@@ -114,6 +116,7 @@ static int phase(model_t *m, const int32_t *tok, int n, int prefix, bool decode,
     }
     ep_stats_t *st = ep_backend_stats(m->experts);   /* NULL: in-process experts */
     ep_layer_stats_t before = st ? ep_stats_total(st) : (ep_layer_stats_t){0};
+    model_timing_t tm0 = m->timing;
     double t0 = link_now();
     for (int i = 0; i < n; i += decode ? 1 : n) {
         mla_seq_t s = {kv, decode ? 1 : n};
@@ -122,7 +125,10 @@ static int phase(model_t *m, const int32_t *tok, int n, int prefix, bool decode,
     run->seconds = link_now() - t0;
     run->tokens = n;
     run->d = st ? delta(before, ep_stats_total(st)) : before;
-    run->other = run->seconds - run->d.t_dispatch - run->d.t_wait - run->d.t_combine;
+    run->attention = m->timing.attention - tm0.attention;
+    if (!st) run->d.t_expert = m->timing.routed - tm0.routed;   /* in process: the experts themselves */
+    run->other = run->seconds - run->attention - run->d.t_dispatch - run->d.t_wait - run->d.t_combine -
+                 (st ? 0 : run->d.t_expert);
     rc = 0;
 done:
     kv_cache_free(kv);
@@ -163,22 +169,23 @@ static void print_run(FILE *f, const bep_run_t *r, bool csv) {
     double wire = per_tok(r->d.dispatch.wire_bytes + r->d.combine.wire_bytes, r->tokens);
     double raw = per_tok(r->d.dispatch.raw_bytes + r->d.combine.raw_bytes, r->tokens);
     if (csv) {
-        fprintf(f, "%d,%s,%s,%s,%ld,%.6f,%.2f,%.1f,%.1f,%.1f,%.4f,%.6f,%.6f,%.6f,%.6f,%.6f,%lld\n", r->workers, r->codec,
-                r->mode, r->phase, r->tokens, r->seconds, r->tokens / r->seconds,
+        fprintf(f, "%d,%s,%s,%s,%ld,%.6f,%.2f,%.1f,%.1f,%.1f,%.4f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%lld\n", r->workers,
+                r->codec, r->mode, r->phase, r->tokens, r->seconds, r->tokens / r->seconds,
                 per_tok(r->d.dispatch.wire_bytes, r->tokens), per_tok(r->d.combine.wire_bytes, r->tokens), raw,
-                wire > 0 ? raw / wire : 0, r->other, r->d.t_dispatch, r->d.t_expert, r->d.t_combine, r->d.t_wait,
+                wire > 0 ? raw / wire : 0, r->attention, r->other, r->d.t_dispatch, r->d.t_expert, r->d.t_combine, r->d.t_wait,
                 (long long)(r->d.dispatch.messages + r->d.combine.messages));
         return;
     }
-    fprintf(f, "| %d | %-9s | %-6s | %-7s | %8.1f | %9.0f | %9.0f | %9.0f | %5.2f | %5.0f%% | %5.0f%% | %5.0f%% | %5.0f%% | %5.0f%% |\n",
+    fprintf(f, "| %d | %-9s | %-6s | %-7s | %8.1f | %9.0f | %9.0f | %9.0f | %5.2f | %5.0f%% | %5.0f%% | %5.0f%% | %5.0f%% | %5.0f%% | %5.0f%% |\n",
             r->workers, r->codec, r->mode, r->phase, r->tokens / r->seconds, per_tok(r->d.dispatch.wire_bytes, r->tokens),
-            per_tok(r->d.combine.wire_bytes, r->tokens), raw, wire > 0 ? raw / wire : 0, 100 * r->other / r->seconds,
+            per_tok(r->d.combine.wire_bytes, r->tokens), raw, wire > 0 ? raw / wire : 0, 100 * r->attention / r->seconds,
+            100 * r->other / r->seconds,
             100 * r->d.t_dispatch / r->seconds, 100 * r->d.t_expert / r->seconds, 100 * r->d.t_combine / r->seconds,
             100 * r->d.t_wait / r->seconds);
 }
 
 static const char CSV_HEADER[] = "workers,codec,combine,phase,tokens,seconds,tokens_per_s,dispatch_bytes_per_token,"
-                                 "combine_bytes_per_token,raw_bytes_per_token,ratio,other_s,dispatch_s,expert_s,"
+                                 "combine_bytes_per_token,raw_bytes_per_token,ratio,attention_s,other_s,dispatch_s,expert_s,"
                                  "combine_s,wait_s,messages\n";
 
 static int bench_workers(model_t *m, const bep_opts_t *o, int w, const int32_t *tok, FILE *csv, spex_err_t *err) {
@@ -258,8 +265,8 @@ int cmd_bench_ep(int argc, char **argv) {
            m->cfg.num_hidden_layers - m->cfg.first_k_dense_replace,
            3.0 * m->cfg.hidden_size * m->cfg.moe_intermediate_size * 4 / 1e6,
            world > 1 ? "MPI ranks" : "in-process loopback ranks", o.prompt, o.decode);
-    printf("| workers | codec | combine | phase | tok/s | disp B/tok | comb B/tok | f32 B/tok | ratio | other | dispatch | expert | combine | wait |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("| workers | codec | combine | phase | tok/s | disp B/tok | comb B/tok | f32 B/tok | ratio | attention | other | dispatch | expert | combine | wait |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     if (!rc && tok && bench_local(m, &o, tok, csv, &err)) { cli_error("bench", "%s", err.msg); rc = 1; }
     for (int i = 0; i < o.n_ranks && !rc && tok; i++)
         if (bench_workers(m, &o, o.ranks[i], tok, csv, &err)) { cli_error("bench", "%s", err.msg); rc = 1; }

@@ -26,7 +26,6 @@ typedef int (*gen_token_fn)(void *user, int32_t token);
 int generate(model_t *m, const int32_t *prompt, int n_prompt, const seq_params_t *p, gen_token_fn on_token,
              void *user, int32_t **out, int *n_out, gen_stats_t *stats, spex_err_t *err);
 
-/* Monotonic clock in seconds. */
-double spex_now(void);
+#include "core/clock.h"   /* spex_now(), used with the stats above */
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "core/kernels.h"
 #include "coordinator/experts_local.h"
 
@@ -174,7 +175,11 @@ static int layer_ffn(model_t *m, const decoder_layer_t *d, int layer, const floa
     router_select(&d->router, x, n, idx, w, scratch, exact);
     int rc = 0;
     if (!m->experts) rc = spex_fail(err, "layer %d: no backend for routed experts", layer);
-    else rc = m->experts->routed(m->experts, layer, x, n, k, idx, w, f, err);
+    else {
+        double t0 = spex_now();
+        rc = m->experts->routed(m->experts, layer, x, n, k, idx, w, f, err);
+        m->timing.routed += spex_now() - t0;
+    }
     if (rc == 0 && d->has_shared) {
         expert_apply(&d->shared, x, shared, n, escratch, exact);
         for (size_t i = 0; i < (size_t)n * hid; i++) f[i] += shared[i];   /* routed + shared */
@@ -193,14 +198,19 @@ static int layer_forward(model_t *m, const decoder_layer_t *d, int layer, float 
     if (!xn) return spex_fail(err, "layer %d: out of memory", layer);
     float *y = xn + (size_t)n * hid;
     int rc = 0;
+    double t0 = spex_now();
     rmsnorm(xn, h, d->attn_norm, n, hid, eps);
     if (mla_forward(&d->attn, &m->rope, layer, seqs, n_seqs, xn, y, exact, err)) {
         rc = spex_err_prefix(err, "layer %d attention: ", layer);
         goto done;
     }
     for (size_t i = 0; i < (size_t)n * hid; i++) h[i] += y[i];
+    double t1 = spex_now(), routed0 = m->timing.routed;
+    m->timing.attention += t1 - t0;
     rmsnorm(xn, h, d->ffn_norm, n, hid, eps);
-    if ((rc = layer_ffn(m, d, layer, xn, y, n, exact, err))) goto done;
+    rc = layer_ffn(m, d, layer, xn, y, n, exact, err);
+    m->timing.ffn += spex_now() - t1 - (m->timing.routed - routed0);
+    if (rc) goto done;
     for (size_t i = 0; i < (size_t)n * hid; i++) h[i] += y[i];
 done:
     free(xn);
@@ -252,8 +262,10 @@ int model_forward(model_t *m, const int32_t *tokens, const mla_seq_t *seqs, int 
     for (int l = 0; l < m->cfg.num_hidden_layers && !rc; l++)
         rc = layer_forward(m, &m->layers[l], l, h, seqs, n_seqs, n, exact, err);
     if (!rc) {
+        double t0 = spex_now();
         rmsnorm(h, h, m->final_norm, n, hid, (float)m->cfg.rms_norm_eps);   /* model.norm */
         rc = head_forward(&m->lm_head, h, n, hid, want, logits, exact, err);
+        m->timing.head += spex_now() - t0;
         if (!rc && hidden_out) memcpy(hidden_out, h, sizeof(float) * (size_t)n * hid);
     }
     free(h);

@@ -52,6 +52,15 @@ typedef struct mtp_module {
     linear_t head;                /* shared_head.head [vocab, hidden] */
 } mtp_module_t;
 
+/* Where forward time goes, in seconds summed over all calls (main and MTP):
+ * attention = MLA incl. its norms; routed = the moe_backend call (in process:
+ * the experts; with workers: dispatch + wait + combine); ffn = dense layers,
+ * shared experts and routers; head = final norm + lm_head. Benchmarks read
+ * differences of it; nothing else depends on it. */
+typedef struct model_timing {
+    double attention, routed, ffn, head;
+} model_timing_t;
+
 typedef struct model {
     spex_config_t cfg;
     char *dir;
@@ -64,6 +73,7 @@ typedef struct model {
     int n_mtp;
     rope_t rope;
     moe_backend_t *experts;       /* owned */
+    model_timing_t timing;        /* accumulated by every forward */
 } model_t;
 
 typedef struct model_options {
