@@ -18,6 +18,7 @@
 
 #include "cli/bench_serve.h"
 #include "cli/cli_ep.h"
+#include "cli/bench_prompts.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/generate.h"
@@ -25,17 +26,6 @@
 #include "transport/mpi_world.h"
 
 #define BENCH_MAX_PROMPTS 64
-
-static const char *DEFAULT_PROMPTS[] = {
-    "It is a truth universally acknowledged",
-    "Mrs. Bennet was",
-    "The family of Dashwood had long been settled in Sussex.",
-    "Emma Woodhouse, handsome, clever, and rich,",
-    "She was",
-    "\"My dear Mr. Bennet,\" said his lady to him one day,",
-    "Sir Walter Elliot, of Kellynch Hall,",
-    "No one who had ever seen Catherine Morland in her infancy",
-};
 
 typedef struct bench_opts {
     const char *dir, *prompts_file, *csv;
@@ -100,7 +90,7 @@ static int bench_prompts(const bench_opts_t *o, const model_t *m, int32_t **ids,
     for (int i = 0; n < BENCH_MAX_PROMPTS; i++) {
         const char *text = NULL;
         if (f) { if (!fgets(line, sizeof line, f)) break; line[strcspn(line, "\n")] = 0; text = line; }
-        else if (i < (int)(sizeof DEFAULT_PROMPTS / sizeof *DEFAULT_PROMPTS)) text = DEFAULT_PROMPTS[i];
+        else if (i < BENCH_N_DEFAULT_PROMPTS) text = BENCH_DEFAULT_PROMPTS[i];
         else break;
         if (!*text) continue;
         size_t cnt = 0;

@@ -29,6 +29,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/bench_serve.h"
+#include "cli/bench_prompts.h"
 #include "cli/cli_util.h"
 #include "coordinator/generate.h"
 #include "core/log.h"
@@ -37,17 +38,6 @@
 
 #define BS_MAX_LIST 16
 #define BS_MAX_PROMPTS 256
-
-static const char *BS_DEFAULT_PROMPTS[] = {
-    "It is a truth universally acknowledged",
-    "Mrs. Bennet was",
-    "The family of Dashwood had long been settled in Sussex.",
-    "Emma Woodhouse, handsome, clever, and rich,",
-    "She was",
-    "\"My dear Mr. Bennet,\" said his lady to him one day,",
-    "Sir Walter Elliot, of Kellynch Hall,",
-    "No one who had ever seen Catherine Morland in her infancy",
-};
 
 typedef struct bs_opts {
     http_target_t t;
@@ -279,8 +269,8 @@ static int bs_parse(int argc, char **argv, bs_opts_t *o) {
 
 static int load_prompts(bs_opts_t *o) {
     if (!o->prompts_file) {
-        for (size_t i = 0; i < sizeof BS_DEFAULT_PROMPTS / sizeof BS_DEFAULT_PROMPTS[0]; i++)
-            o->prompts[o->n_prompts++] = strdup(BS_DEFAULT_PROMPTS[i]);
+        for (int i = 0; i < BENCH_N_DEFAULT_PROMPTS; i++)
+            o->prompts[o->n_prompts++] = strdup(BENCH_DEFAULT_PROMPTS[i]);
         return 0;
     }
     FILE *f = fopen(o->prompts_file, "r");
