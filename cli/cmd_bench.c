@@ -1,6 +1,6 @@
 /* cmd_bench.c - `spex bench spec`: what MTP speculation buys, measured in one run.
  *
- *   spex bench spec --model DIR [--max-k 4] [-n 64] [--prompts FILE] [--temperature T]
+ *   spex bench spec --model DIR [--max-k 4] [-n 64] [--reps 3] [--prompts FILE] [--temperature T]
  *                   [--draft sampled|argmax] [--csv FILE] [expert-parallel options]
  * Under `mpirun -np N` the routed experts run on the N-1 worker ranks (cli_ep.h),
  * so the same table measures speculation with the all-to-all in the loop.
@@ -10,7 +10,13 @@
  * relative to a plain decode step (main forward of K+1 rows + MTP drafting, over
  * a 1-row forward), and the ideal speedup = tokens per step / relative cost.
  * Prompts: one per line from --prompts (text, needs tokenizer.json), else a
- * built-in set of Austen-like openings (or token ids when there is no tokenizer). */
+ * built-in set of Austen-like openings (or token ids when there is no tokenizer).
+ *
+ * These machines are shared and their speed drifts by tens of percent within
+ * a minute, so the depths are interleaved: each repetition runs every prompt
+ * at K = 0..max-k back to back, and drift lands on every K alike. The table
+ * sums all repetitions; the speedup range is the lowest and highest of the
+ * per-repetition speedups, a direct view of how much the noise moved it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +35,7 @@
 
 typedef struct bench_opts {
     const char *dir, *prompts_file, *csv;
-    long max_k, n;
+    long max_k, n, reps;
     seq_params_t sp;
     cli_ep_t ep;
 } bench_opts_t;
@@ -39,13 +45,28 @@ typedef struct bench_row {
     long tokens;
     double decode_s;
     spec_stats_t st;
+    double speedup_min, speedup_max;   /* over repetitions */
 } bench_row_t;
+
+static void bench_usage(FILE *f) {
+    fprintf(f, "usage: [mpirun -np N] spex bench spec --model DIR [--max-k 4] [-n 64] [--reps 3] [--prompts FILE]\n"
+               "                       [--temperature T] [--draft sampled|argmax] [--csv FILE] [expert-parallel options]\n"
+               "  --max-k K       measure K = 0..K drafts per step (max %d)\n"
+               "  -n N            tokens generated per prompt (default 64)\n"
+               "  --reps R        repetitions; each runs every prompt at every K, interleaved (default 3)\n"
+               "  --prompts FILE  one prompt per line (default: built-in Austen-like openings)\n"
+               "  --temperature T 0 = greedy (default); with --draft, how drafts are made when T > 0\n"
+               "  --csv FILE      the table as CSV too\n",
+            SPEX_MAX_SPEC_K);
+    cli_ep_usage(f);
+}
 
 static int bench_parse(int argc, char **argv, bench_opts_t *o) {
     const char *v;
     double d;
     o->max_k = 4;
     o->n = 64;
+    o->reps = 3;
     o->sp = (seq_params_t){.sampling = {.top_p = 1.0f}, .sampled_drafts = true, .eos_id = -1};
     cli_ep_init(&o->ep);
     for (int i = 2; i < argc; i++) {
@@ -59,6 +80,11 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
             if (r < 0 || cli_parse_int("--max-k", v, 0, SPEX_MAX_SPEC_K, &o->max_k)) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "-n", &v))) {
             if (r < 0 || cli_parse_int("-n", v, 1, 1 << 20, &o->n)) return -1;
+        } else if ((r = cli_opt(argc, argv, &i, "--reps", &v))) {
+            if (r < 0 || cli_parse_int("--reps", v, 1, 1000, &o->reps)) return -1;
+        } else if (!strcmp(argv[i], "--help")) {
+            bench_usage(stdout);
+            return 1;
         } else if ((r = cli_opt(argc, argv, &i, "--temperature", &v))) {
             if (r < 0 || cli_parse_double("--temperature", v, 0, 100, &d)) return -1;
             o->sp.sampling.temperature = (float)d;
@@ -108,44 +134,72 @@ static int bench_prompts(const bench_opts_t *o, const model_t *m, int32_t **ids,
     return err->msg[0] ? -1 : n;
 }
 
-static int bench_k(model_t *m, const bench_opts_t *o, int k, int32_t **ids, const int *lens, int n, bench_row_t *row,
-                   spex_err_t *err) {
-    memset(row, 0, sizeof *row);
-    row->k = k;
-    for (int i = 0; i < n; i++) {
-        seq_params_t p = o->sp;
-        p.spec_k = k;
-        p.max_new_tokens = (int)o->n;
-        p.sampling.seed = (uint64_t)i;
-        int32_t *gen;
-        int n_gen;
-        gen_stats_t st;
-        if (generate(m, ids[i], lens[i], &p, NULL, NULL, &gen, &n_gen, &st, err)) return -1;
-        free(gen);
-        row->tokens += st.spec.emitted;      /* tokens produced by decode steps */
-        row->decode_s += st.decode_seconds;
-        spec_stats_add(&row->st, &st.spec);
+/* One generation of `ids` at depth k, added to each row in `acc` (n_acc of them). */
+static int bench_one(model_t *m, const bench_opts_t *o, int k, const int32_t *ids, int len, uint64_t seed,
+                     bench_row_t **acc, int n_acc, spex_err_t *err) {
+    seq_params_t p = o->sp;
+    p.spec_k = k;
+    p.max_new_tokens = (int)o->n;
+    p.sampling.seed = seed;
+    int32_t *gen;
+    int n_gen;
+    gen_stats_t st;
+    if (generate(m, ids, len, &p, NULL, NULL, &gen, &n_gen, &st, err)) return -1;
+    free(gen);
+    for (int a = 0; a < n_acc; a++) {
+        acc[a]->tokens += st.spec.emitted;      /* tokens produced by decode steps */
+        acc[a]->decode_s += st.decode_seconds;
+        spec_stats_add(&acc[a]->st, &st.spec);
+    }
+    return 0;
+}
+
+static double row_tps(const bench_row_t *r) { return r->decode_s > 0 ? r->tokens / r->decode_s : 0; }
+
+/* rows[0..max_k]: every repetition, every prompt at every K in turn (see the top comment). */
+static int bench_all(model_t *m, const bench_opts_t *o, int32_t **ids, const int *lens, int n, bench_row_t *rows,
+                     spex_err_t *err) {
+    int nk = (int)o->max_k + 1;
+    for (int k = 0; k < nk; k++) rows[k] = (bench_row_t){.k = k, .speedup_min = 1e300};
+    if (bench_one(m, o, 0, ids[0], lens[0], 0, NULL, 0, err)) return -1;   /* warm-up: page in the weights */
+    for (long rep = 0; rep < o->reps; rep++) {
+        bench_row_t this_rep[SPEX_MAX_SPEC_K + 1] = {0};
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < nk; k++) {
+                bench_row_t *acc[2] = {&rows[k], &this_rep[k]};
+                if (bench_one(m, o, k, ids[i], lens[i], (uint64_t)i, acc, 2, err)) return -1;
+            }
+        for (int k = 0; k < nk; k++) {
+            double sp = row_tps(&this_rep[0]) > 0 ? row_tps(&this_rep[k]) / row_tps(&this_rep[0]) : 0;
+            if (sp < rows[k].speedup_min) rows[k].speedup_min = sp;
+            if (sp > rows[k].speedup_max) rows[k].speedup_max = sp;
+        }
+        fprintf(stderr, "spex bench spec: repetition %ld of %ld done\n", rep + 1, o->reps);
     }
     return 0;
 }
 
 static void bench_print(FILE *f, const bench_row_t *rows, int nk, bool csv) {
     const bench_row_t *b = &rows[0];
-    double base_tps = b->decode_s > 0 ? b->tokens / b->decode_s : 0;
+    double base_tps = row_tps(b);
     double base_step = b->st.steps ? b->st.verify_seconds / b->st.steps : 0;
-    if (csv) fprintf(f, "k,tokens,steps,tokens_per_s,tokens_per_step,speedup,rel_step_cost,ideal_speedup,acceptance\n");
+    if (csv)
+        fprintf(f, "k,tokens,steps,tokens_per_s,tokens_per_step,speedup,speedup_min,speedup_max,rel_step_cost,"
+                   "rel_verify_cost,rel_draft_cost,ideal_speedup,acceptance\n");
     else
-        fprintf(f, "%3s %8s %7s %10s %10s %8s %10s %8s  %s\n", "K", "tokens", "steps", "tok/s", "tok/step", "speedup",
-                "step cost", "ideal", "acceptance by draft position");
+        fprintf(f, "%3s %8s %7s %10s %10s %8s %13s %10s %15s %8s  %s\n", "K", "tokens", "steps", "tok/s", "tok/step",
+                "speedup", "(range)", "step cost", "= verify+draft", "ideal", "acceptance by draft position");
     for (int i = 0; i < nk; i++) {
         const bench_row_t *r = &rows[i];
-        double tps = r->decode_s > 0 ? r->tokens / r->decode_s : 0;
+        double tps = row_tps(r);
         double tpstep = r->st.steps ? (double)r->st.emitted / r->st.steps : 0;
-        double cost = r->st.steps && base_step > 0
-                          ? (r->st.verify_seconds + r->st.draft_seconds) / r->st.steps / base_step : 0;
+        double per = r->st.steps && base_step > 0 ? 1.0 / r->st.steps / base_step : 0;
+        double verify = r->st.verify_seconds * per, draft = r->st.draft_seconds * per, cost = verify + draft;
         double ideal = cost > 0 ? tpstep / cost : 0;
-        fprintf(f, csv ? "%d,%ld,%ld,%.3f,%.4f,%.4f,%.4f,%.4f," : "%3d %8ld %7ld %10.2f %10.3f %7.2fx %10.3f %7.2fx  ",
-                r->k, r->tokens, r->st.steps, tps, tpstep, base_tps > 0 ? tps / base_tps : 0, cost, ideal);
+        fprintf(f, csv ? "%d,%ld,%ld,%.3f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,"
+                       : "%3d %8ld %7ld %10.2f %10.3f %7.2fx  (%.2f-%.2fx) %10.3f %7.2f+%-7.2f %7.2fx  ",
+                r->k, r->tokens, r->st.steps, tps, tpstep, base_tps > 0 ? tps / base_tps : 0, r->speedup_min,
+                r->speedup_max, cost, verify, draft, ideal);
         for (int j = 0; j < r->k; j++)
             fprintf(f, csv ? (j ? ";%.4f" : "%.4f") : "%5.1f%% ",
                     (r->st.drafted_at[j] ? (double)r->st.accepted_at[j] / r->st.drafted_at[j] : 0) * (csv ? 1 : 100));
@@ -155,7 +209,8 @@ static void bench_print(FILE *f, const bench_row_t *rows, int nk, bool csv) {
 
 static int bench_spec(int argc, char **argv) {
     bench_opts_t o = {0};
-    if (bench_parse(argc, argv, &o)) return 2;
+    int pr = bench_parse(argc, argv, &o);
+    if (pr) return pr > 0 ? 0 : 2;
     spex_err_t err = {0};
     model_options_t mo = {.load_mtp = true, .local_experts = true, .progress = cli_progress, .progress_user = "loading model"};
     model_t *m = cli_model_load(o.dir, &mo, &o.ep, &err);
@@ -164,21 +219,18 @@ static int bench_spec(int argc, char **argv) {
     bench_row_t rows[SPEX_MAX_SPEC_K + 1];
     if (!m || (n = bench_prompts(&o, m, ids, lens, &err)) < 0) goto fail;
     if (m->n_mtp == 0 && o.max_k > 0) { spex_fail(&err, "the model has no MTP module"); goto fail; }
-    for (int k = 0; k <= o.max_k; k++) {
-        if (bench_k(m, &o, k, ids, lens, n, &rows[k], &err)) goto fail;
-        fprintf(stderr, "spex bench spec: K=%d done\n", k);
-    }
+    if (bench_all(m, &o, ids, lens, n, rows, &err)) goto fail;
     int world = mpi_world_size();
-    printf("spec bench: %s, %d prompts x %ld tokens, temperature %.2f%s; routed experts %s",
-           o.dir, n, o.n, (double)o.sp.sampling.temperature,
+    printf("spec bench: %s, %ld x %d prompts x %ld tokens, temperature %.2f%s; routed experts %s",
+           o.dir, o.reps, n, o.n, (double)o.sp.sampling.temperature,
            o.sp.sampling.temperature > 0 ? (o.sp.sampled_drafts ? ", sampled drafts" : ", argmax drafts") : "",
            world > 1 ? "on" : (o.ep.no_ep ? "in process" : "on loopback ranks"));
     if (world > 1) printf(" %d worker ranks, codec %s", world - 1, o.ep.codec ? o.ep.codec : "raw");
     printf("\n");
     bench_print(stdout, rows, (int)o.max_k + 1, false);
     if (cli_ep_finish("bench", &o.ep)) goto fail_quiet;
-    printf("step cost = (main forward of K+1 rows + MTP drafting) / plain 1-row decode step; "
-           "ideal = tok/step / step cost\n");
+    printf("speedup: tok/s over K = 0's, all repetitions (range: lowest-highest single repetition); step cost =\n"
+           "(main forward of K+1 rows + MTP drafting) / plain 1-row decode step; ideal = tok/step / step cost\n");
     if (o.csv) {
         FILE *f = fopen(o.csv, "w");
         if (!f) { spex_fail(&err, "cannot write '%s'", o.csv); goto fail; }
@@ -201,7 +253,7 @@ int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "ep")) return cmd_bench_ep(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "serve")) return bench_serve(argc, argv);
     fprintf(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
-            "usage: spex bench spec --model DIR [--max-k 4] [-n 64] [--prompts FILE] [--temperature T]\n"
+            "usage: spex bench spec --model DIR [--max-k 4] [-n 64] [--reps 3] [--prompts FILE] [--temperature T]\n"
             "                       [--draft sampled|argmax] [--csv FILE]\n"
             "       spex bench serve [--host ADDR] [--port N] [--concurrency 1,8,32] [--spec 0,2] [--csv FILE] ...\n"
             "                       (load generator for a running `spex serve`; --help for all options)\n"

@@ -81,6 +81,8 @@ static int bep_parse(int argc, char **argv, bep_opts_t *o) {
             if (r < 0 || cli_parse_int("--reps", v, 1, 100, &o->reps)) return -1;
         } else if ((r = cli_opt(argc, argv, &i, "--decode", &v))) {
             if (r < 0 || cli_parse_int("--decode", v, 0, 1 << 16, &o->decode)) return -1;
+        } else if (!strcmp(argv[i], "--help")) {
+            return 1;
         } else {
             cli_error("bench", "unknown option '%s'", argv[i]);
             return -1;
@@ -233,10 +235,12 @@ static int bench_local(model_t *m, const bep_opts_t *o, const int32_t *tok, FILE
 
 int cmd_bench_ep(int argc, char **argv) {
     bep_opts_t o = {0};
-    if (bep_parse(argc, argv, &o)) {
-        fprintf(stderr, "usage: [mpirun -np 5] spex bench ep --model DIR [--ranks 1,2,3,4] [--prompt 64] [--decode 16]\n"
-                        "                      [--reps 3] [--codecs raw,raw+zstd,bf16,bf16+zstd,fp8,fp8+zstd] [--csv FILE]\n");
-        return 2;
+    int pr = bep_parse(argc, argv, &o);
+    if (pr) {
+        fprintf(pr > 0 ? stdout : stderr,
+                "usage: [mpirun -np 5] spex bench ep --model DIR [--ranks 1,2,3,4] [--prompt 64] [--decode 16]\n"
+                "                      [--reps 3] [--codecs raw,raw+zstd,bf16,bf16+zstd,fp8,fp8+zstd] [--csv FILE]\n");
+        return pr > 0 ? 0 : 2;
     }
     int world = mpi_world_size();
     for (int i = 0; i < o.n_ranks; i++)
