@@ -152,6 +152,15 @@ model_t *cli_model_load(const char *dir, model_options_t *opt, cli_ep_t *ep, spe
     return m;
 }
 
+char *cli_ep_stats_json(cli_ep_t *ep, spex_err_t *err) {
+    ep_stats_t *st = ep->backend ? ep_backend_stats(ep->backend) : NULL;
+    if (!st) return NULL;
+    if (ep_backend_fetch_worker_stats(ep->backend, err)) return NULL;
+    char *text = ep_stats_json_text(st);
+    if (!text) spex_fail(err, "stats: out of memory");
+    return text;
+}
+
 int cli_ep_finish(const char *cmd, cli_ep_t *ep) {
     if (!ep->stats || !ep->backend) return 0;
     spex_err_t err = {{0}};

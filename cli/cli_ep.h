@@ -50,6 +50,10 @@ model_t *cli_model_load(const char *dir, model_options_t *opt, cli_ep_t *ep, spe
  * many loopback ranks). For benchmarks that compare layouts in one job. */
 moe_backend_t *cli_ep_backend(const char *dir, model_t *m, const cli_ep_t *ep, int workers, spex_err_t *err);
 
+/* The expert-parallel statistics as JSON text (caller frees), with the
+ * workers' counters fetched: for commands that fold them into a stats file of
+ * their own. NULL with err empty when the experts are not behind the wire. */
+char *cli_ep_stats_json(cli_ep_t *ep, spex_err_t *err);
 /* After the command's work, before model_free(): --ep-stats. 0 or -1 (printed). */
 int cli_ep_finish(const char *cmd, cli_ep_t *ep);
 

@@ -41,7 +41,8 @@ static void gen_usage(FILE *f) {
             "  --draft MODE    temperature > 0: draft by sampling the MTP distribution (default) or its argmax\n"
             "  --temperature   0 = greedy (default 0)\n"
             "  --json          print {tokens, text, stats} instead of streaming text\n"
-            "  --stats FILE    write the stats object (timings, speculation acceptance) as JSON\n",
+            "  --stats FILE    write the stats object (timings, speculation acceptance; with the experts behind\n"
+            "                  the wire also \"expert_parallelism\", as --ep-stats writes it) as JSON\n",
             SPEX_MAX_SPEC_K);
     cli_ep_usage(f);
 }
@@ -128,7 +129,9 @@ static int gen_prompt(const gen_cli_t *c, const tokenizer_t *tok, int32_t **ids,
 }
 
 /* The stats object: timings and speculation acceptance per draft position. */
-static void print_stats(FILE *f, const gen_stats_t *st, int spec_k) {
+/* The stats object; `ep_json` (the expert-parallel statistics, or NULL) is
+ * added as "expert_parallelism" so that one --stats file holds both. */
+static void print_stats(FILE *f, const gen_stats_t *st, int spec_k, const char *ep_json) {
     const spec_stats_t *sp = &st->spec;
     int n = st->generated_tokens;
     double dps = st->decode_seconds > 0 && n > 1 ? (n - 1) / st->decode_seconds : 0;
@@ -147,7 +150,9 @@ static void print_stats(FILE *f, const gen_stats_t *st, int spec_k) {
     for (int j = 0; j < spec_k; j++) fprintf(f, j ? ",%ld" : "%ld", sp->drafted_at[j]);
     fprintf(f, "],\"accepted_by_position\":[");
     for (int j = 0; j < spec_k; j++) fprintf(f, j ? ",%ld" : "%ld", sp->accepted_at[j]);
-    fprintf(f, "]}");
+    fprintf(f, "]");
+    if (ep_json) fprintf(f, ",\"expert_parallelism\":%s", ep_json);
+    fprintf(f, "}");
 }
 
 static void print_json(const tokenizer_t *tok, const int32_t *gen, int n, const gen_stats_t *st, int spec_k) {
@@ -158,16 +163,25 @@ static void print_json(const tokenizer_t *tok, const int32_t *gen, int n, const 
     cli_print_json_string(stdout, text ? text : "");
     free(text);
     printf(",\"stats\":");
-    print_stats(stdout, st, spec_k);
+    print_stats(stdout, st, spec_k, NULL);
     printf("}\n");
 }
 
-static int write_stats(const char *path, const gen_stats_t *st, int spec_k) {
+static int write_stats(const char *path, const gen_stats_t *st, int spec_k, cli_ep_t *ep) {
+    spex_err_t err = {{0}};
+    char *ep_json = cli_ep_stats_json(ep, &err);
+    if (err.msg[0]) { cli_error("generate", "%s", err.msg); return -1; }
     FILE *f = fopen(path, "w");
-    if (!f) { cli_error("generate", "cannot write --stats file '%s'", path); return -1; }
-    print_stats(f, st, spec_k);
-    fputc('\n', f);
-    return fclose(f) == 0 ? 0 : -1;
+    int rc = 0;
+    if (!f) rc = -1;
+    else {
+        print_stats(f, st, spec_k, ep_json);
+        fputc('\n', f);
+        if (fclose(f)) rc = -1;
+    }
+    if (rc) cli_error("generate", "cannot write --stats file '%s'", path);
+    free(ep_json);
+    return rc;
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -205,7 +219,7 @@ int cmd_generate(int argc, char **argv) {
                     st.spec.drafted ? 100.0 * st.spec.accepted / st.spec.drafted : 0.0);
         fputc('\n', stderr);
     }
-    if (c.stats_file && write_stats(c.stats_file, &st, c.gp.spec_k)) goto done;
+    if (c.stats_file && write_stats(c.stats_file, &st, c.gp.spec_k, &c.ep)) goto done;
     if (cli_ep_finish("generate", &c.ep)) goto done;
     rc = 0;
     goto done;

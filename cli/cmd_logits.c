@@ -16,7 +16,8 @@ static void logits_usage(FILE *f) {
     fprintf(f,
             "usage: spex logits --model DIR --tokens ID,ID,... [--decode] [--mtp]\n"
             "  --decode   compute the rows one token at a time through the KV cache (default: one prefill)\n"
-            "  --mtp      add mtp_logits: row t predicts tokens[t+2] (last row: after the main model's argmax)\n");
+            "  --mtp      add mtp_logits: row t predicts tokens[t+2] (last row: after the main model's argmax)\n"
+            "  --stats FILE  the expert-parallel statistics as JSON (same as --ep-stats)\n");
     cli_ep_usage(f);
 }
 
@@ -37,6 +38,8 @@ int cmd_logits(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_ep_opt(argc, argv, &i, &ep))) {
+            if (r < 0) return 2;
+        } else if ((r = cli_opt(argc, argv, &i, "--stats", &ep.stats))) {   /* this command's only statistics */
             if (r < 0) return 2;
         } else if ((r = cli_opt(argc, argv, &i, "--model", &dir)) || (r = cli_opt(argc, argv, &i, "--tokens", &toks))) {
             if (r < 0) return 2;

@@ -14,7 +14,8 @@
 #include "coordinator/tokenizer.h"
 
 static void ppl_usage(FILE *f) {
-    fprintf(f, "usage: spex perplexity --model DIR --file TEXT [--ctx N (default 256)] [--no-bos] [--json]\n");
+    fprintf(f, "usage: spex perplexity --model DIR --file TEXT [--ctx N (default 256)] [--no-bos] [--json] [--stats FILE]\n"
+               "  --stats FILE  the expert-parallel statistics as JSON (same as --ep-stats)\n");
     cli_ep_usage(f);
 }
 
@@ -54,6 +55,8 @@ int cmd_perplexity(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         int r;
         if ((r = cli_ep_opt(argc, argv, &i, &ep))) {
+            if (r < 0) return 2;
+        } else if ((r = cli_opt(argc, argv, &i, "--stats", &ep.stats))) {   /* this command's only statistics */
             if (r < 0) return 2;
         } else if ((r = cli_opt(argc, argv, &i, "--model", &dir)) || (r = cli_opt(argc, argv, &i, "--file", &file))) {
             if (r < 0) return 2;

@@ -156,6 +156,13 @@ static cJSON *stats_json(const ep_stats_t *s) {
     return root;
 }
 
+char *ep_stats_json_text(const ep_stats_t *s) {
+    cJSON *root = stats_json(s);
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    return text;
+}
+
 int ep_stats_write_json(const ep_stats_t *s, const char *path, spex_err_t *err) {
     cJSON *root = stats_json(s);
     char *text = cJSON_Print(root);

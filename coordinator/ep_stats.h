@@ -55,6 +55,8 @@ ep_layer_stats_t ep_stats_total(const ep_stats_t *s);
 
 /* The whole record as JSON (totals, per layer, per rank, expert load). */
 int ep_stats_write_json(const ep_stats_t *s, const char *path, spex_err_t *err);
+/* The same JSON object as one line of text (caller frees), or NULL if out of memory. */
+char *ep_stats_json_text(const ep_stats_t *s);
 
 /* A summary table (totals, per rank, load) for stderr. */
 void ep_stats_print(const ep_stats_t *s, FILE *f);

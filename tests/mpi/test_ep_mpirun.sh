@@ -4,7 +4,7 @@
 #     lossless codecs (raw, raw+zstd), for contiguous, round-robin, replicated and uneven placements,
 #     and on the F32 and FP8 checkpoints; lossy codecs (bf16, fp8) stay within their bounds;
 #   - greedy `spex generate` (with and without MTP speculation) gives the same tokens;
-#   - --ep-stats writes per layer / rank / expert-load JSON;
+#   - --ep-stats writes per layer / rank / expert-load JSON (also --stats: logits, and generate's stats object);
 #   - failures end the job non-zero within 10 s and name the rank: a stalled worker (our timeout),
 #     a worker killed with SIGKILL (the launcher), a worker that exits, a worker on another
 #     checkpoint, an unhosted expert in --placement.
@@ -100,6 +100,19 @@ assert len(s["ranks"]) == 2 and all(r["weight_bytes"] > 0 and r["max_rss_bytes"]
 assert sum(r["experts_hosted"] for r in s["ranks"]) == 16
 for l in s["expert_load"]:
     assert sum(l["tokens_per_expert"]) == 48 and l["max"] >= l["mean"] == 3.0, l
+PY
+# --stats is the same file for logits; generate folds it into its own stats object
+mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --stats "$tmp/st2.json" >/dev/null 2>&1 || fail "logits --stats exit $?"
+mpi 3 generate --model "$f32" --tokens $T -n 6 --spec-k 2 --stats "$tmp/gst.json" >/dev/null 2>&1 \
+    || fail "generate --stats exit $?"
+/usr/bin/python3 - "$tmp/st.json" "$tmp/st2.json" "$tmp/gst.json" <<'PY' || fail "--stats JSON content"
+import json, sys
+a, b, g = (json.load(open(p)) for p in sys.argv[1:])
+assert a["total"]["dispatch"] == b["total"]["dispatch"] and a["expert_load"] == b["expert_load"], (a["total"], b["total"])
+assert g["generated_tokens"] == 6 and g["steps"] >= 1 and len(g["acceptance_by_position"]) == 2, g
+e = g["expert_parallelism"]
+assert e["world"] == 3 and e["dispatch_codec"] == "raw" and e["combine"] == "expert", e
+assert e["total"]["dispatch"]["messages"] > 0 and sum(r["rows"] for r in e["ranks"]) > 0, e["total"]
 PY
 
 # ---- failures: non-zero within 10 s, the rank named
