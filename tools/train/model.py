@@ -218,7 +218,11 @@ class DeepseekV3(nn.Module):
 def count_params(m: DeepseekV3):
     """(total, active per token) for the main model (excluding MTP), and MTP module size (excluding shared)."""
     c = m.c
-    main = [p for n, p in m.named_parameters() if not n.startswith(f"model.layers.{c.num_hidden_layers}.")]
+    # By identity, not by name: lm_head is tied to the MTP head, and named_parameters()
+    # lists a tied parameter once, under whichever name it meets first (the MTP's).
+    mtp_ids = {id(p) for p in m.model.layers[-1].parameters()} if c.num_nextn_predict_layers else set()
+    shared = {id(m.lm_head.weight), id(m.model.embed_tokens.weight)}
+    main = [p for p in m.parameters() if id(p) not in mtp_ids or id(p) in shared]
     total = sum(p.numel() for p in main)
     expert = sum(p.numel() for p in m.moe_layers()[0].experts[0].parameters())
     n_moe = c.num_hidden_layers - c.first_k_dense_replace
