@@ -161,6 +161,11 @@ char *cli_ep_stats_json(cli_ep_t *ep, spex_err_t *err) {
     return text;
 }
 
+void cli_ep_print_stats(const cli_ep_t *ep, FILE *f) {
+    ep_stats_t *st = ep->backend ? ep_backend_stats(ep->backend) : NULL;
+    if (st) ep_stats_print(st, f);
+}
+
 int cli_ep_finish(const char *cmd, cli_ep_t *ep) {
     if (!ep->stats || !ep->backend) return 0;
     spex_err_t err = {{0}};

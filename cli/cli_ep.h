@@ -54,6 +54,8 @@ moe_backend_t *cli_ep_backend(const char *dir, model_t *m, const cli_ep_t *ep, i
  * workers' counters fetched: for commands that fold them into a stats file of
  * their own. NULL with err empty when the experts are not behind the wire. */
 char *cli_ep_stats_json(cli_ep_t *ep, spex_err_t *err);
+/* The summary table of the expert-parallel statistics (as --ep-stats prints it), if any. */
+void cli_ep_print_stats(const cli_ep_t *ep, FILE *f);
 /* After the command's work, before model_free(): --ep-stats. 0 or -1 (printed). */
 int cli_ep_finish(const char *cmd, cli_ep_t *ep);
 

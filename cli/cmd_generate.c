@@ -180,6 +180,7 @@ static int write_stats(const char *path, const gen_stats_t *st, int spec_k, cli_
         if (fclose(f)) rc = -1;
     }
     if (rc) cli_error("generate", "cannot write --stats file '%s'", path);
+    else if (ep_json && !ep->stats) cli_ep_print_stats(ep, stderr);   /* --ep-stats prints it anyway */
     free(ep_json);
     return rc;
 }
@@ -209,6 +210,7 @@ int cmd_generate(int argc, char **argv) {
         char tail[8];
         fwrite(tail, 1, utf8_stream_flush(&sc.utf8, tail), stdout);
         printf("\n");
+        fflush(stdout);   /* the text before the summary when both go to one pipe */
         fprintf(stderr, "spex: %d prompt tokens, %d generated (%s); prefill %.1f tok/s, decode %.1f tok/s",
                 st.prompt_tokens, st.generated_tokens, st.finish_reason,
                 st.prefill_seconds > 0 ? st.prompt_tokens / st.prefill_seconds : 0,
