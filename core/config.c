@@ -238,6 +238,30 @@ static int parse_misc(const jctx_t *c, const cJSON *r, spex_config_t *cfg) {
            parse_rope_scaling(c, r, &cfg->rope_scaling) || parse_quant(c, r, cfg->fp8_block);
 }
 
+/* Upper bounds, far above any published DeepSeek-V3-family model (61 layers,
+ * 128 heads, hidden 7168, 256 experts, 163840 positions) but low enough that
+ * every shape dimension (a product of at most two of these) fits an int and a
+ * corrupt value is reported here instead of as an allocation of terabytes. */
+static int validate_caps(const jctx_t *c, const spex_config_t *cfg) {
+    const struct { const char *key; int v, max; } caps[] = {
+        {"vocab_size", cfg->vocab_size, 1 << 22}, {"hidden_size", cfg->hidden_size, 1 << 16},
+        {"num_hidden_layers", cfg->num_hidden_layers, 1024}, {"num_attention_heads", cfg->num_attention_heads, 1024},
+        {"q_lora_rank", cfg->q_lora_rank, 1 << 16}, {"kv_lora_rank", cfg->kv_lora_rank, 1 << 16},
+        {"qk_nope_head_dim", cfg->qk_nope_head_dim, 4096}, {"qk_rope_head_dim", cfg->qk_rope_head_dim, 4096},
+        {"v_head_dim", cfg->v_head_dim, 4096}, {"intermediate_size", cfg->intermediate_size, 1 << 20},
+        {"moe_intermediate_size", cfg->moe_intermediate_size, 1 << 20}, {"n_routed_experts", cfg->n_routed_experts, 1 << 16},
+        {"n_shared_experts", cfg->n_shared_experts, 64}, {"num_nextn_predict_layers", cfg->num_nextn_predict_layers, 64},
+        {"moe_layer_freq", cfg->moe_layer_freq, 1024}, {"max_position_embeddings", cfg->max_position_embeddings, 1 << 22},
+    };
+    char msg[96];
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
+        if (caps[i].v > caps[i].max) {
+            snprintf(msg, sizeof msg, "%d is beyond the supported maximum %d", caps[i].v, caps[i].max);
+            return field_fail(c, caps[i].key, msg);
+        }
+    return 0;
+}
+
 static int validate_dims(const jctx_t *c, const spex_config_t *cfg) {
     const struct { const char *key; int v; } positive[] = {
         {"vocab_size", cfg->vocab_size}, {"hidden_size", cfg->hidden_size},
@@ -255,6 +279,7 @@ static int validate_dims(const jctx_t *c, const spex_config_t *cfg) {
     };
     for (size_t i = 0; i < sizeof nonneg / sizeof nonneg[0]; i++)
         if (nonneg[i].v < 0) return field_fail(c, nonneg[i].key, "must be >= 0");
+    if (validate_caps(c, cfg)) return -1;
     if (cfg->qk_rope_head_dim % 2) return field_fail(c, "qk_rope_head_dim", "must be even (RoPE rotates pairs)");
     if (any_dense_layer(cfg) && cfg->intermediate_size <= 0)
         return field_fail(c, "intermediate_size", "must be > 0 (the model has dense FFN layers)");

@@ -139,6 +139,11 @@ Test(config, bad_values) {
     expect_error("moe_layer_freq", cJSON_CreateNumber(0), "field 'moe_layer_freq'", NULL);
     expect_error("rms_norm_eps", cJSON_CreateNumber(0), "field 'rms_norm_eps'", NULL);
     expect_error("intermediate_size", NULL, "field 'intermediate_size'", "missing");
+    /* corrupt sizes are refused by the config, before any shape table or allocation is built */
+    expect_error("num_hidden_layers", cJSON_CreateNumber(1e9), "field 'num_hidden_layers'", "maximum 1024");
+    expect_error("qk_rope_head_dim", cJSON_CreateNumber(2147483646), "field 'qk_rope_head_dim'", "maximum");
+    expect_error("max_position_embeddings", cJSON_CreateNumber(2147483647), "field 'max_position_embeddings'", "maximum");
+    expect_error("num_nextn_predict_layers", cJSON_CreateNumber(100000), "field 'num_nextn_predict_layers'", NULL);
 }
 
 Test(config, rope_scaling_variants) {
