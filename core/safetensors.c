@@ -199,6 +199,8 @@ static int check_overlaps(span_t *sp, size_t n, const char *path, spex_err_t *er
     const span_t *prev = NULL;
     for (size_t i = 0; i < n; i++) {
         if (sp[i].end == sp[i].begin) continue;   /* empty tensors occupy nothing */
+        if (prev && sp[i].begin < prev->end && !strcmp(sp[i].name, prev->name))
+            return spex_fail(err, "%s: tensor '%s' appears twice in the header", path, sp[i].name);
         if (prev && sp[i].begin < prev->end)
             return spex_fail(err, "%s: tensor '%s': data_offsets [%lld, %lld] overlap tensor '%s' [%lld, %lld]", path,
                              sp[i].name, (long long)sp[i].begin, (long long)sp[i].end, prev->name,

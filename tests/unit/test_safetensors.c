@@ -276,6 +276,11 @@ Test(safetensors_bad, overlap_and_duplicates) {
              "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
              "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 16);
     expect_open_error(&t, "model.safetensors", "tensor 'a'", "twice");
+    /* the same entry twice: a duplicate, not an overlap of a tensor with itself */
+    write_st(&t, "model.safetensors",
+             "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+             "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8);
+    expect_open_error(&t, "model.safetensors", "tensor 'a'", "appears twice in the header");
     tmp_clean(&t);
 }
 
