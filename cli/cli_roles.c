@@ -55,8 +55,8 @@ static int worker_main(int argc, char **argv, int rank) {
     worker_t *w = dir ? worker_create(dir, rank, &err) : NULL;
     if (!w) {
         char why[SPEX_ERR_MSG_MAX + 64];
-        snprintf(why, sizeof why, "rank %d: %s", rank, dir ? err.msg : "no --model on the command line");
-        if (dir) spex_log("%s", err.msg);
+        snprintf(why, sizeof why, "%s", dir ? err.msg : "no --model on the command line");
+        if (dir) spex_log("rank %d: %s", rank, err.msg);
         if (!(w = worker_create_refusing(rank, why, &err))) { spex_log("%s", err.msg); return 1; }
     }
     link_t *link = link_mpi_create(&err);

@@ -91,7 +91,7 @@ static int fill_table(placement_t *p, const cJSON *arr, spex_err_t *err) {
 }
 
 placement_t *placement_parse(const char *json, const char *origin, int n_experts, int world, spex_err_t *err) {
-    cJSON *root = cJSON_Parse(json);
+    cJSON *root = cJSON_ParseWithOpts(json, NULL, true);   /* nothing but whitespace may follow */
     placement_t *p = NULL;
     if (!root) {
         spex_fail(err, "placement '%s': not valid JSON (near '%.20s')", origin, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");

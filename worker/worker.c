@@ -61,7 +61,7 @@ worker_t *worker_create(const char *dir, int rank, spex_err_t *err) {
     spex__stats__init(&w->st);
     return w;
 fail:
-    spex_err_prefix(err, "rank %d: model '%s': ", rank, dir);
+    spex_err_prefix(err, "model '%s': ", dir);   /* the caller names the rank, once */
     worker_free(w);
     return NULL;
 }

@@ -87,6 +87,7 @@ static void expect_error(const char *json, int n_experts, int world, const char 
 
 Test(placement, errors_name_the_culprit) {
     expect_error("{\"placement\": [1, 2", 3, 3, "not valid JSON");
+    expect_error("{\"placement\": [1, 2, 1]} [1]", 3, 3, "not valid JSON");   /* trailing garbage */
     expect_error("[1, 2, 1]", 3, 3, "expected {\"placement\"");
     expect_error("{\"placement\": [1, 2]}", 3, 3, "expert 2 is not hosted");
     expect_error("{\"placement\": [1, [], 2]}", 3, 3, "expert 1 is not hosted");
@@ -96,6 +97,13 @@ Test(placement, errors_name_the_culprit) {
     expect_error("{\"placement\": [1, 2.5, 1]}", 3, 3, "expert 1: ranks must be integers");
     expect_error("{\"placement\": [1, \"x\", 1]}", 3, 3, "expert 1: expected a rank");
     expect_error("{\"placement\": [1, 1, 1, 1]}", 3, 3, "4 entries but the model has 3");
+}
+
+Test(placement, trailing_whitespace_is_fine) {
+    spex_err_t err = {{0}};
+    placement_t *p = placement_parse("{\"placement\": [1, 2, 1]}\n\n  ", "t", 3, 3, &err);
+    cr_assert_not_null(p, "%s", err.msg);
+    placement_free(p);
 }
 
 Test(placement, load_missing_file) {
