@@ -3,7 +3,8 @@
 #   - `spex logits` (prefill, decode, MTP) equals the single-process output bit for bit with
 #     lossless codecs (raw, raw+zstd), for contiguous, round-robin, replicated and uneven placements,
 #     and on the F32 and FP8 checkpoints; lossy codecs (bf16, fp8) stay within their bounds;
-#   - greedy `spex generate` (with and without MTP speculation) gives the same tokens;
+#   - greedy `spex generate` gives the same tokens, also with MTP speculation (--spec-k 1..4, every
+#     golden checkpoint, 2..5 ranks);
 #   - --ep-stats writes per layer / rank / expert-load JSON (also --stats: logits, and generate's stats object);
 #   - failures end the job non-zero within 10 s and name the rank: a stalled worker (our timeout),
 #     a worker killed with SIGKILL (the launcher), a worker that exits, a worker on another
@@ -82,6 +83,25 @@ import json, sys
 g = [json.load(open(f))["tokens"] for f in sys.argv[1:4]]
 assert len(g[0]) == 24 and g[0] == g[1] == g[2], g
 PY
+# speculation under mpirun: greedy tokens with --spec-k 1..4 equal one process's --spec-k 0, on every
+# golden checkpoint (F32, BF16 without q_lora, FP8), each with its own prompt and a different layout
+np=2
+for ck in tiny-f32:5,17,42,3 tiny-bf16-noq:250,1,64,128,9 tiny-fp8:7,8,99,100,3,2; do
+    m=$data/golden/${ck%%:*} p=${ck#*:}
+    "$spex" generate --model "$m" --tokens "$p" -n 20 --json --no-ep >"$tmp/s0.json" 2>/dev/null || fail "$ck: reference"
+    for k in 1 2 3 4; do
+        np=$((np % 4 + 2))     # 3, 4, 5, 2, ... worker layouts
+        mpi $np generate --model "$m" --tokens "$p" -n 20 --json --spec-k $k >"$tmp/s$k.json" 2>/dev/null \
+            || fail "$ck: spec-k $k np $np exit $?"
+    done
+    /usr/bin/python3 - "$tmp"/s{0,1,2,3,4}.json <<'PY' || fail "${ck%%:*}: speculation under mpirun changed greedy tokens"
+import json, sys
+g = [json.load(open(f)) for f in sys.argv[1:]]
+t = [x["tokens"] for x in g]
+assert len(t[0]) == 20 and all(x == t[0] for x in t), t
+assert all(x["stats"]["drafted"] > 0 for x in g[1:]), "no drafts were made"
+PY
+done
 
 # ---- statistics
 mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --ep-stats "$tmp/st.json" >/dev/null 2>"$tmp/st.err" \
