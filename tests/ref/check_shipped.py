@@ -6,11 +6,11 @@ Both compute in float32 from the exported BF16 weights:
     shares) must agree within 1e-3 relative (typically ~1e-6);
   - greedy continuations of a few prompts must agree token for token (first 24 tokens);
   - the C engine's greedy output with --spec-k 1..4 must equal --spec-k 0;
-  - under `mpirun -np 3` (2 expert workers, lossless codec) greedy output with --spec-k 0..4 equals the
-    single-process output (skipped, and said so, only if mpirun is not installed).
+  - under `mpirun -np 3` (2 expert workers, lossless codec) greedy output of every prompt, batched
+    together by `spex batch`, with --spec-k 0..4 equals the single-process output (skipped, and said so, only if mpirun is not installed).
 Usage: check_shipped.py SPEX_BINARY MODEL_DIR VALIDATION_TEXT
 """
-import json, os, shutil, subprocess, sys
+import json, tempfile, os, shutil, subprocess, sys
 
 spex, model_dir, val = sys.argv[1:4]
 repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,6 +41,7 @@ if rel > 1e-3 or c["predicted"] != r["tokens_scored"]:
 
 # 2. greedy continuations, and 3. speculation keeps them
 prompts = ["It is a truth universally acknowledged", "Mr. Darcy", "She was not", "\"I cannot"]
+greedy = {}   # prompt -> single-process greedy tokens (spec-k 0)
 for p in prompts:
     p_ids = tok.encode(p, bos=True)
     want = []
@@ -53,9 +54,11 @@ for p in prompts:
                 break
             cur.append(nxt)
     got = {}
+    greedy[p] = None
     for k in range(0, 5):
         g = spex_json("generate", "--model", model_dir, "--prompt", p, "-n", "24", "--spec-k", str(k), "--json")
         got[k] = g["tokens"]
+    greedy[p] = got[0]
     ok_ref = got[0] == want
     ok_spec = all(got[k] == got[0] for k in got)
     print(f"greedy {p!r}: matches pytorch {ok_ref}, spec-k 1..4 identical {ok_spec}")
@@ -64,20 +67,26 @@ for p in prompts:
     if not ok_spec:
         fails.append(f"speculation changed the greedy output of {p!r}: {got}")
 
-# 4. the same under mpirun: routed experts on 2 worker ranks
+# 4. the same under mpirun: routed experts on 2 worker ranks, every prompt at once (spex batch:
+#    continuous batching of all four sequences), for each speculation depth
 if shutil.which("mpirun"):
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_mpi_yield_when_idle="1", OPENBLAS_NUM_THREADS="1")
-    p = prompts[0]
-    base = spex_json("generate", "--model", model_dir, "--prompt", p, "-n", "24", "--json")["tokens"]
-    for k in range(0, 5):
-        out = subprocess.run(["mpirun", "--oversubscribe", "-np", "3", spex, "generate", "--model", model_dir,
-                              "--prompt", p, "-n", "24", "--spec-k", str(k), "--json", "--codec", "raw+zstd"],
-                             check=True, capture_output=True, text=True, env=env, timeout=120).stdout
-        got = json.loads(out)["tokens"]
-        print(f"mpirun -np 3 spec-k {k}: identical to single process {got == base}")
-        if got != base:
-            fails.append(f"mpirun -np 3 --spec-k {k} differs: {got} vs {base}")
+    with tempfile.TemporaryDirectory() as tmp:
+        inp = os.path.join(tmp, "in.jsonl")
+        with open(inp, "w") as f:
+            for i, p in enumerate(prompts):
+                f.write(json.dumps({"id": str(i), "prompt": p, "max_tokens": 24, "temperature": 0}) + "\n")
+        for k in range(0, 5):
+            out = os.path.join(tmp, f"out{k}.jsonl")
+            subprocess.run(["mpirun", "--oversubscribe", "-np", "3", spex, "batch", "--model", model_dir, "--input", inp,
+                            "--output", out, "--spec-k", str(k), "--codec", "raw+zstd"],
+                           check=True, capture_output=True, text=True, env=env, timeout=120)
+            res = {r["id"]: r["tokens"] for r in map(json.loads, open(out))}
+            same = [res.get(str(i)) == greedy[p] for i, p in enumerate(prompts)]
+            print(f"mpirun -np 3 batch spec-k {k}: {sum(same)}/{len(prompts)} prompts identical to single process")
+            if not all(same):
+                fails.append(f"mpirun -np 3 --spec-k {k}: {res} vs {greedy}")
 else:
     print("mpirun not installed: distributed check skipped")
 
