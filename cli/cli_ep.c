@@ -7,6 +7,7 @@
 #include "cli/cli_util.h"
 #include "coordinator/ep_backend.h"
 #include "core/model_id.h"
+#include "transport/codec.h"
 #include "transport/mpi_world.h"
 #include "worker/worker.h"
 
@@ -16,15 +17,33 @@ void cli_ep_init(cli_ep_t *ep) {
     ep->loopback_ranks = 1;
 }
 
+/* A codec option's value, checked now so that a typo is a usage error (exit 2). */
+static int codec_opt(int argc, char **argv, int *i, const char *name, const char **dst) {
+    int r = cli_opt(argc, argv, i, name, dst);
+    if (r <= 0) return r;
+    codec_t c;
+    spex_err_t err = {{0}};
+    if (codec_parse(*dst, &c, &err)) { cli_error("options", "%s: %s", name, err.msg); return -1; }
+    return 1;
+}
+
 int cli_ep_opt(int argc, char **argv, int *i, cli_ep_t *ep) {
     const char *v;
     int r;
+    if ((r = codec_opt(argc, argv, i, "--codec", &ep->codec)) ||
+        (r = codec_opt(argc, argv, i, "--dispatch-codec", &ep->dispatch_codec)) ||
+        (r = codec_opt(argc, argv, i, "--combine-codec", &ep->combine_codec)))
+        return r;
+    if ((r = cli_opt(argc, argv, i, "--combine", &ep->combine))) {
+        if (r > 0 && strcmp(ep->combine, "expert") && strcmp(ep->combine, "presum")) {
+            cli_error("options", "--combine: expected expert or presum, got '%s'", ep->combine);
+            return -1;
+        }
+        return r;
+    }
     if ((r = cli_opt(argc, argv, i, "--placement", &ep->placement)) ||
         (r = cli_opt(argc, argv, i, "--placement-policy", &ep->policy)) ||
-        (r = cli_opt(argc, argv, i, "--codec", &ep->codec)) ||
-        (r = cli_opt(argc, argv, i, "--dispatch-codec", &ep->dispatch_codec)) ||
-        (r = cli_opt(argc, argv, i, "--combine-codec", &ep->combine_codec)) ||
-        (r = cli_opt(argc, argv, i, "--combine", &ep->combine)) || (r = cli_opt(argc, argv, i, "--ep-stats", &ep->stats)))
+        (r = cli_opt(argc, argv, i, "--ep-stats", &ep->stats)))
         return r;
     if ((r = cli_opt(argc, argv, i, "--rank-timeout", &v)))
         return r < 0 || cli_parse_double("--rank-timeout", v, 0.01, 1e6, &ep->rank_timeout) ? -1 : 1;

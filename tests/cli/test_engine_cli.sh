@@ -54,6 +54,8 @@ expect_fail 1 "config.json" logits --model "$tmp/nonexistent" --tokens 1
 expect_fail 2 "unknown option" logits --model "$m" --tokens 1 --bogus
 expect_fail 2 "spec-k" generate --model "$m" --tokens 1 --spec-k 99
 expect_fail 2 "temperature" generate --model "$m" --tokens 1 --temperature -1
+expect_fail 2 "unknown element format 'lz4'" logits --model "$m" --tokens 1 --codec lz4
+expect_fail 2 "expected expert or presum" generate --model "$m" --tokens 1 --combine sum
 mkdir -p "$tmp/trunc" && cp "$m/config.json" "$tmp/trunc/" && head -c 100000 "$m/model.safetensors" >"$tmp/trunc/model.safetensors"
 expect_fail 1 "model.safetensors" logits --model "$tmp/trunc" --tokens 1
 
