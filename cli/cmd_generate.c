@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "coordinator/generate.h"
 #include "coordinator/tokenizer.h"
+#include "transport/mpi_world.h"
 
 typedef struct gen_cli {
     const char *dir, *prompt, *tokens;
@@ -180,7 +181,8 @@ static int write_stats(const char *path, const gen_stats_t *st, int spec_k, cli_
         if (fclose(f)) rc = -1;
     }
     if (rc) cli_error("generate", "cannot write --stats file '%s'", path);
-    else if (ep_json && !ep->stats) cli_ep_print_stats(ep, stderr);   /* --ep-stats prints it anyway */
+    /* the table too when real workers did the routed work (--ep-stats prints it anyway) */
+    else if (ep_json && !ep->stats && mpi_world_size() > 1) cli_ep_print_stats(ep, stderr);
     free(ep_json);
     return rc;
 }
