@@ -82,7 +82,8 @@ static cJSON *parse_line(const char *line, size_t len) {
 static int tokenize_line(const tokenizer_t *tok, bool bos, const char *line, size_t len, spex_err_t *err) {
     cJSON *j = parse_line(line, len);
     int rc = 0;
-    if (!cJSON_IsString(j)) rc = spex_fail(err, "expected a JSON string");
+    if (!j) rc = spex_fail(err, "not valid JSON (unterminated string, bad escape or lone \\ud800-style surrogate?)");
+    else if (!cJSON_IsString(j)) rc = spex_fail(err, "expected a JSON string");
     else if (json_has_nul_escape(line)) rc = spex_fail(err, "\\u0000 (NUL) in strings is not supported");
     int32_t *ids = NULL;
     size_t n = 0;
