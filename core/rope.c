@@ -42,7 +42,7 @@ int rope_init(rope_t *r, const spex_config_t *cfg, int max_pos, spex_err_t *err)
     if (!r->cos || !r->sin || !inv_freq) {
         free(inv_freq);
         rope_free(r);
-        return spex_fail(err, "rope: out of memory for %d positions", max_pos);
+        return spex_fail(err, "rope: out of memory for a table of %d positions (config max_position_embeddings)", max_pos);
     }
     rope_freqs(cfg, dim, inv_freq);
     double ms = 1.0;
