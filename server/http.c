@@ -205,6 +205,7 @@ static enum MHD_Result get_metrics(http_server_t *srv, struct MHD_Connection *c,
 
 static void stream_free(void *cls) {
     stream_t *st = cls;
+    if (!st->finished) spex_log("http: %s: client went away, request cancelled", st->id);
     sched_req_release(st->req);   /* cancels it if the client left early */
     api_request_free(&st->rq);
     sb_free(&st->out);
@@ -247,7 +248,8 @@ static int stream_fill(stream_t *st) {
                       st->rq.continuous_usage ? u.completion_tokens : -1);
     free(u.text);
     if (u.done) stream_finish(st);
-    else if (u.len == 0 && peer_gone(st->fd)) return -1;
+    else if (u.len == 0 && peer_gone(st->fd)) return -1;   /* stream_free logs and cancels */
+    if (st->out.oom) spex_log("http: %s: out of memory for the stream, closing it", st->id);
     return st->out.oom ? -1 : 0;
 }
 
@@ -307,6 +309,7 @@ static enum MHD_Result wait_and_respond(http_server_t *srv, struct MHD_Connectio
         if (u.done) break;
         if (rc == 0 && !peer_gone(fd)) continue;
         sched_req_release(req);   /* cancels: frees the sequence at the next step */
+        spex_log("http: client went away before the answer, request cancelled");
         api_request_free(rq);
         metrics_request(srv->cfg.metrics, cn->endpoint, STATUS_CLIENT_CLOSED);
         return MHD_NO;
@@ -428,6 +431,9 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
     if (n && msg[n - 1] == '\n') msg[n - 1] = '\0';
+    /* what libmicrohttpd says when a stream reader stops early: stream_fill
+     * has already logged why (client gone, out of memory), with the request id */
+    if (strstr(msg, "Application reported internal error")) return;
     spex_log("http: %s", msg);
 }
 

@@ -288,6 +288,8 @@ kill "$cpid"   # the client hangs up mid-stream: its sequence is cancelled and f
 wait_metric "$u" 'spex_requests_finished_total{finish_reason="cancelled"} 1'
 wait_metric "$u" "spex_running_sequences 0"
 wait_metric "$u" "spex_kv_cache_reserved_tokens 0"
+grep -q 'client went away, request cancelled' "$tmp/s.log" || fail "the hang-up is not logged: $(cat "$tmp/s.log")"
+grep -q 'internal error' "$tmp/s.log" && fail "a client hang-up is logged as an internal error"
 # a non-streaming client that gives up (curl --max-time) cancels too
 curl -s --max-time 0.5 -H 'Content-Type: application/json' -o /dev/null \
     --data-binary '{"prompt":[5,6,7],"max_tokens":4000,"temperature":0}' "$u/v1/completions"
