@@ -81,7 +81,7 @@ toks=5,17,42,3
 cmp -s "$work/ref.json" "$work/inst.json" || fail "installed spex ($method) prints different logits"
 grep -qx "localhost slots=2" "$L/opt/spex/etc/hostfile" || fail "hostfile: $(cat "$L/opt/spex/etc/hostfile")"
 u=$L/systemd/spex.service
-grep -q "^ExecStart=$L/opt/spex/bin/spex-mpirun --hostfile $L/opt/spex/etc/hostfile .*-- serve --model $L/opt/spex/models/model --host 0.0.0.0 --port 8123" "$u" \
+grep -q "^ExecStart=$L/opt/spex/bin/spex-mpirun --hostfile $L/opt/spex/etc/hostfile .*-- serve --model $L/opt/spex/models/model --host 127.0.0.1 --port 8123" "$u" \
     || fail "systemd unit: $(cat "$u")"
 if command -v systemd-analyze >/dev/null; then
     systemd-analyze verify "$u" >"$work/verify" 2>&1 || fail "systemd-analyze verify: $(cat "$work/verify")"
