@@ -137,7 +137,9 @@ static int send_frame(ep_backend_t *b, int rank, const wire_header_t *h, const u
 static int on_ack(ep_backend_t *b, int src, const wire_header_t *h, const uint8_t *pl, size_t plen, spex_err_t *err) {
     (void)pl, (void)plen;
     const Spex__HelloAck *a = h->hello_ack;
-    if (!a->ok) return spex_fail(err, "rank %d refused the session: %s", src, a->reason);
+    if (!a->ok)
+        return spex_fail(err, "%srank %d refused the session: %s", b->link->in_process ? "in-process expert " : "", src,
+                         a->reason);
     if (a->model_id != b->model_id) return spex_fail(err, "rank %d acknowledged another model identity", src);
     b->st->rank[src].weight_bytes = (int64_t)a->weight_bytes;
     return 0;

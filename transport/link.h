@@ -11,6 +11,7 @@
 #ifndef SPEX_LINK_H
 #define SPEX_LINK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,7 @@ typedef struct link link_t;
 
 struct link {
     int self, world;   /* this rank, number of ranks */
+    bool in_process;   /* loopback: the "ranks" are in this process (for messages) */
     /* Queue buf[0 .. len) for `rank`; the link takes ownership of the malloc'ed
      * buffer (also on failure) and frees it once sent. Does not block. */
     int (*send)(link_t *l, int rank, uint8_t *buf, size_t len, spex_err_t *err);

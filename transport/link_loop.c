@@ -113,7 +113,7 @@ link_t *link_loop_create(int world, link_loop_handler_t handler, void *user, spe
     if (world < 2 || !handler) { spex_fail(err, "loopback: needs at least one worker rank"); return NULL; }
     link_loop_t *k = calloc(1, sizeof *k);
     if (!k) { spex_fail(err, "loopback: out of memory"); return NULL; }
-    k->base = (link_t){.self = 0, .world = world, .send = loop_send, .flush = loop_flush, .recv = loop_recv,
+    k->base = (link_t){.self = 0, .world = world, .in_process = true, .send = loop_send, .flush = loop_flush, .recv = loop_recv,
                        .destroy = loop_destroy};
     k->handler = handler;
     k->user = user;
