@@ -155,6 +155,10 @@ fail:
 model_t *cli_model_load(const char *dir, model_options_t *opt, cli_ep_t *ep, spex_err_t *err) {
     int world = mpi_world_size();
     if (world == 1 && ep->no_ep) {
+        const char *wire = ep->placement ? "--placement" : ep->policy ? "--placement-policy" : ep->codec ? "--codec"
+                         : ep->dispatch_codec ? "--dispatch-codec" : ep->combine_codec ? "--combine-codec"
+                         : ep->combine ? "--combine" : ep->stats ? "--ep-stats (--stats)" : NULL;
+        if (wire) { spex_fail(err, "%s has no effect with --no-ep (no expert ranks, no wire)", wire); return NULL; }
         opt->local_experts = true;
         return model_load(dir, opt, err);
     }

@@ -59,6 +59,7 @@ expect_fail 2 "spec-k" generate --model "$m" --tokens 1 --spec-k 99
 expect_fail 2 "temperature" generate --model "$m" --tokens 1 --temperature -1
 expect_fail 2 "unknown element format 'lz4'" logits --model "$m" --tokens 1 --codec lz4
 expect_fail 2 "expected expert or presum" generate --model "$m" --tokens 1 --combine sum
+expect_fail 1 "--placement has no effect with --no-ep" logits --model "$m" --tokens 1 --no-ep --placement x.json
 mkdir -p "$tmp/trunc" && cp "$m/config.json" "$tmp/trunc/" && head -c 100000 "$m/model.safetensors" >"$tmp/trunc/model.safetensors"
 expect_fail 1 "model.safetensors" logits --model "$tmp/trunc" --tokens 1
 
