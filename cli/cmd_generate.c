@@ -129,9 +129,9 @@ static int gen_prompt(const gen_cli_t *c, const tokenizer_t *tok, int32_t **ids,
     return 0;
 }
 
-/* The stats object: timings and speculation acceptance per draft position. */
-/* The stats object; `ep_json` (the expert-parallel statistics, or NULL) is
- * added as "expert_parallelism" so that one --stats file holds both. */
+/* The stats object: timings and speculation acceptance per draft position.
+ * `ep_json` (the expert-parallel statistics, or NULL) is added as
+ * "expert_parallelism" so that one --stats file holds both. */
 static void print_stats(FILE *f, const gen_stats_t *st, int spec_k, const char *ep_json) {
     const spec_stats_t *sp = &st->spec;
     int n = st->generated_tokens;

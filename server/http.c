@@ -62,6 +62,7 @@ typedef struct stream {
     size_t out_off, text_off;
     int fd;
     bool started, finished;
+    bool failed;            /* closed by us (out of memory), not by the client */
 } stream_t;
 
 /* ---------------------------------------------------------------- responses */
@@ -205,7 +206,7 @@ static enum MHD_Result get_metrics(http_server_t *srv, struct MHD_Connection *c,
 
 static void stream_free(void *cls) {
     stream_t *st = cls;
-    if (!st->finished) spex_log("http: %s: client went away, request cancelled", st->id);
+    if (!st->finished && !st->failed) spex_log("http: %s: client went away, request cancelled", st->id);
     sched_req_release(st->req);   /* cancels it if the client left early */
     api_request_free(&st->rq);
     sb_free(&st->out);
@@ -249,8 +250,10 @@ static int stream_fill(stream_t *st) {
     free(u.text);
     if (u.done) stream_finish(st);
     else if (u.len == 0 && peer_gone(st->fd)) return -1;   /* stream_free logs and cancels */
-    if (st->out.oom) spex_log("http: %s: out of memory for the stream, closing it", st->id);
-    return st->out.oom ? -1 : 0;
+    if (!st->out.oom) return 0;
+    spex_log("http: %s: out of memory for the stream, closing it", st->id);
+    st->failed = true;
+    return -1;
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
