@@ -7,10 +7,11 @@ Both compute in float32 from the exported BF16 weights:
   - greedy continuations of a few prompts must agree token for token (first 24 tokens);
   - the C engine's greedy output with --spec-k 1..4 must equal --spec-k 0;
   - under `mpirun -np 3` (2 expert workers, lossless codec) greedy output of every prompt, batched
-    together by `spex batch`, with --spec-k 0..4 equals the single-process output (skipped, and said so, only if mpirun is not installed).
+    together by `spex batch`, with --spec-k 0..4 equals the single-process output (skipped, and
+    said so, only if mpirun is not installed).
 Usage: check_shipped.py SPEX_BINARY MODEL_DIR VALIDATION_TEXT
 """
-import json, tempfile, os, shutil, subprocess, sys
+import json, os, shutil, subprocess, sys, tempfile
 
 spex, model_dir, val = sys.argv[1:4]
 repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -54,7 +55,6 @@ for p in prompts:
                 break
             cur.append(nxt)
     got = {}
-    greedy[p] = None
     for k in range(0, 5):
         g = spex_json("generate", "--model", model_dir, "--prompt", p, "-n", "24", "--spec-k", str(k), "--json")
         got[k] = g["tokens"]
