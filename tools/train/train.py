@@ -28,6 +28,11 @@ PRESETS = {
     "small": dict(hidden_size=256, intermediate_size=512, moe_intermediate_size=128, num_hidden_layers=4, first_k_dense_replace=1,
                   num_attention_heads=8, num_key_value_heads=8, q_lora_rank=128, kv_lora_rank=64, qk_nope_head_dim=32,
                   qk_rope_head_dim=16, v_head_dim=32, n_routed_experts=16, n_group=4, topk_group=2, num_experts_per_tok=4),
+    # DeepSeek-V3 in proportion (issue 13): many thin layers, so the MTP module (eh_proj + one layer + the
+    # head) is a small share of a main step; 8 experts top-2 + 1 shared per MoE layer; ~38 MB in BF16.
+    "deep": dict(hidden_size=256, intermediate_size=512, moe_intermediate_size=128, num_hidden_layers=15, first_k_dense_replace=1,
+                 num_attention_heads=8, num_key_value_heads=8, q_lora_rank=128, kv_lora_rank=64, qk_nope_head_dim=32,
+                 qk_rope_head_dim=16, v_head_dim=32, n_routed_experts=8, n_group=4, topk_group=2, num_experts_per_tok=2),
 }
 
 
@@ -39,13 +44,23 @@ def load_tokens(data_dir, split):
     return torch.from_numpy(np.load(cache).astype(np.int64))
 
 
-def losses(m, x, aux_alpha=0.0):
+def losses(m, x, aux_alpha=0.0, distill=0.0):
+    """(main CE, MTP loss, aux loss, MTP top-1 agreement with the main model's next row).
+    MTP loss = (1 - distill) * CE(token i+2) + distill * CE(softmax(main logits row i+1), detached):
+    speculation accepts a draft when it matches the main model, not the corpus, so the MTP module
+    is taught to imitate the main model (self-distillation, as in EAGLE/Medusa-2)."""
     logits, mtp = m(x)
     V = logits.size(-1)
     main = F.cross_entropy(logits[:, :-1].reshape(-1, V), x[:, 1:].reshape(-1))
-    mtp_l = F.cross_entropy(mtp[:, :-1].reshape(-1, V), x[:, 2:].reshape(-1))
+    mtp_rows = mtp[:, :-1].reshape(-1, V)
+    mtp_l = F.cross_entropy(mtp_rows, x[:, 2:].reshape(-1))
+    target = logits[:, 1:-1].detach().reshape(-1, V)
+    if distill:
+        soft = -(F.softmax(target, -1) * F.log_softmax(mtp_rows, -1)).sum(-1).mean()
+        mtp_l = (1 - distill) * mtp_l + distill * soft
+    agree = (mtp_rows.argmax(-1) == target.argmax(-1)).float().mean()
     aux = sum(l.aux_loss for l in m.moe_layers()) if aux_alpha else torch.zeros(())
-    return main, mtp_l, aux
+    return main, mtp_l, aux, agree
 
 
 def main():
@@ -60,10 +75,13 @@ def main():
     ap.add_argument("--ckpt-min", type=float, default=4.0); ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--minutes", type=float, default=1e9, help="wall-time budget: LR schedule progress = max(step/steps, time/budget)")
     ap.add_argument("--threads", type=int, default=2); ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--distill", type=float, default=0.0, help="MTP loss share taken from the main model's distribution")
+    ap.add_argument("--ctx-final", type=int, default=0, help="context extension: train at this length once progress >= --final-at")
+    ap.add_argument("--final-at", type=float, default=0.8)
     a = ap.parse_args()
     torch.manual_seed(a.seed); np.random.seed(a.seed); torch.set_num_threads(a.threads)
     os.makedirs(a.run, exist_ok=True)
-    cfg = dict(BASE, **PRESETS[a.preset], max_position_embeddings=a.ctx)
+    cfg = dict(BASE, **PRESETS[a.preset], max_position_embeddings=max(a.ctx, a.ctx_final))
     json.dump(cfg, open(f"{a.run}/config.json", "w"), indent=2)
     train, val = load_tokens(a.data, "train"), load_tokens(a.data, "val")
     m = M.DeepseekV3(cfg)
@@ -98,11 +116,14 @@ def main():
         lr = a.lr * (step + 1) / a.warmup if step < a.warmup else a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
         for g in opt.param_groups: g["lr"] = lr
         lam = 0.3 if p < 0.7 else 0.1
-        idx = torch.randint(0, len(train) - a.ctx, (a.batch,))
-        x = torch.stack([train[i:i + a.ctx] for i in idx])
+        ctx, batch = a.ctx, a.batch
+        if a.ctx_final and p >= a.final_at:   # same tokens per step, longer windows
+            ctx, batch = a.ctx_final, max(1, a.batch * a.ctx // a.ctx_final)
+        idx = torch.randint(0, len(train) - ctx, (batch,))
+        x = torch.stack([train[i:i + ctx] for i in idx])
         m.train()
         for l in moes: l.load.zero_()
-        main_l, mtp_l, aux = losses(m, x, a.aux_alpha)
+        main_l, mtp_l, aux, agree = losses(m, x, a.aux_alpha, a.distill)
         loss = main_l + lam * mtp_l + a.aux_alpha * aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -116,14 +137,14 @@ def main():
             el = elapsed0 + time.time() - t0
             imb = max((l.load.max() / l.load.mean()).item() for l in moes)
             eta = min((time.time() - t0) / (step - step0) * (a.steps - step), a.minutes * 60 - el)
-            say(f"step {step:5d} lr {lr:.2e} loss {main_l.item():.4f} mtp {mtp_l.item():.4f} aux {aux.item():.4f} "
+            say(f"step {step:5d} ctx {ctx} lr {lr:.2e} loss {main_l.item():.4f} mtp {mtp_l.item():.4f} agree {agree.item():.3f} aux {aux.item():.4f} "
                 f"gn {gn:.2f} maxload/mean {imb:.2f} elapsed {el / 60:.1f}m eta {eta / 60:.1f}m")
         done = progress() >= 1.0
         if step % a.eval_every == 0 or done:
             m.eval()
             with torch.no_grad():
-                vm, vt, _ = losses(m, val_x)
-            say(f"eval step {step} val_loss {vm.item():.4f} ppl {math.exp(vm.item()):.2f} mtp_val_loss {vt.item():.4f}")
+                vm, vt, _, va = losses(m, val_x)
+            say(f"eval step {step} val_loss {vm.item():.4f} ppl {math.exp(vm.item()):.2f} mtp_val_loss {vt.item():.4f} mtp_agree {va.item():.3f}")
         if time.time() - last_ck > a.ckpt_min * 60 or done:
             save("final" if done else ""); last_ck = time.time()
     say(f"# done: {step} steps, {(elapsed0 + time.time() - t0) / 60:.1f} min")
