@@ -125,7 +125,7 @@ static link_t *loopback(const char *dir, int world, loop_workers_t **out, spex_e
     }
     lw->world = world;
     for (int r = 1; r < world; r++)
-        if (!(lw->w[r] = worker_create(dir, r, err))) { loop_workers_free(lw); return NULL; }
+        if (!(lw->w[r] = worker_create(dir, r, 1, err))) { loop_workers_free(lw); return NULL; }
     link_t *l = link_loop_create(world, loop_handle, lw, err);
     if (!l) { loop_workers_free(lw); return NULL; }
     *out = lw;

@@ -52,7 +52,7 @@ static int worker_main(int argc, char **argv, int rank) {
     signal(SIGINT, SIG_IGN);
     spex_err_t err = {{0}};
     const char *dir = scan_opt(argc, argv, "--model");
-    worker_t *w = dir ? worker_create(dir, rank, &err) : NULL;
+    worker_t *w = dir ? worker_create(dir, rank, 0, &err) : NULL;
     if (!w) {
         char why[SPEX_ERR_MSG_MAX + 64];
         snprintf(why, sizeof why, "%s", dir ? err.msg : "no --model on the command line");

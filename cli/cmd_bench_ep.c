@@ -105,8 +105,8 @@ static ep_layer_stats_t delta(ep_layer_stats_t a, ep_layer_stats_t b) {
     return d;
 }
 
-/* Prefill `n` tokens (OpenBLAS kernels, as the engine's prefill) or decode them
- * one by one (exact kernels) into a fresh cache; time and stats delta. */
+/* Prefill `n` tokens in one call or decode them one by one into a fresh
+ * cache; time and stats delta. */
 static int phase(model_t *m, const int32_t *tok, int n, int prefix, bool decode, bep_run_t *run, spex_err_t *err) {
     kv_cache_t *kv = kv_cache_create(model_cache_layers(m), m->cfg.kv_lora_rank, m->cfg.qk_rope_head_dim, prefix + n, err);
     float *logits = malloc(sizeof(float) * (size_t)(decode ? 1 : n) * m->cfg.vocab_size);
@@ -114,7 +114,7 @@ static int phase(model_t *m, const int32_t *tok, int n, int prefix, bool decode,
     if (!kv || !logits) { if (kv) spex_fail(err, "out of memory"); goto done; }
     if (prefix > 0) {   /* the decode steps continue a prompt */
         mla_seq_t s = {kv, prefix};
-        if (model_forward(m, tok, &s, 1, NULL, NULL, NULL, false, err)) goto done;
+        if (model_forward(m, tok, &s, 1, NULL, NULL, NULL, err)) goto done;
     }
     ep_stats_t *st = ep_backend_stats(m->experts);   /* NULL: in-process experts */
     ep_layer_stats_t before = st ? ep_stats_total(st) : (ep_layer_stats_t){0};
@@ -122,7 +122,7 @@ static int phase(model_t *m, const int32_t *tok, int n, int prefix, bool decode,
     double t0 = link_now();
     for (int i = 0; i < n; i += decode ? 1 : n) {
         mla_seq_t s = {kv, decode ? 1 : n};
-        if (model_forward(m, tok + prefix + i, &s, 1, NULL, NULL, logits, decode, err)) goto done;
+        if (model_forward(m, tok + prefix + i, &s, 1, NULL, NULL, logits, err)) goto done;
     }
     run->seconds = link_now() - t0;
     run->tokens = n;
@@ -219,7 +219,7 @@ static int bench_workers(model_t *m, const bep_opts_t *o, int w, const int32_t *
 /* Baseline: every expert in this process, no codec, no messages (--no-ep). */
 static int bench_local(model_t *m, const bep_opts_t *o, const int32_t *tok, FILE *csv, spex_err_t *err) {
     model_set_experts(m, NULL);
-    moe_backend_t *b = experts_local_create(&m->cfg, m->ts, err);
+    moe_backend_t *b = experts_local_create(&m->cfg, m->ts, &m->ex, err);
     if (!b) return -1;
     model_set_experts(m, b);
     bep_run_t r = {.workers = 0, .codec = "-", .mode = "local"};

@@ -164,13 +164,13 @@ static int rows_alloc(rows_t *r, const model_t *m, int n, int n_seqs, spex_err_t
  * every row: its own cache then has no holes, whichever module drafts next.
  * Module `use` writes hidden_out and the logits of the `want` rows. With one
  * module (DeepSeek-V3) this is one forward. */
-static int mtp_forward_all(model_t *m, int use, int n_use, rows_t *r, bool exact, spex_err_t *err) {
+static int mtp_forward_all(model_t *m, int use, int n_use, rows_t *r, spex_err_t *err) {
     if (n_use > m->n_mtp) n_use = m->n_mtp;
     if (use >= n_use) n_use = use + 1;
     for (int k = 0; k < n_use; k++) {
         bool mine = k == use;
         if (model_mtp_forward(m, k, r->tokens, r->hidden, r->seqs, r->n_seqs, mine ? r->hidden_out : NULL,
-                              r->want, mine ? r->logits : NULL, exact, err))
+                              r->want, mine ? r->logits : NULL, err))
             return -1;
     }
     return 0;
@@ -187,7 +187,7 @@ static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *us
     if (!probs) { spex_fail(err, "out of memory"); goto done; }
     r.want[n - 1] = 1;
     mla_seq_t seq = {s->kv, n};
-    if (model_forward(m, s->prompt, &seq, 1, r.hidden, r.want, r.logits, false, err)) goto done;
+    if (model_forward(m, s->prompt, &seq, 1, r.hidden, r.want, r.logits, err)) goto done;
     s->started = true;
     s->pos = n;
     s->last = sampler_sample(&s->p.sampling, r.logits, r.V, &s->rng, probs);
@@ -197,7 +197,7 @@ static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *us
         r.tokens[n - 1] = s->last;
         r.seqs[0] = seq;
         r.n_seqs = 1;
-        if (mtp_forward_all(m, 0, s->p.spec_k, &r, false, err)) goto done;
+        if (mtp_forward_all(m, 0, s->p.spec_k, &r, err)) goto done;
         memcpy(s->mtp_hidden, r.hidden_out + (size_t)(n - 1) * r.hid, sizeof(float) * r.hid);
         s->drafts[0] = seq_draft(s, r.logits, 0, r.V);
         s->n_drafts = 1;
@@ -256,7 +256,7 @@ static int phase_catchup(model_t *m, rows_t *v, const int *accepted, const int *
         row += a + 1;
         r.want[row - 1] = 1;
     }
-    int rc = mtp_forward_all(m, 0, max_k, &r, true, err);
+    int rc = mtp_forward_all(m, 0, max_k, &r, err);
     for (int c = 0; rc == 0 && c < r.n_seqs; c++) {
         sequence_t *s = r.who[c];
         int last = r.first[c] + r.seqs[c].n - 1;
@@ -292,7 +292,7 @@ static int phase_verify(model_t *m, sequence_t **dec, int n_dec, engine_token_fn
     }
     v.n_seqs = n_dec;
     double t0 = spex_now();
-    if (model_forward(m, v.tokens, v.seqs, n_dec, v.hidden_out, NULL, v.logits, true, err)) goto done;
+    if (model_forward(m, v.tokens, v.seqs, n_dec, v.hidden_out, NULL, v.logits, err)) goto done;
     double t1 = spex_now();
     int *old_pos = accepted + n_dec;
     for (int i = 0; i < n_dec; i++) {
@@ -336,7 +336,7 @@ static int phase_chain(model_t *m, sequence_t **seqs, int n_seqs, int j, spex_er
         r.who[c] = s;
     }
     memset(r.want, 1, (size_t)ns);
-    int rc = mtp_forward_all(m, j % m->n_mtp, max_k, &r, true, err);
+    int rc = mtp_forward_all(m, j % m->n_mtp, max_k, &r, err);
     for (int c = 0; rc == 0 && c < r.n_seqs; c++) {
         sequence_t *s = r.who[c];
         memcpy(s->mtp_hidden, r.hidden_out + (size_t)c * r.hid, sizeof(float) * r.hid);

@@ -2,13 +2,11 @@
  * tokens after appending them, H heads. */
 #include "mla.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/gemm_rows.h"
 #include "core/kernels.h"
 
 int mla_load(mla_t *a, const spex_config_t *cfg, const tensor_store_t *ts, const char *prefix, spex_err_t *err) {
@@ -63,13 +61,13 @@ void mla_free(mla_t *a) {
 }
 
 /* q[n, H*(nope+rope)] from x[n, hidden]. scratch: n * q_lora floats. */
-static void mla_query(const mla_t *a, const float *x, float *q, int n, float *scratch, bool exact) {
+static void mla_query(const exec_t *ex, const mla_t *a, const float *x, float *q, int n, float *scratch) {
     if (a->q_lora > 0) {
-        linear_apply(&a->q_a, x, scratch, n, exact);
+        linear_apply(ex, &a->q_a, x, scratch, n);
         rmsnorm(scratch, scratch, a->q_a_norm, n, a->q_lora, a->eps);
-        linear_apply(&a->q_b, scratch, q, n, exact);
+        linear_apply(ex, &a->q_b, scratch, q, n);
     } else {
-        linear_apply(&a->q_proj, x, q, n, exact);
+        linear_apply(ex, &a->q_proj, x, q, n);
     }
 }
 
@@ -86,62 +84,30 @@ static void mla_append(const mla_t *a, const rope_t *rope, kv_cache_t *kv, int l
     kv->len[layer] = p0 + m;
 }
 
-/* Attention of one head for one sequence's m rows over T cached tokens.
- * q: rows of stride ldq, head h at offset h*(nope+rope); out: [m, v] at stride ldo.
- * work: m*kv_lora (q_abs) + m*T (scores) + m*kv_lora (latent output) floats. */
-static void mla_head(const mla_t *a, const kv_cache_t *kv, int layer, int h, const float *q, int ldq, int m,
-                     float *out, int ldo, float *work) {
-    int T = kv->len[layer], p0 = T - m, L = a->kv_lora, qk = a->nope + a->rope;
+/* Attention of head h for one query row at position p (sees cache rows 0..p),
+ * with fixed-order loops: the result depends only on q and the cache, so a
+ * prefill row, a decode row and a verify row agree to the bit.
+ * work: kv_lora (q_abs) + (p + 1) (scores) + kv_lora (latent output) floats. */
+static void mla_head_row(const exec_t *ex, const mla_t *a, const kv_cache_t *kv, int layer, int h, const float *qi,
+                         int p, float *out, float *work) {
+    int L = a->kv_lora, visible = p + 1;
     const float *lat = kv->latent[layer], *pe = kv->pe[layer];
-    const float *w_uk = a->kv_b.w + (size_t)h * (a->nope + a->v_dim) * L;   /* [nope, L] */
-    const float *w_uv = w_uk + (size_t)a->nope * L;                         /* [v, L] */
-    float *q_abs = work, *scores = work + (size_t)m * L, *o_lat = scores + (size_t)m * T;
-    /* q_abs[m, L] = q_nope[m, nope] W_uk[nope, L] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, L, a->nope, 1.0f, q + h * qk, ldq, w_uk, L, 0.0f,
-                q_abs, L);
-    /* scores[m, T] = q_abs c_kv^T + q_pe k_pe^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, T, L, 1.0f, q_abs, L, lat, L, 0.0f, scores, T);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, T, a->rope, 1.0f, q + h * qk + a->nope, ldq, pe,
-                a->rope, 1.0f, scores, T);
-    for (int i = 0; i < m; i++) {
-        float *row = scores + (size_t)i * T;
-        int visible = p0 + i + 1;                 /* causal: positions <= own */
-        for (int t = 0; t < visible; t++) row[t] *= a->softmax_scale;
-        for (int t = visible; t < T; t++) row[t] = -INFINITY;
-        softmax_row(row, T);
+    wview_t w_uk = wview_rows(&a->kv_b.w, h * (a->nope + a->v_dim), a->nope);          /* [nope, L] */
+    wview_t w_uv = wview_rows(&a->kv_b.w, h * (a->nope + a->v_dim) + a->nope, a->v_dim); /* [v, L] */
+    wview_t cache = {.dtype = DTYPE_F32, .out = visible, .in = L, .data = lat};
+    float *q_abs = work, *scores = work + L, *o_lat = scores + visible;
+    matvec_t(ex, &w_uk, qi, q_abs);                                   /* q_abs[L] = q_nope W_uk */
+    matmul(ex, &cache, q_abs, scores, 1);                             /* q_abs . c_kv[t] */
+    for (int t = 0; t < visible; t++) {
+        const float *pt = pe + (size_t)t * a->rope;
+        float s = 0.0f;
+        for (int r = 0; r < a->rope; r++) s += qi[a->nope + r] * pt[r];
+        scores[t] = (scores[t] + s) * a->softmax_scale;
     }
-    /* o_lat[m, L] = P[m, T] c_kv[T, L];  out[m, v] = o_lat W_uv^T */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, L, T, 1.0f, scores, T, lat, L, 0.0f, o_lat, L);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, a->v_dim, L, 1.0f, o_lat, L, w_uv, L, 0.0f, out, ldo);
-}
-
-/* The same attention as mla_head, row by row with fixed-order loops: row i's
- * output depends only on q row i and the cache (no BLAS blocking by row count).
- * work: kv_lora (q_abs) + T (scores) + kv_lora (latent output) floats. */
-static void mla_head_exact(const mla_t *a, const kv_cache_t *kv, int layer, int h, const float *q, int ldq, int m,
-                           float *out, int ldo, float *work) {
-    int T = kv->len[layer], p0 = T - m, L = a->kv_lora, qk = a->nope + a->rope;
-    const float *lat = kv->latent[layer], *pe = kv->pe[layer];
-    const float *w_uk = a->kv_b.w + (size_t)h * (a->nope + a->v_dim) * L;   /* [nope, L] */
-    const float *w_uv = w_uk + (size_t)a->nope * L;                         /* [v, L] */
-    float *q_abs = work, *scores = work + L, *o_lat = scores + T;
-    for (int i = 0; i < m; i++) {
-        const float *qi = q + (size_t)i * ldq + h * qk;
-        int visible = p0 + i + 1;
-        for (int c = 0; c < L; c++) q_abs[c] = 0.0f;
-        for (int d = 0; d < a->nope; d++) axpy(q_abs, qi[d], w_uk + (size_t)d * L, L);   /* q_nope W_uk */
-        gemm_rows(q_abs, lat, scores, 1, visible, L);                                    /* q_abs . c_kv[t] */
-        for (int t = 0; t < visible; t++) {
-            const float *pt = pe + (size_t)t * a->rope;
-            float s = 0.0f;
-            for (int r = 0; r < a->rope; r++) s += qi[a->nope + r] * pt[r];
-            scores[t] = (scores[t] + s) * a->softmax_scale;
-        }
-        softmax_row(scores, visible);
-        for (int c = 0; c < L; c++) o_lat[c] = 0.0f;
-        for (int t = 0; t < visible; t++) axpy(o_lat, scores[t], lat + (size_t)t * L, L);
-        gemm_rows(o_lat, w_uv, out + (size_t)i * ldo, 1, a->v_dim, L);                   /* W_uv o_lat */
-    }
+    softmax_row(scores, visible);
+    for (int c = 0; c < L; c++) o_lat[c] = 0.0f;
+    for (int t = 0; t < visible; t++) axpy(o_lat, scores[t], lat + (size_t)t * L, L);
+    matmul(ex, &w_uv, o_lat, out, 1);                                 /* W_uv o_lat */
 }
 
 static int mla_check_room(const mla_seq_t *seqs, int n_seqs, int layer, const rope_t *rope, spex_err_t *err) {
@@ -157,38 +123,68 @@ static int mla_check_room(const mla_seq_t *seqs, int n_seqs, int layer, const ro
     return 0;
 }
 
-int mla_forward(const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *seqs, int n_seqs, const float *x,
-                float *out, bool exact, spex_err_t *err) {
+/* The heads of every row, as pool tasks: task = (row, head). */
+typedef struct heads_ctx {
+    const exec_t *ex;
+    const mla_t *a;
+    int layer, n, H;
+    const int *seq_of, *pos_of;      /* [n] */
+    const mla_seq_t *seqs;
+    const float *q;                  /* [n, H*qk] */
+    float *att;                      /* [n, H*v] */
+    int max_T;
+} heads_ctx_t;
+
+static void heads_task(void *vctx, int task, int thread) {
+    const heads_ctx_t *c = vctx;
+    const mla_t *a = c->a;
+    int row = task / c->H, h = task % c->H, qk = a->nope + a->rope;
+    exec_t ex = exec_serial(c->ex, thread);
+    float *work = threadpool_scratch(c->ex->pool, thread, 2 * (size_t)a->kv_lora + (size_t)c->max_T);
+    mla_head_row(&ex, a, c->seqs[c->seq_of[row]].kv, c->layer, h, c->q + (size_t)row * c->H * qk + h * qk,
+                 c->pos_of[row], c->att + (size_t)row * c->H * a->v_dim + h * a->v_dim, work);
+}
+
+int mla_forward(const exec_t *ex, const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *seqs, int n_seqs,
+                const float *x, float *out, spex_err_t *err) {
     if (mla_check_room(seqs, n_seqs, layer, rope, err)) return -1;
-    int n = 0, max_m = 0, max_T = 0;
+    int n = 0, max_T = 0;
     for (int s = 0; s < n_seqs; s++) {
         n += seqs[s].n;
-        if (seqs[s].n > max_m) max_m = seqs[s].n;
         int T = seqs[s].kv->len[layer] + seqs[s].n;
         if (T > max_T) max_T = T;
     }
     int H = a->n_heads, qk = a->nope + a->rope, L = a->kv_lora;
     size_t q_sz = (size_t)n * H * qk, kva_sz = (size_t)n * (L + a->rope), att_sz = (size_t)n * H * a->v_dim;
     size_t scratch_sz = (size_t)n * (a->q_lora > 0 ? a->q_lora : 1);
-    size_t work_sz = (size_t)max_m * (2 * L + max_T);
-    float *buf = malloc(sizeof(float) * (q_sz + kva_sz + att_sz + scratch_sz + work_sz));
+    float *buf = malloc(sizeof(float) * (q_sz + kva_sz + att_sz + scratch_sz) + sizeof(int) * 2 * (size_t)n);
     if (!buf) return spex_fail(err, "attention: out of memory for %d rows", n);
-    float *q = buf, *kva = q + q_sz, *att = kva + kva_sz, *scratch = att + att_sz, *work = scratch + scratch_sz;
+    float *q = buf, *kva = q + q_sz, *att = kva + kva_sz, *scratch = att + att_sz;
+    int *seq_of = (int *)(scratch + scratch_sz), *pos_of = seq_of + n;
 
-    mla_query(a, x, q, n, scratch, exact);                /* q[n, H*qk] */
-    linear_apply(&a->kv_a, x, kva, n, exact);             /* kva[n, L + rope] */
+    mla_query(ex, a, x, q, n, scratch);                   /* q[n, H*qk] */
+    linear_apply(ex, &a->kv_a, x, kva, n);                /* kva[n, L + rope] */
     int row = 0;
     for (int s = 0; s < n_seqs; s++) {
         int m = seqs[s].n, p0 = seqs[s].kv->len[layer];
-        for (int i = 0; i < m; i++)
+        for (int i = 0; i < m; i++) {
             for (int h = 0; h < H; h++) rope_apply(rope, q + (size_t)(row + i) * H * qk + h * qk + a->nope, p0 + i);
+            seq_of[row + i] = s;
+            pos_of[row + i] = p0 + i;
+        }
         mla_append(a, rope, seqs[s].kv, layer, kva + (size_t)row * (L + a->rope), m);
-        for (int h = 0; h < H; h++)
-            (exact ? mla_head_exact : mla_head)(a, seqs[s].kv, layer, h, q + (size_t)row * H * qk, H * qk, m,
-                                                att + (size_t)row * H * a->v_dim + h * a->v_dim, H * a->v_dim, work);
         row += m;
     }
-    linear_apply(&a->o_proj, att, out, n, exact);         /* out[n, hidden] */
+    heads_ctx_t c = {ex, a, layer, n, H, seq_of, pos_of, seqs, q, att, max_T};
+    int threads = ex->thread < 0 ? threadpool_size(ex->pool) : 1;
+    if (threadpool_reserve(ex->pool, 2 * (size_t)L + (size_t)max_T, err)) {
+        free(buf);
+        return -1;
+    }
+    if (threads > 1 && (size_t)n * H * (size_t)max_T * L >= (1u << 16)) threadpool_run(ex->pool, heads_task, &c, n * H);
+    else
+        for (int t = 0; t < n * H; t++) heads_task(&c, t, ex->thread >= 0 ? ex->thread : 0);
+    linear_apply(ex, &a->o_proj, att, out, n);            /* out[n, hidden] */
     free(buf);
     return 0;
 }

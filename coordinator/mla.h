@@ -10,10 +10,10 @@
  *   out_h    = W_uv (sum_t p(t) c_kv[t])
  * so the cache holds only c_kv and k_pe, and prefill and decode share one path.
  *
- * Two kernels: OpenBLAS GEMMs per head (prefill), or, with `exact`, loops in
- * which every row's result is a fixed function of that row and the cache
- * (decode and verification: a token's logits must not depend on how many
- * other rows share the step). */
+ * Every (row, head) is computed alone with fixed-order loops and the kernels
+ * of core/matmul.h, so a row's output is a function of that row and the cache
+ * only: a prefill row, a decode row and a speculative verify row agree to the
+ * bit. (row, head) pairs are spread over the thread pool. */
 #ifndef SPEX_MLA_H
 #define SPEX_MLA_H
 
@@ -47,7 +47,7 @@ typedef struct mla_seq {
  * concatenation of the sequences' rows in order. Appends each sequence's rows
  * to its cache at `layer` (positions continue from kv->len[layer]). Fails if a
  * cache would overflow its capacity or the rope table. */
-int mla_forward(const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *seqs, int n_seqs, const float *x,
-                float *out, bool exact, spex_err_t *err);
+int mla_forward(const exec_t *ex, const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *seqs, int n_seqs,
+                const float *x, float *out, spex_err_t *err);
 
 #endif

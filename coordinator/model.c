@@ -68,6 +68,18 @@ static void mtp_free(mtp_module_t *t) {
     layer_free(&t->block);
 }
 
+/* The thread pool and SIMD path every kernel of the model uses. */
+static int model_exec_init(model_t *m, const model_options_t *opt, spex_err_t *err) {
+    simd_t simd = simd_detect();
+    if (opt->simd && simd_parse(opt->simd, &simd))
+        return spex_fail(err, "SIMD path '%s' is unknown or not supported by this CPU (best: %s)", opt->simd,
+                         simd_name(simd_detect()));
+    int threads = opt->threads > 0 ? opt->threads : threadpool_default_threads();
+    if (!(m->pool = threadpool_create(threads, err))) return -1;
+    m->ex = (exec_t){m->pool, simd, -1};
+    return 0;
+}
+
 static void load_progress(const model_options_t *opt, int done, int total) {
     if (opt->progress) opt->progress(opt->progress_user, done, total);
 }
@@ -76,8 +88,7 @@ static int model_load_weights(model_t *m, const model_options_t *opt, spex_err_t
     const spex_config_t *c = &m->cfg;
     int n_mtp = opt->load_mtp ? c->num_nextn_predict_layers : 0;
     int total = c->num_hidden_layers + n_mtp + (opt->local_experts && c->n_routed_experts > 0 ? 1 : 0) + 1, done = 0;
-    int64_t eshape[2] = {c->vocab_size, c->hidden_size};
-    if (!(m->embed = tensor_store_load_f32_alloc(m->ts, "model.embed_tokens.weight", 2, eshape, err))) return -1;
+    if (linear_load(&m->embed, m->ts, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, err)) return -1;
     m->layers = calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
     if (!m->layers) return spex_fail(err, "out of memory");
     for (int l = 0; l < c->num_hidden_layers; l++) {
@@ -98,7 +109,7 @@ static int model_load_weights(model_t *m, const model_options_t *opt, spex_err_t
         }
     }
     if (opt->local_experts && c->n_routed_experts > 0) {
-        if (!(m->experts = experts_local_create(c, m->ts, err))) return -1;
+        if (!(m->experts = experts_local_create(c, m->ts, &m->ex, err))) return -1;
         load_progress(opt, ++done, total);
     }
     load_progress(opt, total, total);
@@ -116,7 +127,8 @@ model_t *model_load(const char *dir, const model_options_t *opt, spex_err_t *err
     if (config_load(&m->cfg, path, err)) goto fail;
     int block[2] = {m->cfg.fp8_block[0] ? m->cfg.fp8_block[0] : 128, m->cfg.fp8_block[1] ? m->cfg.fp8_block[1] : 128};
     if (!(m->ts = tensor_store_open(dir, block, err))) goto fail;
-    if (model_load_weights(m, opt, err)) goto fail;
+    tensor_store_set_residency(m->ts, opt->residency);
+    if (model_exec_init(m, opt, err) || model_load_weights(m, opt, err)) goto fail;
     int max_pos = opt->max_positions > 0 ? opt->max_positions : m->cfg.max_position_embeddings;
     if (rope_init(&m->rope, &m->cfg, max_pos, err)) goto fail;
     return m;
@@ -133,11 +145,12 @@ void model_free(model_t *m) {
     for (int k = 0; k < m->n_mtp; k++) mtp_free(&m->mtp[k]);
     free(m->layers);
     free(m->mtp);
-    free(m->embed);
+    linear_free(&m->embed);
     free(m->final_norm);
     linear_free(&m->lm_head);
     rope_free(&m->rope);
     if (m->experts) m->experts->destroy(m->experts);
+    threadpool_free(m->pool);
     tensor_store_free(m->ts);
     free(m->dir);
     free(m);
@@ -153,14 +166,14 @@ int model_cache_layers(const model_t *m) { return m->cfg.num_hidden_layers + m->
 /* ---------------------------------------------------------------- forward */
 
 /* f[n, hidden] = FFN(x[n, hidden]) for a dense or MoE layer. */
-static int layer_ffn(model_t *m, const decoder_layer_t *d, int layer, const float *x, float *f, int n, bool exact,
+static int layer_ffn(model_t *m, const decoder_layer_t *d, int layer, const float *x, float *f, int n,
                      spex_err_t *err) {
     const spex_config_t *c = &m->cfg;
     int hid = c->hidden_size;
     if (!d->moe) {
         float *scratch = malloc(sizeof(float) * 2 * (size_t)n * c->intermediate_size);
         if (!scratch) return spex_fail(err, "layer %d: out of memory", layer);
-        expert_apply(&d->dense, x, f, n, scratch, exact);
+        expert_forward(&m->ex, &d->dense, x, f, n, scratch);
         free(scratch);
         return 0;
     }
@@ -172,7 +185,7 @@ static int layer_ffn(model_t *m, const decoder_layer_t *d, int layer, const floa
     int32_t *idx = (int32_t *)buf;
     float *w = buf + (size_t)n * k, *scratch = w + (size_t)n * k, *shared = scratch + (size_t)n * 2 * E;
     float *escratch = shared + (size_t)n * hid;
-    router_select(&d->router, x, n, idx, w, scratch, exact);
+    router_select(&m->ex, &d->router, x, n, idx, w, scratch);
     int rc = 0;
     if (!m->experts) rc = spex_fail(err, "layer %d: no backend for routed experts", layer);
     else {
@@ -181,7 +194,7 @@ static int layer_ffn(model_t *m, const decoder_layer_t *d, int layer, const floa
         m->timing.routed += spex_now() - t0;
     }
     if (rc == 0 && d->has_shared) {
-        expert_apply(&d->shared, x, shared, n, escratch, exact);
+        expert_forward(&m->ex, &d->shared, x, shared, n, escratch);
         for (size_t i = 0; i < (size_t)n * hid; i++) f[i] += shared[i];   /* routed + shared */
     }
     free(buf);
@@ -191,7 +204,7 @@ static int layer_ffn(model_t *m, const decoder_layer_t *d, int layer, const floa
 
 /* h[n, hidden] += attn(norm(h)); h += ffn(norm(h)). */
 static int layer_forward(model_t *m, const decoder_layer_t *d, int layer, float *h, const mla_seq_t *seqs,
-                         int n_seqs, int n, bool exact, spex_err_t *err) {
+                         int n_seqs, int n, spex_err_t *err) {
     int hid = m->cfg.hidden_size;
     float eps = (float)m->cfg.rms_norm_eps;
     float *xn = malloc(sizeof(float) * (size_t)n * hid * 2);
@@ -200,7 +213,7 @@ static int layer_forward(model_t *m, const decoder_layer_t *d, int layer, float 
     int rc = 0;
     double t0 = spex_now();
     rmsnorm(xn, h, d->attn_norm, n, hid, eps);
-    if (mla_forward(&d->attn, &m->rope, layer, seqs, n_seqs, xn, y, exact, err)) {
+    if (mla_forward(&m->ex, &d->attn, &m->rope, layer, seqs, n_seqs, xn, y, err)) {
         rc = spex_err_prefix(err, "layer %d attention: ", layer);
         goto done;
     }
@@ -208,7 +221,7 @@ static int layer_forward(model_t *m, const decoder_layer_t *d, int layer, float 
     double t1 = spex_now(), routed0 = m->timing.routed;
     m->timing.attention += t1 - t0;
     rmsnorm(xn, h, d->ffn_norm, n, hid, eps);
-    rc = layer_ffn(m, d, layer, xn, y, n, exact, err);
+    rc = layer_ffn(m, d, layer, xn, y, n, err);
     m->timing.ffn += spex_now() - t1 - (m->timing.routed - routed0);
     if (rc) goto done;
     for (size_t i = 0; i < (size_t)n * hid; i++) h[i] += y[i];
@@ -218,11 +231,11 @@ done:
 }
 
 /* logits[count, vocab] = head(hidden rows with want != 0). */
-static int head_forward(const linear_t *head, const float *hidden, int n, int hid, const uint8_t *want,
-                        float *logits, bool exact, spex_err_t *err) {
+static int head_forward(const exec_t *ex, const linear_t *head, const float *hidden, int n, int hid,
+                        const uint8_t *want, float *logits, spex_err_t *err) {
     if (!logits) return 0;
     if (!want) {
-        linear_apply(head, hidden, logits, n, exact);
+        linear_apply(ex, head, hidden, logits, n);
         return 0;
     }
     int count = 0;
@@ -230,7 +243,7 @@ static int head_forward(const linear_t *head, const float *hidden, int n, int hi
     if (!rows) return spex_fail(err, "head: out of memory");
     for (int i = 0; i < n; i++)
         if (want[i]) memcpy(rows + (size_t)count++ * hid, hidden + (size_t)i * hid, sizeof(float) * hid);
-    linear_apply(head, rows, logits, count, exact);
+    linear_apply(ex, head, rows, logits, count);
     free(rows);
     return 0;
 }
@@ -250,21 +263,21 @@ static int batch_rows(const mla_seq_t *seqs, int n_seqs) {
 }
 
 int model_forward(model_t *m, const int32_t *tokens, const mla_seq_t *seqs, int n_seqs, float *hidden_out,
-                  const uint8_t *want, float *logits, bool exact, spex_err_t *err) {
+                  const uint8_t *want, float *logits, spex_err_t *err) {
     int n = batch_rows(seqs, n_seqs), hid = m->cfg.hidden_size;
     if (n <= 0) return 0;
     if (check_tokens(m, tokens, n, err)) return -1;
     float *h = malloc(sizeof(float) * (size_t)n * hid);
     if (!h) return spex_fail(err, "forward: out of memory for %d rows", n);
     for (int i = 0; i < n; i++)                                         /* embed */
-        memcpy(h + (size_t)i * hid, m->embed + (size_t)tokens[i] * hid, sizeof(float) * hid);
+        wview_row_f32(&m->embed.w, tokens[i], h + (size_t)i * hid);
     int rc = 0;
     for (int l = 0; l < m->cfg.num_hidden_layers && !rc; l++)
-        rc = layer_forward(m, &m->layers[l], l, h, seqs, n_seqs, n, exact, err);
+        rc = layer_forward(m, &m->layers[l], l, h, seqs, n_seqs, n, err);
     if (!rc) {
         double t0 = spex_now();
         rmsnorm(h, h, m->final_norm, n, hid, (float)m->cfg.rms_norm_eps);   /* model.norm */
-        rc = head_forward(&m->lm_head, h, n, hid, want, logits, exact, err);
+        rc = head_forward(&m->ex, &m->lm_head, h, n, hid, want, logits, err);
         m->timing.head += spex_now() - t0;
         if (!rc && hidden_out) memcpy(hidden_out, h, sizeof(float) * (size_t)n * hid);
     }
@@ -273,7 +286,7 @@ int model_forward(model_t *m, const int32_t *tokens, const mla_seq_t *seqs, int 
 }
 
 int model_mtp_forward(model_t *m, int k, const int32_t *tokens, const float *hidden_in, const mla_seq_t *seqs,
-                      int n_seqs, float *hidden_out, const uint8_t *want, float *logits, bool exact, spex_err_t *err) {
+                      int n_seqs, float *hidden_out, const uint8_t *want, float *logits, spex_err_t *err) {
     if (k < 0 || k >= m->n_mtp) return spex_fail(err, "MTP module %d not loaded (model has %d)", k, m->n_mtp);
     int n = batch_rows(seqs, n_seqs), hid = m->cfg.hidden_size;
     float eps = (float)m->cfg.rms_norm_eps;
@@ -285,15 +298,16 @@ int model_mtp_forward(model_t *m, int k, const int32_t *tokens, const float *hid
     float *h = cat + (size_t)n * 2 * hid;
     for (int i = 0; i < n; i++) {                 /* cat[i] = [enorm(embed(t)) ; hnorm(hidden)] */
         float *row = cat + (size_t)i * 2 * hid;
-        rmsnorm(row, m->embed + (size_t)tokens[i] * hid, t->enorm, 1, hid, eps);
+        wview_row_f32(&m->embed.w, tokens[i], row);
+        rmsnorm(row, row, t->enorm, 1, hid, eps);
         rmsnorm(row + hid, hidden_in + (size_t)i * hid, t->hnorm, 1, hid, eps);
     }
-    linear_apply(&t->eh_proj, cat, h, n, exact);  /* h[n, hidden] */
+    linear_apply(&m->ex, &t->eh_proj, cat, h, n);  /* h[n, hidden] */
     int layer = m->cfg.num_hidden_layers + k;
-    int rc = layer_forward(m, &t->block, layer, h, seqs, n_seqs, n, exact, err);
+    int rc = layer_forward(m, &t->block, layer, h, seqs, n_seqs, n, err);
     if (!rc) {
         rmsnorm(h, h, t->head_norm, n, hid, eps);
-        rc = head_forward(&t->head, h, n, hid, want, logits, exact, err);
+        rc = head_forward(&m->ex, &t->head, h, n, hid, want, logits, err);
         if (!rc && hidden_out) memcpy(hidden_out, h, sizeof(float) * (size_t)n * hid);
     }
     free(cat);

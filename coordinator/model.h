@@ -15,11 +15,11 @@
  * KV cache, its rows contiguous); attention is per sequence, everything else
  * runs on all rows at once. The routed experts run wherever the backend puts them.
  *
- * `exact` selects the row-independent kernels (core/gemm_rows.h): a row's
- * logits are then the same bits whatever else is in the batch. The engine uses
- * them for every decode and verification step (so speculation and batching
- * cannot change a greedy token) and OpenBLAS for a prompt's prefill, which
- * always runs as its own call. Routed experts are always row-independent. */
+ * Weights stay in the checkpoint's precision (core/linear.h) and every kernel
+ * is row-independent (core/matmul.h, coordinator/mla.h): a row's logits are
+ * the same bits whatever else is in the batch, whether it is computed in a
+ * prefill, a decode or a verify step, on any number of threads, on any SIMD
+ * path - so speculation and batching cannot change a greedy token. */
 #ifndef SPEX_MODEL_H
 #define SPEX_MODEL_H
 
@@ -65,7 +65,7 @@ typedef struct model {
     spex_config_t cfg;
     char *dir;
     tensor_store_t *ts;
-    float *embed;                 /* [vocab, hidden] */
+    linear_t embed;               /* model.embed_tokens [vocab, hidden], rows looked up */
     decoder_layer_t *layers;      /* [num_hidden_layers] */
     float *final_norm;            /* [hidden] */
     linear_t lm_head;             /* [vocab, hidden] */
@@ -73,6 +73,8 @@ typedef struct model {
     int n_mtp;
     rope_t rope;
     moe_backend_t *experts;       /* owned */
+    threadpool_t *pool;           /* owned; every kernel of this model runs on it */
+    exec_t ex;                    /* pool + SIMD path */
     model_timing_t timing;        /* accumulated by every forward */
 } model_t;
 
@@ -80,6 +82,9 @@ typedef struct model_options {
     bool load_mtp;                /* load MTP modules if the checkpoint has them */
     bool local_experts;           /* load routed experts in-process (world size 1) */
     int max_positions;            /* rope table size; 0 = max_position_embeddings */
+    int threads;                  /* 0 = threadpool_default_threads() */
+    const char *simd;             /* "auto" (NULL) | "avx512" | "avx2" | "portable" */
+    tensor_residency_t residency; /* weights in place (default) or copied; prefault */
     /* Called as loading proceeds (done of total steps: one per decoder layer,
      * plus one per MoE layer's routed experts); may be NULL. */
     void (*progress)(void *user, int done, int total);
@@ -101,13 +106,13 @@ int model_cache_layers(const model_t *m);
  * logits[count, vocab] for the rows with want[i] != 0 (want NULL = all rows;
  * logits NULL = none). */
 int model_forward(model_t *m, const int32_t *tokens, const mla_seq_t *seqs, int n_seqs, float *hidden_out,
-                  const uint8_t *want, float *logits, bool exact, spex_err_t *err);
+                  const uint8_t *want, float *logits, spex_err_t *err);
 
 /* MTP module `k` over a batch: row i combines hidden_in[i] (main model, after
  * model.norm, at position p) with the embedding of tokens[i] (the token at
  * p + 1); rows are appended to each sequence's MTP cache (layer L + k).
  * hidden_out[n, hidden] = after shared_head.norm (feeds a next MTP step). */
 int model_mtp_forward(model_t *m, int k, const int32_t *tokens, const float *hidden_in, const mla_seq_t *seqs,
-                      int n_seqs, float *hidden_out, const uint8_t *want, float *logits, bool exact, spex_err_t *err);
+                      int n_seqs, float *hidden_out, const uint8_t *want, float *logits, spex_err_t *err);
 
 #endif

@@ -33,7 +33,7 @@ int perplexity_run(model_t *m, const int32_t *tokens, long n, int ctx, ppl_progr
         int len = (int)(n - start < ctx ? n - start : ctx);
         kv_cache_reset(kv, 0, kv->n_layers);
         mla_seq_t seq = {kv, len};
-        if (model_forward(m, tokens + start, &seq, 1, NULL, NULL, logits, false, err)) goto done;
+        if (model_forward(m, tokens + start, &seq, 1, NULL, NULL, logits, err)) goto done;
         for (int i = 0; i + 1 < len; i++) out->nll += token_nll(logits + (size_t)i * V, V, tokens[start + i + 1]);
         out->predicted += len - 1;
         if (progress) progress(user, start + len, n);

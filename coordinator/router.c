@@ -97,10 +97,10 @@ static void select_row(const router_t *r, const float *s, float *b, int32_t *idx
     for (int k = 0; k < r->top_k; k++) w[k] = (norm ? w[k] / (sum + 1e-20f) : w[k]) * r->scale;
 }
 
-void router_select(const router_t *r, const float *x, int n, int32_t *idx, float *w, float *scratch, bool exact) {
+void router_select(const exec_t *ex, const router_t *r, const float *x, int n, int32_t *idx, float *w, float *scratch) {
     int E = r->n_experts;
     float *s = scratch, *b = scratch + (size_t)n * E;
-    linear_apply(&r->gate, x, s, n, exact);               /* s[n, E] = logits */
+    linear_apply(ex, &r->gate, x, s, n);               /* s[n, E] = logits */
     for (int i = 0; i < n; i++) {
         float *si = s + (size_t)i * E;
         if (r->scoring == SCORING_SOFTMAX) softmax_row(si, E);

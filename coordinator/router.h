@@ -31,6 +31,6 @@ void router_free(router_t *r);
 
 /* idx[n, top_k], w[n, top_k] for x[n, hidden]; idx of a row sorted by expert id.
  * scratch: 2 * n * n_experts floats. */
-void router_select(const router_t *r, const float *x, int n, int32_t *idx, float *w, float *scratch, bool exact);
+void router_select(const exec_t *ex, const router_t *r, const float *x, int n, int32_t *idx, float *w, float *scratch);
 
 #endif

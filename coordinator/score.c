@@ -14,9 +14,9 @@ static int run_rows(model_t *m, kv_cache_t *kv, int mtp_k, const int32_t *tokens
         mla_seq_t seq = {kv, step};
         int rc = mtp_k < 0
                      ? model_forward(m, tokens + i, &seq, 1, hidden_out + (size_t)i * hid, NULL,
-                                     logits + (size_t)i * V, decode, err)
+                                     logits + (size_t)i * V, err)
                      : model_mtp_forward(m, mtp_k, tokens + i, hidden_in + (size_t)i * hid, &seq, 1, NULL, NULL,
-                                         logits + (size_t)i * V, decode, err);
+                                         logits + (size_t)i * V, err);
         if (rc) return -1;
     }
     return 0;

@@ -1,4 +1,4 @@
-/* expert.c - see expert.h. Three GEMMs over the n rows routed here. */
+/* expert.c - see expert.h. Three products over the n rows routed here. */
 #include "expert.h"
 #include "kernels.h"
 
@@ -22,22 +22,16 @@ void expert_free(expert_t *e) {
     linear_free(&e->down);
 }
 
-void expert_forward(const expert_t *e, const float *x, float *y, int n, float *scratch) {
+void expert_forward(const exec_t *ex, const expert_t *e, const float *x, float *y, int n, float *scratch) {
     int inter = e->gate.out;
     float *g = scratch;                          /* [n, inter] */
     float *u = scratch + (size_t)n * inter;      /* [n, inter] */
-    linear_forward(&e->gate, x, g, n);
-    linear_forward(&e->up, x, u, n);
+    linear_apply(ex, &e->gate, x, g, n);
+    linear_apply(ex, &e->up, x, u, n);
     swiglu_inplace(u, g, (size_t)n * inter);
-    linear_forward(&e->down, u, y, n);
+    linear_apply(ex, &e->down, u, y, n);
 }
 
-void expert_forward_rows(const expert_t *e, const float *x, float *y, int n, float *scratch) {
-    int inter = e->gate.out;
-    float *g = scratch;                          /* [n, inter] */
-    float *u = scratch + (size_t)n * inter;      /* [n, inter] */
-    linear_forward_rows(&e->gate, x, g, n);
-    linear_forward_rows(&e->up, x, u, n);
-    swiglu_inplace(u, g, (size_t)n * inter);
-    linear_forward_rows(&e->down, u, y, n);
+uint64_t expert_bytes(const expert_t *e) {
+    return linear_bytes(&e->gate) + linear_bytes(&e->up) + linear_bytes(&e->down);
 }

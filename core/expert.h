@@ -2,7 +2,8 @@
  *
  * The same struct and function serve the dense layers, the shared experts and
  * the routed experts, on the coordinator and on worker ranks alike, so every
- * place that computes an expert computes it with the same bits. */
+ * place that computes an expert computes it with the same bits (core/matmul.h:
+ * a row's result does not depend on the rows computed with it). */
 #ifndef SPEX_EXPERT_H
 #define SPEX_EXPERT_H
 
@@ -18,16 +19,10 @@ typedef struct expert {
 int expert_load(expert_t *e, const tensor_store_t *ts, const char *prefix, int hidden, int inter, spex_err_t *err);
 void expert_free(expert_t *e);
 
-/* y[n, hidden] = expert(x[n, hidden]) through OpenBLAS. scratch: 2 * n * inter floats. */
-void expert_forward(const expert_t *e, const float *x, float *y, int n, float *scratch);
+/* y[n, hidden] = expert(x[n, hidden]). scratch: 2 * n * inter floats. */
+void expert_forward(const exec_t *ex, const expert_t *e, const float *x, float *y, int n, float *scratch);
 
-/* Same, row-independent to the bit (linear_forward_rows): for routed experts,
- * whose batches differ between placements. */
-void expert_forward_rows(const expert_t *e, const float *x, float *y, int n, float *scratch);
-
-static inline void expert_apply(const expert_t *e, const float *x, float *y, int n, float *scratch, bool exact) {
-    if (exact) expert_forward_rows(e, x, y, n, scratch);
-    else expert_forward(e, x, y, n, scratch);
-}
+/* Bytes of the three stored matrices. */
+uint64_t expert_bytes(const expert_t *e);
 
 #endif

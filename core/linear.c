@@ -1,34 +1,94 @@
-/* linear.c - see linear.h. */
+/* linear.c - see linear.h: turning a checkpoint tensor into a weight view. */
 #include "linear.h"
 
-#include <cblas.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
-#include "core/gemm_rows.h"
+static bool kernel_dtype(spex_dtype_t t) {
+    return t == DTYPE_F32 || t == DTYPE_BF16 || t == DTYPE_F16 || t == DTYPE_F8_E4M3;
+}
+
+/* Read one byte per page of [p, p + n) so the first forward does not fault. */
+static void prefault(const uint8_t *p, size_t n) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    volatile uint8_t sink = 0;
+    for (size_t i = 0; i < n; i += page) sink ^= p[i];
+    if (n) sink ^= p[n - 1];
+    (void)sink;
+}
+
+/* An anonymous, 64-byte aligned copy of the tensor's bytes; the mapped pages
+ * it was read from are dropped from this process (they stay in the page cache). */
+static void *copy_out(const st_tensor_t *t) {
+    void *q = NULL;
+    size_t bytes = (t->nbytes + 63) / 64 * 64;
+    if (posix_memalign(&q, 64, bytes ? bytes : 64)) return NULL;
+    if (bytes >= (2u << 20)) madvise(q, bytes, MADV_HUGEPAGE);
+    memcpy(q, t->data, t->nbytes);
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)t->data + page - 1) & ~(uintptr_t)(page - 1);
+    uintptr_t b = ((uintptr_t)t->data + t->nbytes) & ~(uintptr_t)(page - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+    return q;
+}
+
+static int view_fp8(linear_t *l, const tensor_store_t *ts, const st_tensor_t *t, spex_err_t *err) {
+    int block[2];
+    tensor_store_fp8_block(ts, block);
+    if (block[1] % 16)
+        return spex_fail(err, "tensor '%s': FP8 block width %d is not a multiple of 16, which the kernels need",
+                         t->name, block[1]);
+    if (!(l->owned_scale = tensor_store_fp8_scales(ts, t, err))) return -1;
+    l->w.scale = l->owned_scale;
+    l->w.b0 = block[0];
+    l->w.b1 = block[1];
+    l->w.scale_cols = (l->in + block[1] - 1) / block[1];
+    return 0;
+}
 
 int linear_load(linear_t *l, const tensor_store_t *ts, const char *name, int out, int in, spex_err_t *err) {
-    int64_t shape[2] = {out, in};
+    memset(l, 0, sizeof *l);
     l->out = out;
     l->in = in;
-    l->w = tensor_store_load_f32_alloc(ts, name, 2, shape, err);
-    return l->w ? 0 : -1;
+    const st_tensor_t *t = tensor_store_find(ts, name);
+    if (!t) return spex_fail(err, "%s: missing tensor '%s'", tensor_store_origin(ts), name);
+    int64_t shape[2] = {out, in};
+    if (tensor_store_check_shape(ts, t, 2, shape, err)) return -1;
+    if (!kernel_dtype(t->dtype))
+        return spex_fail(err, "tensor '%s' in %s has dtype %s; a weight must be F32, BF16, F16 or F8_E4M3", name,
+                         tensor_store_file_path(ts, t->file), dtype_name(t->dtype));
+    l->w = (wview_t){.dtype = t->dtype, .out = out, .in = in, .data = t->data};
+    if (t->dtype == DTYPE_F8_E4M3 && view_fp8(l, ts, t, err)) {
+        linear_free(l);
+        return -1;
+    }
+    tensor_residency_t r = tensor_store_residency(ts);
+    if (r.copy) {
+        if (!(l->owned = copy_out(t))) {
+            linear_free(l);
+            return spex_fail(err, "out of memory for tensor '%s' (%zu bytes)", name, t->nbytes);
+        }
+        l->w.data = l->owned;
+    } else if (r.prefault) {
+        prefault(t->data, t->nbytes);
+    }
+    return 0;
 }
 
 void linear_free(linear_t *l) {
     if (!l) return;
-    free(l->w);
-    l->w = NULL;
+    free(l->owned);
+    free(l->owned_scale);
+    l->owned = NULL;
+    l->owned_scale = NULL;
+    l->w.data = NULL;
 }
 
-void linear_forward(const linear_t *l, const float *x, float *y, int n) {
-    if (n <= 0) return;
-    /* y[n,out] = x[n,in] * W^T[in,out] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f,
-                y, l->out);
-}
-
-void linear_forward_rows(const linear_t *l, const float *x, float *y, int n) {
-    gemm_rows(x, l->w, y, n, l->out, l->in);
+linear_t linear_borrow_f32(const float *w, int out, int in) {
+    linear_t l = {.out = out, .in = in, .w = {.dtype = DTYPE_F32, .out = out, .in = in, .data = w}};
+    return l;
 }
 
 float *vector_load(const tensor_store_t *ts, const char *name, int d, spex_err_t *err) {

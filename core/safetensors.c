@@ -37,6 +37,7 @@ struct tensor_store {
     st_tensor_t *tensors;  /* sorted by name once every file is parsed */
     size_t count, cap;
     int fp8_block[2];
+    tensor_residency_t residency;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -495,6 +496,10 @@ uint64_t tensor_store_file_size(const tensor_store_t *ts, int file) {
 
 const char *tensor_store_origin(const tensor_store_t *ts) { return ts->origin; }
 
+void tensor_store_set_residency(tensor_store_t *ts, tensor_residency_t r) { ts->residency = r; }
+
+tensor_residency_t tensor_store_residency(const tensor_store_t *ts) { return ts->residency; }
+
 void tensor_store_fp8_block(const tensor_store_t *ts, int block[2]) {
     block[0] = ts->fp8_block[0];
     block[1] = ts->fp8_block[1];
@@ -502,8 +507,8 @@ void tensor_store_fp8_block(const tensor_store_t *ts, int block[2]) {
 
 /* ---------------------------------------------------------------- loading */
 
-static int check_shape(const tensor_store_t *ts, const st_tensor_t *t, int ndim, const int64_t *shape,
-                       spex_err_t *err) {
+int tensor_store_check_shape(const tensor_store_t *ts, const st_tensor_t *t, int ndim, const int64_t *shape,
+                             spex_err_t *err) {
     if (!shape) return 0;
     bool ok = t->ndim == ndim;
     for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
@@ -514,7 +519,7 @@ static int check_shape(const tensor_store_t *ts, const st_tensor_t *t, int ndim,
 }
 
 /* The F32 block scales of FP8 tensor t: [ceil(rows/B0), ceil(cols/B1)] floats, malloc'ed. */
-static float *load_scales(const tensor_store_t *ts, const st_tensor_t *t, spex_err_t *err) {
+float *tensor_store_fp8_scales(const tensor_store_t *ts, const st_tensor_t *t, spex_err_t *err) {
     const char *fpath = ts->files[t->file].path;
     char sname[512];
     if ((size_t)snprintf(sname, sizeof sname, "%s_scale_inv", t->name) >= sizeof sname) {
@@ -528,7 +533,7 @@ static float *load_scales(const tensor_store_t *ts, const st_tensor_t *t, spex_e
     }
     int64_t want[2] = {(t->shape[0] + ts->fp8_block[0] - 1) / ts->fp8_block[0],
                        (t->shape[1] + ts->fp8_block[1] - 1) / ts->fp8_block[1]};
-    if (check_shape(ts, s, 2, want, err)) {
+    if (tensor_store_check_shape(ts, s, 2, want, err)) {
         spex_err_prefix(err, "scale of '%s' (blocks of %dx%d): ", t->name, ts->fp8_block[0], ts->fp8_block[1]);
         return NULL;
     }
@@ -548,7 +553,7 @@ static int dequant_fp8(const tensor_store_t *ts, const st_tensor_t *t, float *ds
     if (t->ndim != 2)
         return spex_fail(err, "%s: tensor '%s' is F8_E4M3 with %d dims; block scales need exactly 2",
                          ts->files[t->file].path, t->name, t->ndim);
-    float *sc = load_scales(ts, t, err);
+    float *sc = tensor_store_fp8_scales(ts, t, err);
     if (!sc) return -1;
     size_t rows = (size_t)t->shape[0], cols = (size_t)t->shape[1];
     size_t b0 = (size_t)ts->fp8_block[0], b1 = (size_t)ts->fp8_block[1], sc_cols = (cols + b1 - 1) / b1;
@@ -568,7 +573,7 @@ int tensor_store_load_f32(const tensor_store_t *ts, const char *name, int ndim, 
                           spex_err_t *err) {
     const st_tensor_t *t = tensor_store_find(ts, name);
     if (!t) return spex_fail(err, "%s: missing tensor '%s'", ts->origin, name);
-    if (check_shape(ts, t, ndim, shape, err)) return -1;
+    if (tensor_store_check_shape(ts, t, ndim, shape, err)) return -1;
     if (t->dtype == DTYPE_F8_E4M3) return dequant_fp8(ts, t, dst, err);
     if (dtype_to_f32(t->dtype, t->data, dst, (size_t)t->numel))
         return spex_fail(err, "tensor '%s' in %s has dtype %s, which cannot be loaded as f32", name,

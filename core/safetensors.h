@@ -15,6 +15,7 @@
 #ifndef SPEX_SAFETENSORS_H
 #define SPEX_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "dtype.h"
@@ -42,6 +43,16 @@ tensor_store_t *tensor_store_open(const char *dir, const int fp8_block[2], spex_
 tensor_store_t *tensor_store_open_file(const char *path, const int fp8_block[2], spex_err_t *err);
 void tensor_store_free(tensor_store_t *ts);
 
+/* How weights loaded from this store are held (core/linear.h): `copy` puts
+ * each in anonymous memory (transparent huge pages) instead of using the file
+ * mapping in place; `prefault` touches every mapped page at load so the first
+ * tokens are not page-fault bound. Default: in place, not prefaulted. */
+typedef struct tensor_residency {
+    bool copy, prefault;
+} tensor_residency_t;
+void tensor_store_set_residency(tensor_store_t *ts, tensor_residency_t r);
+tensor_residency_t tensor_store_residency(const tensor_store_t *ts);
+
 /* Lookup; NULL if absent. */
 const st_tensor_t *tensor_store_find(const tensor_store_t *ts, const char *name);
 /* Number of tensors and i-th tensor (in sorted-name order). */
@@ -63,6 +74,16 @@ void tensor_store_fp8_block(const tensor_store_t *ts, int block[2]);
  * the wrong shape). shape == NULL skips the shape check (tools). */
 int tensor_store_load_f32(const tensor_store_t *ts, const char *name, int ndim, const int64_t *shape,
                           float *dst, spex_err_t *err);
+
+/* 0 if t has exactly `ndim` dims equal to `shape`, else an error naming the
+ * file, tensor and both shapes (shape NULL: no check). */
+int tensor_store_check_shape(const tensor_store_t *ts, const st_tensor_t *t, int ndim, const int64_t *shape,
+                             spex_err_t *err);
+
+/* The F32 block scales of 2-D F8_E4M3 tensor t (its `<name>_scale_inv`,
+ * [ceil(rows/B0), ceil(cols/B1)]), malloc'ed; NULL with a message naming the
+ * tensor when missing or misshapen. */
+float *tensor_store_fp8_scales(const tensor_store_t *ts, const st_tensor_t *t, spex_err_t *err);
 
 /* Same, allocating: returns malloc'ed float[numel] or NULL on error. */
 float *tensor_store_load_f32_alloc(const tensor_store_t *ts, const char *name, int ndim,

@@ -7,7 +7,7 @@
 #include <sys/resource.h>
 
 #include "core/config.h"
-#include "core/expert_group.h"
+#include "core/expert_shard.h"
 #include "core/log.h"
 #include "core/model_id.h"
 #include "core/safetensors.h"
@@ -21,10 +21,11 @@ struct worker {
     tensor_store_t *ts;
     uint64_t model_id;
     int n_layers, n_experts, hidden;
-    expert_t **experts;      /* [n_layers * n_experts]: hosted ones, else NULL */
-    int *hosted;             /* [n_experts] expert ids loaded (ascending) */
-    int n_hosted;
-    uint64_t weight_bytes;
+    expert_shard_t *shard;   /* the hosted experts (NULL before a hello) */
+    threadpool_t *pool;      /* threads for the experts */
+    exec_t ex;
+    float *y;                /* combine vectors, grown on demand */
+    size_t y_cap;            /* floats */
     bool in_session;
     codec_t dcodec, ccodec;
     char dname[64], cname[64];
@@ -38,7 +39,7 @@ struct worker {
 
 /* ------------------------------------------------------------ lifetime */
 
-worker_t *worker_create(const char *dir, int rank, spex_err_t *err) {
+worker_t *worker_create(const char *dir, int rank, int threads, spex_err_t *err) {
     worker_t *w = calloc(1, sizeof *w);
     char path[4096];
     if (!w) { spex_fail(err, "rank %d: out of memory", rank); return NULL; }
@@ -52,12 +53,12 @@ worker_t *worker_create(const char *dir, int rank, spex_err_t *err) {
     w->n_layers = w->cfg.num_hidden_layers + w->cfg.num_nextn_predict_layers;
     w->n_experts = w->cfg.n_routed_experts;
     w->hidden = w->cfg.hidden_size;
-    w->experts = calloc((size_t)w->n_layers * (w->n_experts > 0 ? w->n_experts : 1), sizeof *w->experts);
-    w->hosted = calloc((size_t)(w->n_experts > 0 ? w->n_experts : 1), sizeof *w->hosted);
-    if (!w->dir || !w->experts || !w->hosted || !(w->ctx = codec_ctx_create(err))) {
+    if (!w->dir || !(w->ctx = codec_ctx_create(err))) {
         spex_fail(err, "out of memory");
         goto fail;
     }
+    if (!(w->pool = threadpool_create(threads > 0 ? threads : threadpool_default_threads(), err))) goto fail;
+    w->ex = (exec_t){w->pool, simd_detect(), -1};
     spex__stats__init(&w->st);
     return w;
 fail:
@@ -79,22 +80,23 @@ worker_t *worker_create_refusing(int rank, const char *reason, spex_err_t *err) 
 }
 
 static void unload_experts(worker_t *w) {
-    if (!w->experts) return;
-    for (size_t i = 0; i < (size_t)w->n_layers * w->n_experts; i++)
-        if (w->experts[i]) {
-            expert_free(w->experts[i]);
-            free(w->experts[i]);
-            w->experts[i] = NULL;
-        }
-    w->n_hosted = 0;
-    w->weight_bytes = 0;
+    expert_shard_free(w->shard);
+    w->shard = NULL;
+}
+
+static uint64_t weight_bytes(const worker_t *w) { return w->shard ? expert_shard_bytes(w->shard) : 0; }
+
+static int n_hosted(const worker_t *w) {
+    int n = 0;
+    if (w->shard) expert_shard_ids(w->shard, &n);
+    return n;
 }
 
 void worker_free(worker_t *w) {
     if (!w) return;
-    if (w->experts) unload_experts(w);
-    free(w->experts);
-    free(w->hosted);
+    unload_experts(w);
+    threadpool_free(w->pool);
+    free(w->y);
     codec_ctx_free(w->ctx);
     tensor_store_free(w->ts);
     free(w->dir);
@@ -136,36 +138,21 @@ static int reply_error(worker_t *w, uint64_t step, const char *msg, uint8_t **re
 /* ------------------------------------------------------------ hello */
 
 static int load_experts(worker_t *w, const uint32_t *ids, size_t n, spex_err_t *err) {
-    bool same = n == (size_t)w->n_hosted && w->weight_bytes > 0;
-    for (size_t i = 0; same && i < n; i++) same = w->hosted[i] == (int)ids[i];
-    if (same) return 0;   /* a new session over the same shard: keep the weights */
+    if (w->shard) {
+        int have;
+        const int *cur = expert_shard_ids(w->shard, &have);
+        bool same = (size_t)have == n;
+        for (size_t i = 0; same && i < n; i++) same = cur[i] == (int)ids[i];
+        if (same) return 0;   /* a new session over the same shard: keep the weights */
+    }
     unload_experts(w);
-    int total = 0, done = 0;
-    for (int l = 0; l < w->n_layers; l++) total += config_layer_is_moe(&w->cfg, l) ? (int)n : 0;
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] >= (uint32_t)w->n_experts || (i > 0 && ids[i] <= ids[i - 1]))
-            return spex_fail(err, "hello: expert list must be ascending ids below %d (entry %zu is %u)",
-                             w->n_experts, i, ids[i]);
-        w->hosted[w->n_hosted++] = (int)ids[i];
-    }
-    for (int l = 0; l < w->n_layers; l++) {
-        if (!config_layer_is_moe(&w->cfg, l)) continue;
-        for (size_t i = 0; i < n; i++) {
-            char prefix[256];
-            expert_t *e = calloc(1, sizeof *e);
-            if (!e) return spex_fail(err, "out of memory loading experts");
-            snprintf(prefix, sizeof prefix, "model.layers.%d.mlp.experts.%u", l, ids[i]);
-            if (expert_load(e, w->ts, prefix, w->hidden, w->cfg.moe_intermediate_size, err)) {
-                expert_free(e);
-                free(e);
-                return -1;
-            }
-            w->experts[(size_t)l * w->n_experts + ids[i]] = e;
-            w->weight_bytes += 3ull * (uint64_t)w->hidden * (uint64_t)w->cfg.moe_intermediate_size * sizeof(float);
-            if (w->progress && (++done % 4 == 0 || done == total)) w->progress(w->progress_user, done, total);
-        }
-    }
-    return 0;
+    int *list = malloc(sizeof(int) * (n ? n : 1));
+    if (!list) return spex_fail(err, "out of memory loading experts");
+    for (size_t i = 0; i < n; i++) list[i] = ids[i] < (uint32_t)w->n_experts ? (int)ids[i] : -1;
+    w->shard = expert_shard_create(&w->cfg, w->ts, list, (int)n, w->progress, w->progress_user, err);
+    free(list);
+    if (!w->shard) spex_err_prefix(err, "hello: ");
+    return w->shard ? 0 : -1;
 }
 
 /* Why a hello cannot be accepted, or NULL. */
@@ -208,10 +195,10 @@ static int on_hello(worker_t *w, const Spex__Header *h, uint8_t **reply, size_t 
         codec_name(&w->dcodec, w->dname, sizeof w->dname);
         codec_name(&w->ccodec, w->cname, sizeof w->cname);
         spex__stats__init(&w->st);
-        w->st.weight_bytes = w->weight_bytes;
+        w->st.weight_bytes = weight_bytes(w);
     }
-    ack.experts_loaded = (uint32_t)w->n_hosted;
-    ack.weight_bytes = w->weight_bytes;
+    ack.experts_loaded = (uint32_t)n_hosted(w);
+    ack.weight_bytes = weight_bytes(w);
     out.step = h->step;
     out.body_case = SPEX__HEADER__BODY_HELLO_ACK;
     out.hello_ack = &ack;
@@ -219,31 +206,6 @@ static int on_hello(worker_t *w, const Spex__Header *h, uint8_t **reply, size_t 
 }
 
 /* ------------------------------------------------------------ dispatch */
-
-/* Padded routing of a dispatch: idx/w [rows, kmax] with -1 for empty slots.
- * Checks that every expert is hosted here and ascending within its row. */
-static int dispatch_routing(const worker_t *w, int layer, const Spex__Dispatch *d, int kmax, int32_t *idx, float *wt,
-                            spex_err_t *err) {
-    size_t p = 0;
-    for (uint32_t i = 0; i < d->rows; i++) {
-        for (int j = 0; j < kmax; j++) {
-            int32_t e = -1;
-            float g = 0.0f;
-            if ((uint32_t)j < d->counts[i]) {
-                uint32_t id = d->experts[p];
-                if (id >= (uint32_t)w->n_experts || !w->experts[(size_t)layer * w->n_experts + id])
-                    return spex_fail(err, "dispatch (layer %d, row %u): expert %u is not hosted here", layer, i, id);
-                if (j > 0 && (int32_t)id <= idx[(size_t)i * kmax + j - 1])
-                    return spex_fail(err, "dispatch (layer %d, row %u): experts not ascending", layer, i);
-                e = (int32_t)id;
-                g = d->weights[p++];
-            }
-            idx[(size_t)i * kmax + j] = e;
-            wt[(size_t)i * kmax + j] = g;
-        }
-    }
-    return 0;
-}
 
 static int dispatch_check(const worker_t *w, const Spex__Dispatch *d, spex_err_t *err) {
     if (!w->in_session || w->refusal) return spex_fail(err, "dispatch outside a session (no hello)");
@@ -256,57 +218,49 @@ static int dispatch_check(const worker_t *w, const Spex__Dispatch *d, spex_err_t
     return 0;
 }
 
-/* Combine vectors in dispatch order: compact each[rows*kmax] to the sum(counts) real slots. */
-static size_t compact_each(float *each, const Spex__Dispatch *d, int kmax, int hidden) {
-    size_t v = 0;
-    for (uint32_t i = 0; i < d->rows; i++)
-        for (uint32_t j = 0; j < d->counts[i]; j++, v++)
-            if (v != (size_t)i * kmax + j)
-                memmove(each + v * hidden, each + ((size_t)i * kmax + j) * hidden, sizeof(float) * hidden);
-    return v;
+static float *combine_buf(worker_t *w, size_t floats) {
+    if (floats <= w->y_cap && w->y) return w->y;
+    float *q = realloc(w->y, (floats ? floats : 1) * sizeof(float));
+    if (!q) return NULL;
+    w->y = q;
+    w->y_cap = floats;
+    return q;
 }
 
-typedef struct dispatch_buf {
-    float *x, *y, *wt;
-    int32_t *idx;
-    uint8_t *enc;
-} dispatch_buf_t;
-
-static void dispatch_buf_free(dispatch_buf_t *b) {
-    free(b->x);
-    free(b->y);
-    free(b->wt);
-    free(b->idx);
-    free(b->enc);
-}
-
+/* Decode the rows, run the shard on the wire's CSR routing as it arrived,
+ * encode the answer straight from the shard's output. */
 static int run_dispatch(worker_t *w, const Spex__Header *h, const uint8_t *pl, size_t plen, uint8_t **reply,
                         size_t *reply_len, spex_err_t *err) {
     const Spex__Dispatch *d = h->dispatch;
-    int rows = (int)d->rows, hid = w->hidden, layer = (int)d->layer, kmax = 0;
-    for (int i = 0; i < rows; i++) kmax = (int)d->counts[i] > kmax ? (int)d->counts[i] : kmax;
+    int rows = (int)d->rows, hid = w->hidden, layer = (int)d->layer;
     bool each = d->combine == SPEX__COMBINE_MODE__COMBINE_EXPERT;
-    size_t slots = (size_t)rows * (kmax ? kmax : 1), nvec = each ? slots : (size_t)rows;
-    dispatch_buf_t b = {malloc(sizeof(float) * (size_t)rows * hid + 1), calloc(nvec * hid + 1, sizeof(float)),
-                        malloc(sizeof(float) * slots), malloc(sizeof(int32_t) * slots), NULL};
+    expert_rows_t r = {.n = rows, .counts = d->counts, .experts = d->experts, .weights = d->weights};
+    size_t pairs = 0;
+    if (d->n_counts != d->rows) return spex_fail(err, "dispatch: %zu row counts for %u rows", d->n_counts, d->rows);
+    pairs = expert_rows_pairs(&r);
+    if (d->n_experts != pairs || d->n_weights != pairs)
+        return spex_fail(err, "dispatch: %zu experts and %zu weights for %zu routed pairs", d->n_experts,
+                         d->n_weights, pairs);
+    size_t nvec = each ? pairs : (size_t)rows;
+    float *x = combine_buf(w, ((size_t)rows + nvec) * hid), *y = x ? x + (size_t)rows * hid : NULL;
+    uint8_t *enc = NULL;
     Spex__Header out = SPEX__HEADER__INIT;
     Spex__Combine c = SPEX__COMBINE__INIT;
     int rc = -1;
     double t0 = link_now(), t1, t2;
-    if (!b.x || !b.y || !b.wt || !b.idx) { spex_fail(err, "out of memory for %d rows", rows); goto done; }
-    if (codec_decode(&w->dcodec, pl, plen, rows, hid, b.x, w->ctx, err) ||
-        dispatch_routing(w, layer, d, kmax, b.idx, b.wt, err))
-        goto done;
+    if (!x) return spex_fail(err, "out of memory for %d rows", rows);
+    r.x = x;
+    if (codec_decode(&w->dcodec, pl, plen, rows, hid, x, w->ctx, err)) goto done;
     t1 = link_now();
-    expert_t **ex = w->experts + (size_t)layer * w->n_experts;
-    if ((each ? expert_group_apply_each : expert_group_apply)(ex, w->n_experts, b.x, rows, hid, kmax, b.idx, b.wt,
-                                                              b.y, NULL, err))
+    if (!w->shard) { spex_fail(err, "dispatch before any expert is loaded"); goto done; }
+    if (expert_shard_apply(w->shard, &w->ex, layer, &r, !each, y, NULL, err)) {
+        spex_err_prefix(err, "dispatch ");
         goto done;
-    if (each) nvec = compact_each(b.y, d, kmax, hid);
+    }
     t2 = link_now();
     size_t cap = codec_max_encoded(&w->ccodec, (int)nvec, hid), len = 0;
-    if (!(b.enc = malloc(cap + 1))) { spex_fail(err, "out of memory"); goto done; }
-    if (codec_encode(&w->ccodec, b.y, (int)nvec, hid, b.enc, cap, &len, w->ctx, err)) goto done;
+    if (!(enc = malloc(cap + 1))) { spex_fail(err, "out of memory"); goto done; }
+    if (codec_encode(&w->ccodec, y, (int)nvec, hid, enc, cap, &len, w->ctx, err)) goto done;
     c.layer = d->layer;
     c.vectors = (uint32_t)nvec;
     c.codec = w->cname;
@@ -317,9 +271,9 @@ static int run_dispatch(worker_t *w, const Spex__Header *h, const uint8_t *pl, s
     out.body_case = SPEX__HEADER__BODY_COMBINE;
     out.combine = &c;
     w->st.busy_seconds += link_now() - t0;
-    rc = reply_frame(&out, b.enc, len, reply, reply_len, err);
+    rc = reply_frame(&out, enc, len, reply, reply_len, err);
 done:
-    dispatch_buf_free(&b);
+    free(enc);
     return rc;
 }
 

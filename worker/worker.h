@@ -25,8 +25,9 @@
 
 typedef struct worker worker_t;
 
-/* Open the checkpoint in `dir` (config.json + safetensors headers; no weights yet). */
-worker_t *worker_create(const char *dir, int rank, spex_err_t *err);
+/* Open the checkpoint in `dir` (config.json + safetensors headers; no weights
+ * yet). threads: for the experts (0 = this rank's share of the node's cores). */
+worker_t *worker_create(const char *dir, int rank, int threads, spex_err_t *err);
 
 /* A worker without a model that refuses every hello with `reason` (a rank
  * whose --model is missing or unreadable still takes part in the shutdown). */

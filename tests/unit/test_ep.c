@@ -63,7 +63,7 @@ static model_t *ep_model(const char *fixture, placement_t *pl, const ep_options_
     workers_t *ws = calloc(1, sizeof *ws);
     ws->world = pl->world;
     ws->silent_rank = silent;
-    for (int r = 1; r < pl->world; r++) cr_assert((ws->w[r] = worker_create(wdir, r, err)), "%s", err->msg);
+    for (int r = 1; r < pl->world; r++) cr_assert((ws->w[r] = worker_create(wdir, r, 1, err)), "%s", err->msg);
     uint64_t id;
     cr_assert_eq(model_identity(dir, m->ts, &id, err), 0);
     link_t *l = link_loop_create(pl->world, handle, ws, err);
@@ -250,7 +250,7 @@ Test(ep, worker_answers_bad_requests_with_errors) {
     char dir[1024];
     spex_err_t err = {{0}};
     model_dir(dir, sizeof dir, "tiny-f32");
-    worker_t *w = worker_create(dir, 2, &err);
+    worker_t *w = worker_create(dir, 2, 1, &err);
     cr_assert(w, "%s", err.msg);
     uint8_t junk[32] = {9, 9, 9};
     wire_header_t *h = reply_of(w, junk, sizeof junk);

@@ -96,14 +96,14 @@ static void check_greedy(const char *fixture) {
     uint8_t *want = calloc((size_t)g.n, 1);
     want[g.n - 1] = 1;
     mla_seq_t seq = {kv, g.n};
-    cr_assert_eq(model_forward(m, g.tokens, &seq, 1, NULL, want, logits, false, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_forward(m, g.tokens, &seq, 1, NULL, want, logits, &err), 0, "%s", err.msg);
     memcpy(steps_l, logits, sizeof(float) * V);
     for (int s = 0; s < steps; s++) {
         int32_t next = argmax(steps_l + (size_t)s * V, V);
         cr_assert_eq(next, cJSON_GetArrayItem(gen, s)->valueint, "%s: step %d generated %d", fixture, s, next);
         if (s + 1 == steps) break;
         mla_seq_t one = {kv, 1};
-        cr_assert_eq(model_forward(m, &next, &one, 1, NULL, NULL, steps_l + (size_t)(s + 1) * V, true, &err), 0, "%s",
+        cr_assert_eq(model_forward(m, &next, &one, 1, NULL, NULL, steps_l + (size_t)(s + 1) * V, &err), 0, "%s",
                      err.msg);
     }
     double d = rows_diff(steps_l, ref, steps, V);

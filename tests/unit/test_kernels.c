@@ -14,17 +14,16 @@
  *    exp, and the f32 sum of n positive terms adds <= n u.
  *  - axpy: |err| <= 2 u (|y| + |a x|): one product, one sum.
  *  - argmax: exact (ties -> lowest index).
- *  - linear_forward / linear_forward_rows: |err_j| <= 8 sqrt(K) u sum_k |x_k w_jk|.
+ *  - linear_apply: |err_j| <= 8 sqrt(K) u sum_k |x_k w_jk|.
  *    Rounding errors of an f32 dot product of length K grow like sqrt(K) u times the
  *    sum of |terms| (Higham, "Accuracy and Stability", sec. 3.1/3.5, probabilistic
  *    bound); factor 8 is margin. Dropping or duplicating one of K terms errs by
  *    ~ sum/K on average, which this bound detects for every K tested. Integer-valued
  *    inputs (exact in f32) must give exact results.
- *  - expert_forward(_rows): the linear bound propagated through silu (slope <= 1.1)
+ *  - expert_forward: the linear bound propagated through silu (slope <= 1.1)
  *    and the product, element by element (see ref_expert_row()).
- *  - expert_group_apply: the expert bound times |weight| summed over a row's
- *    experts, plus 2 u per axpy; and the ascending-expert-order claim checked bit
- *    for bit in a case where the order of the f32 additions changes the result. */
+ * The stored-precision kernels themselves (dtypes, SIMD paths, threads) are
+ * tested in test_matmul.c, the routed-expert shard in test_expert_shard.c. */
 #include <criterion/criterion.h>
 #include <float.h>
 #include <math.h>
@@ -34,12 +33,19 @@
 #include <string.h>
 
 #include "core/expert.h"
-#include "core/expert_group.h"
 #include "core/kernels.h"
 #include "core/linear.h"
 #include "testutil.h"
 
 #define U 0x1.0p-24
+
+/* A 1-thread exec on the widest SIMD path (matmul.h: every path gives the same bits). */
+static exec_t exec1(threadpool_t **pool) {
+    spex_err_t err = {0};
+    *pool = threadpool_create(1, &err);
+    cr_assert_not_null(*pool, "%s", err.msg);
+    return (exec_t){*pool, simd_detect(), -1};
+}
 
 static float *fmalloc(size_t n) {
     float *p = malloc(sizeof(float) * (n ? n : 1));
@@ -277,29 +283,29 @@ static void ref_linear(const float *x, const float *w, int n, int out, int in, d
 static double dot_tol(int K) { return 8.0 * sqrt((double)K) * U; }
 
 static void check_linear(int n, int out, int in, unsigned seed) {
-    linear_t l = {.out = out, .in = in, .w = fmalloc((size_t)out * in)};
-    float *x = fmalloc((size_t)n * in), *y = fmalloc((size_t)n * out), *yr = fmalloc((size_t)n * out);
+    threadpool_t *pool;
+    exec_t ex = exec1(&pool);
+    float *w = fmalloc((size_t)out * in);
+    linear_t l = linear_borrow_f32(w, out, in);
+    float *x = fmalloc((size_t)n * in), *y = fmalloc((size_t)n * out);
     double *ref = malloc(sizeof(double) * (size_t)n * out), *mag = malloc(sizeof(double) * (size_t)n * out);
-    test_fill_random(l.w, (size_t)out * in, seed, 1.0f);
+    test_fill_random(w, (size_t)out * in, seed, 1.0f);
     test_fill_random(x, (size_t)n * in, seed + 7, 1.0f);
-    ref_linear(x, l.w, n, out, in, ref, mag);
-    linear_forward(&l, x, y, n);
-    linear_forward_rows(&l, x, yr, n);
+    ref_linear(x, w, n, out, in, ref, mag);
+    linear_apply(&ex, &l, x, y, n);
     double tol = dot_tol(in);
-    for (size_t i = 0; i < (size_t)n * out; i++) {
-        cr_assert(fabs(y[i] - ref[i]) <= tol * mag[i], "linear_forward n=%d out=%d in=%d [%zu]: got %.9g want %.9g", n,
+    for (size_t i = 0; i < (size_t)n * out; i++)
+        cr_assert(fabs(y[i] - ref[i]) <= tol * mag[i], "linear_apply n=%d out=%d in=%d [%zu]: got %.9g want %.9g", n,
                   out, in, i, y[i], ref[i]);
-        cr_assert(fabs(yr[i] - ref[i]) <= tol * mag[i],
-                  "linear_forward_rows n=%d out=%d in=%d [%zu]: got %.9g want %.9g", n, out, in, i, yr[i], ref[i]);
-    }
-    /* linear_forward_rows: each row alone gives the same bits as in the batch. */
+    /* each row alone gives the same bits as in the batch */
     float *one = fmalloc(out);
     for (int i = 0; i < n; i++) {
-        linear_forward_rows(&l, x + (size_t)i * in, one, 1);
-        cr_assert_eq(memcmp(one, yr + (size_t)i * out, sizeof(float) * out), 0,
-                     "linear_forward_rows row %d of %d differs alone vs in batch (out=%d in=%d)", i, n, out, in);
+        linear_apply(&ex, &l, x + (size_t)i * in, one, 1);
+        cr_assert_eq(memcmp(one, y + (size_t)i * out, sizeof(float) * out), 0,
+                     "linear_apply row %d of %d differs alone vs in batch (out=%d in=%d)", i, n, out, in);
     }
-    free(one), free(l.w), free(x), free(y), free(yr), free(ref), free(mag);
+    free(one), free(w), free(x), free(y), free(ref), free(mag);
+    threadpool_free(pool);
 }
 
 Test(linear, forward_vs_naive_triple_loop) {
@@ -317,35 +323,40 @@ Test(linear, integer_inputs_exact_and_layout) {
     /* Small integers: every product and partial sum is exact in f32, so the result
      * must be exact; W is [out, in] row-major and y = x W^T (not x W). */
     enum { N = 3, OUT = 5, IN = 4 };
-    linear_t l = {.out = OUT, .in = IN, .w = fmalloc(OUT * IN)};
-    float x[N * IN], y[N * OUT], yr[N * OUT];
+    threadpool_t *pool;
+    exec_t ex = exec1(&pool);
+    float w[OUT * IN], x[N * IN], y[N * OUT];
     for (int j = 0; j < OUT; j++)
-        for (int k = 0; k < IN; k++) l.w[j * IN + k] = (float)(10 * j + k - 17);
+        for (int k = 0; k < IN; k++) w[j * IN + k] = (float)(10 * j + k - 17);
     for (int i = 0; i < N * IN; i++) x[i] = (float)((i * 7) % 11 - 5);
-    linear_forward(&l, x, y, N);
-    linear_forward_rows(&l, x, yr, N);
+    linear_t l = linear_borrow_f32(w, OUT, IN);
+    linear_apply(&ex, &l, x, y, N);
     for (int i = 0; i < N; i++)
         for (int j = 0; j < OUT; j++) {
             long s = 0;
-            for (int k = 0; k < IN; k++) s += (long)x[i * IN + k] * (long)l.w[j * IN + k];
+            for (int k = 0; k < IN; k++) s += (long)x[i * IN + k] * (long)w[j * IN + k];
             cr_assert_eq(y[i * OUT + j], (float)s, "y[%d,%d] = %g, want %ld", i, j, y[i * OUT + j], s);
-            cr_assert_eq(yr[i * OUT + j], (float)s, "rows y[%d,%d] = %g, want %ld", i, j, yr[i * OUT + j], s);
         }
-    free(l.w);
+    threadpool_free(pool);
 }
 
 /* ------------------------------------------------------------------ expert */
 
+/* An expert over f32 weights owned by the test (free with free_expert). */
 static expert_t make_expert(int hidden, int inter, unsigned seed, float scale) {
-    expert_t e = {
-        .gate = {.out = inter, .in = hidden, .w = fmalloc((size_t)inter * hidden)},
-        .up = {.out = inter, .in = hidden, .w = fmalloc((size_t)inter * hidden)},
-        .down = {.out = hidden, .in = inter, .w = fmalloc((size_t)hidden * inter)},
-    };
-    test_fill_random(e.gate.w, (size_t)inter * hidden, seed, scale / sqrtf((float)hidden) * 1.7f);
-    test_fill_random(e.up.w, (size_t)inter * hidden, seed + 1, scale / sqrtf((float)hidden) * 1.7f);
-    test_fill_random(e.down.w, (size_t)hidden * inter, seed + 2, scale / sqrtf((float)inter) * 1.7f);
+    float *g = fmalloc((size_t)inter * hidden), *u = fmalloc((size_t)inter * hidden), *d = fmalloc((size_t)hidden * inter);
+    test_fill_random(g, (size_t)inter * hidden, seed, scale / sqrtf((float)hidden) * 1.7f);
+    test_fill_random(u, (size_t)inter * hidden, seed + 1, scale / sqrtf((float)hidden) * 1.7f);
+    test_fill_random(d, (size_t)hidden * inter, seed + 2, scale / sqrtf((float)inter) * 1.7f);
+    expert_t e = {linear_borrow_f32(g, inter, hidden), linear_borrow_f32(u, inter, hidden),
+                  linear_borrow_f32(d, hidden, inter)};
     return e;
+}
+
+static const float *wf(const linear_t *l) { return (const float *)l->w.data; }
+
+static void free_expert(expert_t *e) {
+    free((void *)e->gate.w.data), free((void *)e->up.w.data), free((void *)e->down.w.data);
 }
 
 /* ref[hidden] = down(silu(gate x) * up x) in double for one row, and bound[hidden]
@@ -357,7 +368,7 @@ static void ref_expert_row(const expert_t *e, const float *x, double *ref, doubl
     for (int i = 0; i < I; i++) {
         double g = 0, u = 0, G = 0, Uu = 0;
         for (int k = 0; k < H; k++) {
-            double tg = (double)e->gate.w[(size_t)i * H + k] * x[k], tu = (double)e->up.w[(size_t)i * H + k] * x[k];
+            double tg = (double)wf(&e->gate)[(size_t)i * H + k] * x[k], tu = (double)wf(&e->up)[(size_t)i * H + k] * x[k];
             g += tg, u += tu, G += fabs(tg), Uu += fabs(tu);
         }
         double s = ref_silu(g);
@@ -367,7 +378,7 @@ static void ref_expert_row(const expert_t *e, const float *x, double *ref, doubl
     for (int j = 0; j < H; j++) {
         double y = 0, m = 0, p = 0;
         for (int i = 0; i < I; i++) {
-            double d = e->down.w[(size_t)j * I + i];
+            double d = wf(&e->down)[(size_t)j * I + i];
             y += d * h[i];
             m += fabs(d * h[i]);
             p += fabs(d) * eh[i];
@@ -379,26 +390,25 @@ static void ref_expert_row(const expert_t *e, const float *x, double *ref, doubl
 }
 
 static void check_expert(int n, int hidden, int inter, unsigned seed) {
+    threadpool_t *pool;
+    exec_t ex = exec1(&pool);
     expert_t e = make_expert(hidden, inter, seed, 1.0f);
-    float *x = fmalloc((size_t)n * hidden), *y = fmalloc((size_t)n * hidden), *yr = fmalloc((size_t)n * hidden);
+    float *x = fmalloc((size_t)n * hidden), *y = fmalloc((size_t)n * hidden);
     float *scratch = fmalloc((size_t)2 * n * inter);
     double *ref = malloc(sizeof(double) * hidden), *bound = malloc(sizeof(double) * hidden);
     test_fill_random(x, (size_t)n * hidden, seed + 9, 2.0f);
-    expert_forward(&e, x, y, n, scratch);
-    expert_forward_rows(&e, x, yr, n, scratch);
+    expert_forward(&ex, &e, x, y, n, scratch);
     for (int i = 0; i < n; i++) {
         ref_expert_row(&e, x + (size_t)i * hidden, ref, bound);
         for (int j = 0; j < hidden; j++) {
-            float a = y[(size_t)i * hidden + j], b = yr[(size_t)i * hidden + j];
+            float a = y[(size_t)i * hidden + j];
             cr_assert(fabs(a - ref[j]) <= bound[j], "expert_forward n=%d H=%d I=%d [%d,%d]: got %.9g want %.9g (bound %.3g)",
                       n, hidden, inter, i, j, a, ref[j], bound[j]);
-            cr_assert(fabs(b - ref[j]) <= bound[j],
-                      "expert_forward_rows n=%d H=%d I=%d [%d,%d]: got %.9g want %.9g (bound %.3g)", n, hidden, inter, i,
-                      j, b, ref[j], bound[j]);
         }
     }
-    free(x), free(y), free(yr), free(scratch), free(ref), free(bound);
-    expert_free(&e);
+    free(x), free(y), free(scratch), free(ref), free(bound);
+    free_expert(&e);
+    threadpool_free(pool);
 }
 
 Test(expert, forward_vs_naive) {
@@ -406,140 +416,4 @@ Test(expert, forward_vs_naive) {
     check_expert(3, 128, 96, 51);
     check_expert(9, 64, 288, 52);
     check_expert(2, 256, 35, 53);
-}
-
-/* -------------------------------------------------------------- expert group */
-
-/* out[i] += sum_j w[i,j] * expert_{idx[i,j]}(x[i]) over present experts, in double. */
-static void ref_group(expert_t *const *ex, int n_experts, const float *x, int n, int hidden, int k, const int32_t *idx,
-                      const float *w, const float *out0, double *ref, double *bound) {
-    double *r = malloc(sizeof(double) * hidden), *b = malloc(sizeof(double) * hidden);
-    double *S = malloc(sizeof(double) * hidden);
-    for (int i = 0; i < n; i++) {
-        for (int c = 0; c < hidden; c++) {
-            ref[(size_t)i * hidden + c] = out0[(size_t)i * hidden + c];
-            bound[(size_t)i * hidden + c] = 0;
-            S[c] = fabs(out0[(size_t)i * hidden + c]);
-        }
-        for (int j = 0; j < k; j++) {
-            int e = idx[(size_t)i * k + j];
-            if (e < 0 || e >= n_experts || !ex[e]) continue;
-            ref_expert_row(ex[e], x + (size_t)i * hidden, r, b);
-            double wt = w[(size_t)i * k + j];
-            for (int c = 0; c < hidden; c++) {
-                ref[(size_t)i * hidden + c] += wt * r[c];
-                bound[(size_t)i * hidden + c] += fabs(wt) * b[c];
-                S[c] += fabs(wt * r[c]);
-            }
-        }
-        /* each of <= k axpys rounds w*y (<= u |w y|) and the sum (<= u S, S bounding
-         * every partial sum): 2 (k + 1) u S with margin */
-        for (int c = 0; c < hidden; c++) bound[(size_t)i * hidden + c] += 2 * U * (k + 1) * S[c] + 1e-30;
-    }
-    free(r), free(b), free(S);
-}
-
-Test(expert_group, vs_naive_with_absent_experts) {
-    enum { E = 8, H = 32, I = 24, N = 11, K = 3 };
-    expert_t store[E];
-    expert_t *ex[E];
-    for (int e = 0; e < E; e++) store[e] = make_expert(H, I, 100 + 3 * e, 1.0f);
-    /* This "rank" holds experts 1, 2, 4, 5, 7 only. */
-    for (int e = 0; e < E; e++) ex[e] = (e == 0 || e == 3 || e == 6) ? NULL : &store[e];
-    float x[N * H], w[N * K], out[N * H], out0[N * H];
-    test_fill_random(x, N * H, 7, 1.5f);
-    test_fill_random(w, N * K, 8, 1.0f);
-    test_fill_random(out0, N * H, 9, 0.5f);   /* a partial sum already there */
-    /* Rows sorted by expert id; row 4 and row 9 visit only absent experts. */
-    int32_t idx[N * K] = {
-        1, 2, 4,   0, 5, 7,   2, 3, 6,   1, 4, 7,   0, 3, 6,   2, 4, 5,
-        5, 6, 7,   1, 2, 3,   0, 1, 7,   0, 3, 6,   4, 5, 7,
-    };
-    memcpy(out, out0, sizeof out);
-    int64_t counts[E] = {0};
-    expert_group_stats_t st = {.tokens_per_expert = counts};
-    spex_err_t err = {0};
-    cr_assert_eq(expert_group_apply(ex, E, x, N, H, K, idx, w, out, &st, &err), 0, "%s", err.msg);
-    double ref[N * H], bound[N * H];
-    ref_group(ex, E, x, N, H, K, idx, w, out0, ref, bound);
-    for (int i = 0; i < N * H; i++)
-        cr_assert(fabs(out[i] - ref[i]) <= bound[i], "group [%d,%d]: got %.9g want %.9g (bound %.3g)", i / H, i % H,
-                  out[i], ref[i], bound[i]);
-    for (int c = 0; c < H; c++) {
-        cr_assert_eq(out[4 * H + c], out0[4 * H + c], "row 4 routes to absent experts only: must be untouched");
-        cr_assert_eq(out[9 * H + c], out0[9 * H + c], "row 9 routes to absent experts only: must be untouched");
-    }
-    int64_t want[E] = {0};
-    for (int i = 0; i < N * K; i++) if (ex[idx[i]]) want[idx[i]]++;
-    for (int e = 0; e < E; e++)
-        cr_assert_eq(counts[e], want[e], "tokens_per_expert[%d] = %lld, want %lld", e, (long long)counts[e],
-                     (long long)want[e]);
-    /* No stats, no experts present at all: out unchanged, success. */
-    expert_t *none[E] = {0};
-    memcpy(out, out0, sizeof out);
-    cr_assert_eq(expert_group_apply(none, E, x, N, H, K, idx, w, out, NULL, &err), 0, "%s", err.msg);
-    cr_assert_eq(memcmp(out, out0, sizeof out), 0);
-    for (int e = 0; e < E; e++) expert_free(&store[e]);
-}
-
-Test(expert_group, row_result_independent_of_batch) {
-    /* A row's output must be the same bits alone and within a batch. */
-    enum { E = 4, H = 40, I = 16, N = 9, K = 2 };
-    expert_t store[E], *ex[E];
-    for (int e = 0; e < E; e++) store[e] = make_expert(H, I, 300 + e, 1.0f), ex[e] = &store[e];
-    float x[N * H], w[N * K], out[N * H] = {0}, one[H];
-    int32_t idx[N * K];
-    test_fill_random(x, N * H, 17, 1.0f);
-    test_fill_random(w, N * K, 18, 1.0f);
-    for (int i = 0; i < N; i++) idx[i * K] = i % 2, idx[i * K + 1] = 2 + i % 2;
-    spex_err_t err = {0};
-    cr_assert_eq(expert_group_apply(ex, E, x, N, H, K, idx, w, out, NULL, &err), 0);
-    for (int i = 0; i < N; i++) {
-        memset(one, 0, sizeof one);
-        cr_assert_eq(expert_group_apply(ex, E, x + i * H, 1, H, K, idx + i * K, w + i * K, one, NULL, &err), 0);
-        cr_assert_eq(memcmp(one, out + i * H, sizeof one), 0, "row %d differs alone vs in a batch of %d", i, N);
-    }
-    for (int e = 0; e < E; e++) expert_free(&store[e]);
-}
-
-Test(expert_group, ascending_expert_order_exact) {
-    /* One row, routed to experts 1 and 3 (0 and 2 absent), out already holding a
-     * partial sum. With contributions c1 = w1*y1 ~ 2^24 and c3 = w3*y3 ~ 1 and
-     * out0 = 1, (out0 + c1) + c3 != (out0 + c3) + c1 in f32. We pick w so that the
-     * two orders differ, then require the engine to match the ascending order bit
-     * for bit (header: "accumulated ... in ascending expert order for every row"). */
-    enum { E = 4, H = 6, I = 5, K = 2 };
-    expert_t store[E], *ex[E] = {0};
-    for (int e = 0; e < E; e++) store[e] = make_expert(H, I, 400 + e, 1.0f);
-    ex[1] = &store[1], ex[3] = &store[3];
-    float x[H], y1[H], y3[H], scratch[2 * I];
-    test_fill_random(x, H, 19, 1.0f);
-    expert_forward_rows(ex[1], x, y1, 1, scratch);
-    expert_forward_rows(ex[3], x, y3, 1, scratch);
-    int c = 0;
-    while (c < H && (fabsf(y1[c]) < 1e-3f || fabsf(y3[c]) < 1e-3f)) c++;
-    cr_assert(c < H, "test setup: no usable output column");
-    int found = 0;
-    for (int t = 0; t < 200 && !found; t++) {
-        float w1 = (float)ldexp(1.0 + t / 256.0, 24) / y1[c], w3 = (1.0f + t / 64.0f) / y3[c];
-        float out0[H], asc[H], desc[H], out[H];
-        for (int j = 0; j < H; j++) out0[j] = 1.0f + (float)j;
-        for (int j = 0; j < H; j++) {
-            float a1 = w1 * y1[j], a3 = w3 * y3[j];
-            asc[j] = (out0[j] + a1) + a3;
-            desc[j] = (out0[j] + a3) + a1;
-        }
-        if (asc[c] == desc[c]) continue;
-        found = 1;
-        memcpy(out, out0, sizeof out);
-        int32_t idx[K] = {1, 3};
-        float w[K] = {w1, w3};
-        spex_err_t err = {0};
-        cr_assert_eq(expert_group_apply(ex, E, x, 1, H, K, idx, w, out, NULL, &err), 0);
-        for (int j = 0; j < H; j++)
-            cr_assert_eq(out[j], asc[j], "column %d: got %.9g, ascending order gives %.9g (descending %.9g)", j, out[j],
-                         asc[j], desc[j]);
-    }
-    cr_assert(found, "test setup: could not make the two orders differ");
-    for (int e = 0; e < E; e++) expert_free(&store[e]);
 }

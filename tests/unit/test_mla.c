@@ -39,12 +39,27 @@ typedef struct {
 
 static unsigned g_seed = 1;
 
+/* f32 weights handed to the layer (linear_free frees them through `owned`). */
 static linear_t rand_linear(int out, int in) {
-    linear_t l = {.out = out, .in = in, .w = malloc(sizeof(float) * (size_t)out * in)};
-    cr_assert_not_null(l.w);
-    test_fill_random(l.w, (size_t)out * in, g_seed++, sqrtf(3.0f / (float)in));
+    float *w = malloc(sizeof(float) * (size_t)out * in);
+    cr_assert_not_null(w);
+    test_fill_random(w, (size_t)out * in, g_seed++, sqrtf(3.0f / (float)in));
+    linear_t l = linear_borrow_f32(w, out, in);
+    l.owned = w;
     return l;
 }
+
+static const float *wf(const linear_t *l) { return (const float *)l->w.data; }
+
+/* One 2-thread pool for the file's kernels (freed at exit, so leak checks stay quiet). */
+static threadpool_t *g_pool;
+static exec_t EXEC(void) {
+    spex_err_t err = {0};
+    if (!g_pool) g_pool = threadpool_create(2, &err);
+    cr_assert_not_null(g_pool, "%s", err.msg);
+    return (exec_t){g_pool, simd_detect(), -1};
+}
+__attribute__((destructor)) static void free_pool(void) { threadpool_free(g_pool); }
 
 static float *rand_norm(int d) {
     float *w = malloc(sizeof(float) * d);
@@ -103,7 +118,7 @@ static void ref_cache_free(ref_cache_t *r) { free(r->c), free(r->kpe); }
 static void mv(const linear_t *l, const double *x, double *y) {   /* y = W x */
     for (int j = 0; j < l->out; j++) {
         double s = 0;
-        for (int k = 0; k < l->in; k++) s += (double)l->w[(size_t)j * l->in + k] * x[k];
+        for (int k = 0; k < l->in; k++) s += (double)wf(l)[(size_t)j * l->in + k] * x[k];
         y[j] = s;
     }
 }
@@ -154,7 +169,7 @@ static void ref_mla_seq(const mla_t *a, dims_t d, ref_cache_t *rc, const float *
     double *kn = malloc(sizeof(double) * (size_t)T * d.nope), *vv = malloc(sizeof(double) * (size_t)T * d.v);
     double *sc = malloc(sizeof(double) * T), *att = malloc(sizeof(double) * (size_t)m * d.H * d.v);
     for (int h = 0; h < d.H; h++) {
-        const float *wk = a->kv_b.w + (size_t)h * (d.nope + d.v) * d.L, *wv = wk + (size_t)d.nope * d.L;
+        const float *wk = wf(&a->kv_b) + (size_t)h * (d.nope + d.v) * d.L, *wv = wk + (size_t)d.nope * d.L;
         for (int t = 0; t < T; t++) {
             const double *c = rc->c + (size_t)t * d.L;
             for (int j = 0; j < d.nope; j++) {
@@ -227,6 +242,7 @@ static void expect_cache(const kv_cache_t *kv, int layer, const ref_cache_t *rc,
 
 /* Sequences with different histories, then one batched call; both kernels. */
 static void batch_case(dims_t d, double mscale, bool exact) {
+    exec_t ex = EXEC();
     enum { S = 4, CAP = 32 };
     g_seed = 100 + d.q_lora;
     mla_t a = make_mla(d, mscale);
@@ -250,8 +266,8 @@ static void batch_case(dims_t d, double mscale, bool exact) {
         double *ref = malloc(sizeof(double) * (size_t)hist[s] * d.hidden);
         test_fill_random(x, (size_t)hist[s] * d.hidden, 500 + s, 1.0f);
         mla_seq_t one = {kv[s], hist[s]}, two = {kv2[s], hist[s]};
-        cr_assert_eq(mla_forward(&a, &rope, LAYER, &two, 1, x, y, exact, &err), 0, "%s", err.msg);
-        cr_assert_eq(mla_forward(&a, &rope, LAYER, &one, 1, x, y, exact, &err), 0, "%s", err.msg);
+        cr_assert_eq(mla_forward(&ex, &a, &rope, LAYER, &two, 1, x, y, &err), 0, "%s", err.msg);
+        cr_assert_eq(mla_forward(&ex, &a, &rope, LAYER, &one, 1, x, y, &err), 0, "%s", err.msg);
         ref_mla_seq(&a, d, &rc[s], x, hist[s], ref);
         snprintf(what, sizeof what, "q_lora=%d exact=%d history of seq %d", d.q_lora, exact, s);
         expect_close(y, ref, (size_t)hist[s] * d.hidden, what);
@@ -264,7 +280,7 @@ static void batch_case(dims_t d, double mscale, bool exact) {
     float *x = malloc(sizeof(float) * (size_t)n * d.hidden), *y = malloc(sizeof(float) * (size_t)n * d.hidden);
     double *ref = malloc(sizeof(double) * (size_t)n * d.hidden);
     test_fill_random(x, (size_t)n * d.hidden, 600, 1.0f);
-    cr_assert_eq(mla_forward(&a, &rope, LAYER, seqs, S, x, y, exact, &err), 0, "%s", err.msg);
+    cr_assert_eq(mla_forward(&ex, &a, &rope, LAYER, seqs, S, x, y, &err), 0, "%s", err.msg);
     int row = 0;
     for (int s = 0; s < S; s++) {
         ref_mla_seq(&a, d, &rc[s], x + (size_t)row * d.hidden, now[s], ref + (size_t)row * d.hidden);
@@ -278,14 +294,13 @@ static void batch_case(dims_t d, double mscale, bool exact) {
     row = 0;
     for (int s = 0; s < S; s++) {
         mla_seq_t one = {kv2[s], now[s]};
-        cr_assert_eq(mla_forward(&a, &rope, LAYER, &one, 1, x + (size_t)row * d.hidden, y1 + (size_t)row * d.hidden,
-                                 exact, &err), 0, "%s", err.msg);
+        cr_assert_eq(mla_forward(&ex, &a, &rope, LAYER, &one, 1, x + (size_t)row * d.hidden, y1 + (size_t)row * d.hidden, &err), 0, "%s", err.msg);
         row += now[s];
     }
     snprintf(what, sizeof what, "q_lora=%d exact=%d sequences alone", d.q_lora, exact);
     expect_close(y1, ref, (size_t)n * d.hidden, what);
-    if (exact)
-        for (int i = 0; i < n; i++)
+    (void)exact;   /* one kernel now: every row is computed alone */
+    for (int i = 0; i < n; i++)
             cr_assert_eq(memcmp(y1 + (size_t)i * d.hidden, y + (size_t)i * d.hidden, sizeof(float) * d.hidden), 0,
                          "exact kernel, q_lora=%d: row %d differs alone vs in the batch", d.q_lora, i);
     free(y1);
@@ -330,6 +345,7 @@ Test(mla, batch_vs_naive_odd_shapes) {
 /* The same 10 tokens as one prefill, token by token (exact kernel, as decode), and in
  * uneven chunks: all agree with the reference and with each other. */
 static void prefill_vs_decode(dims_t d) {
+    exec_t ex = EXEC();
     enum { N = 10 };
     g_seed = 200 + d.q_lora;
     mla_t a = make_mla(d, 1.5);
@@ -345,17 +361,16 @@ static void prefill_vs_decode(dims_t d) {
     kv_cache_t *kp = kv_cache_create(1, d.L, d.rope, N, &err), *kd = kv_cache_create(1, d.L, d.rope, N, &err),
                *kc = kv_cache_create(1, d.L, d.rope, N, &err);
     mla_seq_t sp = {kp, N};
-    cr_assert_eq(mla_forward(&a, &rope, 0, &sp, 1, x, yp, false, &err), 0, "%s", err.msg);
+    cr_assert_eq(mla_forward(&ex, &a, &rope, 0, &sp, 1, x, yp, &err), 0, "%s", err.msg);
     for (int t = 0; t < N; t++) {
         mla_seq_t sd = {kd, 1};
-        cr_assert_eq(mla_forward(&a, &rope, 0, &sd, 1, x + (size_t)t * d.hidden, yd + (size_t)t * d.hidden, true, &err),
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 0, &sd, 1, x + (size_t)t * d.hidden, yd + (size_t)t * d.hidden, &err),
                      0, "%s", err.msg);
     }
     int chunks[] = {4, 1, 3, 2}, row = 0;
     for (int c = 0; c < 4; c++) {
         mla_seq_t sc = {kc, chunks[c]};
-        cr_assert_eq(mla_forward(&a, &rope, 0, &sc, 1, x + (size_t)row * d.hidden, yc + (size_t)row * d.hidden, c % 2,
-                                 &err), 0, "%s", err.msg);
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 0, &sc, 1, x + (size_t)row * d.hidden, yc + (size_t)row * d.hidden, &err), 0, "%s", err.msg);
         row += chunks[c];
     }
     expect_close(yp, ref, (size_t)N * d.hidden, "prefill vs naive");
@@ -363,6 +378,8 @@ static void prefill_vs_decode(dims_t d) {
     expect_close(yc, ref, (size_t)N * d.hidden, "chunked vs naive");
     for (size_t i = 0; i < (size_t)N * d.hidden; i++) ydd[i] = yp[i];
     expect_close(yd, ydd, (size_t)N * d.hidden, "decode vs prefill");
+    cr_assert_eq(memcmp(yd, yp, sizeof(float) * N * d.hidden), 0, "decode rows differ from prefill rows (bits)");
+    cr_assert_eq(memcmp(yc, yp, sizeof(float) * N * d.hidden), 0, "chunked rows differ from prefill rows (bits)");
     expect_cache(kp, 0, &rc, d, "prefill cache");
     expect_cache(kd, 0, &rc, d, "decode cache");
     kv_cache_free(kp), kv_cache_free(kd), kv_cache_free(kc);
@@ -376,6 +393,7 @@ Test(mla, prefill_vs_decode_q_lora) { prefill_vs_decode(TINY_Q); }
 Test(mla, prefill_vs_decode_no_q_lora) { prefill_vs_decode(TINY_NOQ); }
 
 Test(mla, overflow_is_an_error) {
+    exec_t ex = EXEC();
     dims_t d = ODD_NOQ;
     g_seed = 300;
     mla_t a = make_mla(d, 1.0);
@@ -389,35 +407,35 @@ Test(mla, overflow_is_an_error) {
         kv_cache_reset(small, 0, 2);
         kv_cache_reset(big, 0, 2);
         mla_seq_t s4 = {small, 4};
-        cr_assert_eq(mla_forward(&a, &rope, 1, &s4, 1, x, y, exact, &err), 0, "%s", err.msg);
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &s4, 1, x, y, &err), 0, "%s", err.msg);
         /* capacity 6, 4 cached, 3 more: error, cache length unchanged */
         mla_seq_t s3 = {small, 3};
         err.msg[0] = 0;
-        cr_assert_eq(mla_forward(&a, &rope, 1, &s3, 1, x, y, exact, &err), -1, "capacity overflow accepted");
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &s3, 1, x, y, &err), -1, "capacity overflow accepted");
         cr_assert(strstr(err.msg, "capacity") != NULL, "message: '%s'", err.msg);
         cr_assert_eq(small->len[1], 4);
         /* in a batch: the first sequence fits, the second overflows -> nothing appended anywhere */
         mla_seq_t both[2] = {{big, 2}, {small, 3}};
-        cr_assert_eq(mla_forward(&a, &rope, 1, both, 2, x, y, exact, &err), -1, "batch with an overflow accepted");
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, both, 2, x, y, &err), -1, "batch with an overflow accepted");
         cr_assert_eq(big->len[1], 0, "first sequence appended %d rows although the call failed", big->len[1]);
         cr_assert_eq(small->len[1], 4);
         /* exactly full: fine */
         mla_seq_t s2 = {small, 2};
-        cr_assert_eq(mla_forward(&a, &rope, 1, &s2, 1, x, y, exact, &err), 0, "%s", err.msg);
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &s2, 1, x, y, &err), 0, "%s", err.msg);
         cr_assert_eq(small->len[1], 6);
         mla_seq_t s1 = {small, 1};
-        cr_assert_eq(mla_forward(&a, &rope, 1, &s1, 1, x, y, exact, &err), -1, "append to a full cache accepted");
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &s1, 1, x, y, &err), -1, "append to a full cache accepted");
         /* rope table: capacity 12 but only 8 positions */
         mla_seq_t b8 = {big, 8};
-        cr_assert_eq(mla_forward(&a, &rope, 1, &b8, 1, x, y, exact, &err), 0, "%s", err.msg);
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &b8, 1, x, y, &err), 0, "%s", err.msg);
         mla_seq_t b1 = {big, 1};
         err.msg[0] = 0;
-        cr_assert_eq(mla_forward(&a, &rope, 1, &b1, 1, x, y, exact, &err), -1, "position beyond the rope table accepted");
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &b1, 1, x, y, &err), -1, "position beyond the rope table accepted");
         cr_assert(strstr(err.msg, "position") != NULL, "message: '%s'", err.msg);
         cr_assert_eq(big->len[1], 8);
         kv_cache_reset(big, 0, 2);
         mla_seq_t b9 = {big, 9};
-        cr_assert_eq(mla_forward(&a, &rope, 1, &b9, 1, x, y, exact, &err), -1, "9-token prefill with an 8-position table");
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &b9, 1, x, y, &err), -1, "9-token prefill with an 8-position table");
         cr_assert_eq(big->len[1], 0);
     }
     kv_cache_free(small), kv_cache_free(big);

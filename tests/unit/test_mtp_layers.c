@@ -54,7 +54,7 @@ static int32_t mtp_step(model_t *m, kv_cache_t *kv, const int32_t *tokens, const
     spex_err_t err = {0};
     int32_t best = -1;
     for (int k = 0; k < m->n_mtp; k++) {
-        cr_assert_eq(model_mtp_forward(m, k, tokens, hidden, &seq, 1, ho, NULL, logits, true, &err), 0, "%s",
+        cr_assert_eq(model_mtp_forward(m, k, tokens, hidden, &seq, 1, ho, NULL, logits, &err), 0, "%s",
                      err.msg);
         if (k != use) continue;
         memcpy(h_out, ho + (size_t)(n - 1) * hid, sizeof(float) * hid);
@@ -76,7 +76,7 @@ static void reference_drafts(model_t *m, const int32_t *prompt, int n, int mod2,
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)n);
     cr_assert(kv && hidden && logits && h && h2 && tok, "%s", err.msg);
     mla_seq_t seq = {kv, n};
-    cr_assert_eq(model_forward(m, prompt, &seq, 1, hidden, NULL, logits, false, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_forward(m, prompt, &seq, 1, hidden, NULL, logits, &err), 0, "%s", err.msg);
     *first = argmax(logits + (size_t)(n - 1) * V, V);
     memcpy(tok, prompt + 1, sizeof(int32_t) * (size_t)(n - 1));   /* rows (h_t, token_{t+1}) */
     tok[n - 1] = *first;

@@ -43,6 +43,19 @@ typedef struct {
 
 /* indices of the top `k` of v[n] (skipping -inf), by value desc then index asc; returns count found;
  * *gap = v[last taken] - v[first not taken] (INFINITY if nothing finite remains). */
+/* The gate's f32 weights (the tests build routers over f32 gates). */
+#define GW(r) ((float *)(r)->gate.w.data)
+
+/* One 1-thread pool for the file's kernels (freed at exit). */
+static threadpool_t *g_pool;
+static exec_t EXEC(void) {
+    spex_err_t err = {0};
+    if (!g_pool) g_pool = threadpool_create(1, &err);
+    cr_assert_not_null(g_pool, "%s", err.msg);
+    return (exec_t){g_pool, simd_detect(), -1};
+}
+__attribute__((destructor)) static void free_pool(void) { threadpool_free(g_pool); }
+
 static int ref_topk(const double *v, int n, int k, int *out, double *gap) {
     unsigned char taken[MAXE] = {0};
     int got = 0;
@@ -66,7 +79,7 @@ static void ref_route(const router_t *r, const float *x, int hidden, ref_route_t
     for (int e = 0; e < E; e++) {
         double l = 0, m = 0;
         for (int k = 0; k < hidden; k++) {
-            double t = (double)x[k] * r->gate.w[(size_t)e * hidden + k];
+            double t = (double)x[k] * GW(r)[(size_t)e * hidden + k];
             l += t, m += fabs(t);
         }
         s[e] = l;
@@ -134,8 +147,10 @@ static router_t make_router(int E, int hidden, int top_k, int n_group, int topk_
     memset(&r, 0, sizeof r);
     r.n_experts = E, r.top_k = top_k, r.n_group = n_group, r.topk_group = topk_group;
     r.scoring = sc, r.method = m, r.norm_topk_prob = norm, r.scale = scale;
-    r.gate = (linear_t){.out = E, .in = hidden, .w = calloc((size_t)E * hidden, sizeof(float))};
-    cr_assert_not_null(r.gate.w);
+    float *gw = calloc((size_t)E * hidden, sizeof(float));
+    cr_assert_not_null(gw);
+    r.gate = linear_borrow_f32(gw, E, hidden);
+    r.gate.owned = gw;   /* router_free frees it */
     if (with_bias) {
         r.bias = calloc((size_t)E, sizeof(float));
         cr_assert_not_null(r.bias);
@@ -146,11 +161,12 @@ static router_t make_router(int E, int hidden, int top_k, int n_group, int topk_
 /* Run router_select (both kernels) on n rows; compare with the reference where the
  * margins allow. Returns the number of rows compared. */
 static int check_rows(const router_t *r, const float *x, int n, int hidden, double min_margin, const char *what) {
+    exec_t ex = EXEC();
     int K = r->top_k, checked = 0;
     int32_t *idx = malloc(sizeof(int32_t) * (size_t)n * K);
     float *w = malloc(sizeof(float) * (size_t)n * K), *scratch = malloc(sizeof(float) * 2 * (size_t)n * r->n_experts);
     for (int exact = 0; exact < 2; exact++) {
-        router_select(r, x, n, idx, w, scratch, exact);
+        router_select(&ex, r, x, n, idx, w, scratch);
         checked = 0;
         for (int i = 0; i < n; i++) {
             ref_route_t ref;
@@ -172,17 +188,18 @@ static int check_rows(const router_t *r, const float *x, int n, int hidden, doub
 
 /* hidden = 1, x = 1: logits are exactly the gate column; set from desired sigmoid scores. */
 static void set_scores(router_t *r, const double *s) {
-    for (int e = 0; e < r->n_experts; e++) r->gate.w[e] = (float)log(s[e] / (1.0 - s[e]));
+    for (int e = 0; e < r->n_experts; e++) GW(r)[e] = (float)log(s[e] / (1.0 - s[e]));
 }
 
 /* Single row through router_select with x = 1; expect the given experts (ascending). */
 static void expect_route(const router_t *r, const int *want, const char *what) {
+    exec_t ex = EXEC();
     float one = 1.0f;
     check_rows(r, &one, 1, 1, -1.0, what);   /* also compares weights with the reference */
     int32_t idx[64];
     float w[64], scratch[2 * MAXE];
     for (int exact = 0; exact < 2; exact++) {
-        router_select(r, &one, 1, idx, w, scratch, exact);
+        router_select(&ex, r, &one, 1, idx, w, scratch);
         for (int j = 0; j < r->top_k; j++)
             cr_assert_eq(idx[j], want[j], "%s: slot %d is expert %d, want %d", what, j, idx[j], want[j]);
     }
@@ -194,7 +211,7 @@ static void random_case(int E, int hidden, int K, int G, int TG, spex_scoring_t 
                         float scale, bool bias, unsigned seed, const char *what) {
     enum { N = 300 };
     router_t r = make_router(E, hidden, K, G, TG, sc, m, norm, scale, bias);
-    test_fill_random(r.gate.w, (size_t)E * hidden, seed, 2.0f / sqrtf((float)hidden));
+    test_fill_random(GW(&r), (size_t)E * hidden, seed, 2.0f / sqrtf((float)hidden));
     if (bias) test_fill_random(r.bias, E, seed + 1, 0.2f);
     float *x = malloc(sizeof(float) * N * hidden);
     test_fill_random(x, (size_t)N * hidden, seed + 2, 1.0f);
@@ -249,6 +266,7 @@ Test(router, group_with_high_max_but_low_second) {
 }
 
 Test(router, bias_selects_but_does_not_weigh) {
+    exec_t ex = EXEC();
     /* Expert 3 (s = 0.2) gets bias +0.5 and beats expert 1 (s = 0.6); the weights
      * use the unbiased scores 0.9 and 0.2, normalised, times the scale. */
     double s[8] = {0.9, 0.6, 0.1, 0.2, 0.5, 0.1, 0.1, 0.1};
@@ -259,7 +277,7 @@ Test(router, bias_selects_but_does_not_weigh) {
     expect_route(&r, want, "bias flips selection");
     float one = 1.0f, w[2], scratch[16];
     int32_t idx[2];
-    router_select(&r, &one, 1, idx, w, scratch, true);
+    router_select(&ex, &r, &one, 1, idx, w, scratch);
     double sum = 0.9 + 0.2;
     cr_assert(fabs(w[1] - 2.5 * 0.2 / sum) < 1e-6, "weight of expert 3 = %.9g, want unbiased %.9g", w[1],
               2.5 * 0.2 / sum);
@@ -301,15 +319,16 @@ Test(router, ties_pick_lowest_index) {
 }
 
 Test(router, all_equal_scores) {
+    exec_t ex = EXEC();
     /* x = 0: every logit 0, every score 0.5: ties everywhere -> lowest groups and ids,
      * equal weights scale / k. */
     router_t r = make_router(32, 16, 4, 4, 2, SCORING_SIGMOID, TOPK_NOAUX_TC, true, 2.5f, true);
-    test_fill_random(r.gate.w, 32 * 16, 9, 1.0f);
+    test_fill_random(GW(&r), 32 * 16, 9, 1.0f);
     float x[16] = {0};
     int32_t idx[4];
     float w[4], scratch[64];
     for (int exact = 0; exact < 2; exact++) {
-        router_select(&r, x, 1, idx, w, scratch, exact);
+        router_select(&ex, &r, x, 1, idx, w, scratch);
         for (int j = 0; j < 4; j++) {
             cr_assert_eq(idx[j], j, "exact=%d slot %d: expert %d", exact, j, idx[j]);
             cr_assert(fabs(w[j] - 2.5 / 4) < 1e-6, "exact=%d weight %g", exact, w[j]);
@@ -319,6 +338,7 @@ Test(router, all_equal_scores) {
 }
 
 Test(router, top1_not_normalised) {
+    exec_t ex = EXEC();
     /* top_k = 1: HF normalises only when top_k > 1, so the weight is s * scale. */
     double s[4] = {0.2, 0.8, 0.4, 0.1};
     router_t r = make_router(4, 1, 1, 1, 1, SCORING_SIGMOID, TOPK_NOAUX_TC, true, 2.0f, true);
@@ -327,7 +347,7 @@ Test(router, top1_not_normalised) {
     expect_route(&r, want, "top-1");
     float one = 1.0f, w[1], scratch[8];
     int32_t idx[1];
-    router_select(&r, &one, 1, idx, w, scratch, false);
+    router_select(&ex, &r, &one, 1, idx, w, scratch);
     cr_assert(fabs(w[0] - 1.6) < 1e-6, "top-1 weight %.9g, want 0.8 * 2", w[0]);
     router_free(&r);
 }

@@ -1,0 +1,167 @@
+/* matmul.c - see matmul.h: path selection and the driver that splits a
+ * product into tasks over output columns.
+ *
+ * Few rows (decode, a short verify): each task streams a chunk of W's rows
+ * once, converting in registers, for all (<= 4 at a time) input rows.
+ * Many rows (prefill, large expert batches): each task takes a block of W
+ * rows small enough to stay in L2, widens it to f32 once into its thread's
+ * scratch (if W is not f32 already), then runs every 4-row group over it; the
+ * widened values are exactly those the in-register path uses, so both give
+ * the same bits. Small products run on the calling thread: waking a thread
+ * costs more than a few thousand multiply-adds. */
+#include "matmul.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    PAR_MIN_MACS = 1 << 15,      /* below this, one thread */
+    WIDEN_MIN_ROWS = 8,          /* from this many rows, widen W blocks to f32 */
+    L2_BLOCK_BYTES = 192 << 10,  /* f32 bytes of a widened block */
+};
+
+simd_t simd_detect(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        return SIMD_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return SIMD_AVX2;
+#endif
+    return SIMD_PORTABLE;
+}
+
+const char *simd_name(simd_t s) {
+    static const char *const names[SIMD_COUNT] = {"portable", "avx2", "avx512"};
+    return (unsigned)s < SIMD_COUNT ? names[s] : "?";
+}
+
+int simd_parse(const char *s, simd_t *out) {
+    simd_t best = simd_detect();
+    if (!strcmp(s, "auto")) {
+        *out = best;
+        return 0;
+    }
+    for (int i = 0; i < SIMD_COUNT; i++)
+        if (!strcmp(s, simd_name((simd_t)i))) {
+            if (i > (int)best) return -1;   /* this CPU cannot run it */
+            *out = (simd_t)i;
+            return 0;
+        }
+    return -1;
+}
+
+static const mm_kernels_t *kernels(simd_t s) {
+    switch (s) {
+    case SIMD_AVX512: return &mm_avx512_kernels;
+    case SIMD_AVX2: return &mm_avx2_kernels;
+    default: return &mm_portable_kernels;
+    }
+}
+
+wview_t wview_rows(const wview_t *w, int j0, int n) {
+    wview_t v = *w;
+    v.out = n;
+    v.data = (const uint8_t *)w->data + (size_t)j0 * w->in * dtype_size(w->dtype);
+    v.row0 = w->row0 + j0;
+    return v;
+}
+
+uint64_t wview_bytes(const wview_t *w) { return (uint64_t)w->out * (uint64_t)w->in * dtype_size(w->dtype); }
+
+static mm_job_t job_of(const wview_t *w) {
+    mm_job_t jb = {.dtype = w->dtype, .in = w->in, .data = w->data, .scale = w->scale, .b0 = w->b0,
+                   .b1 = w->b1, .scale_cols = w->scale_cols, .row0 = w->row0};
+    return jb;
+}
+
+/* Widen job rows [j0, j1) to f32 into dst (values exactly as the kernels see them). */
+static void widen_rows(const mm_job_t *jb, int j0, int j1, float *dst) {
+    size_t es = dtype_size(jb->dtype);
+    for (int j = j0; j < j1; j++) {
+        const uint8_t *src = (const uint8_t *)jb->data + (size_t)j * jb->in * es;
+        float *d = dst + (size_t)(j - j0) * jb->in;
+        if (jb->dtype != DTYPE_F8_E4M3) {
+            dtype_to_f32(jb->dtype, src, d, (size_t)jb->in);
+            continue;
+        }
+        const float *srow = jb->scale + (size_t)((jb->row0 + j) / jb->b0) * jb->scale_cols;
+        for (int k = 0; k < jb->in; k++) {
+            uint16_t h = (uint16_t)(((src[k] & 0x80u) << 8) | ((src[k] & 0x7Fu) << 7));
+            d[k] = f16_to_f32(h) * (srow[k / jb->b1] * 256.0f);
+        }
+    }
+}
+
+void wview_row_f32(const wview_t *w, int j, float *dst) {
+    mm_job_t jb = job_of(w);
+    widen_rows(&jb, j, j + 1, dst);
+}
+
+typedef struct mm_call {
+    const mm_kernels_t *k;
+    mm_job_t jb;
+    int n, out, chunk;   /* rows, columns, columns per task */
+    bool widen;
+    threadpool_t *pool;
+} mm_call_t;
+
+/* All rows over columns [j0, j1) with the job as given. */
+static void rows_over(const mm_kernels_t *k, const mm_job_t *jb, int n, int j0, int j1) {
+    for (int i = 0; i < n; i += 4) k->panel(jb, i, n - i < 4 ? n - i : 4, j0, j1);
+}
+
+static void mm_task(void *ctx, int task, int thread) {
+    const mm_call_t *c = ctx;
+    int j0 = task * c->chunk, j1 = j0 + c->chunk < c->out ? j0 + c->chunk : c->out;
+    float *buf = c->widen ? threadpool_scratch(c->pool, thread, (size_t)c->chunk * c->jb.in) : NULL;
+    if (!buf) {                      /* in-register widening (or no scratch): same bits */
+        rows_over(c->k, &c->jb, c->n, j0, j1);
+        return;
+    }
+    widen_rows(&c->jb, j0, j1, buf);
+    mm_job_t f = c->jb;
+    f.dtype = DTYPE_F32;
+    f.data = buf;
+    f.y = c->jb.y + j0;              /* job row r of the block is column j0 + r */
+    rows_over(c->k, &f, c->n, 0, j1 - j0);
+}
+
+static int round_up16(int x) { return (x + 15) & ~15; }
+
+void matmul_ld(const exec_t *ex, const wview_t *w, const float *x, int ldx, float *y, int ldy, int n) {
+    if (n <= 0 || w->out <= 0) return;
+    mm_call_t c = {.k = kernels(ex->simd), .jb = job_of(w), .n = n, .out = w->out, .pool = ex->pool};
+    c.jb.x = x, c.jb.ldx = ldx, c.jb.y = y, c.jb.ldy = ldy;
+    int threads = ex->thread >= 0 ? 1 : threadpool_size(ex->pool);
+    uint64_t macs = (uint64_t)n * (uint64_t)w->out * (uint64_t)w->in;
+    if (macs < PAR_MIN_MACS) threads = 1;
+    c.widen = n >= WIDEN_MIN_ROWS;
+    if (c.widen) {
+        int rows = L2_BLOCK_BYTES / (int)(sizeof(float) * (size_t)(w->in > 0 ? w->in : 1));
+        c.chunk = rows < 16 ? 16 : rows & ~15;
+        if (c.widen && w->dtype == DTYPE_F32) c.widen = false;   /* already f32: block only */
+    } else {
+        c.chunk = round_up16((w->out + 2 * threads - 1) / (2 * threads));   /* 2 tasks per thread */
+    }
+    if (threads == 1 && !c.widen) c.chunk = w->out;
+    int tasks = (w->out + c.chunk - 1) / c.chunk;
+    if (threads == 1) {
+        int t = ex->thread >= 0 ? ex->thread : 0;
+        for (int i = 0; i < tasks; i++) mm_task(&c, i, t);
+    } else {
+        threadpool_run(ex->pool, mm_task, &c, tasks);
+    }
+}
+
+void matmul(const exec_t *ex, const wview_t *w, const float *x, float *y, int n) {
+    matmul_ld(ex, w, x, w->in, y, w->out, n);
+}
+
+void matvec_t(const exec_t *ex, const wview_t *w, const float *x, float *y) {
+    mm_job_t jb = job_of(w);
+    jb.x = x;
+    jb.y = y;
+    kernels(ex->simd)->vec_t(&jb, w->out, w->in);
+}

@@ -1,0 +1,60 @@
+/* matmul_avx512.c - the kernels of matmul.h for AVX-512 (F, BW, DQ, VL).
+ *
+ * The contract's 16 lanes are one zmm register; the reduction tree is
+ * upper-half adds (512 -> 256 -> 128 -> 64 -> 32 bits). BF16 weights widen
+ * with a zero-extend and shift, F16 with vcvtph2ps, E4M3 through the f16 bit
+ * trick of matmul.h. Compiled with target attributes; only called after CPUID
+ * says AVX512F/BW/DQ/VL. */
+#include <stdint.h>
+#include <string.h>
+
+#include "core/dtype.h"
+#include "core/matmul.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
+
+typedef __m512 V;
+
+static inline V v_loadw_bf16(const uint16_t *p) {
+    __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+static inline V v_loadw_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+static inline V v_loadw_e4m3(const uint8_t *p) {
+    __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p));
+    __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x80)), 8),
+                                _mm256_slli_epi16(_mm256_and_si256(b, _mm256_set1_epi16(0x7F)), 7));
+    return _mm512_cvtph_ps(h);
+}
+static inline float v_reduce(V a) {
+    __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+#define V_ZERO() _mm512_setzero_ps()
+#define V_SET1(f) _mm512_set1_ps(f)
+#define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define V_MUL(a, b) _mm512_mul_ps(a, b)
+#define V_LOADX(p) _mm512_loadu_ps(p)
+#define V_STORE(p, v) _mm512_storeu_ps(p, v)
+#define V_LOADW_F32(p) _mm512_loadu_ps(p)
+#define V_LOADW_BF16(p) v_loadw_bf16(p)
+#define V_LOADW_F16(p) v_loadw_f16(p)
+#define V_LOADW_E4M3(p) v_loadw_e4m3(p)
+#define V_REDUCE(v) v_reduce(v)
+#define PATH(n) n##_avx512
+#define TILE_C1 8
+#define TILE_C2 6
+#define TILE_C4 4
+
+#include "core/matmul_tile.inc"
+
+const mm_kernels_t mm_avx512_kernels = {panel_avx512, vec_t_avx512};
+#else
+const mm_kernels_t mm_avx512_kernels = {0, 0};
+#endif
