@@ -1,11 +1,11 @@
 /* cli_roles.c - cli_ep_main() (cli_ep.h): who does what in an mpirun job.
+ * (Which messages rank 0 and the workers exchange is coordinator/ep_protocol.h's.)
  *
  * Rank 0 runs the subcommand as a single process would (only it reads input
  * and writes stdout); its model load says hello to the workers. When the
- * subcommand returns, rank 0 ends the job (ep_protocol_end_job: shutdown to
- * every worker, acknowledgements awaited, bounded), then MPI_Finalize; a worker
- * that does not answer is named and the job is aborted (MPI_Abort), so nothing
- * hangs. Every message rank 0 exchanges is in coordinator/ep_protocol.c.
+ * subcommand returns, rank 0 sends every worker a shutdown and waits (bounded)
+ * for the acknowledgements, then MPI_Finalize; a worker that does not answer
+ * is named and the job is aborted (MPI_Abort), so nothing hangs.
  * Ranks > 0 read only --model, --rank-timeout and --idle-timeout from the same
  * command line and serve experts until the shutdown (worker/worker.h).
  * Test hooks (environment): SPEX_TEST_STALL=RANK:N makes rank RANK stop
