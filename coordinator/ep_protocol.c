@@ -15,14 +15,15 @@ struct ep_protocol {
     double *deadline;     /* [world]: until then ("loading" restarts it) */
     int *owed_vectors;    /* [world]: the combine each rank owes */
     int layer;            /* of the current dispatch */
+    uint64_t model_id;    /* the session's, from the hello */
     char dcodec[32], ccodec[32];
     Spex__CombineMode combine;   /* the session's, from the hello */
     bool in_session;      /* hello acknowledged, no bye or shutdown yet */
     bool broken;          /* a rank failed: no more requests, no bye */
 };
 
-typedef int (*answer_fn)(void *user, int src, const wire_header_t *h, const uint8_t *pl, size_t plen,
-                         size_t frame_len, spex_err_t *err);
+typedef int (*answer_fn)(ep_protocol_t *p, void *user, int src, const wire_header_t *h, const uint8_t *pl,
+                         size_t plen, size_t frame_len, spex_err_t *err);
 
 /* What a wait is owed, and what to do with each answer. */
 typedef struct awaited {
@@ -126,7 +127,7 @@ static int on_frame(ep_protocol_t *p, const awaited_t *a, int src, const uint8_t
     if (wire_unpack(buf, len, src, &h, &pl, &plen, a->drop_others ? &dropped : err))
         return a->drop_others ? 0 : -1;
     int rc = classify(p, a, src, h, err);
-    if (rc == 1 && (!a->fn || (rc = a->fn(a->user, src, h, pl, plen, len, err)) == 0)) p->pending[src] = false;
+    if (rc == 1 && (!a->fn || (rc = a->fn(p, a->user, src, h, pl, plen, len, err)) == 0)) p->pending[src] = false;
     wire_header_free(h);
     return rc < 0 ? -1 : 0;
 }
@@ -167,22 +168,16 @@ static int await_session(ep_protocol_t *p, const awaited_t *a, spex_err_t *err) 
 
 /* ---------------------------------------------------------------- hello */
 
-typedef struct ack_ctx {
-    const ep_protocol_t *p;
-    uint64_t model_id;
-    ep_stats_t *st;
-} ack_ctx_t;
-
-static int on_ack(void *user, int src, const wire_header_t *h, const uint8_t *pl, size_t plen, size_t frame_len,
-                  spex_err_t *err) {
+/* user: the ep_stats_t; p->model_id: the identity the hello sent. */
+static int on_ack(ep_protocol_t *p, void *user, int src, const wire_header_t *h, const uint8_t *pl, size_t plen,
+                  size_t frame_len, spex_err_t *err) {
     (void)pl, (void)plen, (void)frame_len;
-    const ack_ctx_t *c = user;
     const Spex__HelloAck *a = h->hello_ack;
     if (!a->ok)
-        return spex_fail(err, "%srank %d refused the session: %s", c->p->link->in_process ? "in-process expert " : "",
-                         src, a->reason);
-    if (a->model_id != c->model_id) return spex_fail(err, "rank %d acknowledged another model identity", src);
-    c->st->rank[src].weight_bytes = (int64_t)a->weight_bytes;
+        return spex_fail(err, "%srank %d refused the session: %s", p->link->in_process ? "in-process expert " : "", src,
+                         a->reason);
+    if (a->model_id != p->model_id) return spex_fail(err, "rank %d acknowledged another model identity", src);
+    ((ep_stats_t *)user)->rank[src].weight_bytes = (int64_t)a->weight_bytes;
     return 0;
 }
 
@@ -229,9 +224,9 @@ int ep_protocol_hello(ep_protocol_t *p, const ep_hello_t *hello, ep_stats_t *st,
         p->broken = true;
         return -1;
     }
-    ack_ctx_t c = {p, hello->model_id, st};
+    p->model_id = hello->model_id;
     awaited_t a = {.body = SPEX__HEADER__BODY_HELLO_ACK, .what = "hello", .timeout = p->rank_timeout, .fn = on_ack,
-                   .user = &c};
+                   .user = st};
     if (await_session(p, &a, err)) return -1;
     snprintf(p->dcodec, sizeof p->dcodec, "%s", hello->dispatch_codec);
     snprintf(p->ccodec, sizeof p->ccodec, "%s", hello->combine_codec);
@@ -266,21 +261,21 @@ int ep_protocol_dispatch(ep_protocol_t *p, int rank, const ep_rows_t *rows, cons
     return 0;
 }
 
-typedef struct combine_ctx {
-    const ep_protocol_t *p;
+typedef struct combine_ctx {   /* the caller of ep_protocol_await_combine */
     ep_combine_fn fn;
     void *user;
 } combine_ctx_t;
 
-static int on_combine(void *user, int src, const wire_header_t *h, const uint8_t *pl, size_t plen, size_t frame_len,
-                      spex_err_t *err) {
+/* Check a combine against the dispatch it answers, then hand it on. */
+static int on_combine(ep_protocol_t *p, void *user, int src, const wire_header_t *h, const uint8_t *pl, size_t plen,
+                      size_t frame_len, spex_err_t *err) {
     const combine_ctx_t *x = user;
     const Spex__Combine *c = h->combine;
-    int want = x->p->owed_vectors[src];
-    if ((int)c->vectors != want || strcmp(c->codec, x->p->ccodec))
+    int want = p->owed_vectors[src];
+    if ((int)c->vectors != want || strcmp(c->codec, p->ccodec))
         return spex_fail(err, "rank %d: combine of %u vectors with codec '%s', expected %d with '%s'", src,
-                         c->vectors, c->codec, want, x->p->ccodec);
-    if (c->layer != (uint32_t)x->p->layer) return spex_fail(err, "rank %d: combine for layer %u", src, c->layer);
+                         c->vectors, c->codec, want, p->ccodec);
+    if (c->layer != (uint32_t)p->layer) return spex_fail(err, "rank %d: combine for layer %u", src, c->layer);
     return x->fn(x->user, src, c, pl, plen, frame_len, err);
 }
 
@@ -289,7 +284,7 @@ int ep_protocol_await_combine(ep_protocol_t *p, int layer, ep_combine_fn fn, voi
     if (p->broken) return spex_fail(err, "%s", BROKEN);
     char what[96];
     snprintf(what, sizeof what, "dispatch of layer %d (step %llu)", layer, (unsigned long long)p->step);
-    combine_ctx_t c = {p, fn, user};
+    combine_ctx_t c = {fn, user};
     awaited_t a = {.body = SPEX__HEADER__BODY_COMBINE, .what = what, .timeout = p->rank_timeout, .fn = on_combine,
                    .user = &c, .t_wait = t_wait};
     return await_session(p, &a, err);
@@ -297,9 +292,9 @@ int ep_protocol_await_combine(ep_protocol_t *p, int layer, ep_combine_fn fn, voi
 
 /* ---------------------------------------------------------------- stats */
 
-static int on_stats(void *user, int src, const wire_header_t *h, const uint8_t *pl, size_t plen, size_t frame_len,
-                    spex_err_t *err) {
-    (void)pl, (void)plen, (void)frame_len, (void)err;
+static int on_stats(ep_protocol_t *p, void *user, int src, const wire_header_t *h, const uint8_t *pl, size_t plen,
+                    size_t frame_len, spex_err_t *err) {
+    (void)p, (void)pl, (void)plen, (void)frame_len, (void)err;
     ep_rank_stats_t *r = &((ep_stats_t *)user)->rank[src];
     r->weight_bytes = (int64_t)h->stats->weight_bytes;
     r->max_rss_bytes = (int64_t)h->stats->max_rss_bytes;
