@@ -1,4 +1,5 @@
 /* cli_roles.c - cli_ep_main() (cli_ep.h): who does what in an mpirun job.
+ * (Which messages rank 0 and the workers exchange is coordinator/ep_protocol.h's.)
  *
  * Rank 0 runs the subcommand as a single process would (only it reads input
  * and writes stdout); its model load says hello to the workers. When the
@@ -16,10 +17,10 @@
 #include <unistd.h>
 
 #include "cli/cli_ep.h"
+#include "coordinator/ep_protocol.h"
 #include "core/log.h"
 #include "transport/link.h"
 #include "transport/mpi_world.h"
-#include "transport/wire.h"
 #include "worker/worker.h"
 
 /* Value of option `name` anywhere on the command line, or NULL. */
@@ -75,53 +76,6 @@ static int worker_main(int argc, char **argv, int rank) {
     return rc ? 1 : 0;
 }
 
-/* Shutdown to every worker, and wait for each acknowledgement until the deadline.
- * Other frames still in flight (answers to an aborted request) are dropped. */
-static int shutdown_workers(double timeout, int code, spex_err_t *err) {
-    link_t *link = link_mpi_create(err);
-    if (!link) return -1;
-    int world = link->world, left = world - 1, rc = 0;
-    char *acked = calloc((size_t)world, 1);
-    for (int r = 1; r < world && acked; r++) {
-        Spex__Header h = SPEX__HEADER__INIT;
-        Spex__Shutdown s = SPEX__SHUTDOWN__INIT;
-        s.code = code;
-        h.body_case = SPEX__HEADER__BODY_SHUTDOWN;
-        h.shutdown = &s;
-        uint8_t *buf;
-        size_t len;
-        if (wire_pack(&h, NULL, 0, &buf, &len, err) || link->send(link, r, buf, len, err)) { rc = -1; break; }
-    }
-    double deadline = link_now() + timeout;
-    while (rc == 0 && acked && left > 0) {
-        uint8_t *buf;
-        size_t len;
-        int src;
-        int got = link->recv(link, LINK_ANY, deadline, &src, &buf, &len, err);
-        if (got) { rc = -1; break; }
-        wire_header_t *h;
-        const uint8_t *p;
-        size_t pl;
-        spex_err_t e;
-        if (wire_unpack(buf, len, src, &h, &p, &pl, &e) == 0) {
-            if (h->body_case == SPEX__HEADER__BODY_SHUTDOWN && !acked[src]) acked[src] = 1, left--;
-            wire_header_free(h);
-        }
-        free(buf);
-    }
-    if (rc == 0 && !acked) rc = spex_fail(err, "out of memory");
-    if (left > 0 && acked) {
-        char ranks[256] = "";
-        size_t off = 0;
-        for (int r = 1; r < world && off + 16 < sizeof ranks; r++)
-            if (!acked[r]) off += (size_t)snprintf(ranks + off, sizeof ranks - off, "%s%d", off ? ", " : "", r);
-        rc = spex_fail(err, "rank %s did not acknowledge the shutdown within %.0f s", ranks, timeout);
-    }
-    free(acked);
-    link->destroy(link);
-    return rc;
-}
-
 int cli_ep_main(int argc, char **argv, int (*run)(int argc, char **argv)) {
     if (!mpi_world_launched()) return run(argc, argv);
     int rank = 0, size = 1;
@@ -139,7 +93,7 @@ int cli_ep_main(int argc, char **argv, int (*run)(int argc, char **argv)) {
     int rc = run(argc, argv);
     if (size > 1) {
         double t = scan_double(argc, argv, "--rank-timeout", CLI_EP_DEFAULT_TIMEOUT);
-        if (shutdown_workers(rc == 0 ? t : (t < 3 ? t : 3), rc, &err)) {
+        if (ep_protocol_end_job(rc, t, &err)) {
             spex_log("%s; aborting the job", err.msg);
             mpi_world_abort(rc ? rc : 1);
         }

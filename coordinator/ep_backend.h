@@ -16,9 +16,12 @@
  *        summed, DeepEP normal mode); rows add their ranks' vectors in ascending
  *        rank. Fewer bytes (one vector per row and rank, not per pair), but float
  *        addition is not associative, so bits depend on the placement.
- * The link is any transport/link.h (MPI or in-process loopback). Creating the
- * backend is the handshake: every worker rank gets a hello with the model
- * identity, its experts and the codecs, and must accept it. */
+ * The link is any transport/link.h (MPI or in-process loopback); every message
+ * on it is sent and awaited by coordinator/ep_protocol.h, which this file only
+ * feeds rows and reads answers from. Creating the backend is the handshake:
+ * every worker rank gets a hello with the model identity, its experts and the
+ * codecs, and must accept it; destroying it says bye (the end of the session,
+ * not of the job: see ep_protocol_end_job). */
 #ifndef SPEX_EP_BACKEND_H
 #define SPEX_EP_BACKEND_H
 

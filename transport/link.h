@@ -40,6 +40,12 @@ struct link {
 /* Monotonic clock in seconds (deadlines, timings). */
 double link_now(void);
 
+/* "1, 3, 4": the ranks 0 <= r < world for which in(user, r) holds, ascending,
+ * written into out[cap] for messages that name the ranks at fault ("rank %s did
+ * not ..."); ends in ", ..." when out is too small for all of them. Returns out. */
+const char *link_format_ranks(int world, bool (*in)(const void *user, int rank), const void *user, char *out,
+                              size_t cap);
+
 /* The in-process link: rank 0 is the caller, ranks 1..world-1 are served by
  * `handler` when the caller waits for a message (so their work shows up as the
  * caller's wait time, as it would with real ranks). handler returns 0 and

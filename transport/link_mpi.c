@@ -71,6 +71,13 @@ static int mpi_send(link_t *l, int rank, uint8_t *buf, size_t len, spex_err_t *e
     return 0;
 }
 
+static bool has_send_to(const void *user, int rank) {
+    const link_mpi_t *k = user;
+    for (int i = 0; i < k->n_pend; i++)
+        if (k->pend[i].rank == rank) return true;
+    return false;
+}
+
 static int mpi_flush(link_t *l, double deadline, spex_err_t *err) {
     link_mpi_t *k = (link_mpi_t *)l;
     int spins = 0;
@@ -80,10 +87,8 @@ static int mpi_flush(link_t *l, double deadline, spex_err_t *err) {
         if (link_now() > deadline) break;
         backoff(&spins);
     }
-    char ranks[256] = "";
-    size_t off = 0;
-    for (int i = 0; i < k->n_pend && off < sizeof ranks - 16; i++)
-        off += (size_t)snprintf(ranks + off, sizeof ranks - off, "%s%d", i ? ", " : "", k->pend[i].rank);
+    char ranks[256];
+    link_format_ranks(l->world, has_send_to, k, ranks, sizeof ranks);
     spex_fail(err, "rank %s did not take %s message in time (dead or stuck?)", ranks,
               k->n_pend > 1 ? "their" : "its");
     return 1;

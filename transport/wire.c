@@ -27,6 +27,15 @@ int wire_pack(const wire_header_t *h, const uint8_t *payload, size_t plen, uint8
     return 0;
 }
 
+int wire_send(link_t *link, int rank, const wire_header_t *h, const uint8_t *payload, size_t plen, size_t *frame_len,
+              spex_err_t *err) {
+    uint8_t *buf;
+    size_t len;
+    if (wire_pack(h, payload, plen, &buf, &len, err)) return -1;
+    if (frame_len) *frame_len = len;
+    return link->send(link, rank, buf, len, err);
+}
+
 static int check_body(const wire_header_t *h, int rank, spex_err_t *err) {
     switch (h->body_case) {
     case SPEX__HEADER__BODY_DISPATCH: {

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "spex.pb-c.h"
+#include "transport/link.h"
 
 #define SPEX_PROTO_VERSION 1
 #define WIRE_PREFIX 8                     /* magic + header length */
@@ -26,6 +27,11 @@ typedef Spex__Header wire_header_t;
 /* out = malloc'ed frame of h (version, payload_bytes and checksum are set on
  * a copy) followed by payload[0 .. plen). */
 int wire_pack(const wire_header_t *h, const uint8_t *payload, size_t plen, uint8_t **out, size_t *out_len,
+              spex_err_t *err);
+
+/* wire_pack() and link->send() to `rank`: the one way either side puts a
+ * message on a link. *frame_len (if not NULL) = the bytes sent. */
+int wire_send(link_t *link, int rank, const wire_header_t *h, const uint8_t *payload, size_t plen, size_t *frame_len,
               spex_err_t *err);
 
 /* Parse and validate a frame received from `rank`. *h must be released with

@@ -1,0 +1,362 @@
+/* ep_protocol.c - see ep_protocol.h: the requests rank 0 sends, and the one
+ * bounded wait for the answers they are owed. */
+#include "ep_protocol.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ep_protocol {
+    link_t *link;
+    int world;
+    double rank_timeout;
+    uint64_t step;        /* of the current request; its answers carry it back */
+    bool *pending;        /* [world]: owes an answer to the current request */
+    double *deadline;     /* [world]: until then ("loading" restarts it) */
+    int *owed_vectors;    /* [world]: the combine each rank owes */
+    int layer;            /* of the current dispatch */
+    uint64_t model_id;    /* the session's, from the hello */
+    char dcodec[32], ccodec[32];
+    Spex__CombineMode combine;   /* the session's, from the hello */
+    bool in_session;      /* hello acknowledged, no bye or shutdown yet */
+    bool broken;          /* a rank failed: no more requests, no bye */
+};
+
+typedef int (*answer_fn)(ep_protocol_t *p, void *user, int src, const wire_header_t *h, const uint8_t *pl,
+                         size_t plen, size_t frame_len, spex_err_t *err);
+
+/* What a wait is owed, and what to do with each answer. */
+typedef struct awaited {
+    Spex__Header__BodyCase body;   /* the answer every pending rank owes */
+    const char *what;              /* the request, for messages */
+    double timeout;                /* s of silence allowed per rank */
+    bool drop_others;              /* skip any other frame (shutdown) instead of failing on it */
+    answer_fn fn;                  /* NULL: nothing to take from the answer */
+    void *user;
+    double *t_wait;                /* += time spent receiving (NULL: not counted) */
+} awaited_t;
+
+static const char BROKEN[] = "expert parallelism: a worker rank failed earlier";
+
+/* ---------------------------------------------------------------- lifetime */
+
+ep_protocol_t *ep_protocol_create(link_t *link, double rank_timeout, spex_err_t *err) {
+    if (!link) return NULL;   /* its creator said why */
+    ep_protocol_t *p = calloc(1, sizeof *p);
+    if (p) {
+        p->pending = calloc((size_t)link->world, sizeof *p->pending);
+        p->deadline = calloc((size_t)link->world, sizeof *p->deadline);
+        p->owed_vectors = calloc((size_t)link->world, sizeof *p->owed_vectors);
+    }
+    if (!p || !p->pending || !p->deadline || !p->owed_vectors) {
+        if (p) free(p->pending), free(p->deadline), free(p->owed_vectors), free(p);
+        link->destroy(link);
+        spex_fail(err, "out of memory");
+        return NULL;
+    }
+    p->link = link;
+    p->world = link->world;
+    p->rank_timeout = rank_timeout;
+    return p;
+}
+
+int ep_protocol_world(const ep_protocol_t *p) { return p->world; }
+
+bool ep_protocol_broken(const ep_protocol_t *p) { return p->broken; }
+
+/* ---------------------------------------------------------------- sending */
+
+static int send_to(ep_protocol_t *p, int rank, Spex__Header *h, const uint8_t *payload, size_t plen,
+                   size_t *frame_len, spex_err_t *err) {
+    h->step = p->step;
+    if (wire_send(p->link, rank, h, payload, plen, frame_len, err) == 0) return 0;
+    p->broken = true;
+    return spex_err_prefix(err, "rank %d: ", rank);
+}
+
+/* h to every worker; with answer_owed each then owes one. */
+static int send_all(ep_protocol_t *p, Spex__Header *h, bool answer_owed, spex_err_t *err) {
+    for (int r = 1; r < p->world; r++) {
+        if (send_to(p, r, h, NULL, 0, NULL, err)) return -1;
+        p->pending[r] = answer_owed;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- waiting */
+
+typedef struct late_ctx {
+    const ep_protocol_t *p;
+    double now;
+} late_ctx_t;
+
+static bool is_pending(const void *user, int rank) { return ((const ep_protocol_t *)user)->pending[rank]; }
+
+static bool is_late(const void *user, int rank) {
+    const late_ctx_t *c = user;
+    return c->p->pending[rank] && c->now >= c->p->deadline[rank];
+}
+
+/* Earliest deadline of a pending rank; 0 when nobody owes an answer. */
+static double next_deadline(const ep_protocol_t *p) {
+    double dl = 0;
+    for (int r = 1; r < p->world; r++)
+        if (p->pending[r] && (dl == 0 || p->deadline[r] < dl)) dl = p->deadline[r];
+    return dl;
+}
+
+/* 1: h is the answer `src` owes; 0: a frame to skip; -1: a protocol error. */
+static int classify(ep_protocol_t *p, const awaited_t *a, int src, const wire_header_t *h, spex_err_t *err) {
+    bool owed = p->pending[src] && h->step == p->step && h->body_case == a->body;
+    if (owed || a->drop_others) return owed;
+    if (h->body_case == SPEX__HEADER__BODY_LOADING) {
+        p->deadline[src] = link_now() + a->timeout;
+        return 0;
+    }
+    if (h->body_case == SPEX__HEADER__BODY_ERROR)
+        return spex_fail(err, "%s (answering the %s)", h->error->message, a->what);
+    return spex_fail(err, "rank %d: unexpected %s message (step %llu) while waiting for the %s", src,
+                     wire_body_name(h), (unsigned long long)h->step, a->what);
+}
+
+static int on_frame(ep_protocol_t *p, const awaited_t *a, int src, const uint8_t *buf, size_t len, spex_err_t *err) {
+    wire_header_t *h = NULL;
+    const uint8_t *pl;
+    size_t plen;
+    spex_err_t dropped;
+    if (wire_unpack(buf, len, src, &h, &pl, &plen, a->drop_others ? &dropped : err))
+        return a->drop_others ? 0 : -1;
+    int rc = classify(p, a, src, h, err);
+    if (rc == 1 && (!a->fn || (rc = a->fn(p, a->user, src, h, pl, plen, len, err)) == 0)) p->pending[src] = false;
+    wire_header_free(h);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Wait until no rank owes an answer. 0: all answered; 1: a pending rank's
+ * deadline passed (late[cap] names those ranks); -1: error. */
+static int await_answers(ep_protocol_t *p, const awaited_t *a, char *late, size_t cap, spex_err_t *err) {
+    for (int r = 1; r < p->world; r++) p->deadline[r] = link_now() + a->timeout;
+    for (double dl; (dl = next_deadline(p)) > 0;) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        int src = -1;
+        double t0 = link_now();
+        int rc = p->link->recv(p->link, LINK_ANY, dl, &src, &buf, &len, err);
+        if (a->t_wait) *a->t_wait += link_now() - t0;
+        if (rc == 1) {   /* the loopback returns at once: not every deadline may have passed */
+            late_ctx_t c = {p, link_now()};
+            if (link_format_ranks(p->world, is_late, &c, late, cap)[0]) return 1;
+            continue;
+        }
+        if (rc == 0) rc = on_frame(p, a, src, buf, len, err);
+        free(buf);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+/* A request's wait: every failure names the rank and breaks the protocol. */
+static int await_session(ep_protocol_t *p, const awaited_t *a, spex_err_t *err) {
+    char late[256];
+    int rc = await_answers(p, a, late, sizeof late, err);
+    if (rc == 1)
+        spex_fail(err, "rank %s did not answer the %s within %.0f s (dead or stuck)", late, a->what, a->timeout);
+    p->step++;
+    if (rc) p->broken = true;
+    return rc ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- hello */
+
+/* user: the ep_stats_t; p->model_id: the identity the hello sent. */
+static int on_ack(ep_protocol_t *p, void *user, int src, const wire_header_t *h, const uint8_t *pl, size_t plen,
+                  size_t frame_len, spex_err_t *err) {
+    (void)pl, (void)plen, (void)frame_len;
+    const Spex__HelloAck *a = h->hello_ack;
+    if (!a->ok)
+        return spex_fail(err, "%srank %d refused the session: %s", p->link->in_process ? "in-process expert " : "", src,
+                         a->reason);
+    if (a->model_id != p->model_id) return spex_fail(err, "rank %d acknowledged another model identity", src);
+    ((ep_stats_t *)user)->rank[src].weight_bytes = (int64_t)a->weight_bytes;
+    return 0;
+}
+
+/* The hello for one rank; ids[] receives its expert ids. */
+static Spex__Hello hello_for(const ep_hello_t *hello, int rank, int world, uint32_t *ids, int *ex) {
+    Spex__Hello m = SPEX__HELLO__INIT;
+    int n = placement_rank_experts(hello->pl, rank, ex);
+    for (int i = 0; i < n; i++) ids[i] = (uint32_t)ex[i];
+    m.model_id = hello->model_id;
+    m.rank = (uint32_t)rank;
+    m.world = (uint32_t)world;
+    m.n_layers = (uint32_t)hello->n_layers;
+    m.n_routed = (uint32_t)hello->n_routed;
+    m.hidden = (uint32_t)hello->hidden;
+    m.n_experts = (size_t)n;
+    m.experts = ids;
+    m.dispatch_codec = (char *)hello->dispatch_codec;
+    m.combine_codec = (char *)hello->combine_codec;
+    m.combine = hello->combine;
+    return m;
+}
+
+static int send_hellos(ep_protocol_t *p, const ep_hello_t *hello, ep_stats_t *st, spex_err_t *err) {
+    int *ex = malloc(sizeof(int) * ((size_t)hello->n_routed + 1));
+    uint32_t *ids = malloc(sizeof(uint32_t) * ((size_t)hello->n_routed + 1));
+    int rc = ex && ids ? 0 : spex_fail(err, "out of memory");
+    for (int r = 1; r < p->world && !rc; r++) {
+        Spex__Header h = SPEX__HEADER__INIT;
+        Spex__Hello m = hello_for(hello, r, p->world, ids, ex);
+        st->rank[r].experts_hosted = (int64_t)m.n_experts;
+        h.body_case = SPEX__HEADER__BODY_HELLO;
+        h.hello = &m;
+        rc = send_to(p, r, &h, NULL, 0, NULL, err);
+        p->pending[r] = true;
+    }
+    free(ex);
+    free(ids);
+    return rc;
+}
+
+int ep_protocol_hello(ep_protocol_t *p, const ep_hello_t *hello, ep_stats_t *st, spex_err_t *err) {
+    if (p->broken) return spex_fail(err, "%s", BROKEN);
+    if (send_hellos(p, hello, st, err)) {
+        p->broken = true;
+        return -1;
+    }
+    p->model_id = hello->model_id;
+    awaited_t a = {.body = SPEX__HEADER__BODY_HELLO_ACK, .what = "hello", .timeout = p->rank_timeout, .fn = on_ack,
+                   .user = st};
+    if (await_session(p, &a, err)) return -1;
+    snprintf(p->dcodec, sizeof p->dcodec, "%s", hello->dispatch_codec);
+    snprintf(p->ccodec, sizeof p->ccodec, "%s", hello->combine_codec);
+    p->combine = hello->combine;
+    p->in_session = true;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- dispatch, combine */
+
+int ep_protocol_dispatch(ep_protocol_t *p, int rank, const ep_rows_t *rows, const uint8_t *payload, size_t plen,
+                         size_t *frame_len, spex_err_t *err) {
+    if (p->broken) return spex_fail(err, "%s", BROKEN);
+    if (!p->in_session) return spex_fail(err, "expert parallelism: dispatch outside a session");
+    Spex__Header h = SPEX__HEADER__INIT;
+    Spex__Dispatch d = SPEX__DISPATCH__INIT;
+    d.layer = (uint32_t)rows->layer;
+    d.rows = (uint32_t)rows->rows;
+    d.n_counts = (size_t)rows->rows;
+    d.counts = rows->counts;
+    d.n_experts = d.n_weights = (size_t)rows->pairs;
+    d.experts = rows->experts;
+    d.weights = rows->weights;
+    d.codec = p->dcodec;
+    d.combine = p->combine;
+    h.body_case = SPEX__HEADER__BODY_DISPATCH;
+    h.dispatch = &d;
+    if (send_to(p, rank, &h, payload, plen, frame_len, err)) return -1;
+    p->layer = rows->layer;
+    p->owed_vectors[rank] = p->combine == SPEX__COMBINE_MODE__COMBINE_EXPERT ? rows->pairs : rows->rows;
+    p->pending[rank] = true;
+    return 0;
+}
+
+typedef struct combine_ctx {   /* the caller of ep_protocol_await_combine */
+    ep_combine_fn fn;
+    void *user;
+} combine_ctx_t;
+
+/* Check a combine against the dispatch it answers, then hand it on. */
+static int on_combine(ep_protocol_t *p, void *user, int src, const wire_header_t *h, const uint8_t *pl, size_t plen,
+                      size_t frame_len, spex_err_t *err) {
+    const combine_ctx_t *x = user;
+    const Spex__Combine *c = h->combine;
+    int want = p->owed_vectors[src];
+    if ((int)c->vectors != want || strcmp(c->codec, p->ccodec))
+        return spex_fail(err, "rank %d: combine of %u vectors with codec '%s', expected %d with '%s'", src,
+                         c->vectors, c->codec, want, p->ccodec);
+    if (c->layer != (uint32_t)p->layer) return spex_fail(err, "rank %d: combine for layer %u", src, c->layer);
+    return x->fn(x->user, src, c, pl, plen, frame_len, err);
+}
+
+int ep_protocol_await_combine(ep_protocol_t *p, int layer, ep_combine_fn fn, void *user, double *t_wait,
+                              spex_err_t *err) {
+    if (p->broken) return spex_fail(err, "%s", BROKEN);
+    char what[96];
+    snprintf(what, sizeof what, "dispatch of layer %d (step %llu)", layer, (unsigned long long)p->step);
+    combine_ctx_t c = {fn, user};
+    awaited_t a = {.body = SPEX__HEADER__BODY_COMBINE, .what = what, .timeout = p->rank_timeout, .fn = on_combine,
+                   .user = &c, .t_wait = t_wait};
+    return await_session(p, &a, err);
+}
+
+/* ---------------------------------------------------------------- stats */
+
+static int on_stats(ep_protocol_t *p, void *user, int src, const wire_header_t *h, const uint8_t *pl, size_t plen,
+                    size_t frame_len, spex_err_t *err) {
+    (void)p, (void)pl, (void)plen, (void)frame_len, (void)err;
+    ep_rank_stats_t *r = &((ep_stats_t *)user)->rank[src];
+    r->weight_bytes = (int64_t)h->stats->weight_bytes;
+    r->max_rss_bytes = (int64_t)h->stats->max_rss_bytes;
+    r->busy_seconds = h->stats->busy_seconds;
+    r->idle_seconds = h->stats->idle_seconds;
+    return 0;
+}
+
+int ep_protocol_fetch_stats(ep_protocol_t *p, ep_stats_t *st, spex_err_t *err) {
+    if (p->broken) return spex_fail(err, "%s", BROKEN);
+    Spex__Header h = SPEX__HEADER__INIT;
+    Spex__StatsRequest q = SPEX__STATS_REQUEST__INIT;
+    h.body_case = SPEX__HEADER__BODY_STATS_REQUEST;
+    h.stats_request = &q;
+    if (send_all(p, &h, true, err)) return -1;
+    awaited_t a = {.body = SPEX__HEADER__BODY_STATS, .what = "stats request", .timeout = p->rank_timeout,
+                   .fn = on_stats, .user = st};
+    return await_session(p, &a, err);
+}
+
+/* ---------------------------------------------------------------- bye, shutdown */
+
+static void say_bye(ep_protocol_t *p) {
+    spex_err_t err;
+    Spex__Header h = SPEX__HEADER__INIT;
+    Spex__Bye bye = SPEX__BYE__INIT;
+    h.body_case = SPEX__HEADER__BODY_BYE;
+    h.bye = &bye;
+    p->in_session = false;
+    if (send_all(p, &h, false, &err) == 0) p->link->flush(p->link, link_now() + p->rank_timeout, &err);
+}
+
+void ep_protocol_free(ep_protocol_t *p) {
+    if (!p) return;
+    if (p->in_session && !p->broken) say_bye(p);
+    p->link->destroy(p->link);
+    free(p->pending);
+    free(p->deadline);
+    free(p->owed_vectors);
+    free(p);
+}
+
+int ep_protocol_shutdown(ep_protocol_t *p, int code, double timeout, spex_err_t *err) {
+    Spex__Header h = SPEX__HEADER__INIT;
+    Spex__Shutdown s = SPEX__SHUTDOWN__INIT;
+    s.code = code;
+    h.body_case = SPEX__HEADER__BODY_SHUTDOWN;
+    h.shutdown = &s;
+    p->in_session = false;   /* a shutdown also ends the session */
+    if (send_all(p, &h, true, err)) return -1;
+    awaited_t a = {.body = SPEX__HEADER__BODY_SHUTDOWN, .what = "shutdown", .timeout = timeout, .drop_others = true};
+    char ranks[256];
+    int rc = await_answers(p, &a, ranks, sizeof ranks, err);
+    if (rc && link_format_ranks(p->world, is_pending, p, ranks, sizeof ranks)[0])
+        spex_fail(err, "rank %s did not acknowledge the shutdown within %.0f s", ranks, timeout);
+    return rc ? -1 : 0;
+}
+
+int ep_protocol_end_job(int code, double rank_timeout, spex_err_t *err) {
+    ep_protocol_t *p = ep_protocol_create(link_mpi_create(err), rank_timeout, err);
+    if (!p) return -1;
+    int rc = ep_protocol_shutdown(p, code, code == 0 || rank_timeout < 3 ? rank_timeout : 3, err);
+    ep_protocol_free(p);
+    return rc;
+}

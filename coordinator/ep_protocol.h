@@ -1,0 +1,92 @@
+/* ep_protocol.h - rank 0's side of every message exchange with the worker
+ * ranks (proto/spex.proto), from hello to shutdown; worker/worker.h is the
+ * other side.
+ *
+ * An ep_protocol_t is the coordinator's end of one link (transport/link.h):
+ *   hello       every worker gets the model identity, the shape, its expert
+ *               ids and the codecs, and must acknowledge (a refusal names it)
+ *   dispatch    one frame to a rank, then ep_protocol_await_combine() for
+ *               every rank sent to (each combine is handed to the caller)
+ *   stats       every worker's totals (weights, peak RSS, busy/idle time)
+ *   bye         end of the session (a worker keeps its weights for the next)
+ *   shutdown    every worker acknowledges and stops: the end of the job
+ * It keeps the step counter and which ranks owe an answer until when. Every
+ * wait is bounded by the rank timeout (a "loading" message restarts a rank's
+ * clock while it reads its experts). A rank that stays silent, answers with an
+ * error or out of turn is named in the error, and the protocol is broken from
+ * then on: requests fail at once, no bye is sent, only a shutdown still goes
+ * out (to end the job quickly). */
+#ifndef SPEX_EP_PROTOCOL_H
+#define SPEX_EP_PROTOCOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coordinator/ep_stats.h"
+#include "coordinator/placement.h"
+#include "transport/link.h"
+#include "transport/wire.h"
+
+typedef struct ep_protocol ep_protocol_t;
+
+/* Takes ownership of `link` (also on failure); rank_timeout in seconds. */
+ep_protocol_t *ep_protocol_create(link_t *link, double rank_timeout, spex_err_t *err);
+/* Says bye first if a session is open and nothing failed; then destroys the link. */
+void ep_protocol_free(ep_protocol_t *p);
+
+int ep_protocol_world(const ep_protocol_t *p);
+bool ep_protocol_broken(const ep_protocol_t *p);
+
+typedef struct ep_hello {
+    uint64_t model_id;
+    int n_layers, n_routed, hidden;
+    const char *dispatch_codec, *combine_codec;   /* codec_name() spellings */
+    Spex__CombineMode combine;
+    const placement_t *pl;                        /* which experts each rank hosts */
+} ep_hello_t;
+
+/* Open the session: hello to every worker, wait for all acknowledgements.
+ * Records each rank's experts_hosted and weight_bytes in `st`. */
+int ep_protocol_hello(ep_protocol_t *p, const ep_hello_t *hello, ep_stats_t *st, spex_err_t *err);
+
+/* One rank's share of a layer call, in the wire's shape: rows, and for each
+ * row its expert ids and gate weights there (CSR). */
+typedef struct ep_rows {
+    int layer, rows, pairs;
+    uint32_t *counts;    /* [rows] experts per row */
+    uint32_t *experts;   /* [pairs] */
+    float *weights;      /* [pairs] */
+} ep_rows_t;
+
+/* Send the rows (encoded with the session's dispatch codec: payload) to
+ * `rank`, who then owes a combine. *frame_len = the bytes sent. */
+int ep_protocol_dispatch(ep_protocol_t *p, int rank, const ep_rows_t *rows, const uint8_t *payload, size_t plen,
+                         size_t *frame_len, spex_err_t *err);
+
+/* One rank's combine, already checked against its dispatch (layer, codec, and
+ * c->vectors: one per pair in expert mode, one per row in presum mode);
+ * non-zero fails the wait. frame_len = the bytes received. */
+typedef int (*ep_combine_fn)(void *user, int rank, const Spex__Combine *c, const uint8_t *payload, size_t plen,
+                             size_t frame_len, spex_err_t *err);
+
+/* Wait for the combine of every rank dispatched to since the last wait, for
+ * `layer`. *t_wait += seconds spent waiting for frames. */
+int ep_protocol_await_combine(ep_protocol_t *p, int layer, ep_combine_fn fn, void *user, double *t_wait,
+                              spex_err_t *err);
+
+/* Ask every worker for its totals and put them into st->rank[]. */
+int ep_protocol_fetch_stats(ep_protocol_t *p, ep_stats_t *st, spex_err_t *err);
+
+/* Tell every worker to stop (`code`: the coordinator's exit status) and wait
+ * for each acknowledgement for `timeout` seconds; anything else that arrives
+ * meanwhile (answers to an aborted request) is dropped. An error names the
+ * ranks that did not acknowledge. */
+int ep_protocol_shutdown(ep_protocol_t *p, int code, double timeout, spex_err_t *err);
+
+/* The end of an mpirun job on rank 0, after the subcommand returned `code`:
+ * ep_protocol_shutdown() over the MPI link, with rank_timeout as the window
+ * after a success and at most 3 s after a failure (the job is ending anyway). */
+int ep_protocol_end_job(int code, double rank_timeout, spex_err_t *err);
+
+#endif
