@@ -19,18 +19,24 @@ static void prefault(const uint8_t *p, size_t n) {
     (void)sink;
 }
 
-/* An anonymous, 64-byte aligned copy of the tensor's bytes; the mapped pages
- * it was read from are dropped from this process (they stay in the page cache). */
-static void *copy_out(const st_tensor_t *t) {
+/* An anonymous copy of the tensor's bytes, read with pread (the mapping is
+ * never touched, so it costs no page faults and no resident file pages);
+ * 2 MB aligned with transparent huge pages when large: fewer TLB misses is
+ * what makes copied weights faster than the page cache here (docs/performance.md). */
+static void *copy_out(const tensor_store_t *ts, const st_tensor_t *t, spex_err_t *err) {
     void *q = NULL;
-    size_t bytes = (t->nbytes + 63) / 64 * 64;
-    if (posix_memalign(&q, 64, bytes ? bytes : 64)) return NULL;
-    if (bytes >= (2u << 20)) madvise(q, bytes, MADV_HUGEPAGE);
-    memcpy(q, t->data, t->nbytes);
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    uintptr_t a = ((uintptr_t)t->data + page - 1) & ~(uintptr_t)(page - 1);
-    uintptr_t b = ((uintptr_t)t->data + t->nbytes) & ~(uintptr_t)(page - 1);
-    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+    size_t huge = 2u << 20, bytes = (t->nbytes + 63) / 64 * 64;
+    size_t align = bytes >= huge ? huge : 64;
+    if (bytes >= huge) bytes = (bytes + huge - 1) / huge * huge;
+    if (posix_memalign(&q, align, bytes ? bytes : 64)) {
+        spex_fail(err, "out of memory for tensor '%s' (%zu bytes)", t->name, t->nbytes);
+        return NULL;
+    }
+    if (align == huge) madvise(q, bytes, MADV_HUGEPAGE);
+    if (tensor_store_read(ts, t, q, err)) {
+        free(q);
+        return NULL;
+    }
     return q;
 }
 
@@ -66,9 +72,9 @@ int linear_load(linear_t *l, const tensor_store_t *ts, const char *name, int out
     }
     tensor_residency_t r = tensor_store_residency(ts);
     if (r.copy) {
-        if (!(l->owned = copy_out(t))) {
+        if (!(l->owned = copy_out(ts, t, err))) {
             linear_free(l);
-            return spex_fail(err, "out of memory for tensor '%s' (%zu bytes)", name, t->nbytes);
+            return -1;
         }
         l->w.data = l->owned;
     } else if (r.prefault) {

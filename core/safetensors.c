@@ -507,6 +507,24 @@ void tensor_store_fp8_block(const tensor_store_t *ts, int block[2]) {
 
 /* ---------------------------------------------------------------- loading */
 
+int tensor_store_read(const tensor_store_t *ts, const st_tensor_t *t, void *dst, spex_err_t *err) {
+    const st_file_t *f = &ts->files[t->file];
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return spex_fail(err, "%s: cannot open: %s", f->path, strerror(errno));
+    off_t off = (off_t)(t->data - f->map);
+    size_t done = 0;
+    while (done < t->nbytes) {
+        ssize_t r = pread(fd, (uint8_t *)dst + done, t->nbytes - done, off + (off_t)done);
+        if (r <= 0) {
+            close(fd);
+            return spex_fail(err, "%s: reading tensor '%s': %s", f->path, t->name, r < 0 ? strerror(errno) : "end of file");
+        }
+        done += (size_t)r;
+    }
+    close(fd);
+    return 0;
+}
+
 int tensor_store_check_shape(const tensor_store_t *ts, const st_tensor_t *t, int ndim, const int64_t *shape,
                              spex_err_t *err) {
     if (!shape) return 0;

@@ -75,6 +75,10 @@ void tensor_store_fp8_block(const tensor_store_t *ts, int block[2]);
 int tensor_store_load_f32(const tensor_store_t *ts, const char *name, int ndim, const int64_t *shape,
                           float *dst, spex_err_t *err);
 
+/* Read tensor t's bytes (t->nbytes) from its file into dst with pread, without
+ * touching the mapping (so the copy costs no page faults of the mapping). */
+int tensor_store_read(const tensor_store_t *ts, const st_tensor_t *t, void *dst, spex_err_t *err);
+
 /* 0 if t has exactly `ndim` dims equal to `shape`, else an error naming the
  * file, tensor and both shapes (shape NULL: no check). */
 int tensor_store_check_shape(const tensor_store_t *ts, const st_tensor_t *t, int ndim, const int64_t *shape,

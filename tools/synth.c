@@ -72,6 +72,49 @@ static void preset_scaled(spex_config_t *c, int hidden, int heads, int experts, 
     c->rope_scaling.factor = 4.0;
 }
 
+/* The performance benchmark of issue 12: DeepSeek-V3's shape at 1.71 B parameters
+ * (1.0 GB of BF16 weights read per decoded token). No MTP layer unless overridden
+ * (--num_nextn_predict_layers 1 gives the memory-bound model with MTP). */
+static void preset_bench_medium(spex_config_t *c) {
+    preset_tiny(c);
+    c->hidden_size = 2048;
+    c->num_hidden_layers = 8;
+    c->first_k_dense_replace = 1;
+    c->intermediate_size = 5632;
+    c->num_attention_heads = 16;
+    c->q_lora_rank = 768;
+    c->kv_lora_rank = 512;
+    c->qk_nope_head_dim = 128;
+    c->qk_rope_head_dim = 64;
+    c->v_head_dim = 128;
+    c->n_routed_experts = 32;
+    c->num_experts_per_tok = 6;
+    c->moe_intermediate_size = 1024;
+    c->n_shared_experts = 1;
+    c->n_group = 8;
+    c->topk_group = 4;
+    c->vocab_size = 32768;
+    c->num_nextn_predict_layers = 0;
+    c->rope_scaling = (spex_rope_scaling_t){true, 40.0, 4096, 32.0, 1.0, 1.0, 1.0};
+    c->max_position_embeddings = 163840;
+}
+
+/* Moonlight-16B-A3B / DeepSeek-V2-Lite class: 16.0 B parameters, 2.9 B active. */
+static void preset_16b(spex_config_t *c) {
+    preset_bench_medium(c);
+    c->num_hidden_layers = 27;
+    c->intermediate_size = 11264;
+    c->q_lora_rank = 0;
+    c->n_routed_experts = 64;
+    c->moe_intermediate_size = 1408;
+    c->n_shared_experts = 2;
+    c->n_group = 1;
+    c->topk_group = 1;
+    c->vocab_size = 163840;
+    c->rope_scaling = (spex_rope_scaling_t){false, 1.0, 8192, 32.0, 1.0, 1.0, 1.0};
+    c->max_position_embeddings = 8192;
+}
+
 int synth_preset(const char *name, spex_config_t *cfg, spex_err_t *err) {
     if (!strcmp(name, "tiny")) {
         preset_tiny(cfg);
@@ -95,8 +138,12 @@ int synth_preset(const char *name, spex_config_t *cfg, spex_err_t *err) {
         cfg->num_experts_per_tok = 8;
         cfg->n_group = 8;
         cfg->topk_group = 4;
+    } else if (!strcmp(name, "bench-medium")) {
+        preset_bench_medium(cfg);
+    } else if (!strcmp(name, "16b")) {
+        preset_16b(cfg);
     } else {
-        return spex_fail(err, "unknown preset '%s' (tiny, small, medium, large)", name);
+        return spex_fail(err, "unknown preset '%s' (tiny, small, medium, large, bench-medium, 16b)", name);
     }
     return 0;
 }
