@@ -78,6 +78,14 @@ static int list_value(const cli_option_t *o, const char *v, cli_list_t *out, cha
     return -1;
 }
 
+/* The table's check function; its reason prefixed with the option's name. */
+static int check_value(const cli_option_t *o, const char *v, char *msg, size_t len) {
+    char why[384] = "";
+    if (o->check(v, why, sizeof why) == 0) return 0;
+    snprintf(msg, len, "%s: %s", o->name, why);
+    return -1;
+}
+
 /* Check `v` for option `o` and, when `dst` is not NULL, store it there. */
 static int take_value(const cli_option_t *o, const char *v, void *dst, char *msg, size_t len) {
     long l;
@@ -102,7 +110,7 @@ static int take_value(const cli_option_t *o, const char *v, void *dst, char *msg
         if (dst) *(cli_list_t *)dst = list;
         return 0;
     case CLI_STRING:
-        if (o->check && o->check(v, msg, len)) return -1;
+        if (o->check && check_value(o, v, msg, len)) return -1;
         if (dst) *(const char **)dst = v;
         return 0;
     case CLI_FLAG:
@@ -260,7 +268,7 @@ void cli_help(const cli_spec_t *spec, FILE *f) {
     if (spec->about) fprintf(f, "%s\n", spec->about);
     for (size_t g = 0; g < spec->n_groups; g++) {
         const cli_group_t *gr = &spec->groups[g];
-        if (gr->title) fprintf(f, "%s:\n", gr->title);
+        if (gr->title) fprintf(f, "\n%s:\n", gr->title);
         for (size_t i = 0; i < gr->n; i++)
             if (selected(gr, i)) option_help(&gr->opts[i], (const char *)gr->base + gr->opts[i].off, f);
     }
@@ -313,6 +321,12 @@ cli_group_t cli_sampling_group(cli_sampling_t *s, unsigned mask) {
     return (cli_group_t){"sampling and speculation", SAMPLING, sizeof SAMPLING / sizeof SAMPLING[0], s, mask};
 }
 
+seq_params_t cli_sampling_seq(const cli_sampling_t *s) {
+    return (seq_params_t){.spec_k = (int)s->spec_k, .sampled_drafts = s->draft == CLI_DRAFT_SAMPLED, .eos_id = -1,
+                          .sampling = {.temperature = (float)s->temperature, .top_k = (int)s->top_k,
+                                       .top_p = (float)s->top_p, .seed = (uint64_t)s->seed}};
+}
+
 typedef struct request_temperature {
     double t;
 } request_temperature_t;
@@ -325,3 +339,26 @@ static const cli_option_t REQUEST_TEMPERATURE[] = {
 cli_group_t cli_request_temperature_group(double *t) {
     return (cli_group_t){NULL, REQUEST_TEMPERATURE, 1, t, 0};
 }
+
+static const cli_option_t SCHED[] = {
+    CLI_OPT_INT("--max-running", NULL, "N", cli_sched_t, max_running, 1, 4096, "sequences decoded together in one engine step"),
+    CLI_OPT_INT("--max-prompt-tokens", NULL, "N", cli_sched_t, max_prompt, 1, 1L << 30,
+                "longest prompt accepted (default: context - 1)"),
+    CLI_OPT_INT("--max-tokens-limit", NULL, "N", cli_sched_t, max_tokens_limit, 1, 1L << 30,
+                "largest max_tokens accepted (default: context - 1)"),
+    CLI_OPT_INT("--kv-capacity-tokens", NULL, "N", cli_sched_t, kv_capacity, 1, 1L << 40,
+                "sum of KV cache capacities over running sequences\n(default: max-running x context)"),
+};
+
+cli_group_t cli_sched_group(cli_sched_t *s) { return (cli_group_t)CLI_GROUP("scheduler", SCHED, s); }
+
+typedef struct model_dir {
+    const char *dir;
+} model_dir_t;
+
+static const cli_option_t MODEL[] = {
+    CLI_OPT_NEEDED("--model", "DIR", model_dir_t, dir, "checkpoint directory (config.json, *.safetensors,\n"
+                   "tokenizer.json)"),
+};
+
+cli_group_t cli_model_group(const char **dir) { return (cli_group_t){NULL, MODEL, 1, dir, 0}; }

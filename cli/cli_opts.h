@@ -34,7 +34,8 @@ typedef struct cli_list {
     int n;
 } cli_list_t;
 
-/* Extra check of a string value: 0 ok, else -1 with a message in msg. */
+/* Extra check of a string value: 0 ok, else -1 with the reason in msg (the
+ * parser puts the option's name in front). */
 typedef int (*cli_check_fn)(const char *value, char *msg, size_t msg_len);
 
 #define CLI_REQUIRED 1u   /* the command cannot run without it */
@@ -73,6 +74,8 @@ typedef struct cli_spec {
     const cli_group_t *groups;
     size_t n_groups;
 } cli_spec_t;
+
+#define CLI_SPEC(cmd, usage, about, groups) {cmd, usage, about, groups, sizeof(groups) / sizeof((groups)[0])}
 
 /* Table entries. T is the struct, f its field; the field's C type is checked. */
 #define CLI_TYPED_(T, f, ctype) (offsetof(T, f) + 0 * sizeof(_Generic(((T *)0)->f, ctype: 1)))
@@ -130,11 +133,25 @@ enum { CLI_S_TEMPERATURE = 1u << 0, CLI_S_TOP_P = 1u << 1, CLI_S_TOP_K = 1u << 2
 
 /* Greedy, no speculation, sampled drafts. */
 cli_sampling_t cli_sampling_defaults(void);
-/* The group over `s` with the entries in `mask` (CLI_S_*). */
+/* The group over `s` with the entries in `mask` (CLI_S_*, 0 = all). */
 cli_group_t cli_sampling_group(cli_sampling_t *s, unsigned mask);
+/* The engine's parameters of one sequence from `s` (max_new_tokens 0, eos_id -1). */
+struct seq_params cli_sampling_seq(const cli_sampling_t *s);
 
 /* The temperature of HTTP API requests (`spex batch` lines without one, `spex
  * bench serve` requests): 0..2, as server/api.c accepts; a group over `t`. */
 cli_group_t cli_request_temperature_group(double *t);
+
+/* The limits of the continuous-batching scheduler (`serve`, `batch`):
+ * --max-running, --max-prompt-tokens, --max-tokens-limit, --kv-capacity-tokens;
+ * 0 = the scheduler's default (from the context length). */
+typedef struct cli_sched {
+    long max_running, max_prompt, max_tokens_limit, kv_capacity;
+} cli_sched_t;
+
+cli_group_t cli_sched_group(cli_sched_t *s);
+
+/* --model DIR (required), the checkpoint every model command reads; a group over `dir`. */
+cli_group_t cli_model_group(const char **dir);
 
 #endif

@@ -21,7 +21,7 @@ typedef struct opts {
 
 static int no_zstd(const char *v, char *msg, size_t len) {
     if (!strstr(v, "zstd")) return 0;
-    snprintf(msg, len, "--codec: no zstd here, got '%s'", v);
+    snprintf(msg, len, "no zstd here, got '%s'", v);
     return -1;
 }
 
@@ -172,7 +172,7 @@ Test(cli_opts, check_function) {
     fixture_t f;
     setup(&f);
     cr_assert_eq(PARSE(&f, "--model", "m", "--codec", "fp8+zstd"), CLI_BAD);
-    cr_assert(strstr(f.msg, "no zstd here"), "%s", f.msg);
+    cr_assert(strstr(f.msg, "--codec: no zstd here, got 'fp8+zstd'"), "%s", f.msg);
 }
 
 Test(cli_opts, required) {
