@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli_ep.h"
+#include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/generate.h"
@@ -89,57 +90,57 @@ static int gen_prompt(const gen_cli_t *c, const tokenizer_t *tok, int32_t **ids,
     return 0;
 }
 
-/* The stats object: timings and speculation acceptance per draft position.
- * `ep_json` (the expert-parallel statistics, or NULL) is added as
- * "expert_parallelism" so that one --stats file holds both. */
-static void print_stats(FILE *f, const gen_stats_t *st, int spec_k, const char *ep_json) {
+/* The stats object: timings and speculation acceptance per draft position. */
+static cJSON *stats_json(const gen_stats_t *st, int spec_k) {
     const spec_stats_t *sp = &st->spec;
     int n = st->generated_tokens;
-    double dps = st->decode_seconds > 0 && n > 1 ? (n - 1) / st->decode_seconds : 0;
-    double pps = st->prefill_seconds > 0 ? st->prompt_tokens / st->prefill_seconds : 0;
-    fprintf(f,
-            "{\"prompt_tokens\":%d,\"generated_tokens\":%d,\"finish_reason\":\"%s\",\"prefill_seconds\":%.6f,"
-            "\"decode_seconds\":%.6f,\"prefill_tokens_per_second\":%.2f,\"decode_tokens_per_second\":%.2f,"
-            "\"spec_k\":%d,\"steps\":%ld,\"tokens_per_step\":%.4f,\"drafted\":%ld,\"accepted\":%ld,"
-            "\"rejected\":%ld,\"acceptance\":%.4f,\"acceptance_by_position\":[",
-            st->prompt_tokens, n, st->finish_reason, st->prefill_seconds, st->decode_seconds, pps, dps, spec_k,
-            sp->steps, sp->steps ? (double)sp->emitted / sp->steps : 0.0, sp->drafted, sp->accepted,
-            sp->drafted - sp->accepted, sp->drafted ? (double)sp->accepted / sp->drafted : 0.0);
-    for (int j = 0; j < spec_k; j++)
-        fprintf(f, j ? ",%.4f" : "%.4f", sp->drafted_at[j] ? (double)sp->accepted_at[j] / sp->drafted_at[j] : 0.0);
-    fprintf(f, "],\"drafted_by_position\":[");
-    for (int j = 0; j < spec_k; j++) fprintf(f, j ? ",%ld" : "%ld", sp->drafted_at[j]);
-    fprintf(f, "],\"accepted_by_position\":[");
-    for (int j = 0; j < spec_k; j++) fprintf(f, j ? ",%ld" : "%ld", sp->accepted_at[j]);
-    fprintf(f, "]");
-    if (ep_json) fprintf(f, ",\"expert_parallelism\":%s", ep_json);
-    fprintf(f, "}");
+    cJSON *o = cJSON_CreateObject(), *acc = cJSON_CreateArray();
+    cJSON_AddNumberToObject(o, "prompt_tokens", st->prompt_tokens);
+    cJSON_AddNumberToObject(o, "generated_tokens", n);
+    cJSON_AddStringToObject(o, "finish_reason", st->finish_reason);
+    cJSON_AddNumberToObject(o, "prefill_seconds", st->prefill_seconds);
+    cJSON_AddNumberToObject(o, "decode_seconds", st->decode_seconds);
+    cJSON_AddNumberToObject(o, "prefill_tokens_per_second",
+                            st->prefill_seconds > 0 ? st->prompt_tokens / st->prefill_seconds : 0);
+    cJSON_AddNumberToObject(o, "decode_tokens_per_second",
+                            st->decode_seconds > 0 && n > 1 ? (n - 1) / st->decode_seconds : 0);
+    cJSON_AddNumberToObject(o, "spec_k", spec_k);
+    cJSON_AddNumberToObject(o, "steps", (double)sp->steps);
+    cJSON_AddNumberToObject(o, "tokens_per_step", sp->steps ? (double)sp->emitted / sp->steps : 0.0);
+    cJSON_AddNumberToObject(o, "drafted", (double)sp->drafted);
+    cJSON_AddNumberToObject(o, "accepted", (double)sp->accepted);
+    cJSON_AddNumberToObject(o, "rejected", (double)(sp->drafted - sp->accepted));
+    cJSON_AddNumberToObject(o, "acceptance", sp->drafted ? (double)sp->accepted / sp->drafted : 0.0);
+    for (int j = 0; acc && j < spec_k; j++)
+        cJSON_AddItemToArray(acc, cJSON_CreateNumber(sp->drafted_at[j] ? (double)sp->accepted_at[j] / sp->drafted_at[j] : 0.0));
+    cJSON_AddItemToObject(o, "acceptance_by_position", acc);
+    cJSON_AddItemToObject(o, "drafted_by_position", cli_json_longs(sp->drafted_at, spec_k));
+    cJSON_AddItemToObject(o, "accepted_by_position", cli_json_longs(sp->accepted_at, spec_k));
+    return o;
 }
 
-static void print_json(const tokenizer_t *tok, const int32_t *gen, int n, const gen_stats_t *st, int spec_k) {
-    printf("{\"tokens\":");
-    cli_print_ids(stdout, gen, n);
-    printf(",\"text\":");
+static int print_json(const tokenizer_t *tok, const int32_t *gen, int n, const gen_stats_t *st, int spec_k) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "tokens", cli_json_ids(gen, n));
     char *text = tok ? tokenizer_decode(tok, gen, (size_t)n, true, NULL, NULL) : NULL;
-    cli_print_json_string(stdout, text ? text : "");
+    cli_json_add_text(o, "text", text ? text : "");
     free(text);
-    printf(",\"stats\":");
-    print_stats(stdout, st, spec_k, NULL);
-    printf("}\n");
+    cJSON_AddItemToObject(o, "stats", stats_json(st, spec_k));
+    return cli_json_print(o, stdout);
 }
 
+/* The stats object to `path`, with the expert-parallel statistics (if the
+ * experts are behind the wire) added as "expert_parallelism". */
 static int write_stats(const char *path, const gen_stats_t *st, int spec_k, cli_ep_t *ep) {
     spex_err_t err = {{0}};
     char *ep_json = cli_ep_stats_json(ep, &err);
     if (err.msg[0]) { cli_error("generate", "%s", err.msg); return -1; }
+    cJSON *o = stats_json(st, spec_k);
+    if (ep_json) cJSON_AddRawToObject(o, "expert_parallelism", ep_json);
     FILE *f = fopen(path, "w");
-    int rc = 0;
-    if (!f) rc = -1;
-    else {
-        print_stats(f, st, spec_k, ep_json);
-        fputc('\n', f);
-        if (fclose(f)) rc = -1;
-    }
+    int rc = !f || cli_json_print(o, f) ? -1 : 0;
+    if (!f) cJSON_Delete(o);
+    if (f && fclose(f)) rc = -1;
     if (rc) cli_error("generate", "cannot write --stats file '%s'", path);
     /* the table too when real workers did the routed work (--ep-stats prints it anyway) */
     else if (ep_json && !ep->stats && mpi_world_size() > 1) cli_ep_print_stats(ep, stderr);
@@ -168,8 +169,11 @@ int cmd_generate(int argc, char **argv) {
     stream_ctx_t sc = {.tok = tok, .print = !c.json};
     gen_stats_t st;
     if (generate(m, prompt, n_prompt, &c.gp, on_token, &sc, &gen, &n_gen, &st, &err)) goto fail;
-    if (c.json) print_json(tok, gen, n_gen, &st, c.gp.spec_k);
-    else {
+    if (c.json && print_json(tok, gen, n_gen, &st, c.gp.spec_k)) {
+        spex_fail(&err, "out of memory");
+        goto fail;
+    }
+    if (!c.json) {
         char tail[8];
         fwrite(tail, 1, utf8_stream_flush(&sc.utf8, tail), stdout);
         printf("\n");

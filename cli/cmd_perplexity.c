@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli_ep.h"
+#include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/perplexity.h"
@@ -64,6 +65,19 @@ static int ppl_parse(int argc, char **argv, ppl_cli_t *c) {
     return cli_run_parse(&spec, argc, argv, 1);
 }
 
+static int print_json(const ppl_cli_t *c, const ppl_result_t *r, double ppl, double bpb, size_t n, size_t bytes) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "perplexity", ppl);
+    cJSON_AddNumberToObject(o, "bits_per_byte", bpb);
+    cJSON_AddNumberToObject(o, "nll", r->nll);
+    cJSON_AddNumberToObject(o, "tokens", (double)n);
+    cJSON_AddNumberToObject(o, "predicted", (double)r->predicted);
+    cJSON_AddNumberToObject(o, "bytes", (double)bytes);
+    cJSON_AddNumberToObject(o, "ctx", (double)c->ctx);
+    cJSON_AddNumberToObject(o, "seconds", r->seconds);
+    return cli_json_print(o, stdout);
+}
+
 int cmd_perplexity(int argc, char **argv) {
     ppl_cli_t c;
     int prc = ppl_parse(argc, argv, &c);
@@ -88,11 +102,8 @@ int cmd_perplexity(int argc, char **argv) {
         scored_bytes += b;
     }
     double ppl = exp(r.nll / r.predicted), bpb = r.nll / log(2.0) / (double)(scored_bytes ? scored_bytes : 1);
-    if (c.json)
-        printf("{\"perplexity\":%.6f,\"bits_per_byte\":%.6f,\"nll\":%.6f,\"tokens\":%zu,\"predicted\":%ld,"
-               "\"bytes\":%zu,\"ctx\":%ld,\"seconds\":%.3f}\n",
-               ppl, bpb, r.nll, n, r.predicted, scored_bytes, c.ctx, r.seconds);
-    else
+    if (c.json && print_json(&c, &r, ppl, bpb, n, scored_bytes)) { spex_fail(&err, "out of memory"); goto fail; }
+    if (!c.json)
         printf("perplexity: %.6f\nbits per byte: %.6f\ntokens: %zu (%ld predicted, ctx %ld), %.1f tokens/s\n", ppl,
                bpb, n, r.predicted, c.ctx, r.seconds > 0 ? r.predicted / r.seconds : 0);
     rc = cli_ep_finish("perplexity", &c.ep) ? 1 : 0;
