@@ -254,8 +254,8 @@ static void option_help(const cli_option_t *o, const void *dst, FILE *f) {
              meta);
     default_text(o, dst, def, sizeof def);
     int pad = HELP_COLUMN - (int)strlen(head);
-    fprintf(f, "%s%*s", head, pad > 1 ? pad : 1, "");
-    if ((int)strlen(head) >= HELP_COLUMN) fprintf(f, "\n%*s", HELP_COLUMN, "");
+    if (pad > 0) fprintf(f, "%s%*s", head, pad, "");
+    else fprintf(f, "%s\n%*s", head, HELP_COLUMN, "");   /* a long head: the help on the next line */
     for (const char *p = o->help; *p; p++) {
         fputc(*p, f);
         if (*p == '\n') fprintf(f, "%*s", HELP_COLUMN, "");

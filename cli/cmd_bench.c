@@ -226,10 +226,9 @@ int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "ep")) return cmd_bench_ep(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "serve")) return bench_serve(argc, argv);
     fprintf(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
-            "usage: spex bench spec --model DIR [--max-k 4] [-n 64] [--reps 3] [--prompts FILE] [--temperature T]\n"
-            "                       [--draft sampled|argmax] [--csv FILE]\n"
-            "       spex bench serve [--host ADDR] [--port N] [--concurrency 1,8,32] [--spec 0,2] [--csv FILE] ...\n"
-            "                       (load generator for a running `spex serve`; --help for all options)\n"
-            "       [mpirun -np 5] spex bench ep --model DIR [--ranks 1,2,3,4] [--prompt 64] [--decode 16] [--csv FILE]\n");
+            "usage: [mpirun -np N] spex bench spec|ep|serve [options]   (spex bench NAME --help for the options)\n"
+            "  spec   MTP speculation: K = 0..max-k interleaved, tokens/s, acceptance, speedup\n"
+            "  ep     expert parallelism: tokens/s, wire bytes per token per codec, time split\n"
+            "  serve  load generator for a running `spex serve`: req/s, tokens/s, TTFT, ITL\n");
     return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
 }
