@@ -34,6 +34,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli_ep.h"
+#include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/generate.h"
@@ -171,29 +172,57 @@ static int write_all(int fd, const char *p, size_t n) {
     return 0;
 }
 
+/* `o` as one compact line into b (b->oom when out of memory); frees o. */
+static void json_line(strbuf_t *b, cJSON *o) {
+    size_t len;
+    char *line = cli_json_line(o, &len);
+    if (line) sb_add(b, line, len);
+    else b->oom = true;
+    free(line);
+}
+
+static cJSON *usage_json(const sched_result_t *r) {
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "prompt_tokens", r->prompt_tokens);
+    cJSON_AddNumberToObject(u, "completion_tokens", r->n_tokens);
+    cJSON_AddNumberToObject(u, "total_tokens", r->prompt_tokens + r->n_tokens);
+    return u;
+}
+
+static cJSON *timing_json(const sched_result_t *r) {
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddNumberToObject(t, "queue_seconds", r->queue_seconds);
+    cJSON_AddNumberToObject(t, "ttft_seconds", r->ttft_seconds);
+    cJSON_AddNumberToObject(t, "prefill_seconds", r->prefill_seconds);
+    cJSON_AddNumberToObject(t, "decode_seconds", r->decode_seconds);
+    cJSON_AddNumberToObject(t, "total_seconds", r->total_seconds);
+    cJSON_AddNumberToObject(t, "decode_tokens_per_second",
+                            r->decode_seconds > 0 && r->n_tokens > 1 ? (r->n_tokens - 1) / r->decode_seconds : 0);
+    return t;
+}
+
+/* key: the id as canonical JSON text (json_key). */
 static void result_line(strbuf_t *b, const char *key, long line_no, const sched_result_t *r) {
-    sb_printf(b, "{\"id\":%s,\"text\":", key);
-    sb_json_str(b, r->text, r->text_len);
-    sb_str(b, ",\"tokens\":");
-    sb_json_ids(b, r->tokens, r->n_tokens);
-    sb_printf(b, ",\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d},", r->prompt_tokens,
-              r->n_tokens, r->prompt_tokens + r->n_tokens);
-    sb_str(b, "\"finish_reason\":");
-    sb_json_cstr(b, r->finish_reason);
-    double decode_tps = r->decode_seconds > 0 && r->n_tokens > 1 ? (r->n_tokens - 1) / r->decode_seconds : 0;
-    sb_printf(b, ",\"timing\":{\"queue_seconds\":%.6f,\"ttft_seconds\":%.6f,\"prefill_seconds\":%.6f,"
-                 "\"decode_seconds\":%.6f,\"total_seconds\":%.6f,\"decode_tokens_per_second\":%.2f},"
-                 "\"spec_k\":%d,\"line\":%ld}\n",
-              r->queue_seconds, r->ttft_seconds, r->prefill_seconds, r->decode_seconds, r->total_seconds, decode_tps,
-              r->spec_k, line_no);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddRawToObject(o, "id", key);
+    cli_json_add_text(o, "text", r->text, r->text_len);
+    cJSON_AddItemToObject(o, "tokens", cli_json_ids(r->tokens, r->n_tokens));
+    cJSON_AddItemToObject(o, "usage", usage_json(r));
+    cli_json_add_cstr(o, "finish_reason", r->finish_reason);
+    cJSON_AddItemToObject(o, "timing", timing_json(r));
+    cJSON_AddNumberToObject(o, "spec_k", r->spec_k);
+    cJSON_AddNumberToObject(o, "line", (double)line_no);
+    json_line(b, o);
 }
 
 static void error_line(strbuf_t *b, long line_no, const char *key, const char *msg, const char *param) {
-    sb_printf(b, "{\"line\":%ld,\"id\":%s,\"error\":{\"message\":", line_no, key ? key : "null");
-    sb_json_cstr(b, msg);
-    sb_str(b, ",\"param\":");
-    sb_json_cstr(b, param);
-    sb_str(b, "}}\n");
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "line", (double)line_no);
+    cJSON_AddRawToObject(o, "id", key ? key : "null");
+    cli_json_add_cstr(e, "message", msg);
+    cli_json_add_cstr(e, "param", param);
+    cJSON_AddItemToObject(o, "error", e);
+    json_line(b, o);
 }
 
 /* ---------------------------------------------------------------- the run */

@@ -122,8 +122,9 @@ static cJSON *stats_json(const gen_stats_t *st, int spec_k) {
 static int print_json(const tokenizer_t *tok, const int32_t *gen, int n, const gen_stats_t *st, int spec_k) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "tokens", cli_json_ids(gen, n));
-    char *text = tok ? tokenizer_decode(tok, gen, (size_t)n, true, NULL, NULL) : NULL;
-    cli_json_add_text(o, "text", text ? text : "");
+    size_t len = 0;
+    char *text = tok ? tokenizer_decode(tok, gen, (size_t)n, true, &len, NULL) : NULL;
+    cli_json_add_text(o, "text", text ? text : "", len);
     free(text);
     cJSON_AddItemToObject(o, "stats", stats_json(st, spec_k));
     return cli_json_print(o, stdout);
