@@ -38,7 +38,7 @@ typedef struct cli_list {
  * parser puts the option's name in front). */
 typedef int (*cli_check_fn)(const char *value, char *msg, size_t msg_len);
 
-#define CLI_REQUIRED 1u   /* the command cannot run without it */
+#define CLI_REQUIRED 1u   /* CLI_STRING only (NULL = not given): the command cannot run without it */
 
 typedef struct cli_option {
     const char *name;      /* "--top-k" (or "-n" when there is no long form) */
