@@ -88,36 +88,22 @@ static int check_value(const cli_option_t *o, const char *v, char *msg, size_t l
 
 /* Check `v` for option `o` and, when `dst` is not NULL, store it there. */
 static int take_value(const cli_option_t *o, const char *v, void *dst, char *msg, size_t len) {
-    long l;
-    double d;
-    cli_list_t list;
-    int idx;
+    union { long l; double d; int i; cli_list_t list; const char *s; bool b; } x;
+    size_t size = 0;
+    int rc = 0;
     switch (o->type) {
-    case CLI_INT:
-        if (int_value(o, v, &l, msg, len)) return -1;
-        if (dst) *(long *)dst = l;
-        return 0;
-    case CLI_DOUBLE:
-        if (double_value(o, v, &d, msg, len)) return -1;
-        if (dst) *(double *)dst = d;
-        return 0;
+    case CLI_INT: rc = int_value(o, v, &x.l, msg, len); size = sizeof x.l; break;
+    case CLI_DOUBLE: rc = double_value(o, v, &x.d, msg, len); size = sizeof x.d; break;
+    case CLI_LIST: rc = list_value(o, v, &x.list, msg, len); size = sizeof x.list; break;
+    case CLI_STRING: rc = o->check ? check_value(o, v, msg, len) : 0; x.s = v; size = sizeof x.s; break;
+    case CLI_FLAG: x.b = true; size = sizeof x.b; break;
     case CLI_ENUM:
-        if ((idx = choice_index(o->choices, v)) < 0) { enum_error(o, v, msg, len); return -1; }
-        if (dst) *(int *)dst = idx;
-        return 0;
-    case CLI_LIST:
-        if (list_value(o, v, &list, msg, len)) return -1;
-        if (dst) *(cli_list_t *)dst = list;
-        return 0;
-    case CLI_STRING:
-        if (o->check && check_value(o, v, msg, len)) return -1;
-        if (dst) *(const char **)dst = v;
-        return 0;
-    case CLI_FLAG:
-        if (dst) *(bool *)dst = true;
-        return 0;
+        if ((x.i = choice_index(o->choices, v)) < 0) { enum_error(o, v, msg, len); return -1; }
+        size = sizeof x.i;
+        break;
     }
-    return -1;
+    if (rc == 0 && dst) memcpy(dst, &x, size);
+    return rc;
 }
 
 /* ------------------------------------------------------------ lookup */
