@@ -1,7 +1,8 @@
 /* test_cli_opts.c - cli/cli_opts: the table-driven option parser. Good values
  * of every type, the --opt=value form, aliases, unknown options, missing
  * values, out-of-range and malformed numbers, enums and lists, required
- * options, nothing stored before --help, the lenient parse of worker ranks,
+ * options (one table of refusals, each naming the option and why), nothing
+ * stored before --help, the lenient parse of worker ranks,
  * and the help generated from the table (every option listed, defaults shown). */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -59,13 +60,6 @@ static int parse(fixture_t *f, int argc, char **argv) {
 #define ARGS(...) (char *[]){"test", __VA_ARGS__}
 #define NARGS(...) (int)(sizeof((char *[]){"test", __VA_ARGS__}) / sizeof(char *))
 #define PARSE(f, ...) parse(f, NARGS(__VA_ARGS__), ARGS(__VA_ARGS__))
-/* The arguments are refused with a message containing `want`. */
-#define EXPECT_BAD(f, want, ...)                                                     \
-    do {                                                                             \
-        cr_assert_eq(PARSE(f, __VA_ARGS__), CLI_BAD, "accepted: expected '%s'", want); \
-        cr_assert(strstr((f)->msg, want), "'%s' not in: %s", want, (f)->msg);         \
-    } while (0)
-
 Test(cli_opts, good_values_of_every_type) {
     fixture_t f;
     setup(&f);
@@ -105,76 +99,58 @@ Test(cli_opts, equals_form_alias_and_last_wins) {
     cr_assert_eq(f.o.mode, 2);
 }
 
-Test(cli_opts, negative_number_is_a_value_not_an_option) {
-    fixture_t f;
-    setup(&f);
-    cr_assert_eq(PARSE(&f, "--model", "m", "--temperature", "-1"), CLI_BAD);
-    cr_assert(strstr(f.msg, "--temperature") && strstr(f.msg, "'-1'"), "%s", f.msg);
-}
+/* Arguments the parser must refuse, and what the message must say (the option and why). */
+typedef struct refusal {
+    const char *what, *want;
+    char *args[8];   /* after "test"; NULL-terminated */
+} refusal_t;
 
-Test(cli_opts, unknown_option) {
-    fixture_t f;
-    setup(&f);
-    EXPECT_BAD(&f, "unknown option '--bogus'", "--model", "m", "--bogus");
-    EXPECT_BAD(&f, "unknown option 'stray'", "--model", "m", "stray");
-    cr_assert_eq(PARSE(&f, "--model", "m", "--top-k", "3"), CLI_BAD, "an entry the mask leaves out is unknown");
-}
+static const refusal_t REFUSALS[] = {
+    {"unknown option", "unknown option '--bogus'", {"--model", "m", "--bogus"}},
+    {"stray argument", "unknown option 'stray'", {"--model", "m", "stray"}},
+    {"entry the mask leaves out", "unknown option '--top-k'", {"--model", "m", "--top-k", "3"}},
+    {"missing value", "option --grace needs a value", {"--model", "m", "--grace"}},
+    {"flag with a value", "--json takes no value", {"--model", "m", "--json=yes"}},
+    {"int out of range", "--max-tokens: expected an integer in [0, 100], got '101'", {"--model", "m", "-n", "101"}},
+    {"double out of range", "--grace: expected a number in [0, 10], got '10.5'", {"--model", "m", "--grace", "10.5"}},
+    {"NaN", "--grace: expected a number in [0, 10], got 'nan'", {"--model", "m", "--grace", "nan"}},
+    {"negative number as a value", "--temperature: expected a number in [0, 100], got '-1'",
+     {"--model", "m", "--temperature", "-1"}},
+    {"list element out of range", "--ranks: expected an integer in [1, 8], got '9'", {"--model", "m", "--ranks", "1,9"}},
+    {"empty int", "--max-tokens", {"--model", "m", "-n", ""}},
+    {"letters", "--max-tokens", {"--model", "m", "-n", "x"}},
+    {"fraction as int", "--max-tokens", {"--model", "m", "-n", "1.5"}},
+    {"trailing garbage", "--max-tokens", {"--model", "m", "-n", "3x"}},
+    {"exponent as int", "--max-tokens", {"--model", "m", "-n", "1e2"}},
+    {"int overflow", "--max-tokens", {"--model", "m", "-n", "99999999999999999999999"}},
+    {"two dots", "--grace", {"--model", "m", "--grace", "1.2.3"}},
+    {"bad list element", "--ranks", {"--model", "m", "--ranks", "1,,x"}},
+    {"empty list", "--ranks: expected comma-separated integers, got ','", {"--model", "m", "--ranks", ","}},
+    {"list too long", "--ranks: at most 16 values", {"--model", "m", "--ranks", "1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1"}},
+    {"enum of three", "--mode: expected expert, presum or other, got 'sum'", {"--model", "m", "--mode", "sum"}},
+    {"enum of two", "--draft: expected sampled or argmax, got 'greedy'", {"--model", "m", "--draft", "greedy"}},
+    {"check function", "--codec: no zstd here, got 'fp8+zstd'", {"--model", "m", "--codec", "fp8+zstd"}},
+    {"required option", "--model DIR is required", {"--json"}},
+};
 
-Test(cli_opts, missing_value) {
-    fixture_t f;
-    setup(&f);
-    EXPECT_BAD(&f, "--grace needs a value", "--model", "m", "--grace");
-}
-
-Test(cli_opts, flag_with_a_value) {
-    fixture_t f;
-    setup(&f);
-    EXPECT_BAD(&f, "--json takes no value", "--model", "m", "--json=yes");
-}
-
-Test(cli_opts, out_of_range) {
-    fixture_t f;
-    setup(&f);
-    EXPECT_BAD(&f, "--max-tokens: expected an integer in [0, 100], got '101'", "--model", "m", "-n", "101");
-    EXPECT_BAD(&f, "--grace: expected a number in [0, 10]", "--model", "m", "--grace", "10.5");
-    cr_assert_eq(PARSE(&f, "--model", "m", "--ranks", "1,9"), CLI_BAD);
-    cr_assert(strstr(f.msg, "--ranks") && strstr(f.msg, "'9'"), "%s", f.msg);
-    cr_assert_eq(PARSE(&f, "--model", "m", "--grace", "nan"), CLI_BAD, "NaN is out of any range");
-}
-
-Test(cli_opts, bad_numbers) {
-    fixture_t f;
-    setup(&f);
-    const char *bad_ints[] = {"", "x", "1.5", "3x", "1e2", "99999999999999999999999"};
-    for (size_t i = 0; i < sizeof bad_ints / sizeof bad_ints[0]; i++) {
-        cr_assert_eq(PARSE(&f, "--model", "m", "-n", (char *)bad_ints[i]), CLI_BAD, "'%s' accepted", bad_ints[i]);
-        cr_assert(strstr(f.msg, "--max-tokens"), "%s", f.msg);
+Test(cli_opts, refusals_name_the_option_and_why) {
+    for (size_t k = 0; k < sizeof REFUSALS / sizeof REFUSALS[0]; k++) {
+        const refusal_t *r = &REFUSALS[k];
+        char *argv[9] = {"test"};
+        int argc;
+        for (argc = 1; r->args[argc - 1]; argc++) argv[argc] = r->args[argc - 1];
+        fixture_t f;
+        setup(&f);
+        cr_assert_eq(parse(&f, argc, argv), CLI_BAD, "%s: accepted", r->what);
+        cr_assert(strstr(f.msg, r->want), "%s: '%s' not in '%s'", r->what, r->want, f.msg);
     }
-    cr_assert_eq(PARSE(&f, "--model", "m", "--grace", "1.2.3"), CLI_BAD);
-    cr_assert_eq(PARSE(&f, "--model", "m", "--ranks", "1,,x"), CLI_BAD);
-    cr_assert_eq(PARSE(&f, "--model", "m", "--ranks", ","), CLI_BAD);
-    EXPECT_BAD(&f, "at most 16", "--model", "m", "--ranks", "1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1");
 }
 
-Test(cli_opts, enum_choices) {
+Test(cli_opts, enum_stores_the_index) {
     fixture_t f;
     setup(&f);
-    EXPECT_BAD(&f, "--mode: expected expert, presum or other, got 'sum'", "--model", "m", "--mode", "sum");
-    EXPECT_BAD(&f, "--draft: expected sampled or argmax, got 'greedy'", "--model", "m", "--draft", "greedy");
-    cr_assert_eq(PARSE(&f, "--model", "m", "--mode", "expert"), CLI_OK);
+    cr_assert_eq(PARSE(&f, "--model", "m", "--mode", "expert"), CLI_OK, "%s", f.msg);
     cr_assert_eq(f.o.mode, 0);
-}
-
-Test(cli_opts, check_function) {
-    fixture_t f;
-    setup(&f);
-    EXPECT_BAD(&f, "--codec: no zstd here, got 'fp8+zstd'", "--model", "m", "--codec", "fp8+zstd");
-}
-
-Test(cli_opts, required) {
-    fixture_t f;
-    setup(&f);
-    EXPECT_BAD(&f, "--model DIR is required", "--json");
 }
 
 Test(cli_opts, help_stores_nothing_and_errors_first_win) {
