@@ -13,64 +13,44 @@
 
 void cli_ep_init(cli_ep_t *ep) {
     memset(ep, 0, sizeof *ep);
+    ep->combine = -1;
     ep->rank_timeout = CLI_EP_DEFAULT_TIMEOUT;
+    ep->idle_timeout = CLI_EP_DEFAULT_IDLE;
     ep->loopback_ranks = 1;
 }
 
 /* A codec option's value, checked now so that a typo is a usage error (exit 2). */
-static int codec_opt(int argc, char **argv, int *i, const char *name, const char **dst) {
-    int r = cli_opt(argc, argv, i, name, dst);
-    if (r <= 0) return r;
+static int codec_ok(const char *v, char *msg, size_t len) {
     codec_t c;
     spex_err_t err = {{0}};
-    if (codec_parse(*dst, &c, &err)) { cli_error("options", "%s: %s", name, err.msg); return -1; }
-    return 1;
+    if (codec_parse(v, &c, &err) == 0) return 0;
+    snprintf(msg, len, "%s", err.msg);
+    return -1;
 }
 
-int cli_ep_opt(int argc, char **argv, int *i, cli_ep_t *ep) {
-    const char *v;
-    int r;
-    if ((r = codec_opt(argc, argv, i, "--codec", &ep->codec)) ||
-        (r = codec_opt(argc, argv, i, "--dispatch-codec", &ep->dispatch_codec)) ||
-        (r = codec_opt(argc, argv, i, "--combine-codec", &ep->combine_codec)))
-        return r;
-    if ((r = cli_opt(argc, argv, i, "--combine", &ep->combine))) {
-        if (r > 0 && strcmp(ep->combine, "expert") && strcmp(ep->combine, "presum")) {
-            cli_error("options", "--combine: expected expert or presum, got '%s'", ep->combine);
-            return -1;
-        }
-        return r;
-    }
-    if ((r = cli_opt(argc, argv, i, "--placement", &ep->placement)) ||
-        (r = cli_opt(argc, argv, i, "--placement-policy", &ep->policy)) ||
-        (r = cli_opt(argc, argv, i, "--ep-stats", &ep->stats)))
-        return r;
-    if ((r = cli_opt(argc, argv, i, "--rank-timeout", &v)))
-        return r < 0 || cli_parse_double("--rank-timeout", v, 0.01, 1e6, &ep->rank_timeout) ? -1 : 1;
-    if ((r = cli_opt(argc, argv, i, "--idle-timeout", &v))) {
-        double d;   /* read by the workers (cli_ep_main); checked here */
-        return r < 0 || cli_parse_double("--idle-timeout", v, 0, 1e9, &d) ? -1 : 1;
-    }
-    if ((r = cli_opt(argc, argv, i, "--loopback-ranks", &v)))
-        return r < 0 || cli_parse_int("--loopback-ranks", v, 1, 256, &ep->loopback_ranks) ? -1 : 1;
-    if (!strcmp(argv[*i], "--no-ep")) { ep->no_ep = true; return 1; }
-    return 0;
-}
+static const cli_option_t EP_OPTIONS[] = {
+    CLI_OPT_STRING("--placement", "FILE", cli_ep_t, placement,
+                   "expert -> rank(s) table, JSON\n{\"placement\": [rank or [ranks] per expert]}"),
+    CLI_OPT_STRING("--placement-policy", "P", cli_ep_t, policy, "contiguous (default) | round-robin"),
+    CLI_OPT_CHECKED("--codec", "SPEC", cli_ep_t, codec, codec_ok,
+                    "payload codec: raw | bf16 | fp8, each optionally\n+zstd[:level] (default raw)"),
+    CLI_OPT_CHECKED("--dispatch-codec", "SPEC", cli_ep_t, dispatch_codec, codec_ok, "codec coordinator -> workers"),
+    CLI_OPT_CHECKED("--combine-codec", "SPEC", cli_ep_t, combine_codec, codec_ok, "codec workers -> coordinator"),
+    CLI_OPT_ENUM("--combine", "MODE", cli_ep_t, combine, CLI_EP_COMBINE,
+                 "expert: exact for any placement (default for\nlossless codecs); presum: per-rank sums"),
+    CLI_OPT_DOUBLE("--rank-timeout", "SEC", cli_ep_t, rank_timeout, 0.01, 1e6, "coordinator's wait for a worker"),
+    CLI_OPT_DOUBLE("--idle-timeout", "SEC", cli_ep_t, idle_timeout, 0, 1e9,
+                   "worker's wait for the coordinator (0 = forever)"),
+    CLI_OPT_STRING("--ep-stats", "FILE", cli_ep_t, stats,
+                   "bytes / messages / time / expert load as JSON,\nsummary on stderr"),
+    CLI_OPT_INT("--loopback-ranks", NULL, "N", cli_ep_t, loopback_ranks, 1, 256,
+                "without mpirun: N in-process worker ranks"),
+    CLI_OPT_FLAG("--no-ep", cli_ep_t, no_ep, "without mpirun: experts in-process, no codec or\nmessages"),
+};
 
-void cli_ep_usage(FILE *f) {
-    fprintf(f,
-            "expert parallelism (mpirun -np N spex ...: rank 0 coordinates, ranks 1..N-1 host the experts):\n"
-            "  --placement FILE          expert -> rank(s) table, JSON {\"placement\": [rank or [ranks] per expert]}\n"
-            "  --placement-policy P      contiguous (default) | round-robin\n"
-            "  --codec SPEC              payload codec: raw | bf16 | fp8, each optionally +zstd[:level] (default raw)\n"
-            "  --dispatch-codec SPEC, --combine-codec SPEC   per direction\n"
-            "  --combine MODE            expert (exact for any placement; default for lossless codecs) | presum\n"
-            "  --rank-timeout SEC        coordinator's wait for a worker (default %.0f)\n"
-            "  --idle-timeout SEC        worker's wait for the coordinator (default %.0f, 0 = forever)\n"
-            "  --ep-stats FILE           bytes / messages / time / expert load as JSON, summary on stderr\n"
-            "  --loopback-ranks N        without mpirun: N in-process worker ranks (default 1)\n"
-            "  --no-ep                   without mpirun: experts in-process, no codec or messages\n",
-            CLI_EP_DEFAULT_TIMEOUT, CLI_EP_DEFAULT_IDLE);
+cli_group_t cli_ep_group(cli_ep_t *ep) {
+    return (cli_group_t)CLI_GROUP("expert parallelism (mpirun -np N spex ...: rank 0 coordinates, ranks 1..N-1 host "
+                                  "the experts)", EP_OPTIONS, ep);
 }
 
 /* ------------------------------------------------------------ loading */
@@ -81,9 +61,7 @@ static int ep_options(const cli_ep_t *ep, ep_options_t *o, spex_err_t *err) {
     if (codec_parse(dc, &o->dispatch, err) || codec_parse(cc, &o->combine, err)) return -1;
     bool lossless = codec_lossless(&o->dispatch) && codec_lossless(&o->combine);
     o->mode = lossless ? EP_COMBINE_EXPERT : EP_COMBINE_PRESUM;
-    if (ep->combine && !strcmp(ep->combine, "expert")) o->mode = EP_COMBINE_EXPERT;
-    else if (ep->combine && !strcmp(ep->combine, "presum")) o->mode = EP_COMBINE_PRESUM;
-    else if (ep->combine) return spex_fail(err, "--combine: expected expert or presum, got '%s'", ep->combine);
+    if (ep->combine >= 0) o->mode = ep->combine == 0 ? EP_COMBINE_EXPERT : EP_COMBINE_PRESUM;
     o->rank_timeout = ep->rank_timeout;
     return 0;
 }
@@ -157,7 +135,7 @@ model_t *cli_model_load(const char *dir, model_options_t *opt, cli_ep_t *ep, spe
     if (world == 1 && ep->no_ep) {
         const char *wire = ep->placement ? "--placement" : ep->policy ? "--placement-policy" : ep->codec ? "--codec"
                          : ep->dispatch_codec ? "--dispatch-codec" : ep->combine_codec ? "--combine-codec"
-                         : ep->combine ? "--combine" : ep->stats ? "--ep-stats (--stats)" : NULL;
+                         : ep->combine >= 0 ? "--combine" : ep->stats ? "--ep-stats (--stats)" : NULL;
         if (wire) { spex_fail(err, "%s has no effect with --no-ep (no expert ranks, no wire)", wire); return NULL; }
         opt->local_experts = true;
         return model_load(dir, opt, err);

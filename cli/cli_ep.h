@@ -2,16 +2,9 @@
  * command shares, loading a model whose routed experts live on worker ranks
  * (or on in-process loopback ranks), and the process roles under mpirun.
  *
- *   --placement FILE          expert -> rank table (JSON, coordinator/placement.h)
- *   --placement-policy P      contiguous (default) | round-robin
- *   --codec SPEC              payload codec both ways (raw, bf16, fp8, +zstd[:level])
- *   --dispatch-codec SPEC / --combine-codec SPEC
- *   --combine expert|presum   default: expert when both codecs are lossless, else presum
- *   --rank-timeout SEC        how long the coordinator waits for a worker (default 20)
- *   --idle-timeout SEC        how long a worker waits for the coordinator (default 600; 0 = forever)
- *   --ep-stats FILE           statistics as JSON (+ a summary table on stderr)
- *   --loopback-ranks N        world size 1: emulate N worker ranks in this process (default 1)
- *   --no-ep                   world size 1: the plain in-process experts (no codec, no wire)
+ * The options (--placement, --placement-policy, --codec, --dispatch-codec,
+ * --combine-codec, --combine, --rank-timeout, --idle-timeout, --ep-stats,
+ * --loopback-ranks, --no-ep) are one table in cli_ep.c, with their help.
  */
 #ifndef SPEX_CLI_EP_H
 #define SPEX_CLI_EP_H
@@ -19,11 +12,13 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "cli/cli_opts.h"
 #include "coordinator/model.h"
 
 typedef struct cli_ep {
-    const char *placement, *policy, *codec, *dispatch_codec, *combine_codec, *combine, *stats;
-    double rank_timeout;
+    const char *placement, *policy, *codec, *dispatch_codec, *combine_codec, *stats;
+    int combine;              /* -1: by the codecs, 0: expert, 1: presum (CLI_EP_COMBINE) */
+    double rank_timeout, idle_timeout;
     long loopback_ranks;
     bool no_ep;
     moe_backend_t *backend;   /* set by cli_model_load (owned by the model) */
@@ -31,14 +26,15 @@ typedef struct cli_ep {
 
 #define CLI_EP_DEFAULT_TIMEOUT 20.0
 #define CLI_EP_DEFAULT_IDLE 600.0
+#define CLI_EP_COMBINE "expert|presum"
 
 void cli_ep_init(cli_ep_t *ep);
 
-/* If argv[*i] is an EP option, consume it (and its value): 1; bad value: -1; else 0. */
-int cli_ep_opt(int argc, char **argv, int *i, cli_ep_t *ep);
-
-/* The option lines above, for a command's usage text. */
-void cli_ep_usage(FILE *f);
+/* The options above as a group over `ep` (cli_opts.h), for every model
+ * command and for the worker ranks, which read the same table. */
+cli_group_t cli_ep_group(cli_ep_t *ep);
+/* The mask (cli_group_t.mask) of just --placement and --placement-policy, for `spex placement`. */
+#define CLI_EP_PLACEMENT_ONLY 3u
 
 /* model_load() with the routed experts on worker ranks (mpirun), loopback
  * ranks, or in-process (--no-ep). The coordinator loads no routed expert

@@ -6,8 +6,12 @@
  * subcommand returns, rank 0 sends every worker a shutdown and waits (bounded)
  * for the acknowledgements, then MPI_Finalize; a worker that does not answer
  * is named and the job is aborted (MPI_Abort), so nothing hangs.
- * Ranks > 0 read only --model, --rank-timeout and --idle-timeout from the same
- * command line and serve experts until the shutdown (worker/worker.h).
+ * Every rank reads the job's options once, from the same command line and
+ * with the same tables as the subcommand (--model and cli_ep.h's group; the
+ * rest is skipped): rank 0 takes --rank-timeout for the shutdown, ranks > 0
+ * also --model and --idle-timeout, and serve experts until the shutdown
+ * (worker/worker.h). A worker whose options are bad refuses the hello with
+ * the reason; rank 0's subcommand rejects the same options (exit 2).
  * Test hooks (environment): SPEX_TEST_STALL=RANK:N makes rank RANK stop
  * answering at its N-th dispatch; SPEX_TEST_EXIT=RANK:N makes it exit(3). */
 #include <signal.h>
@@ -23,18 +27,20 @@
 #include "transport/mpi_world.h"
 #include "worker/worker.h"
 
-/* Value of option `name` anywhere on the command line, or NULL. */
-static const char *scan_opt(int argc, char **argv, const char *name) {
-    for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], name)) return argv[i + 1];
-    return NULL;
-}
+/* What the ranks read from the command line. */
+typedef struct job_opts {
+    const char *model;
+    cli_ep_t ep;
+    char bad[256];   /* empty, or why the options were refused (then the rest holds the defaults) */
+} job_opts_t;
 
-static double scan_double(int argc, char **argv, const char *name, double def) {
-    const char *v = scan_opt(argc, argv, name);
-    char *end;
-    double d = v ? strtod(v, &end) : def;
-    return v && (end == v || *end || d < 0) ? def : d;
+static void job_options(int argc, char **argv, job_opts_t *o) {
+    o->model = NULL;
+    o->bad[0] = '\0';
+    cli_ep_init(&o->ep);
+    cli_group_t groups[] = {cli_model_group(&o->model), cli_ep_group(&o->ep)};
+    cli_spec_t spec = {"worker", "<command> --model DIR [options]", NULL, groups, 2};
+    if (cli_parse_known(&spec, argc, argv, 1, o->bad, sizeof o->bad) == CLI_OK) o->bad[0] = '\0';
 }
 
 /* "RANK:N" from the environment variable for this rank -> N, else 0. */
@@ -44,7 +50,15 @@ static int test_hook(const char *var, int rank) {
     return v && sscanf(v, "%d:%d", &r, &n) == 2 && r == rank ? n : 0;
 }
 
-static int worker_main(int argc, char **argv, int rank) {
+/* A worker that only refuses the hello, saying why (a bad model, bad options). */
+static worker_t *refusing(int rank, const char *why) {
+    spex_err_t err = {{0}};
+    worker_t *w = worker_create_refusing(rank, why, &err);
+    if (!w) spex_log("%s", err.msg);
+    return w;
+}
+
+static int worker_main(const job_opts_t *jo, int rank) {
     /* A job-wide SIGTERM/SIGINT (Slurm's scancel --signal, --signal=TERM@...) is
      * for rank 0: it finishes or cancels its requests and then sends the shutdown
      * this loop waits for. A worker that died on the signal instead would fail
@@ -52,17 +66,17 @@ static int worker_main(int argc, char **argv, int rank) {
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     spex_err_t err = {{0}};
-    const char *dir = scan_opt(argc, argv, "--model");
-    worker_t *w = dir ? worker_create(dir, rank, 0, &err) : NULL;
-    if (!w) {
-        char why[SPEX_ERR_MSG_MAX + 64];
-        snprintf(why, sizeof why, "%s", dir ? err.msg : "no --model on the command line");
-        if (dir) spex_log("rank %d: %s", rank, err.msg);
-        if (!(w = worker_create_refusing(rank, why, &err))) { spex_log("%s", err.msg); return 1; }
+    worker_t *w = NULL;
+    if (jo->bad[0]) w = refusing(rank, jo->bad);
+    else if (!jo->model) w = refusing(rank, "no --model on the command line");
+    else if (!(w = worker_create(jo->model, rank, 0, &err))) {
+        spex_log("rank %d: %s", rank, err.msg);
+        w = refusing(rank, err.msg);
     }
+    if (!w) return 1;
     link_t *link = link_mpi_create(&err);
-    worker_run_options_t o = {.idle_timeout = scan_double(argc, argv, "--idle-timeout", CLI_EP_DEFAULT_IDLE),
-                              .rank_timeout = scan_double(argc, argv, "--rank-timeout", CLI_EP_DEFAULT_TIMEOUT),
+    worker_run_options_t o = {.idle_timeout = jo->ep.idle_timeout,
+                              .rank_timeout = jo->ep.rank_timeout,
                               .stall_at = test_hook("SPEX_TEST_STALL", rank),
                               .exit_at = test_hook("SPEX_TEST_EXIT", rank)};
     int rc = link ? worker_run(w, link, &o, &err) : -1;
@@ -84,15 +98,17 @@ int cli_ep_main(int argc, char **argv, int (*run)(int argc, char **argv)) {
         fprintf(stderr, "spex: %s\n", err.msg);
         return 1;
     }
+    job_opts_t jo;
+    job_options(argc, argv, &jo);
     if (rank > 0) {
-        int rc = worker_main(argc, argv, rank);
+        int rc = worker_main(&jo, rank);
         if (rc) mpi_world_abort(rc);
         mpi_world_finalize();
         return rc;
     }
     int rc = run(argc, argv);
     if (size > 1) {
-        double t = scan_double(argc, argv, "--rank-timeout", CLI_EP_DEFAULT_TIMEOUT);
+        double t = jo.ep.rank_timeout;
         if (ep_protocol_end_job(rc, t, &err)) {
             spex_log("%s; aborting the job", err.msg);
             mpi_world_abort(rc ? rc : 1);

@@ -7,40 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-int cli_opt(int argc, char **argv, int *i, const char *name, const char **value) {
-    if (strcmp(argv[*i], name) != 0) return 0;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "spex: option %s needs a value\n", name);
-        return -1;
-    }
-    *value = argv[++*i];
-    return 1;
-}
-
-int cli_parse_int(const char *opt, const char *s, long min, long max, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max) {
-        fprintf(stderr, "spex: %s: expected an integer in [%ld, %ld], got '%s'\n", opt, min, max, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-int cli_parse_double(const char *opt, const char *s, double min, double max, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= min && v <= max)) {
-        fprintf(stderr, "spex: %s: expected a number in [%g, %g], got '%s'\n", opt, min, max, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 int cli_parse_ids(const char *opt, const char *s, int32_t **ids, int *n) {
     int cap = 16, cnt = 0;
     int32_t *v = malloc(sizeof(int32_t) * cap);

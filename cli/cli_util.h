@@ -1,5 +1,5 @@
-/* cli_util.h - small helpers shared by the subcommands: option parsing,
- * id lists, printing float rows as JSON, reporting errors. */
+/* cli_util.h - small helpers shared by the subcommands: token id lists,
+ * printing float rows as JSON, reporting errors. */
 #ifndef SPEX_CLI_UTIL_H
 #define SPEX_CLI_UTIL_H
 
@@ -7,14 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* If argv[*i] is `name`, store the next argument in *value, advance *i and return 1;
- * a missing value prints an error and returns -1; otherwise 0. */
-int cli_opt(int argc, char **argv, int *i, const char *name, const char **value);
-
-/* Parse a decimal int / double / comma-separated id list; print an error naming
- * the option and return -1 on bad input. *ids is malloc'ed. */
-int cli_parse_int(const char *opt, const char *s, long min, long max, long *out);
-int cli_parse_double(const char *opt, const char *s, double min, double max, double *out);
+/* Parse a comma-separated id list (any length); print an error naming the
+ * option and return -1 on bad input. *ids is malloc'ed. Options: cli_opts.h. */
 int cli_parse_ids(const char *opt, const char *s, int32_t **ids, int *n);
 
 /* Print `[a,b,...]` with %.9g (round-trips float). */

@@ -34,6 +34,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli_ep.h"
+#include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/generate.h"
@@ -47,9 +48,10 @@
 
 typedef struct batch_cli {
     const char *dir, *input, *output, *errors;
-    long max_running, max_tokens, max_prompt, max_tokens_limit, kv_capacity, spec_k;
+    long max_tokens;
     double temperature, progress_interval;
-    bool argmax_drafts;
+    cli_sched_t sched;       /* limits */
+    cli_sampling_t sp;       /* --spec-k (-1: 2 if the model has an MTP module), --draft */
     cli_ep_t ep;             /* expert parallelism: workers under mpirun, loopback ranks, or --no-ep */
 } batch_cli_t;
 
@@ -170,29 +172,57 @@ static int write_all(int fd, const char *p, size_t n) {
     return 0;
 }
 
+/* `o` as one compact line into b (b->oom when out of memory); frees o. */
+static void json_line(strbuf_t *b, cJSON *o) {
+    size_t len;
+    char *line = cli_json_line(o, &len);
+    if (line) sb_add(b, line, len);
+    else b->oom = true;
+    free(line);
+}
+
+static cJSON *usage_json(const sched_result_t *r) {
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddNumberToObject(u, "prompt_tokens", r->prompt_tokens);
+    cJSON_AddNumberToObject(u, "completion_tokens", r->n_tokens);
+    cJSON_AddNumberToObject(u, "total_tokens", r->prompt_tokens + r->n_tokens);
+    return u;
+}
+
+static cJSON *timing_json(const sched_result_t *r) {
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddNumberToObject(t, "queue_seconds", r->queue_seconds);
+    cJSON_AddNumberToObject(t, "ttft_seconds", r->ttft_seconds);
+    cJSON_AddNumberToObject(t, "prefill_seconds", r->prefill_seconds);
+    cJSON_AddNumberToObject(t, "decode_seconds", r->decode_seconds);
+    cJSON_AddNumberToObject(t, "total_seconds", r->total_seconds);
+    cJSON_AddNumberToObject(t, "decode_tokens_per_second",
+                            r->decode_seconds > 0 && r->n_tokens > 1 ? (r->n_tokens - 1) / r->decode_seconds : 0);
+    return t;
+}
+
+/* key: the id as canonical JSON text (json_key). */
 static void result_line(strbuf_t *b, const char *key, long line_no, const sched_result_t *r) {
-    sb_printf(b, "{\"id\":%s,\"text\":", key);
-    sb_json_str(b, r->text, r->text_len);
-    sb_str(b, ",\"tokens\":");
-    sb_json_ids(b, r->tokens, r->n_tokens);
-    sb_printf(b, ",\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d},", r->prompt_tokens,
-              r->n_tokens, r->prompt_tokens + r->n_tokens);
-    sb_str(b, "\"finish_reason\":");
-    sb_json_cstr(b, r->finish_reason);
-    double decode_tps = r->decode_seconds > 0 && r->n_tokens > 1 ? (r->n_tokens - 1) / r->decode_seconds : 0;
-    sb_printf(b, ",\"timing\":{\"queue_seconds\":%.6f,\"ttft_seconds\":%.6f,\"prefill_seconds\":%.6f,"
-                 "\"decode_seconds\":%.6f,\"total_seconds\":%.6f,\"decode_tokens_per_second\":%.2f},"
-                 "\"spec_k\":%d,\"line\":%ld}\n",
-              r->queue_seconds, r->ttft_seconds, r->prefill_seconds, r->decode_seconds, r->total_seconds, decode_tps,
-              r->spec_k, line_no);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddRawToObject(o, "id", key);
+    cli_json_add_text(o, "text", r->text, r->text_len);
+    cJSON_AddItemToObject(o, "tokens", cli_json_ids(r->tokens, r->n_tokens));
+    cJSON_AddItemToObject(o, "usage", usage_json(r));
+    cli_json_add_cstr(o, "finish_reason", r->finish_reason);
+    cJSON_AddItemToObject(o, "timing", timing_json(r));
+    cJSON_AddNumberToObject(o, "spec_k", r->spec_k);
+    cJSON_AddNumberToObject(o, "line", (double)line_no);
+    json_line(b, o);
 }
 
 static void error_line(strbuf_t *b, long line_no, const char *key, const char *msg, const char *param) {
-    sb_printf(b, "{\"line\":%ld,\"id\":%s,\"error\":{\"message\":", line_no, key ? key : "null");
-    sb_json_cstr(b, msg);
-    sb_str(b, ",\"param\":");
-    sb_json_cstr(b, param);
-    sb_str(b, "}}\n");
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "line", (double)line_no);
+    cJSON_AddRawToObject(o, "id", key ? key : "null");
+    cli_json_add_cstr(e, "message", msg);
+    cli_json_add_cstr(e, "param", param);
+    cJSON_AddItemToObject(o, "error", e);
+    json_line(b, o);
 }
 
 /* ---------------------------------------------------------------- the run */
@@ -346,74 +376,34 @@ static void progress(batch_t *b, bool final) {
 
 /* ---------------------------------------------------------------- setup */
 
-static void batch_usage(FILE *f) {
-    fprintf(f,
-            "usage: spex batch --model DIR --input IN.jsonl --output OUT.jsonl [--errors FILE]\n"
-            "                  [--max-running N] [--max-tokens N] [--temperature T] [--spec-k K] [--draft MODE]\n"
-            "                  [--max-prompt-tokens N] [--max-tokens-limit N] [--kv-capacity-tokens N]\n"
-            "                  [--progress-interval SECONDS]\n"
-            "  --errors FILE          bad lines, by line number (default OUT.jsonl.errors.jsonl)\n"
-            "  --max-running N        sequences decoded together (default 16)\n"
-            "  --max-tokens N         default max_tokens for lines without one (default: 16 for prompts,\n"
-            "                         as many as fit for messages, as the HTTP API)\n"
-            "  --temperature T        default temperature for lines without one (default 1, as the HTTP API)\n"
-            "  --spec-k K             MTP speculation depth (default 2 if the model has an MTP module)\n"
-            "  --progress-interval S  seconds between progress lines when stderr is not a terminal (default 10)\n"
-            "Rerunning the same command resumes: ids already in OUT are skipped. Exit status: 0 all done,\n"
-            "%d stopped by SIGTERM/SIGINT with work left (rerun to resume), 1 error, 2 usage.\n"
-            "Documentation: docs/serving.md\n",
-            BATCH_EXIT_REQUEUE);
-    cli_ep_usage(f);
-}
+static const cli_option_t BATCH_OPTIONS[] = {
+    CLI_OPT_NEEDED("--input", "IN.jsonl", batch_cli_t, input, "one request per line"),
+    CLI_OPT_NEEDED("--output", "OUT.jsonl", batch_cli_t, output, "results, appended; ids already there are skipped"),
+    CLI_OPT_STRING("--errors", "FILE", batch_cli_t, errors, "bad lines, by line number (default\nOUT.jsonl.errors.jsonl)"),
+    CLI_OPT_INT("--max-tokens", NULL, "N", batch_cli_t, max_tokens, 1, 1L << 30,
+                "default max_tokens for lines without one (default:\n16 for prompts, as many as fit for messages, as\n"
+                "the HTTP API)"),
+    CLI_OPT_DOUBLE("--progress-interval", "S", batch_cli_t, progress_interval, 0.1, 86400,
+                   "seconds between progress lines when stderr is not a\nterminal"),
+};
 
+/* -1 to go on, else the exit status. */
 static int batch_parse(int argc, char **argv, batch_cli_t *c) {
-    *c = (batch_cli_t){.max_running = 16, .spec_k = -1, .temperature = 1.0, .progress_interval = 10};
-    struct { const char *name; long *dst; long lo, hi; } ints[] = {
-        {"--max-running", &c->max_running, 1, 4096},      {"--max-tokens", &c->max_tokens, 1, 1L << 30},
-        {"--max-prompt-tokens", &c->max_prompt, 1, 1L << 30}, {"--max-tokens-limit", &c->max_tokens_limit, 1, 1L << 30},
-        {"--kv-capacity-tokens", &c->kv_capacity, 1, 1L << 40}, {"--spec-k", &c->spec_k, 0, SPEX_MAX_SPEC_K},
-    };
+    *c = (batch_cli_t){.temperature = 1.0, .progress_interval = 10, .sched = {.max_running = 16}};
+    c->sp = cli_sampling_defaults();
+    c->sp.spec_k = -1;
     cli_ep_init(&c->ep);
-    for (int i = 1; i < argc; i++) {
-        int r = 0;
-        const char *v;
-        bool matched = false;
-        if ((r = cli_ep_opt(argc, argv, &i, &c->ep))) {
-            if (r < 0) return -1;
-            continue;
-        }
-        for (size_t k = 0; k < sizeof ints / sizeof ints[0] && !matched; k++) {
-            if (!(r = cli_opt(argc, argv, &i, ints[k].name, &v))) continue;
-            matched = true;
-            if (r < 0 || cli_parse_int(ints[k].name, v, ints[k].lo, ints[k].hi, ints[k].dst)) return -1;
-        }
-        if (matched) continue;
-        if ((r = cli_opt(argc, argv, &i, "--model", &c->dir)) || (r = cli_opt(argc, argv, &i, "--input", &c->input)) ||
-            (r = cli_opt(argc, argv, &i, "--output", &c->output)) || (r = cli_opt(argc, argv, &i, "--errors", &c->errors))) {
-            if (r < 0) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--temperature", &v))) {
-            if (r < 0 || cli_parse_double("--temperature", v, 0, 2, &c->temperature)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--progress-interval", &v))) {
-            if (r < 0 || cli_parse_double("--progress-interval", v, 0.1, 86400, &c->progress_interval)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--draft", &v))) {
-            if (r < 0 || (strcmp(v, "sampled") && strcmp(v, "argmax"))) {
-                cli_error("batch", "--draft: expected 'sampled' or 'argmax'");
-                return -1;
-            }
-            c->argmax_drafts = !strcmp(v, "argmax");
-        } else if (!strcmp(argv[i], "--help")) {
-            batch_usage(stdout);
-            exit(0);
-        } else {
-            cli_error("batch", "unknown option '%s'", argv[i]);
-            return -1;
-        }
-    }
-    if (!c->dir || !c->input || !c->output) {
-        cli_error("batch", "need --model, --input and --output");
-        return -1;
-    }
-    return 0;
+    char about[512];
+    snprintf(about, sizeof about,
+             "Rerunning the same command resumes: ids already in OUT are skipped. Exit status: 0 all done,\n"
+             "%d stopped by SIGTERM/SIGINT with work left (rerun to resume), 1 error, 2 usage.\n"
+             "--spec-k defaults to 2 if the model has an MTP module. Documentation: docs/serving.md",
+             BATCH_EXIT_REQUEUE);
+    cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, BATCH_OPTIONS, c),
+                            cli_request_temperature_group(&c->temperature), cli_sched_group(&c->sched),
+                            cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT), cli_ep_group(&c->ep)};
+    cli_spec_t spec = CLI_SPEC("batch", "batch --model DIR --input IN.jsonl --output OUT.jsonl [options]", about, groups);
+    return cli_run_parse(&spec, argc, argv, 1);
 }
 
 static int batch_open(batch_t *b, char *errors_path, spex_err_t *err) {
@@ -436,17 +426,18 @@ static int batch_load(batch_t *b, spex_err_t *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", b->c.dir);
     if (access(path, R_OK) == 0 && !(b->tok = tokenizer_load(b->c.dir, err))) return -1;
-    model_options_t opt = {.load_mtp = b->c.spec_k != 0, .local_experts = true, .progress = cli_progress,
+    model_options_t opt = {.load_mtp = b->c.sp.spec_k != 0, .local_experts = true, .progress = cli_progress,
                            .progress_user = "loading model"};
     if (!(b->m = cli_model_load(b->c.dir, &opt, &b->c.ep, err))) return -1;
-    int k = b->c.spec_k >= 0 ? (int)b->c.spec_k : b->m->n_mtp > 0 ? 2 : 0;
-    sched_config_t sc = {.max_running = (int)b->c.max_running, .max_queue = (int)b->c.max_running,
-                         .kv_capacity_tokens = b->c.kv_capacity, .max_prompt_tokens = (int)b->c.max_prompt,
-                         .max_tokens_limit = (int)b->c.max_tokens_limit, .spec_k = k,
-                         .argmax_drafts = b->c.argmax_drafts};
+    int k = b->c.sp.spec_k >= 0 ? (int)b->c.sp.spec_k : b->m->n_mtp > 0 ? 2 : 0;
+    const cli_sched_t *l = &b->c.sched;
+    sched_config_t sc = {.max_running = (int)l->max_running, .max_queue = (int)l->max_running,
+                         .kv_capacity_tokens = l->kv_capacity, .max_prompt_tokens = (int)l->max_prompt,
+                         .max_tokens_limit = (int)l->max_tokens_limit, .spec_k = k,
+                         .argmax_drafts = b->c.sp.draft == CLI_DRAFT_ARGMAX};
     if (!(b->sched = scheduler_create(b->m, b->tok, &sc, err))) return -1;
     b->api = (api_ctx_t){.sched = b->sched, .tok = b->tok, .vocab_size = b->m->cfg.vocab_size};
-    b->cap_fl = 2 * (int)b->c.max_running;
+    b->cap_fl = 2 * (int)b->c.sched.max_running;
     b->fl = calloc((size_t)b->cap_fl, sizeof *b->fl);
     return b->fl ? 0 : spex_fail(err, "out of memory");
 }
@@ -486,7 +477,8 @@ static void batch_free(batch_t *b) {
 
 int cmd_batch(int argc, char **argv) {
     batch_t b = {.out_fd = -1, .err_fd = -1};
-    if (batch_parse(argc, argv, &b.c)) { batch_usage(stderr); return 2; }
+    int prc = batch_parse(argc, argv, &b.c);
+    if (prc >= 0) return prc;
     char errors_path[4096];
     snprintf(errors_path, sizeof errors_path, "%s", b.c.errors ? b.c.errors : "");
     if (!b.c.errors) snprintf(errors_path, sizeof errors_path, "%s.errors.jsonl", b.c.output);

@@ -36,8 +36,9 @@
 typedef struct bench_opts {
     const char *dir, *prompts_file, *csv;
     long max_k, n, reps;
-    seq_params_t sp;
+    cli_sampling_t sampling;   /* --temperature, --draft */
     cli_ep_t ep;
+    seq_params_t sp;           /* from sampling */
 } bench_opts_t;
 
 typedef struct bench_row {
@@ -48,60 +49,32 @@ typedef struct bench_row {
     double speedup_min, speedup_max;   /* over repetitions */
 } bench_row_t;
 
-static void bench_usage(FILE *f) {
-    fprintf(f, "usage: [mpirun -np N] spex bench spec --model DIR [--max-k 4] [-n 64] [--reps 3] [--prompts FILE]\n"
-               "                       [--temperature T] [--draft sampled|argmax] [--csv FILE] [expert-parallel options]\n"
-               "  --max-k K       measure K = 0..K drafts per step (max %d)\n"
-               "  -n N            tokens generated per prompt (default 64)\n"
-               "  --reps R        repetitions; each runs every prompt at every K, interleaved (default 3)\n"
-               "  --prompts FILE  one prompt per line (default: built-in Austen-like openings)\n"
-               "  --temperature T 0 = greedy (default); with --draft, how drafts are made when T > 0\n"
-               "  --csv FILE      the table as CSV too\n",
-            SPEX_MAX_SPEC_K);
-    cli_ep_usage(f);
-}
+static const cli_option_t BENCH_OPTIONS[] = {
+    CLI_OPT_INT("--max-k", NULL, "K", bench_opts_t, max_k, 0, SPEX_MAX_SPEC_K, "measure K = 0..K drafts per step"),
+    CLI_OPT_INT("-n", NULL, "N", bench_opts_t, n, 1, 1 << 20, "tokens generated per prompt"),
+    CLI_OPT_INT("--reps", NULL, "R", bench_opts_t, reps, 1, 1000,
+                "repetitions; each runs every prompt at every K,\ninterleaved"),
+    CLI_OPT_STRING("--prompts", "FILE", bench_opts_t, prompts_file,
+                   "one prompt per line (default: built-in Austen-like\nopenings)"),
+    CLI_OPT_STRING("--csv", "FILE", bench_opts_t, csv, "the table as CSV too"),
+};
 
+/* -1 to go on, else the exit status. */
 static int bench_parse(int argc, char **argv, bench_opts_t *o) {
-    const char *v;
-    double d;
     o->max_k = 4;
     o->n = 64;
     o->reps = 3;
-    o->sp = (seq_params_t){.sampling = {.top_p = 1.0f}, .sampled_drafts = true, .eos_id = -1};
+    o->sampling = cli_sampling_defaults();
     cli_ep_init(&o->ep);
-    for (int i = 2; i < argc; i++) {
-        int r;
-        if ((r = cli_ep_opt(argc, argv, &i, &o->ep))) {
-            if (r < 0) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--model", &o->dir)) || (r = cli_opt(argc, argv, &i, "--prompts", &o->prompts_file)) ||
-            (r = cli_opt(argc, argv, &i, "--csv", &o->csv))) {
-            if (r < 0) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--max-k", &v))) {
-            if (r < 0 || cli_parse_int("--max-k", v, 0, SPEX_MAX_SPEC_K, &o->max_k)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "-n", &v))) {
-            if (r < 0 || cli_parse_int("-n", v, 1, 1 << 20, &o->n)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--reps", &v))) {
-            if (r < 0 || cli_parse_int("--reps", v, 1, 1000, &o->reps)) return -1;
-        } else if (!strcmp(argv[i], "--help")) {
-            bench_usage(stdout);
-            return 1;
-        } else if ((r = cli_opt(argc, argv, &i, "--temperature", &v))) {
-            if (r < 0 || cli_parse_double("--temperature", v, 0, 100, &d)) return -1;
-            o->sp.sampling.temperature = (float)d;
-        } else if ((r = cli_opt(argc, argv, &i, "--draft", &v))) {
-            if (r < 0) return -1;
-            if (strcmp(v, "argmax") && strcmp(v, "sampled")) {
-                cli_error("bench", "--draft: expected 'sampled' or 'argmax', got '%s'", v);
-                return -1;
-            }
-            o->sp.sampled_drafts = strcmp(v, "argmax") != 0;
-        } else {
-            cli_error("bench", "unknown option '%s'", argv[i]);
-            return -1;
-        }
-    }
-    if (!o->dir) { cli_error("bench", "--model is required"); return -1; }
-    return 0;
+    cli_group_t groups[] = {cli_model_group(&o->dir), CLI_GROUP(NULL, BENCH_OPTIONS, o),
+                            cli_sampling_group(&o->sampling, CLI_S_TEMPERATURE | CLI_S_DRAFT), cli_ep_group(&o->ep)};
+    cli_spec_t spec = CLI_SPEC("bench spec", "bench spec --model DIR [options]   (under mpirun -np N too)",
+                               "MTP speculation at K = 0..max-k, interleaved: tokens/s, tokens per step, acceptance.",
+                               groups);
+    int rc = cli_run_parse(&spec, argc, argv, 2);
+    if (rc >= 0) return rc;
+    o->sp = cli_sampling_seq(&o->sampling);
+    return -1;
 }
 
 /* Tokenized prompts: from the file, the built-in texts, or synthetic ids. */
@@ -210,7 +183,7 @@ static void bench_print(FILE *f, const bench_row_t *rows, int nk, bool csv) {
 static int bench_spec(int argc, char **argv) {
     bench_opts_t o = {0};
     int pr = bench_parse(argc, argv, &o);
-    if (pr) return pr > 0 ? 0 : 2;
+    if (pr >= 0) return pr;
     spex_err_t err = {0};
     model_options_t mo = {.load_mtp = true, .local_experts = true, .progress = cli_progress, .progress_user = "loading model"};
     model_t *m = cli_model_load(o.dir, &mo, &o.ep, &err);
@@ -253,10 +226,9 @@ int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "ep")) return cmd_bench_ep(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "serve")) return bench_serve(argc, argv);
     fprintf(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
-            "usage: spex bench spec --model DIR [--max-k 4] [-n 64] [--reps 3] [--prompts FILE] [--temperature T]\n"
-            "                       [--draft sampled|argmax] [--csv FILE]\n"
-            "       spex bench serve [--host ADDR] [--port N] [--concurrency 1,8,32] [--spec 0,2] [--csv FILE] ...\n"
-            "                       (load generator for a running `spex serve`; --help for all options)\n"
-            "       [mpirun -np 5] spex bench ep --model DIR [--ranks 1,2,3,4] [--prompt 64] [--decode 16] [--csv FILE]\n");
+            "usage: [mpirun -np N] spex bench spec|ep|serve [options]   (spex bench NAME --help for the options)\n"
+            "  spec   MTP speculation: K = 0..max-k interleaved, tokens/s, acceptance, speedup\n"
+            "  ep     expert parallelism: tokens/s, wire bytes per token per codec, time split\n"
+            "  serve  load generator for a running `spex serve`: req/s, tokens/s, TTFT, ITL\n");
     return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
 }

@@ -33,7 +33,8 @@
 
 typedef struct bep_opts {
     const char *dir, *csv;
-    int ranks[MAX_LIST], n_ranks;
+    cli_list_t ranks;          /* worker counts */
+    const char *codec_list;    /* --codecs, split into codecs[] */
     const char *codecs[MAX_LIST];
     int n_codecs;
     long prompt, decode, reps;
@@ -50,48 +51,28 @@ typedef struct bep_run {      /* one measured phase */
     double other;             /* dense + shared FFN, routers, head, glue */
 } bep_run_t;
 
-static int parse_ranks(const char *s, bep_opts_t *o) {
-    int32_t *ids;
-    int n;
-    if (cli_parse_ids("--ranks", s, &ids, &n)) return -1;
-    o->n_ranks = 0;
-    for (int i = 0; i < n && i < MAX_LIST; i++) {
-        if (ids[i] < 1) { free(ids); cli_error("bench", "--ranks: worker counts must be >= 1"); return -1; }
-        o->ranks[o->n_ranks++] = ids[i];
-    }
-    free(ids);
-    return 0;
-}
+static const cli_option_t BEP_OPTIONS[] = {
+    CLI_OPT_LIST("--ranks", "W,W,...", bep_opts_t, ranks, 1, 4096, "worker counts to measure"),
+    CLI_OPT_INT("--prompt", NULL, "N", bep_opts_t, prompt, 1, 1 << 16, "prefill tokens"),
+    CLI_OPT_INT("--decode", NULL, "N", bep_opts_t, decode, 0, 1 << 16, "single-token decode steps"),
+    CLI_OPT_INT("--reps", NULL, "R", bep_opts_t, reps, 1, 100, "runs per figure (the fastest is kept)"),
+    CLI_OPT_STRING("--codecs", "C,C,...", bep_opts_t, codec_list, "codecs to measure"),
+    CLI_OPT_STRING("--csv", "FILE", bep_opts_t, csv, "one CSV row per measurement too"),
+};
 
+/* -1 to go on, else the exit status. */
 static int bep_parse(int argc, char **argv, bep_opts_t *o) {
-    const char *v, *codecs = "raw,raw+zstd,bf16,bf16+zstd,fp8,fp8+zstd";
-    o->prompt = 64, o->decode = 16, o->reps = 3;
-    o->n_ranks = 4;
-    for (int i = 0; i < 4; i++) o->ranks[i] = i + 1;
-    for (int i = 2; i < argc; i++) {
-        int r;
-        if ((r = cli_opt(argc, argv, &i, "--model", &o->dir)) || (r = cli_opt(argc, argv, &i, "--csv", &o->csv)) ||
-            (r = cli_opt(argc, argv, &i, "--codecs", &codecs))) {
-            if (r < 0) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--ranks", &v))) {
-            if (r < 0 || parse_ranks(v, o)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--prompt", &v))) {
-            if (r < 0 || cli_parse_int("--prompt", v, 1, 1 << 16, &o->prompt)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--reps", &v))) {
-            if (r < 0 || cli_parse_int("--reps", v, 1, 100, &o->reps)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--decode", &v))) {
-            if (r < 0 || cli_parse_int("--decode", v, 0, 1 << 16, &o->decode)) return -1;
-        } else if (!strcmp(argv[i], "--help")) {
-            return 1;
-        } else {
-            cli_error("bench", "unknown option '%s'", argv[i]);
-            return -1;
-        }
-    }
-    snprintf(o->codec_buf, sizeof o->codec_buf, "%s", codecs);
+    *o = (bep_opts_t){.prompt = 64, .decode = 16, .reps = 3, .ranks = {{1, 2, 3, 4}, 4},
+                      .codec_list = "raw,raw+zstd,bf16,bf16+zstd,fp8,fp8+zstd"};
+    cli_group_t groups[] = {cli_model_group(&o->dir), CLI_GROUP(NULL, BEP_OPTIONS, o)};
+    cli_spec_t spec = CLI_SPEC("bench ep", "bench ep --model DIR [options]   (under mpirun -np N too)",
+                               "Expert parallelism: prefill/decode tokens/s, wire bytes per token per codec, time split.",
+                               groups);
+    int rc = cli_run_parse(&spec, argc, argv, 2);
+    if (rc >= 0) return rc;
+    snprintf(o->codec_buf, sizeof o->codec_buf, "%s", o->codec_list);
     for (char *t = strtok(o->codec_buf, ","); t && o->n_codecs < MAX_LIST; t = strtok(NULL, ",")) o->codecs[o->n_codecs++] = t;
-    if (!o->dir || !o->n_codecs) { cli_error("bench", "ep: --model is required"); return -1; }
-    return 0;
+    return o->n_codecs ? -1 : cli_usage_error(&spec, "--codecs: no codec given");
 }
 
 static ep_layer_stats_t delta(ep_layer_stats_t a, ep_layer_stats_t b) {
@@ -152,7 +133,8 @@ static int best_phase(model_t *m, const bep_opts_t *o, const int32_t *tok, bool 
     return 0;
 }
 
-static int with_backend(model_t *m, const bep_opts_t *o, int workers, const char *codec, const char *mode,
+/* mode: index in CLI_EP_COMBINE (0 expert, 1 presum). */
+static int with_backend(model_t *m, const bep_opts_t *o, int workers, const char *codec, int mode,
                         spex_err_t *err) {
     cli_ep_t ep;
     cli_ep_init(&ep);
@@ -192,7 +174,7 @@ static const char CSV_HEADER[] = "workers,codec,combine,phase,tokens,seconds,tok
 
 static int bench_workers(model_t *m, const bep_opts_t *o, int w, const int32_t *tok, FILE *csv, spex_err_t *err) {
     bep_run_t r = {.workers = w, .codec = "raw", .mode = "expert"};
-    if (with_backend(m, o, w, "raw", "expert", err)) return -1;
+    if (with_backend(m, o, w, "raw", 0, err)) return -1;
     r.phase = "prefill";
     if (best_phase(m, o, tok, false, &r, err)) return -1;
     print_run(stdout, &r, false);
@@ -208,7 +190,7 @@ static int bench_workers(model_t *m, const bep_opts_t *o, int w, const int32_t *
         for (int md = 0; md < 2; md++) {
             if (c == 0 && md == 0 && !strcmp(o->codecs[c], "raw")) continue;   /* measured above */
             bep_run_t x = {.workers = w, .codec = o->codecs[c], .mode = MODES[md], .phase = "prefill"};
-            if (with_backend(m, o, w, o->codecs[c], MODES[md], err) || best_phase(m, o, tok, false, &x, err))
+            if (with_backend(m, o, w, o->codecs[c], md, err) || best_phase(m, o, tok, false, &x, err))
                 return -1;
             print_run(stdout, &x, false);
             if (csv) print_run(csv, &x, true);
@@ -234,18 +216,14 @@ static int bench_local(model_t *m, const bep_opts_t *o, const int32_t *tok, FILE
 }
 
 int cmd_bench_ep(int argc, char **argv) {
-    bep_opts_t o = {0};
+    bep_opts_t o;
     int pr = bep_parse(argc, argv, &o);
-    if (pr) {
-        fprintf(pr > 0 ? stdout : stderr,
-                "usage: [mpirun -np 5] spex bench ep --model DIR [--ranks 1,2,3,4] [--prompt 64] [--decode 16]\n"
-                "                      [--reps 3] [--codecs raw,raw+zstd,bf16,bf16+zstd,fp8,fp8+zstd] [--csv FILE]\n");
-        return pr > 0 ? 0 : 2;
-    }
+    if (pr >= 0) return pr;
     int world = mpi_world_size();
-    for (int i = 0; i < o.n_ranks; i++)
-        if (world > 1 && o.ranks[i] > world - 1) {
-            cli_error("bench", "ep: %d worker ranks asked, the job has %d (mpirun -np %d)", o.ranks[i], world - 1, o.ranks[i] + 1);
+    for (int i = 0; i < o.ranks.n; i++)
+        if (world > 1 && o.ranks.v[i] > world - 1) {
+            cli_error("bench", "ep: %ld worker ranks asked, the job has %d (mpirun -np %ld)", o.ranks.v[i], world - 1,
+                      o.ranks.v[i] + 1);
             return 2;
         }
     spex_err_t err = {{0}};
@@ -272,8 +250,8 @@ int cmd_bench_ep(int argc, char **argv) {
     printf("| workers | codec | combine | phase | tok/s | disp B/tok | comb B/tok | f32 B/tok | ratio | attention | other | dispatch | expert | combine | wait |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     if (!rc && tok && bench_local(m, &o, tok, csv, &err)) { cli_error("bench", "%s", err.msg); rc = 1; }
-    for (int i = 0; i < o.n_ranks && !rc && tok; i++)
-        if (bench_workers(m, &o, o.ranks[i], tok, csv, &err)) { cli_error("bench", "%s", err.msg); rc = 1; }
+    for (int i = 0; i < o.ranks.n && !rc && tok; i++)
+        if (bench_workers(m, &o, (int)o.ranks.v[i], tok, csv, &err)) { cli_error("bench", "%s", err.msg); rc = 1; }
     if (csv) fclose(csv);
     free(tok);
     model_free(m);

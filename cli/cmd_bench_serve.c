@@ -30,6 +30,7 @@
 
 #include "cli/bench_serve.h"
 #include "cli/bench_prompts.h"
+#include "cli/cli_opts.h"
 #include "cli/cli_util.h"
 #include "coordinator/generate.h"
 #include "core/log.h"
@@ -41,8 +42,9 @@
 
 typedef struct bs_opts {
     http_target_t t;
-    long conc[BS_MAX_LIST], spec[BS_MAX_LIST];
-    int n_conc, n_spec;
+    const char *host, *api_key;   /* options, into t */
+    long port;
+    cli_list_t conc, spec;
     long requests, max_tokens;
     double temperature;
     const char *prompts_file, *csv, *label;
@@ -214,57 +216,35 @@ static int write_csv(const bs_opts_t *o, const bs_row_t *rows, int n) {
 
 /* ---------------------------------------------------------------- options */
 
-static void bs_usage(FILE *f) {
-    fprintf(f, "usage: spex bench serve [--host ADDR] [--port N] [--api-key KEY] [--concurrency 1,8,32]\n"
-               "                        [--spec 0,2] [--requests N] [--max-tokens 64] [--temperature 0]\n"
-               "                        [--prompts FILE] [--label TEXT] [--csv FILE]\n"
-               "  load-tests a running `spex serve` (start it with --spec-k >= the largest --spec value);\n"
-               "  --requests N   per row (default 4 x clients, at least 8). See docs/serving.md.\n");
-}
+static const cli_option_t BS_OPTIONS[] = {
+    CLI_OPT_STRING("--host", "ADDR", bs_opts_t, host, "the server"),
+    CLI_OPT_INT("--port", NULL, "N", bs_opts_t, port, 1, 65535, "its port"),
+    CLI_OPT_STRING("--api-key", "KEY", bs_opts_t, api_key, "sent as 'Authorization: Bearer KEY' (default:\n$SPEX_API_KEY)"),
+    CLI_OPT_LIST("--concurrency", "N,N,...", bs_opts_t, conc, 1, 1024, "client threads, one row each"),
+    CLI_OPT_LIST("--spec", "K,K,...", bs_opts_t, spec, 0, 8, "spec_k of the requests, one row each"),
+    CLI_OPT_INT("--requests", NULL, "N", bs_opts_t, requests, 1, 1L << 20, "per row (default 4 x clients, at least 8)"),
+    CLI_OPT_INT("--max-tokens", NULL, "N", bs_opts_t, max_tokens, 1, 1L << 20, "max_tokens of the requests"),
+    CLI_OPT_STRING("--prompts", "FILE", bs_opts_t, prompts_file,
+                   "one prompt per line (default: built-in Austen-like\nopenings)"),
+    CLI_OPT_STRING("--label", "TEXT", bs_opts_t, label, "first column of the CSV, and in the title"),
+    CLI_OPT_STRING("--csv", "FILE", bs_opts_t, csv, "one CSV line per row too"),
+};
 
-static int parse_list(const char *opt, const char *s, long lo, long hi, long *out, int *n) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", s);
-    *n = 0;
-    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (*n == BS_MAX_LIST) { cli_error("bench serve", "%s: at most %d values", opt, BS_MAX_LIST); return -1; }
-        if (cli_parse_int(opt, tok, lo, hi, &out[(*n)++])) return -1;
-    }
-    return *n ? 0 : -1;
-}
-
+/* -1 to go on, else the exit status. */
 static int bs_parse(int argc, char **argv, bs_opts_t *o) {
-    long port = 8080;
-    o->t = (http_target_t){.host = "127.0.0.1", .api_key = getenv("SPEX_API_KEY")};
-    o->conc[0] = 1, o->conc[1] = 8, o->conc[2] = 32, o->n_conc = 3;
-    o->spec[0] = 0, o->spec[1] = 2, o->n_spec = 2;
+    o->host = "127.0.0.1";
+    o->port = 8080;
+    o->conc = (cli_list_t){{1, 8, 32}, 3};
+    o->spec = (cli_list_t){{0, 2}, 2};
     o->max_tokens = 64;
-    for (int i = 2; i < argc; i++) {
-        const char *v;
-        int r;
-        if ((r = cli_opt(argc, argv, &i, "--host", &o->t.host)) || (r = cli_opt(argc, argv, &i, "--api-key", &o->t.api_key)) ||
-            (r = cli_opt(argc, argv, &i, "--prompts", &o->prompts_file)) || (r = cli_opt(argc, argv, &i, "--csv", &o->csv)) ||
-            (r = cli_opt(argc, argv, &i, "--label", &o->label))) {
-            if (r < 0) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--port", &v))) {
-            if (r < 0 || cli_parse_int("--port", v, 1, 65535, &port)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--concurrency", &v))) {
-            if (r < 0 || parse_list("--concurrency", v, 1, 1024, o->conc, &o->n_conc)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--spec", &v))) {
-            if (r < 0 || parse_list("--spec", v, 0, 8, o->spec, &o->n_spec)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--requests", &v))) {
-            if (r < 0 || cli_parse_int("--requests", v, 1, 1L << 20, &o->requests)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--max-tokens", &v))) {
-            if (r < 0 || cli_parse_int("--max-tokens", v, 1, 1L << 20, &o->max_tokens)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--temperature", &v))) {
-            if (r < 0 || cli_parse_double("--temperature", v, 0, 2, &o->temperature)) return -1;
-        } else {
-            cli_error("bench serve", "unknown option '%s'", argv[i]);
-            return -1;
-        }
-    }
-    o->t.port = (int)port;
-    return 0;
+    cli_group_t groups[] = {CLI_GROUP(NULL, BS_OPTIONS, o), cli_request_temperature_group(&o->temperature)};
+    cli_spec_t spec = CLI_SPEC("bench serve", "bench serve [options]",
+                               "Load-tests a running `spex serve` (start it with --spec-k >= the largest --spec value).\n"
+                               "See docs/serving.md.", groups);
+    int rc = cli_run_parse(&spec, argc, argv, 2);
+    if (rc >= 0) return rc;
+    o->t = (http_target_t){.host = o->host, .port = (int)o->port, .api_key = o->api_key ? o->api_key : getenv("SPEX_API_KEY")};
+    return -1;
 }
 
 static int load_prompts(bs_opts_t *o) {
@@ -290,16 +270,16 @@ static int load_prompts(bs_opts_t *o) {
 
 int bench_serve(int argc, char **argv) {
     bs_opts_t o = {0};
-    if (argc >= 3 && !strcmp(argv[2], "--help")) { bs_usage(stdout); return 0; }
-    if (bs_parse(argc, argv, &o)) { bs_usage(stderr); return 2; }
+    int prc = bs_parse(argc, argv, &o);
+    if (prc >= 0) return prc;
     if (load_prompts(&o)) return 1;
-    int n = o.n_spec * o.n_conc, rc = 0;
+    int n = o.spec.n * o.conc.n, rc = 0;
     bs_row_t *rows = calloc((size_t)n, sizeof *rows);
-    for (int s = 0; rows && s < o.n_spec && rc == 0; s++)
-        for (int c = 0; c < o.n_conc && rc == 0; c++) {
-            bs_row_t *r = &rows[s * o.n_conc + c];
-            r->spec = o.spec[s];
-            r->conc = o.conc[c];
+    for (int s = 0; rows && s < o.spec.n && rc == 0; s++)
+        for (int c = 0; c < o.conc.n && rc == 0; c++) {
+            bs_row_t *r = &rows[s * o.conc.n + c];
+            r->spec = o.spec.v[s];
+            r->conc = o.conc.v[c];
             r->requests = o.requests ? o.requests : r->conc * 4 < 8 ? 8 : r->conc * 4;
             rc = run_row(&o, r);
             fprintf(stderr, "spex bench serve: spec_k %ld, %ld clients: %ld requests in %.1f s, %ld errors\n",

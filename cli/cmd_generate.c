@@ -1,7 +1,6 @@
 /* cmd_generate.c - `spex generate`: continue a prompt.
  *
- *   spex generate --model DIR (--prompt TEXT | --tokens IDS) [-n N] [--spec-k K] [--draft sampled|argmax]
- *                 [--temperature T] [--top-p P] [--top-k K] [--seed S] [--json] [--stats FILE] [--no-bos]
+ *   spex generate --model DIR (--prompt TEXT | --tokens IDS) [options: GEN_OPTIONS, sampling, EP]
  * Streams the text to stdout as it is generated (token ids if the model has no
  * tokenizer.json); with --json prints one object {tokens, text, stats} at the end.
  * A prompt given as text gets BOS prepended when the tokenizer config asks for it. */
@@ -11,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli_ep.h"
+#include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/generate.h"
@@ -20,10 +20,11 @@
 typedef struct gen_cli {
     const char *dir, *prompt, *tokens;
     long n;
-    seq_params_t gp;
+    cli_sampling_t sp;
     const char *stats_file;
     bool json, no_bos;
     cli_ep_t ep;
+    seq_params_t gp;   /* from the options above */
 } gen_cli_t;
 
 typedef struct stream_ctx {
@@ -32,72 +33,32 @@ typedef struct stream_ctx {
     bool print;
 } stream_ctx_t;
 
-static void gen_usage(FILE *f) {
-    fprintf(f,
-            "usage: spex generate --model DIR (--prompt TEXT | --tokens ID,ID,...) [-n N] [--spec-k K]\n"
-            "                     [--temperature T] [--top-p P] [--top-k K] [--seed S] [--draft sampled|argmax]\n"
-            "                     [--json] [--stats FILE] [--no-bos]\n"
-            "  -n N            tokens to generate (default 64)\n"
-            "  --spec-k K      MTP speculative decoding with K drafts per step (0 = off, max %d)\n"
-            "  --draft MODE    temperature > 0: draft by sampling the MTP distribution (default) or its argmax\n"
-            "  --temperature   0 = greedy (default 0)\n"
-            "  --json          print {tokens, text, stats} instead of streaming text\n"
-            "  --stats FILE    write the stats object (timings, speculation acceptance; with the experts behind\n"
-            "                  the wire also \"expert_parallelism\", as --ep-stats writes it) as JSON\n",
-            SPEX_MAX_SPEC_K);
-    cli_ep_usage(f);
-}
+static const cli_option_t GEN_OPTIONS[] = {
+    CLI_OPT_STRING("--prompt", "TEXT", gen_cli_t, prompt, "the prompt as text (needs tokenizer.json)"),
+    CLI_OPT_STRING("--tokens", "ID,ID,...", gen_cli_t, tokens, "the prompt as token ids"),
+    CLI_OPT_INT("--max-tokens", "-n", "N", gen_cli_t, n, 0, 1 << 24, "tokens to generate"),
+    CLI_OPT_FLAG("--json", gen_cli_t, json, "print {tokens, text, stats} instead of streaming text"),
+    CLI_OPT_STRING("--stats", "FILE", gen_cli_t, stats_file,
+                   "write the stats object (timings, speculation\nacceptance; with the experts behind the wire also\n"
+                   "\"expert_parallelism\", as --ep-stats writes it) as JSON"),
+    CLI_OPT_FLAG("--no-bos", gen_cli_t, no_bos, "do not prepend BOS to a --prompt"),
+};
 
+/* Parses into c; -1 to go on, else the exit status. */
 static int gen_parse(int argc, char **argv, gen_cli_t *c) {
-    const char *v;
     c->n = 64;
-    c->gp.sampling = (sampling_params_t){.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
-    c->gp.sampled_drafts = true;
+    c->sp = cli_sampling_defaults();
     cli_ep_init(&c->ep);
-    for (int i = 1; i < argc; i++) {
-        int r = 0;
-        double d;
-        long l;
-        if ((r = cli_ep_opt(argc, argv, &i, &c->ep))) {
-            if (r < 0) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--model", &c->dir)) || (r = cli_opt(argc, argv, &i, "--prompt", &c->prompt)) ||
-            (r = cli_opt(argc, argv, &i, "--tokens", &c->tokens))) {
-            if (r < 0) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "-n", &v)) || (r = cli_opt(argc, argv, &i, "--max-tokens", &v))) {
-            if (r < 0 || cli_parse_int("-n", v, 0, 1 << 24, &c->n)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--temperature", &v))) {
-            if (r < 0 || cli_parse_double("--temperature", v, 0, 100, &d)) return -1;
-            c->gp.sampling.temperature = (float)d;
-        } else if ((r = cli_opt(argc, argv, &i, "--top-p", &v))) {
-            if (r < 0 || cli_parse_double("--top-p", v, 1e-9, 1, &d)) return -1;
-            c->gp.sampling.top_p = (float)d;
-        } else if ((r = cli_opt(argc, argv, &i, "--top-k", &v))) {
-            if (r < 0 || cli_parse_int("--top-k", v, 0, 1 << 30, &l)) return -1;
-            c->gp.sampling.top_k = (int)l;
-        } else if ((r = cli_opt(argc, argv, &i, "--seed", &v))) {
-            if (r < 0 || cli_parse_int("--seed", v, 0, 0x7fffffffffffffffL, &l)) return -1;
-            c->gp.sampling.seed = (uint64_t)l;
-        } else if ((r = cli_opt(argc, argv, &i, "--spec-k", &v))) {
-            if (r < 0 || cli_parse_int("--spec-k", v, 0, SPEX_MAX_SPEC_K, &l)) return -1;
-            c->gp.spec_k = (int)l;
-        } else if ((r = cli_opt(argc, argv, &i, "--draft", &v))) {
-            if (r < 0) return -1;
-            if (!strcmp(v, "sampled")) c->gp.sampled_drafts = true;
-            else if (!strcmp(v, "argmax")) c->gp.sampled_drafts = false;
-            else { cli_error("generate", "--draft: expected 'sampled' or 'argmax', got '%s'", v); return -1; }
-        } else if ((r = cli_opt(argc, argv, &i, "--stats", &c->stats_file))) {
-            if (r < 0) return -1;
-        } else if (!strcmp(argv[i], "--json")) c->json = true;
-        else if (!strcmp(argv[i], "--no-bos")) c->no_bos = true;
-        else if (!strcmp(argv[i], "--help")) { gen_usage(stdout); exit(0); }
-        else { cli_error("generate", "unknown option '%s'", argv[i]); return -1; }
-    }
-    if (!c->dir || (!c->prompt == !c->tokens)) {
-        cli_error("generate", "need --model and exactly one of --prompt / --tokens");
-        return -1;
-    }
+    cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, GEN_OPTIONS, c), cli_sampling_group(&c->sp, 0),
+                            cli_ep_group(&c->ep)};
+    cli_spec_t spec = CLI_SPEC("generate", "generate --model DIR (--prompt TEXT | --tokens ID,ID,...) [options]",
+                               "Streams the text as it is generated (token ids without tokenizer.json).", groups);
+    int rc = cli_run_parse(&spec, argc, argv, 1);
+    if (rc >= 0) return rc;
+    if (!c->prompt == !c->tokens) return cli_usage_error(&spec, "need exactly one of --prompt / --tokens");
+    c->gp = cli_sampling_seq(&c->sp);
     c->gp.max_new_tokens = (int)c->n;
-    return 0;
+    return -1;
 }
 
 static int on_token(void *user, int32_t tok) {
@@ -129,57 +90,58 @@ static int gen_prompt(const gen_cli_t *c, const tokenizer_t *tok, int32_t **ids,
     return 0;
 }
 
-/* The stats object: timings and speculation acceptance per draft position.
- * `ep_json` (the expert-parallel statistics, or NULL) is added as
- * "expert_parallelism" so that one --stats file holds both. */
-static void print_stats(FILE *f, const gen_stats_t *st, int spec_k, const char *ep_json) {
+/* The stats object: timings and speculation acceptance per draft position. */
+static cJSON *stats_json(const gen_stats_t *st, int spec_k) {
     const spec_stats_t *sp = &st->spec;
     int n = st->generated_tokens;
-    double dps = st->decode_seconds > 0 && n > 1 ? (n - 1) / st->decode_seconds : 0;
-    double pps = st->prefill_seconds > 0 ? st->prompt_tokens / st->prefill_seconds : 0;
-    fprintf(f,
-            "{\"prompt_tokens\":%d,\"generated_tokens\":%d,\"finish_reason\":\"%s\",\"prefill_seconds\":%.6f,"
-            "\"decode_seconds\":%.6f,\"prefill_tokens_per_second\":%.2f,\"decode_tokens_per_second\":%.2f,"
-            "\"spec_k\":%d,\"steps\":%ld,\"tokens_per_step\":%.4f,\"drafted\":%ld,\"accepted\":%ld,"
-            "\"rejected\":%ld,\"acceptance\":%.4f,\"acceptance_by_position\":[",
-            st->prompt_tokens, n, st->finish_reason, st->prefill_seconds, st->decode_seconds, pps, dps, spec_k,
-            sp->steps, sp->steps ? (double)sp->emitted / sp->steps : 0.0, sp->drafted, sp->accepted,
-            sp->drafted - sp->accepted, sp->drafted ? (double)sp->accepted / sp->drafted : 0.0);
-    for (int j = 0; j < spec_k; j++)
-        fprintf(f, j ? ",%.4f" : "%.4f", sp->drafted_at[j] ? (double)sp->accepted_at[j] / sp->drafted_at[j] : 0.0);
-    fprintf(f, "],\"drafted_by_position\":[");
-    for (int j = 0; j < spec_k; j++) fprintf(f, j ? ",%ld" : "%ld", sp->drafted_at[j]);
-    fprintf(f, "],\"accepted_by_position\":[");
-    for (int j = 0; j < spec_k; j++) fprintf(f, j ? ",%ld" : "%ld", sp->accepted_at[j]);
-    fprintf(f, "]");
-    if (ep_json) fprintf(f, ",\"expert_parallelism\":%s", ep_json);
-    fprintf(f, "}");
+    cJSON *o = cJSON_CreateObject(), *acc = cJSON_CreateArray();
+    cJSON_AddNumberToObject(o, "prompt_tokens", st->prompt_tokens);
+    cJSON_AddNumberToObject(o, "generated_tokens", n);
+    cJSON_AddStringToObject(o, "finish_reason", st->finish_reason);
+    cJSON_AddNumberToObject(o, "prefill_seconds", st->prefill_seconds);
+    cJSON_AddNumberToObject(o, "decode_seconds", st->decode_seconds);
+    cJSON_AddNumberToObject(o, "prefill_tokens_per_second",
+                            st->prefill_seconds > 0 ? st->prompt_tokens / st->prefill_seconds : 0);
+    cJSON_AddNumberToObject(o, "decode_tokens_per_second",
+                            st->decode_seconds > 0 && n > 1 ? (n - 1) / st->decode_seconds : 0);
+    cJSON_AddNumberToObject(o, "spec_k", spec_k);
+    cJSON_AddNumberToObject(o, "steps", (double)sp->steps);
+    cJSON_AddNumberToObject(o, "tokens_per_step", sp->steps ? (double)sp->emitted / sp->steps : 0.0);
+    cJSON_AddNumberToObject(o, "drafted", (double)sp->drafted);
+    cJSON_AddNumberToObject(o, "accepted", (double)sp->accepted);
+    cJSON_AddNumberToObject(o, "rejected", (double)(sp->drafted - sp->accepted));
+    cJSON_AddNumberToObject(o, "acceptance", sp->drafted ? (double)sp->accepted / sp->drafted : 0.0);
+    for (int j = 0; acc && j < spec_k; j++)
+        cJSON_AddItemToArray(acc, cJSON_CreateNumber(sp->drafted_at[j] ? (double)sp->accepted_at[j] / sp->drafted_at[j] : 0.0));
+    cJSON_AddItemToObject(o, "acceptance_by_position", acc);
+    cJSON_AddItemToObject(o, "drafted_by_position", cli_json_longs(sp->drafted_at, spec_k));
+    cJSON_AddItemToObject(o, "accepted_by_position", cli_json_longs(sp->accepted_at, spec_k));
+    return o;
 }
 
-static void print_json(const tokenizer_t *tok, const int32_t *gen, int n, const gen_stats_t *st, int spec_k) {
-    printf("{\"tokens\":");
-    cli_print_ids(stdout, gen, n);
-    printf(",\"text\":");
-    char *text = tok ? tokenizer_decode(tok, gen, (size_t)n, true, NULL, NULL) : NULL;
-    cli_print_json_string(stdout, text ? text : "");
+static int print_json(const tokenizer_t *tok, const int32_t *gen, int n, const gen_stats_t *st, int spec_k) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "tokens", cli_json_ids(gen, n));
+    size_t len = 0;
+    char *text = tok ? tokenizer_decode(tok, gen, (size_t)n, true, &len, NULL) : NULL;
+    cli_json_add_text(o, "text", text ? text : "", len);
     free(text);
-    printf(",\"stats\":");
-    print_stats(stdout, st, spec_k, NULL);
-    printf("}\n");
+    cJSON_AddItemToObject(o, "stats", stats_json(st, spec_k));
+    return cli_json_print(o, stdout);
 }
 
+/* The stats object to `path`, with the expert-parallel statistics (if the
+ * experts are behind the wire) added as "expert_parallelism". */
 static int write_stats(const char *path, const gen_stats_t *st, int spec_k, cli_ep_t *ep) {
     spex_err_t err = {{0}};
     char *ep_json = cli_ep_stats_json(ep, &err);
     if (err.msg[0]) { cli_error("generate", "%s", err.msg); return -1; }
+    cJSON *o = stats_json(st, spec_k);
+    if (ep_json) cJSON_AddRawToObject(o, "expert_parallelism", ep_json);
     FILE *f = fopen(path, "w");
-    int rc = 0;
-    if (!f) rc = -1;
-    else {
-        print_stats(f, st, spec_k, ep_json);
-        fputc('\n', f);
-        if (fclose(f)) rc = -1;
-    }
+    int rc = !f || cli_json_print(o, f) ? -1 : 0;
+    if (!f) cJSON_Delete(o);
+    if (f && fclose(f)) rc = -1;
     if (rc) cli_error("generate", "cannot write --stats file '%s'", path);
     /* the table too when real workers did the routed work (--ep-stats prints it anyway) */
     else if (ep_json && !ep->stats && mpi_world_size() > 1) cli_ep_print_stats(ep, stderr);
@@ -189,7 +151,8 @@ static int write_stats(const char *path, const gen_stats_t *st, int spec_k, cli_
 
 int cmd_generate(int argc, char **argv) {
     gen_cli_t c = {0};
-    if (gen_parse(argc, argv, &c)) { gen_usage(stderr); return 2; }
+    int prc = gen_parse(argc, argv, &c);
+    if (prc >= 0) return prc;
     spex_err_t err = {0};
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", c.dir);
@@ -207,8 +170,11 @@ int cmd_generate(int argc, char **argv) {
     stream_ctx_t sc = {.tok = tok, .print = !c.json};
     gen_stats_t st;
     if (generate(m, prompt, n_prompt, &c.gp, on_token, &sc, &gen, &n_gen, &st, &err)) goto fail;
-    if (c.json) print_json(tok, gen, n_gen, &st, c.gp.spec_k);
-    else {
+    if (c.json && print_json(tok, gen, n_gen, &st, c.gp.spec_k)) {
+        spex_fail(&err, "out of memory");
+        goto fail;
+    }
+    if (!c.json) {
         char tail[8];
         fwrite(tail, 1, utf8_stream_flush(&sc.utf8, tail), stdout);
         printf("\n");

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli_opts.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "core/config.h"
@@ -219,21 +220,22 @@ static int open_model(const char *dir, spex_config_t *cfg, tensor_store_t **ts) 
     return 0;
 }
 
+typedef struct inspect_cli {
+    const char *dir;
+    bool json;
+} inspect_cli_t;
+
+static const cli_option_t INSPECT_OPTIONS[] = {
+    CLI_OPT_FLAG("--json", inspect_cli_t, json, "print the report as JSON"),
+};
+
 int cmd_inspect(int argc, char **argv) {
-    const char *dir = NULL;
-    bool json = false;
-    for (int i = 1; i < argc; i++) {
-        int m;
-        if (!strcmp(argv[i], "--json")) json = true;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: spex inspect --model DIR [--json]\n");
-            return 0;
-        } else if ((m = cli_opt(argc, argv, &i, "--model", &dir)) != 1) {
-            if (m == 0) cli_error("inspect", "unknown option '%s' (usage: spex inspect --model DIR [--json])", argv[i]);
-            return 2;
-        }
-    }
-    if (!dir) { cli_error("inspect", "--model DIR is required"); return 2; }
+    inspect_cli_t c = {0};
+    cli_group_t groups[] = {cli_model_group(&c.dir), CLI_GROUP(NULL, INSPECT_OPTIONS, &c)};
+    cli_spec_t spec = CLI_SPEC("inspect", "inspect --model DIR [--json]", NULL, groups);
+    int prc = cli_run_parse(&spec, argc, argv, 1);
+    if (prc >= 0) return prc;
+    const char *dir = c.dir;
     spex_config_t cfg;
     tensor_store_t *ts = NULL;
     if (open_model(dir, &cfg, &ts)) return 1;
@@ -242,7 +244,7 @@ int cmd_inspect(int argc, char **argv) {
     size_t unexpected = model_count_unexpected(&cfg, ts, first, sizeof first);
     int rc = 0;
     if (compute_stats(&cfg, ts, &s)) { cli_error("inspect", "out of memory"); rc = 1; }
-    else if (json) print_json(dir, &cfg, ts, &s, unexpected);
+    else if (c.json) print_json(dir, &cfg, ts, &s, unexpected);
     else print_text(dir, &cfg, ts, &s, unexpected, first);
     tensor_store_free(ts);
     return rc;

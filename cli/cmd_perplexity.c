@@ -1,4 +1,4 @@
-/* cmd_perplexity.c - `spex perplexity --model DIR --file TEXT [--ctx N] [--no-bos]`.
+/* cmd_perplexity.c - `spex perplexity --model DIR --file TEXT [--ctx N] [--no-bos] [--json]`.
  * Prints `perplexity: X` and `bits per byte: Y` (definition in
  * coordinator/perplexity.h), with a progress bar when stderr is a terminal. */
 #include <math.h>
@@ -8,16 +8,26 @@
 #include <unistd.h>
 
 #include "cli/cli_ep.h"
+#include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/perplexity.h"
 #include "coordinator/tokenizer.h"
 
-static void ppl_usage(FILE *f) {
-    fprintf(f, "usage: spex perplexity --model DIR --file TEXT [--ctx N (default 256)] [--no-bos] [--json] [--stats FILE]\n"
-               "  --stats FILE  the expert-parallel statistics as JSON (same as --ep-stats)\n");
-    cli_ep_usage(f);
-}
+typedef struct ppl_cli {
+    const char *dir, *file;
+    long ctx;
+    bool no_bos, json;
+    cli_ep_t ep;
+} ppl_cli_t;
+
+static const cli_option_t PPL_OPTIONS[] = {
+    CLI_OPT_NEEDED("--file", "TEXT", ppl_cli_t, file, "the text to score"),
+    CLI_OPT_INT("--ctx", NULL, "N", ppl_cli_t, ctx, 2, 1 << 20, "tokens per window"),
+    CLI_OPT_FLAG("--no-bos", ppl_cli_t, no_bos, "do not prepend BOS"),
+    CLI_OPT_FLAG("--json", ppl_cli_t, json, "print the result as one JSON object"),
+    CLI_OPT_STRING("--stats", "FILE", ppl_cli_t, ep.stats, "the expert-parallel statistics as JSON (same as\n--ep-stats)"),
+};
 
 static void progress_bar(void *user, long done, long total) {
     (void)user;
@@ -46,56 +56,57 @@ static char *read_all(const char *path, size_t *len, spex_err_t *err) {
     return buf;
 }
 
+static int ppl_parse(int argc, char **argv, ppl_cli_t *c) {
+    *c = (ppl_cli_t){.ctx = 256};
+    cli_ep_init(&c->ep);
+    cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, PPL_OPTIONS, c), cli_ep_group(&c->ep)};
+    cli_spec_t spec = CLI_SPEC("perplexity", "perplexity --model DIR --file TEXT [options]",
+                               "Prints perplexity and bits per byte (coordinator/perplexity.h).", groups);
+    return cli_run_parse(&spec, argc, argv, 1);
+}
+
+static int print_json(const ppl_cli_t *c, const ppl_result_t *r, double ppl, double bpb, size_t n, size_t bytes) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "perplexity", ppl);
+    cJSON_AddNumberToObject(o, "bits_per_byte", bpb);
+    cJSON_AddNumberToObject(o, "nll", r->nll);
+    cJSON_AddNumberToObject(o, "tokens", (double)n);
+    cJSON_AddNumberToObject(o, "predicted", (double)r->predicted);
+    cJSON_AddNumberToObject(o, "bytes", (double)bytes);
+    cJSON_AddNumberToObject(o, "ctx", (double)c->ctx);
+    cJSON_AddNumberToObject(o, "seconds", r->seconds);
+    return cli_json_print(o, stdout);
+}
+
 int cmd_perplexity(int argc, char **argv) {
-    const char *dir = NULL, *file = NULL, *v;
-    long ctx = 256;
-    bool no_bos = false, json = false;
-    cli_ep_t ep;
-    cli_ep_init(&ep);
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if ((r = cli_ep_opt(argc, argv, &i, &ep))) {
-            if (r < 0) return 2;
-        } else if ((r = cli_opt(argc, argv, &i, "--stats", &ep.stats))) {   /* this command's only statistics */
-            if (r < 0) return 2;
-        } else if ((r = cli_opt(argc, argv, &i, "--model", &dir)) || (r = cli_opt(argc, argv, &i, "--file", &file))) {
-            if (r < 0) return 2;
-        } else if ((r = cli_opt(argc, argv, &i, "--ctx", &v))) {
-            if (r < 0 || cli_parse_int("--ctx", v, 2, 1 << 20, &ctx)) return 2;
-        } else if (!strcmp(argv[i], "--no-bos")) no_bos = true;
-        else if (!strcmp(argv[i], "--json")) json = true;
-        else if (!strcmp(argv[i], "--help")) { ppl_usage(stdout); return 0; }
-        else { cli_error("perplexity", "unknown option '%s'", argv[i]); ppl_usage(stderr); return 2; }
-    }
-    if (!dir || !file) { ppl_usage(stderr); return 2; }
+    ppl_cli_t c;
+    int prc = ppl_parse(argc, argv, &c);
+    if (prc >= 0) return prc;
     spex_err_t err = {0};
     size_t len = 0, n = 0;
     int32_t *ids = NULL;
     char *text = NULL;
     model_t *m = NULL;
     model_options_t opt = {.load_mtp = false, .local_experts = true, .progress = cli_progress, .progress_user = "loading model"};
-    tokenizer_t *tok = tokenizer_load(dir, &err);
+    tokenizer_t *tok = tokenizer_load(c.dir, &err);
     int rc = 1;
-    if (!tok || !(text = read_all(file, &len, &err))) goto fail;
-    bool bos = !no_bos && tokenizer_bos_id(tok) >= 0;
-    if (tokenizer_encode(tok, text, len, bos, &ids, &n, &err) || !(m = cli_model_load(dir, &opt, &ep, &err))) goto fail;
+    if (!tok || !(text = read_all(c.file, &len, &err))) goto fail;
+    bool bos = !c.no_bos && tokenizer_bos_id(tok) >= 0;
+    if (tokenizer_encode(tok, text, len, bos, &ids, &n, &err) || !(m = cli_model_load(c.dir, &opt, &c.ep, &err))) goto fail;
     ppl_result_t r;
-    if (perplexity_run(m, ids, (long)n, (int)ctx, isatty(2) ? progress_bar : NULL, NULL, &r, &err)) goto fail;
+    if (perplexity_run(m, ids, (long)n, (int)c.ctx, isatty(2) ? progress_bar : NULL, NULL, &r, &err)) goto fail;
     size_t scored_bytes = 0;                     /* bytes of the tokens that were predicted */
     for (size_t i = 0; i < n; i++) {
         size_t b = 0;
-        if (i % (size_t)ctx != 0 && !tokenizer_is_special(tok, ids[i])) tokenizer_token_bytes(tok, ids[i], &b);
+        if (i % (size_t)c.ctx != 0 && !tokenizer_is_special(tok, ids[i])) tokenizer_token_bytes(tok, ids[i], &b);
         scored_bytes += b;
     }
     double ppl = exp(r.nll / r.predicted), bpb = r.nll / log(2.0) / (double)(scored_bytes ? scored_bytes : 1);
-    if (json)
-        printf("{\"perplexity\":%.6f,\"bits_per_byte\":%.6f,\"nll\":%.6f,\"tokens\":%zu,\"predicted\":%ld,"
-               "\"bytes\":%zu,\"ctx\":%ld,\"seconds\":%.3f}\n",
-               ppl, bpb, r.nll, n, r.predicted, scored_bytes, ctx, r.seconds);
-    else
+    if (c.json && print_json(&c, &r, ppl, bpb, n, scored_bytes)) { spex_fail(&err, "out of memory"); goto fail; }
+    if (!c.json)
         printf("perplexity: %.6f\nbits per byte: %.6f\ntokens: %zu (%ld predicted, ctx %ld), %.1f tokens/s\n", ppl,
-               bpb, n, r.predicted, ctx, r.seconds > 0 ? r.predicted / r.seconds : 0);
-    rc = cli_ep_finish("perplexity", &ep) ? 1 : 0;
+               bpb, n, r.predicted, c.ctx, r.seconds > 0 ? r.predicted / r.seconds : 0);
+    rc = cli_ep_finish("perplexity", &c.ep) ? 1 : 0;
     goto done;
 fail:
     cli_error("perplexity", "%s", err.msg);

@@ -7,46 +7,47 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cli_ep.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/placement.h"
 #include "core/config.h"
 
-static void placement_usage(FILE *f) {
-    fprintf(f, "usage: spex placement --model DIR --np N [--placement FILE] [--placement-policy contiguous|round-robin]"
-               " [--json]\n");
-}
+typedef struct placement_cli {
+    const char *dir;
+    long np;
+    bool json;
+    cli_ep_t ep;   /* --placement, --placement-policy */
+} placement_cli_t;
+
+static const cli_option_t PLACEMENT_OPTIONS[] = {
+    CLI_OPT_INT("--np", NULL, "N", placement_cli_t, np, 1, 4096, "the mpirun world size (required)"),
+    CLI_OPT_FLAG("--json", placement_cli_t, json, "print the table as JSON"),
+};
 
 int cmd_placement(int argc, char **argv) {
-    const char *dir = NULL, *file = NULL, *policy = NULL, *v;
-    long np = 0;
-    bool json = false;
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if ((r = cli_opt(argc, argv, &i, "--model", &dir)) || (r = cli_opt(argc, argv, &i, "--placement", &file)) ||
-            (r = cli_opt(argc, argv, &i, "--placement-policy", &policy))) {
-            if (r < 0) return 2;
-        } else if ((r = cli_opt(argc, argv, &i, "--np", &v))) {
-            if (r < 0 || cli_parse_int("--np", v, 1, 4096, &np)) return 2;
-        } else if (!strcmp(argv[i], "--json")) json = true;
-        else if (!strcmp(argv[i], "--help")) { placement_usage(stdout); return 0; }
-        else { cli_error("placement", "unknown option '%s'", argv[i]); placement_usage(stderr); return 2; }
-    }
-    if (!dir || !np) { placement_usage(stderr); return 2; }
+    placement_cli_t c = {0};
+    cli_ep_init(&c.ep);
+    cli_group_t groups[] = {cli_model_group(&c.dir), CLI_GROUP(NULL, PLACEMENT_OPTIONS, &c), cli_ep_group(&c.ep)};
+    groups[2].mask = CLI_EP_PLACEMENT_ONLY;
+    cli_spec_t spec = CLI_SPEC("placement", "placement --model DIR --np N [options]", NULL, groups);
+    int prc = cli_run_parse(&spec, argc, argv, 1);
+    if (prc >= 0) return prc;
+    if (!c.np) return cli_usage_error(&spec, "--np N is required");
     spex_err_t err = {{0}};
     spex_config_t cfg;
     char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    snprintf(path, sizeof path, "%s/config.json", c.dir);
     placement_policy_t pol = PLACEMENT_CONTIGUOUS;
-    if (config_load(&cfg, path, &err) || (policy && placement_policy_parse(policy, &pol, &err))) {
+    if (config_load(&cfg, path, &err) || (c.ep.policy && placement_policy_parse(c.ep.policy, &pol, &err))) {
         cli_error("placement", "%s", err.msg);
         return 1;
     }
-    int world = np > 1 ? (int)np : 2;
-    placement_t *p = file ? placement_load(file, cfg.n_routed_experts, world, &err)
+    int world = c.np > 1 ? (int)c.np : 2;
+    placement_t *p = c.ep.placement ? placement_load(c.ep.placement, cfg.n_routed_experts, world, &err)
                           : placement_balanced(cfg.n_routed_experts, world, pol, &err);
     if (!p) { cli_error("placement", "%s", err.msg); return 1; }
-    if (json) placement_print_json(p, stdout);
+    if (c.json) placement_print_json(p, stdout);
     else placement_print(p, stdout);
     placement_free(p);
     return 0;

@@ -28,101 +28,47 @@
 
 typedef struct serve_cli {
     const char *dir, *host, *port_file, *api_key, *model_name;
-    long port, max_running, max_queue, max_prompt, max_tokens, max_body, kv_capacity, spec_k, max_conn;
+    long port, max_queue, max_body, max_conn;
     double grace;
-    bool argmax_drafts;
+    cli_sched_t sched;       /* limits of the scheduler */
+    cli_sampling_t sp;       /* --spec-k (-1: 2 if the model has an MTP module), --draft */
     cli_ep_t ep;             /* expert parallelism: workers under mpirun, loopback ranks, or --no-ep */
 } serve_cli_t;
 
-static void serve_usage(FILE *f) {
-    fprintf(f,
-            "usage: spex serve --model DIR [--host ADDR] [--port N] [--port-file FILE] [--api-key KEY]\n"
-            "                  [--max-running N] [--max-queue N] [--max-prompt-tokens N] [--max-tokens-limit N]\n"
-            "                  [--kv-capacity-tokens N] [--max-body-bytes N] [--spec-k K] [--draft sampled|argmax]\n"
-            "                  [--grace SECONDS] [--model-name NAME] [--max-connections N]\n"
-            "  --host ADDR            address to bind (default 127.0.0.1; 0.0.0.0 or :: for every interface)\n"
-            "  --port N               TCP port (default 8080; 0 = any free port, see --port-file)\n"
-            "  --port-file FILE       write the bound port to FILE once listening\n"
-            "  --api-key KEY          require 'Authorization: Bearer KEY' (default: $SPEX_API_KEY if set)\n"
-            "  --max-running N        sequences decoded together in one engine step (default 16)\n"
-            "  --max-queue N          requests waiting beyond the free slots before 429 (default 64)\n"
-            "  --max-prompt-tokens N  longest prompt accepted (default: context - 1)\n"
-            "  --max-tokens-limit N   largest max_tokens accepted (default: context - 1)\n"
-            "  --kv-capacity-tokens N sum of KV cache capacities over running sequences (default: max-running x context)\n"
-            "  --max-body-bytes N     largest request body (default 1048576)\n"
-            "  --spec-k K             MTP speculation depth, 0..%d (default 2 if the model has an MTP module)\n"
-            "  --draft MODE           temperature > 0: sample drafts from the MTP distribution (default) or argmax\n"
-            "  --grace SECONDS        on SIGTERM, time running requests get to finish (default 30)\n"
-            "  --model-name NAME      name in /v1/models and responses (default: the model directory's name)\n"
-            "  --max-connections N    concurrent HTTP connections (default 256)\n"
-            "Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, /health, /metrics.\n"
-            "Documentation: docs/serving.md\n",
-            SPEX_MAX_SPEC_K);
-    cli_ep_usage(f);
-}
+static const cli_option_t SERVE_OPTIONS[] = {
+    CLI_OPT_STRING("--host", "ADDR", serve_cli_t, host, "address to bind (0.0.0.0 or :: for every interface)"),
+    CLI_OPT_INT("--port", NULL, "N", serve_cli_t, port, 0, 65535, "TCP port (0 = any free port, see --port-file)"),
+    CLI_OPT_STRING("--port-file", "FILE", serve_cli_t, port_file, "write the bound port to FILE once listening"),
+    CLI_OPT_STRING("--api-key", "KEY", serve_cli_t, api_key,
+                   "require 'Authorization: Bearer KEY' (default:\n$SPEX_API_KEY if set)"),
+    CLI_OPT_INT("--max-queue", NULL, "N", serve_cli_t, max_queue, 0, 1 << 20,
+                "requests waiting beyond the free slots before 429"),
+    CLI_OPT_INT("--max-body-bytes", NULL, "N", serve_cli_t, max_body, 64, 1L << 32, "largest request body"),
+    CLI_OPT_DOUBLE("--grace", "SECONDS", serve_cli_t, grace, 0, 86400,
+                   "on SIGTERM, time running requests get to finish"),
+    CLI_OPT_STRING("--model-name", "NAME", serve_cli_t, model_name,
+                   "name in /v1/models and responses (default: the\nmodel directory's name)"),
+    CLI_OPT_INT("--max-connections", NULL, "N", serve_cli_t, max_conn, 4, 65536, "concurrent HTTP connections"),
+};
 
-/* Integer options: name, destination, bounds. */
-static int parse_long_opt(int argc, char **argv, int *i, serve_cli_t *c, int *matched) {
-    struct { const char *name; long *dst; long lo, hi; } opts[] = {
-        {"--port", &c->port, 0, 65535},
-        {"--max-running", &c->max_running, 1, 4096},
-        {"--max-queue", &c->max_queue, 0, 1 << 20},
-        {"--max-prompt-tokens", &c->max_prompt, 1, 1L << 30},
-        {"--max-tokens-limit", &c->max_tokens, 1, 1L << 30},
-        {"--max-body-bytes", &c->max_body, 64, 1L << 32},
-        {"--kv-capacity-tokens", &c->kv_capacity, 1, 1L << 40},
-        {"--spec-k", &c->spec_k, 0, SPEX_MAX_SPEC_K},
-        {"--max-connections", &c->max_conn, 4, 65536},
-    };
-    for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
-        const char *v;
-        int r = cli_opt(argc, argv, i, opts[k].name, &v);
-        if (r == 0) continue;
-        *matched = 1;
-        return r < 0 ? -1 : cli_parse_int(opts[k].name, v, opts[k].lo, opts[k].hi, opts[k].dst);
-    }
-    *matched = 0;
-    return 0;
-}
-
+/* -1 to go on, else the exit status. */
 static int serve_parse(int argc, char **argv, serve_cli_t *c) {
-    *c = (serve_cli_t){.host = "127.0.0.1", .port = 8080, .max_running = 16, .max_queue = 64, .max_body = 1 << 20,
-                       .spec_k = -1, .grace = 30, .max_conn = 256, .api_key = getenv("SPEX_API_KEY")};
+    *c = (serve_cli_t){.host = "127.0.0.1", .port = 8080, .max_queue = 64, .max_body = 1 << 20, .grace = 30,
+                       .max_conn = 256, .sched = {.max_running = 16}};
+    c->sp = cli_sampling_defaults();
+    c->sp.spec_k = -1;
     cli_ep_init(&c->ep);
-    for (int i = 1; i < argc; i++) {
-        int r = 0, matched;
-        const char *v;
-        if ((r = cli_ep_opt(argc, argv, &i, &c->ep))) {
-            if (r < 0) return -1;
-            continue;
-        }
-        if (parse_long_opt(argc, argv, &i, c, &matched)) return -1;
-        if (matched) continue;
-        if ((r = cli_opt(argc, argv, &i, "--model", &c->dir)) || (r = cli_opt(argc, argv, &i, "--host", &c->host)) ||
-            (r = cli_opt(argc, argv, &i, "--port-file", &c->port_file)) ||
-            (r = cli_opt(argc, argv, &i, "--api-key", &c->api_key)) ||
-            (r = cli_opt(argc, argv, &i, "--model-name", &c->model_name))) {
-            if (r < 0) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--grace", &v))) {
-            if (r < 0 || cli_parse_double("--grace", v, 0, 86400, &c->grace)) return -1;
-        } else if ((r = cli_opt(argc, argv, &i, "--draft", &v))) {
-            if (r < 0) return -1;
-            if (strcmp(v, "sampled") && strcmp(v, "argmax")) {
-                cli_error("serve", "--draft: expected 'sampled' or 'argmax', got '%s'", v);
-                return -1;
-            }
-            c->argmax_drafts = !strcmp(v, "argmax");
-        } else if (!strcmp(argv[i], "--help")) {
-            serve_usage(stdout);
-            exit(0);
-        } else {
-            cli_error("serve", "unknown option '%s'", argv[i]);
-            return -1;
-        }
-    }
-    if (!c->dir) { cli_error("serve", "need --model DIR"); return -1; }
+    cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, SERVE_OPTIONS, c), cli_sched_group(&c->sched),
+                            cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT), cli_ep_group(&c->ep)};
+    cli_spec_t spec = CLI_SPEC("serve", "serve --model DIR [options]",
+                               "Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, /health,\n"
+                               "/metrics. --spec-k defaults to 2 if the model has an MTP module. Documentation:\n"
+                               "docs/serving.md", groups);
+    int rc = cli_run_parse(&spec, argc, argv, 1);
+    if (rc >= 0) return rc;
+    if (!c->api_key) c->api_key = getenv("SPEX_API_KEY");
     if (c->api_key && !c->api_key[0]) c->api_key = NULL;
-    return 0;
+    return -1;
 }
 
 /* The last path component of the model directory. */
@@ -190,14 +136,15 @@ static int serve_load(serve_state_t *st, spex_err_t *err) {
     if (chat_template_detect(st->c.dir) == CHAT_TEMPLATE_OTHER)
         spex_log("serve: tokenizer_config.json has a chat_template that is not DeepSeek's; chat uses the built-in "
                  "DeepSeek-V3 format (docs/serving.md)");
-    model_options_t opt = {.load_mtp = st->c.spec_k != 0, .local_experts = true, .progress = cli_progress,
+    model_options_t opt = {.load_mtp = st->c.sp.spec_k != 0, .local_experts = true, .progress = cli_progress,
                            .progress_user = "loading model"};
     if (!(st->m = cli_model_load(st->c.dir, &opt, &st->c.ep, err))) return -1;   /* the workers' handshake */
-    int spec_k = st->c.spec_k >= 0 ? (int)st->c.spec_k : st->m->n_mtp > 0 ? 2 : 0;
-    sched_config_t sc = {.max_running = (int)st->c.max_running, .max_queue = (int)st->c.max_queue,
-                         .kv_capacity_tokens = st->c.kv_capacity, .max_prompt_tokens = (int)st->c.max_prompt,
-                         .max_tokens_limit = (int)st->c.max_tokens, .spec_k = spec_k,
-                         .argmax_drafts = st->c.argmax_drafts, .metrics = st->metrics, .on_shutdown = quiesce_http,
+    int spec_k = st->c.sp.spec_k >= 0 ? (int)st->c.sp.spec_k : st->m->n_mtp > 0 ? 2 : 0;
+    const cli_sched_t *l = &st->c.sched;
+    sched_config_t sc = {.max_running = (int)l->max_running, .max_queue = (int)st->c.max_queue,
+                         .kv_capacity_tokens = l->kv_capacity, .max_prompt_tokens = (int)l->max_prompt,
+                         .max_tokens_limit = (int)l->max_tokens_limit, .spec_k = spec_k,
+                         .argmax_drafts = st->c.sp.draft == CLI_DRAFT_ARGMAX, .metrics = st->metrics, .on_shutdown = quiesce_http,
                          .shutdown_user = st->http, .health = workers_health, .health_user = &st->c.ep,
                          .backend_metrics = workers_metrics, .backend_user = &st->c.ep};
     if (!(st->sched = scheduler_create(st->m, st->tok, &sc, err))) return -1;
@@ -220,7 +167,8 @@ static void serve_free(serve_state_t *st) {
 
 int cmd_serve(int argc, char **argv) {
     serve_state_t st = {0};
-    if (serve_parse(argc, argv, &st.c)) { serve_usage(stderr); return 2; }
+    int prc = serve_parse(argc, argv, &st.c);
+    if (prc >= 0) return prc;
     default_model_name(st.c.dir, st.name, sizeof st.name);
     if (st.c.model_name) snprintf(st.name, sizeof st.name, "%s", st.c.model_name);
     volatile sig_atomic_t stop = 0;

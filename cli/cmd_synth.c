@@ -6,99 +6,66 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/cli_opts.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "tools/synth.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: spex synth --out DIR [--preset tiny|small|medium|large] [--dtype f32|bf16|f16|fp8]\n"
-            "                  [--seed N] [--shards N] [--force] [overrides]\n"
-            "overrides: --hidden N --layers N --dense-layers N --heads N --experts N --experts-per-tok N\n"
-            "           --groups N --topk-groups N --shared N --moe-inter N --inter N --vocab N\n"
-            "           --q-lora N (0 = plain q_proj) --kv-lora N --mtp N --max-pos N\n"
-            "--force replaces a checkpoint already in DIR. Values depend only on --seed and the tensor name.\n");
-}
+enum { N_OVERRIDES = 16 };
 
-/* Integer override flags -> config fields. */
-typedef struct { const char *flag; int *field; long min; } override_t;
-
-static int parse_override(int argc, char **argv, int *i, spex_config_t *cfg, int *rc) {
-    const override_t ov[] = {
-        {"--hidden", &cfg->hidden_size, 1}, {"--layers", &cfg->num_hidden_layers, 1},
-        {"--dense-layers", &cfg->first_k_dense_replace, 0}, {"--heads", &cfg->num_attention_heads, 1},
-        {"--experts", &cfg->n_routed_experts, 0}, {"--experts-per-tok", &cfg->num_experts_per_tok, 1},
-        {"--groups", &cfg->n_group, 1}, {"--topk-groups", &cfg->topk_group, 1},
-        {"--shared", &cfg->n_shared_experts, 0}, {"--moe-inter", &cfg->moe_intermediate_size, 1},
-        {"--inter", &cfg->intermediate_size, 1}, {"--vocab", &cfg->vocab_size, 2},
-        {"--q-lora", &cfg->q_lora_rank, 0}, {"--kv-lora", &cfg->kv_lora_rank, 1},
-        {"--mtp", &cfg->num_nextn_predict_layers, 0}, {"--max-pos", &cfg->max_position_embeddings, 1},
-    };
-    for (size_t k = 0; k < sizeof ov / sizeof ov[0]; k++) {
-        const char *v;
-        int m = cli_opt(argc, argv, i, ov[k].flag, &v);
-        if (m < 0) { *rc = 2; return 1; }
-        if (m == 0) continue;
-        long x;
-        if (cli_parse_int(ov[k].flag, v, ov[k].min, 1 << 24, &x)) { *rc = 2; return 1; }
-        *ov[k].field = (int)x;
-        return 1;
-    }
-    return 0;
-}
-
-typedef struct {
+typedef struct synth_args {
     const char *out, *preset, *dtype;
     long seed, shards;
     bool force;
+    long ov[N_OVERRIDES];   /* config overrides, -1 = the preset's value; in the order of OVERRIDES */
 } synth_args_t;
 
-/* Pass 1: the preset (overrides apply on top of it, wherever they appear). */
-static int find_preset(int argc, char **argv, const char **preset) {
-    *preset = "tiny";
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--preset")) {
-            if (i + 1 >= argc) { fprintf(stderr, "spex: option --preset needs a value\n"); return -1; }
-            *preset = argv[++i];
-        }
-    return 0;
+static const cli_option_t SYNTH_OPTIONS[] = {
+    CLI_OPT_NEEDED("--out", "DIR", synth_args_t, out, "where to write the checkpoint"),
+    CLI_OPT_STRING("--preset", "tiny|small|medium|large", synth_args_t, preset, "the config to start from"),
+    CLI_OPT_STRING("--dtype", "f32|bf16|f16|fp8", synth_args_t, dtype, "tensor type"),
+    CLI_OPT_INT("--seed", NULL, "N", synth_args_t, seed, 0, 0x7fffffffL,
+                "values depend only on the seed and the tensor name"),
+    CLI_OPT_INT("--shards", NULL, "N", synth_args_t, shards, 1, 99999, "number of safetensors files"),
+    CLI_OPT_FLAG("--force", synth_args_t, force, "replace a checkpoint already in DIR"),
+};
+
+#define OVERRIDE(nm, i, lo, hlp) CLI_OPT_INT(nm, NULL, "N", synth_args_t, ov[i], lo, 1 << 24, hlp)
+static const cli_option_t OVERRIDES[N_OVERRIDES] = {
+    OVERRIDE("--hidden", 0, 1, "hidden_size"), OVERRIDE("--layers", 1, 1, "num_hidden_layers"),
+    OVERRIDE("--dense-layers", 2, 0, "first_k_dense_replace"), OVERRIDE("--heads", 3, 1, "num_attention_heads"),
+    OVERRIDE("--experts", 4, 0, "n_routed_experts"), OVERRIDE("--experts-per-tok", 5, 1, "num_experts_per_tok"),
+    OVERRIDE("--groups", 6, 1, "n_group"), OVERRIDE("--topk-groups", 7, 1, "topk_group"),
+    OVERRIDE("--shared", 8, 0, "n_shared_experts"), OVERRIDE("--moe-inter", 9, 1, "moe_intermediate_size"),
+    OVERRIDE("--inter", 10, 1, "intermediate_size"), OVERRIDE("--vocab", 11, 2, "vocab_size"),
+    OVERRIDE("--q-lora", 12, 0, "q_lora_rank (0 = plain q_proj)"), OVERRIDE("--kv-lora", 13, 1, "kv_lora_rank"),
+    OVERRIDE("--mtp", 14, 0, "num_nextn_predict_layers"), OVERRIDE("--max-pos", 15, 1, "max_position_embeddings"),
+};
+
+/* The config fields of OVERRIDES, in its order. */
+static int *override_field(spex_config_t *c, int i) {
+    int *f[N_OVERRIDES] = {&c->hidden_size, &c->num_hidden_layers, &c->first_k_dense_replace,
+                           &c->num_attention_heads, &c->n_routed_experts, &c->num_experts_per_tok, &c->n_group,
+                           &c->topk_group, &c->n_shared_experts, &c->moe_intermediate_size, &c->intermediate_size,
+                           &c->vocab_size, &c->q_lora_rank, &c->kv_lora_rank, &c->num_nextn_predict_layers,
+                           &c->max_position_embeddings};
+    return f[i];
 }
 
-/* Integer option: 1 taken, 0 not this option, -1 bad (message printed). */
-static int opt_long(int argc, char **argv, int *i, const char *name, long min, long max, long *out) {
-    const char *v;
-    int m = cli_opt(argc, argv, i, name, &v);
-    if (m <= 0) return m;
-    return cli_parse_int(name, v, min, max, out) ? -1 : 1;
-}
-
-/* Pass 2: everything else. Returns 0 to go on, -1 to exit with *rc. */
-static int parse_args(int argc, char **argv, synth_args_t *a, spex_config_t *cfg, int *rc) {
-    const char *ignored;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(stdout); *rc = 0; return -1; }
-        if (!strcmp(argv[i], "--force")) { a->force = true; continue; }
-        int m = cli_opt(argc, argv, &i, "--preset", &ignored);
-        if (!m) m = cli_opt(argc, argv, &i, "--out", &a->out);
-        if (!m) m = cli_opt(argc, argv, &i, "--dtype", &a->dtype);
-        if (!m) m = opt_long(argc, argv, &i, "--seed", 0, 0x7fffffffL, &a->seed);
-        if (!m) m = opt_long(argc, argv, &i, "--shards", 1, 99999, &a->shards);
-        if (!m && parse_override(argc, argv, &i, cfg, rc)) m = *rc ? -1 : 1;
-        if (m > 0) continue;
-        if (m == 0) {
-            cli_error("synth", "unknown option '%s'", argv[i]);
-            usage(stderr);
-        }
-        *rc = 2;
-        return -1;
-    }
-    if (!a->out) {
-        cli_error("synth", "--out DIR is required");
-        usage(stderr);
-        *rc = 2;
-        return -1;
-    }
-    return 0;
+/* Options into a, then the preset with the overrides into cfg. -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, synth_args_t *a, spex_config_t *cfg) {
+    *a = (synth_args_t){.preset = "tiny", .dtype = "f32", .seed = 1, .shards = 1};
+    for (int i = 0; i < N_OVERRIDES; i++) a->ov[i] = -1;
+    cli_group_t groups[] = {CLI_GROUP(NULL, SYNTH_OPTIONS, a), CLI_GROUP("config overrides", OVERRIDES, a)};
+    cli_spec_t spec = CLI_SPEC("synth", "synth --out DIR [options] [config overrides]",
+                               "Writes a random DeepSeek-V3-architecture checkpoint in the Hugging Face layout.", groups);
+    int rc = cli_run_parse(&spec, argc, argv, 1);
+    if (rc >= 0) return rc;
+    spex_err_t err = {{0}};
+    if (synth_preset(a->preset, cfg, &err)) return cli_usage_error(&spec, "%s", err.msg);
+    for (int i = 0; i < N_OVERRIDES; i++)
+        if (a->ov[i] >= 0) *override_field(cfg, i) = (int)a->ov[i];
+    return -1;
 }
 
 typedef struct { int last; } progress_t;
@@ -114,13 +81,11 @@ static void show_progress(void *ctx, uint64_t done, uint64_t total) {
 }
 
 int cmd_synth(int argc, char **argv) {
-    synth_args_t a = {.seed = 1, .shards = 1, .dtype = "f32"};
+    synth_args_t a;
     spex_config_t cfg;
     spex_err_t err = {0};
-    int rc = 0;
-    if (find_preset(argc, argv, &a.preset)) return 2;
-    if (synth_preset(a.preset, &cfg, &err)) { cli_error("synth", "%s", err.msg); return 2; }
-    if (parse_args(argc, argv, &a, &cfg, &rc)) return rc;
+    int rc = parse_args(argc, argv, &a, &cfg);
+    if (rc >= 0) return rc;
     synth_opts_t o = {.seed = (uint64_t)a.seed, .shards = (int)a.shards, .overwrite = a.force};
     if (synth_dtype_parse(a.dtype, &o.dtype)) {
         cli_error("synth", "--dtype: expected f32, bf16, f16 or fp8, got '%s'", a.dtype);

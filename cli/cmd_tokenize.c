@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cli/cli_opts.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/tokenizer.h"
@@ -26,40 +27,27 @@ typedef struct tok_cli {
     bool flag;         /* --bos for tokenize, --skip-special for detokenize */
 } tok_cli_t;
 
-static void usage(FILE *f, const char *cmd) {
-    if (!strcmp(cmd, "tokenize"))
-        fprintf(f, "usage: spex tokenize --model DIR|tokenizer.json [--bos]\n"
-                   "  reads one JSON string per line on stdin, prints one JSON array of token ids per line.\n"
-                   "  --bos  prepend the BOS token (tokenizer_config.json's bos_token)\n");
-    else
-        fprintf(f, "usage: spex detokenize --model DIR|tokenizer.json [--skip-special]\n"
-                   "  reads one JSON array of token ids per line on stdin, prints one JSON string per line.\n"
-                   "  --skip-special  leave out special tokens (BOS, EOS, ...)\n");
-}
+static const cli_option_t TOKENIZE_OPTIONS[] = {
+    CLI_OPT_NEEDED("--model", "DIR|tokenizer.json", tok_cli_t, model, "the tokenizer"),
+    CLI_OPT_FLAG("--bos", tok_cli_t, flag, "prepend the BOS token (tokenizer_config.json's\nbos_token)"),
+};
+
+static const cli_option_t DETOKENIZE_OPTIONS[] = {
+    CLI_OPT_NEEDED("--model", "DIR|tokenizer.json", tok_cli_t, model, "the tokenizer"),
+    CLI_OPT_FLAG("--skip-special", tok_cli_t, flag, "leave out special tokens (BOS, EOS, ...)"),
+};
 
 /* Returns -1 to continue, or the exit code to return right away. */
 static int parse_args(int argc, char **argv, tok_cli_t *c) {
-    const char *flag = strcmp(c->cmd, "tokenize") ? "--skip-special" : "--bos";
-    for (int i = 1; i < argc; i++) {
-        int r = cli_opt(argc, argv, &i, "--model", &c->model);
-        if (r < 0) return 2;
-        if (r) continue;
-        if (!strcmp(argv[i], flag)) c->flag = true;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout, c->cmd);
-            return 0;
-        } else {
-            cli_error(c->cmd, "unknown option '%s'", argv[i]);
-            usage(stderr, c->cmd);
-            return 2;
-        }
-    }
-    if (!c->model) {
-        cli_error(c->cmd, "--model is required");
-        usage(stderr, c->cmd);
-        return 2;
-    }
-    return -1;
+    bool tokenize = !strcmp(c->cmd, "tokenize");
+    cli_group_t g = tokenize ? (cli_group_t)CLI_GROUP(NULL, TOKENIZE_OPTIONS, c)
+                             : (cli_group_t)CLI_GROUP(NULL, DETOKENIZE_OPTIONS, c);
+    cli_spec_t spec = {c->cmd, tokenize ? "tokenize --model DIR|tokenizer.json [--bos]"
+                                        : "detokenize --model DIR|tokenizer.json [--skip-special]",
+                       tokenize ? "Reads one JSON string per line on stdin, prints one JSON array of token ids per line."
+                                : "Reads one JSON array of token ids per line on stdin, prints one JSON string per line.",
+                       &g, 1};
+    return cli_run_parse(&spec, argc, argv, 1);
 }
 
 /* cJSON turns "\u0000" into a NUL that silently ends its string, so refuse it. */

@@ -8,7 +8,10 @@
 #   - --ep-stats writes per layer / rank / expert-load JSON (also --stats: logits, and generate's stats object);
 #   - failures end the job non-zero within 10 s and name the rank: a stalled worker (our timeout),
 #     a worker killed with SIGKILL (the launcher), a worker that exits, a worker on another
-#     checkpoint, an unhosted expert in --placement.
+#     checkpoint, an unhosted expert in --placement;
+#   - the workers read their options with rank 0's table and never fall back to a default: a bad
+#     --idle-timeout is exit 2 naming it, the --opt=value form works, and a worker that reads a bad
+#     value where rank 0 did not refuses the hello with the reason.
 # Single-process references run with the same OPENBLAS_NUM_THREADS (prefill uses OpenBLAS, whose
 # results depend on its thread count; the ranks do not change that).
 # Usage: test_ep_mpirun.sh SPEX_BINARY TESTS_DATA_DIR
@@ -191,6 +194,18 @@ grep -q "^1 .* 0-5$" "$tmp/pl.txt" || fail "placement table: $(cat "$tmp/pl.txt"
 grep -q '"placement":\[\[1,2,3\],\[1,2\],\[3\]' "$tmp/pl.json" || fail "placement json: $(cat "$tmp/pl.json")"
 "$spex" placement --model "$f32" --np 2 --placement "$tmp/short.json" 2>"$tmp/pl.err" && fail "short placement accepted"
 grep -q "expert 15 is not hosted" "$tmp/pl.err" || fail "placement error: $(cat "$tmp/pl.err")"
+
+# ---- the workers' options
+mpi 3 logits --model "$f32" --tokens 5,17 --idle-timeout soon >"$tmp/wo.out" 2>"$tmp/wo.err"
+rc=$?
+[ $rc -eq 2 ] || fail "bad --idle-timeout: exit $rc, want 2"
+grep -q -- "--idle-timeout" "$tmp/wo.err" || fail "bad --idle-timeout not named: $(head -3 "$tmp/wo.err")"
+[ -s "$tmp/wo.out" ] && fail "bad --idle-timeout: printed to stdout"
+same eq-form-np3 3 --rank-timeout=5 --idle-timeout=30
+# rank 0 takes "--idle-timeout" as --stats' file name; the workers see --idle-timeout without a value
+(cd "$tmp" && mpi 2 logits --model "$f32" --tokens $T --stats --idle-timeout >wo.out 2>wo.err) \
+    && fail "a worker with a bad option: job exit 0"
+grep -q -- "--idle-timeout needs a value" "$tmp/wo.err" || fail "refusal reason missing: $(head -5 "$tmp/wo.err")"
 
 if [ $fails -ne 0 ]; then echo "$fails check(s) failed"; exit 1; fi
 echo "all expert-parallel checks passed"
