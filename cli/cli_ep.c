@@ -16,7 +16,6 @@ void cli_ep_init(cli_ep_t *ep) {
     ep->combine = -1;
     ep->rank_timeout = CLI_EP_DEFAULT_TIMEOUT;
     ep->idle_timeout = CLI_EP_DEFAULT_IDLE;
-    ep->loopback_ranks = 1;
 }
 
 /* A codec option's value, checked now so that a typo is a usage error (exit 2). */
@@ -44,9 +43,30 @@ static const cli_option_t EP_OPTIONS[] = {
     CLI_OPT_STRING("--ep-stats", "FILE", cli_ep_t, stats,
                    "bytes / messages / time / expert load as JSON,\nsummary on stderr"),
     CLI_OPT_INT("--loopback-ranks", NULL, "N", cli_ep_t, loopback_ranks, 1, 256,
-                "without mpirun: N in-process worker ranks"),
-    CLI_OPT_FLAG("--no-ep", cli_ep_t, no_ep, "without mpirun: experts in-process, no codec or\nmessages"),
+                "without mpirun: N in-process worker ranks behind\nthe real wire (tests; default: experts in-process)"),
+    CLI_OPT_FLAG("--no-ep", cli_ep_t, no_ep, "without mpirun: experts in-process, no codec or\nmessages (the default)"),
 };
+
+static const cli_option_t COMPUTE_OPTIONS[] = {
+    CLI_OPT_INT("--threads", NULL, "N", cli_ep_t, threads, 1, 1024,
+                "threads (default: the cores this process may use,\ndivided by the ranks on this node)"),
+    CLI_OPT_ENUM("--simd", "PATH", cli_ep_t, simd, CLI_SIMD_CHOICES,
+                 "kernel path (default auto = widest this CPU\nruns); every path gives the same bits"),
+    CLI_OPT_ENUM("--weights", "MODE", cli_ep_t, weights, CLI_WEIGHTS_CHOICES,
+                 "copy: weights in anonymous huge pages (default,\nfaster); mmap: used in place from the page cache"),
+    CLI_OPT_FLAG("--prefault", cli_ep_t, prefault, "with --weights mmap: touch every page at load"),
+};
+
+cli_group_t cli_compute_group(cli_ep_t *ep) {
+    return (cli_group_t)CLI_GROUP("compute", COMPUTE_OPTIONS, ep);
+}
+
+void cli_compute_apply(const cli_ep_t *ep, model_options_t *opt) {
+    static const char *const SIMD[] = {"auto", "avx512", "avx2", "portable"};
+    opt->threads = (int)ep->threads;
+    opt->simd = SIMD[ep->simd >= 0 && ep->simd < 4 ? ep->simd : 0];
+    opt->residency = (tensor_residency_t){.copy = ep->weights == 0, .prefault = ep->prefault};
+}
 
 cli_group_t cli_ep_group(cli_ep_t *ep) {
     return (cli_group_t)CLI_GROUP("expert parallelism (mpirun -np N spex ...: rank 0 coordinates, ranks 1..N-1 host "
@@ -114,7 +134,8 @@ moe_backend_t *cli_ep_backend(const char *dir, model_t *m, const cli_ep_t *ep, i
     int world = mpi_world_size();
     ep_options_t eo;
     if (ep_options(ep, &eo, err)) return NULL;
-    int ew = world > 1 ? world : 1 + (workers > 0 ? workers : (int)ep->loopback_ranks);
+    int loops = ep->loopback_ranks > 0 ? (int)ep->loopback_ranks : 1;
+    int ew = world > 1 ? world : 1 + (workers > 0 ? workers : loops);
     if (workers <= 0 || workers > ew - 1) workers = ew - 1;
     uint64_t id;
     loop_workers_t *lw = NULL;
@@ -130,12 +151,22 @@ fail:
     return NULL;
 }
 
+/* The first wire option given, or NULL. */
+static const char *wire_option(const cli_ep_t *ep) {
+    return ep->placement ? "--placement" : ep->policy ? "--placement-policy" : ep->codec ? "--codec"
+         : ep->dispatch_codec ? "--dispatch-codec" : ep->combine_codec ? "--combine-codec"
+         : ep->combine >= 0 ? "--combine" : ep->stats ? "--ep-stats (--stats)" : NULL;
+}
+
 model_t *cli_model_load(const char *dir, model_options_t *opt, cli_ep_t *ep, spex_err_t *err) {
     int world = mpi_world_size();
-    if (world == 1 && ep->no_ep) {
-        const char *wire = ep->placement ? "--placement" : ep->policy ? "--placement-policy" : ep->codec ? "--codec"
-                         : ep->dispatch_codec ? "--dispatch-codec" : ep->combine_codec ? "--combine-codec"
-                         : ep->combine >= 0 ? "--combine" : ep->stats ? "--ep-stats (--stats)" : NULL;
+    cli_compute_apply(ep, opt);
+    const char *wire = wire_option(ep);
+    if (world == 1 && ep->no_ep && ep->loopback_ranks > 0) {
+        spex_fail(err, "--loopback-ranks has no effect with --no-ep (no expert ranks, no wire)");
+        return NULL;
+    }
+    if (world == 1 && (ep->no_ep || (!wire && ep->loopback_ranks == 0))) {
         if (wire) { spex_fail(err, "%s has no effect with --no-ep (no expert ranks, no wire)", wire); return NULL; }
         opt->local_experts = true;
         return model_load(dir, opt, err);

@@ -19,26 +19,41 @@ typedef struct cli_ep {
     const char *placement, *policy, *codec, *dispatch_codec, *combine_codec, *stats;
     int combine;              /* -1: by the codecs, 0: expert, 1: presum (CLI_EP_COMBINE) */
     double rank_timeout, idle_timeout;
-    long loopback_ranks;
+    long loopback_ranks;      /* 0: not given (in-process experts unless a wire option asks for the wire) */
     bool no_ep;
+    /* compute (cli_compute_group): threads, SIMD path, weight residency */
+    long threads;             /* 0: this rank's share of the cores */
+    int simd;                 /* CLI_SIMD_CHOICES index */
+    int weights;              /* CLI_WEIGHTS_CHOICES index: 0 copy, 1 mmap */
+    bool prefault;
     moe_backend_t *backend;   /* set by cli_model_load (owned by the model) */
 } cli_ep_t;
 
 #define CLI_EP_DEFAULT_TIMEOUT 20.0
 #define CLI_EP_DEFAULT_IDLE 600.0
 #define CLI_EP_COMBINE "expert|presum"
+#define CLI_SIMD_CHOICES "auto|avx512|avx2|portable"
+#define CLI_WEIGHTS_CHOICES "copy|mmap"
 
 void cli_ep_init(cli_ep_t *ep);
 
 /* The options above as a group over `ep` (cli_opts.h), for every model
  * command and for the worker ranks, which read the same table. */
 cli_group_t cli_ep_group(cli_ep_t *ep);
+/* --threads, --simd, --weights, --prefault over `ep`: how this process computes
+ * (every model command, and worker ranks). */
+cli_group_t cli_compute_group(cli_ep_t *ep);
+
+/* The model options those set: threads, SIMD path, residency. */
+void cli_compute_apply(const cli_ep_t *ep, model_options_t *opt);
+
 /* The mask (cli_group_t.mask) of just --placement and --placement-policy, for `spex placement`. */
 #define CLI_EP_PLACEMENT_ONLY 3u
 
-/* model_load() with the routed experts on worker ranks (mpirun), loopback
- * ranks, or in-process (--no-ep). The coordinator loads no routed expert
- * weights unless --no-ep. */
+/* model_load() with the routed experts on worker ranks (mpirun), in-process
+ * (the default without mpirun: no wire, nothing encoded), or on in-process
+ * loopback ranks behind the real wire when --loopback-ranks or any wire
+ * option (--codec, --placement, --combine, --ep-stats, ...) asks for it. */
 model_t *cli_model_load(const char *dir, model_options_t *opt, cli_ep_t *ep, spex_err_t *err);
 
 /* A new EP backend for the loaded model `m` (from `dir`) with the experts on

@@ -38,8 +38,8 @@ static void job_options(int argc, char **argv, job_opts_t *o) {
     o->model = NULL;
     o->bad[0] = '\0';
     cli_ep_init(&o->ep);
-    cli_group_t groups[] = {cli_model_group(&o->model), cli_ep_group(&o->ep)};
-    cli_spec_t spec = {"worker", "<command> --model DIR [options]", NULL, groups, 2};
+    cli_group_t groups[] = {cli_model_group(&o->model), cli_ep_group(&o->ep), cli_compute_group(&o->ep)};
+    cli_spec_t spec = {"worker", "<command> --model DIR [options]", NULL, groups, 3};
     if (cli_parse_known(&spec, argc, argv, 1, o->bad, sizeof o->bad) == CLI_OK) o->bad[0] = '\0';
 }
 
@@ -69,7 +69,7 @@ static int worker_main(const job_opts_t *jo, int rank) {
     worker_t *w = NULL;
     if (jo->bad[0]) w = refusing(rank, jo->bad);
     else if (!jo->model) w = refusing(rank, "no --model on the command line");
-    else if (!(w = worker_create(jo->model, rank, 0, &err))) {
+    else if (!(w = worker_create(jo->model, rank, (int)jo->ep.threads, &err))) {
         spex_log("rank %d: %s", rank, err.msg);
         w = refusing(rank, err.msg);
     }

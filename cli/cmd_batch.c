@@ -401,7 +401,7 @@ static int batch_parse(int argc, char **argv, batch_cli_t *c) {
              BATCH_EXIT_REQUEUE);
     cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, BATCH_OPTIONS, c),
                             cli_request_temperature_group(&c->temperature), cli_sched_group(&c->sched),
-                            cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT), cli_ep_group(&c->ep)};
+                            cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
     cli_spec_t spec = CLI_SPEC("batch", "batch --model DIR --input IN.jsonl --output OUT.jsonl [options]", about, groups);
     return cli_run_parse(&spec, argc, argv, 1);
 }

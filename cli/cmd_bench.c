@@ -67,7 +67,7 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
     o->sampling = cli_sampling_defaults();
     cli_ep_init(&o->ep);
     cli_group_t groups[] = {cli_model_group(&o->dir), CLI_GROUP(NULL, BENCH_OPTIONS, o),
-                            cli_sampling_group(&o->sampling, CLI_S_TEMPERATURE | CLI_S_DRAFT), cli_ep_group(&o->ep)};
+                            cli_sampling_group(&o->sampling, CLI_S_TEMPERATURE | CLI_S_DRAFT), cli_ep_group(&o->ep), cli_compute_group(&o->ep)};
     cli_spec_t spec = CLI_SPEC("bench spec", "bench spec --model DIR [options]   (under mpirun -np N too)",
                                "MTP speculation at K = 0..max-k, interleaved: tokens/s, tokens per step, acceptance.",
                                groups);

@@ -50,7 +50,7 @@ static int gen_parse(int argc, char **argv, gen_cli_t *c) {
     c->sp = cli_sampling_defaults();
     cli_ep_init(&c->ep);
     cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, GEN_OPTIONS, c), cli_sampling_group(&c->sp, 0),
-                            cli_ep_group(&c->ep)};
+                            cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
     cli_spec_t spec = CLI_SPEC("generate", "generate --model DIR (--prompt TEXT | --tokens ID,ID,...) [options]",
                                "Streams the text as it is generated (token ids without tokenizer.json).", groups);
     int rc = cli_run_parse(&spec, argc, argv, 1);

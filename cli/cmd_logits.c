@@ -41,7 +41,7 @@ static void print_rows(const char *key, const float *x, int n, int V) {
 int cmd_logits(int argc, char **argv) {
     logits_cli_t c = {0};
     cli_ep_init(&c.ep);
-    cli_group_t groups[] = {cli_model_group(&c.dir), CLI_GROUP(NULL, LOGITS_OPTIONS, &c), cli_ep_group(&c.ep)};
+    cli_group_t groups[] = {cli_model_group(&c.dir), CLI_GROUP(NULL, LOGITS_OPTIONS, &c), cli_ep_group(&c.ep), cli_compute_group(&c.ep)};
     cli_spec_t spec = CLI_SPEC("logits", "logits --model DIR --tokens ID,ID,... [--decode] [--mtp] [options]",
                                "Prints {\"tokens\", \"logits\": one row per position} as JSON.", groups);
     int prc = cli_run_parse(&spec, argc, argv, 1);

@@ -59,7 +59,7 @@ static char *read_all(const char *path, size_t *len, spex_err_t *err) {
 static int ppl_parse(int argc, char **argv, ppl_cli_t *c) {
     *c = (ppl_cli_t){.ctx = 256};
     cli_ep_init(&c->ep);
-    cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, PPL_OPTIONS, c), cli_ep_group(&c->ep)};
+    cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, PPL_OPTIONS, c), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
     cli_spec_t spec = CLI_SPEC("perplexity", "perplexity --model DIR --file TEXT [options]",
                                "Prints perplexity and bits per byte (coordinator/perplexity.h).", groups);
     return cli_run_parse(&spec, argc, argv, 1);

@@ -59,7 +59,7 @@ static int serve_parse(int argc, char **argv, serve_cli_t *c) {
     c->sp.spec_k = -1;
     cli_ep_init(&c->ep);
     cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, SERVE_OPTIONS, c), cli_sched_group(&c->sched),
-                            cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT), cli_ep_group(&c->ep)};
+                            cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
     cli_spec_t spec = CLI_SPEC("serve", "serve --model DIR [options]",
                                "Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, /health,\n"
                                "/metrics. --spec-k defaults to 2 if the model has an MTP module. Documentation:\n"

@@ -29,14 +29,20 @@ PY
 "$spex" generate --model "$m" --tokens 5,17,42 -n 12 --json >"$tmp/g0.json" || fail "generate exit $?"
 "$spex" generate --model "$m" --tokens 5,17,42 -n 12 --spec-k 3 --json --stats "$tmp/s.json" >"$tmp/g3.json" \
     || fail "generate spec exit $?"
-/usr/bin/python3 - "$tmp/g0.json" "$tmp/g3.json" "$tmp/s.json" <<'PY' || fail "generate content"
+"$spex" generate --model "$m" --tokens 5,17,42 -n 12 --spec-k 3 --json --stats "$tmp/sl.json" --loopback-ranks 1 \
+    >"$tmp/g3l.json" || fail "generate spec loopback exit $?"
+/usr/bin/python3 - "$tmp/g0.json" "$tmp/g3.json" "$tmp/sl.json" "$tmp/s.json" "$tmp/g3l.json" <<'PY' || fail "generate content"
 import json, sys
-g0, g3, s = (json.load(open(f)) for f in sys.argv[1:4])
+g0, g3, s, s_inproc, g3l = (json.load(open(f)) for f in sys.argv[1:6])
+# one process: experts in-process by default (no wire, no expert-parallel statistics), and
+# the same tokens as through the loopback wire
+assert "expert_parallelism" not in s_inproc and g3l["tokens"] == g3["tokens"], s_inproc.keys()
 assert len(g0["tokens"]) == 12 and g0["tokens"] == g3["tokens"], (g0["tokens"], g3["tokens"])
 st = g3["stats"]
 assert st["spec_k"] == 3 and len(st["acceptance_by_position"]) == 3 and st["steps"] >= 1
 assert st["drafted"] == st["accepted"] + st["rejected"]
 # the --stats file: the same object, plus the expert-parallel statistics (here of the in-process loopback rank)
+st = g3l["stats"]
 ep = s.pop("expert_parallelism")
 assert s == st and ep["world"] == 2 and ep["total"]["dispatch"]["messages"] > 0, (s, st, ep["total"])
 assert g0["stats"]["finish_reason"] == "length" and g0["stats"]["spec_k"] == 0
