@@ -34,7 +34,7 @@
 #include "coordinator/generate.h"
 #include "core/log.h"
 #include "server/http_client.h"
-#include "server/strbuf.h"
+#include "core/strbuf.h"
 
 #define BS_MAX_LIST 16
 #define BS_MAX_PROMPTS 256

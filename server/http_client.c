@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "server/strbuf.h"
+#include "core/strbuf.h"
 
 static int connect_to(const http_target_t *t, spex_err_t *err) {
     char ps[16];
