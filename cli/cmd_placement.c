@@ -46,8 +46,10 @@ int cmd_placement(int argc, char **argv) {
     placement_t *p = file ? placement_load(file, cfg.n_routed_experts, world, &err)
                           : placement_balanced(cfg.n_routed_experts, world, pol, &err);
     if (!p) { cli_error("placement", "%s", err.msg); return 1; }
-    if (json) placement_print_json(p, stdout);
+    int rc = 0;
+    if (json) rc = placement_print_json(p, stdout);
     else placement_print(p, stdout);
     placement_free(p);
-    return 0;
+    if (rc) cli_error("placement", "out of memory");
+    return rc ? 1 : 0;
 }

@@ -171,12 +171,24 @@ void placement_print(const placement_t *p, FILE *f) {
     free(ex);
 }
 
-void placement_print_json(const placement_t *p, FILE *f) {
-    fprintf(f, "{\"world\":%d,\"placement\":[", p->world);
+/* {"world":N,"placement":[[ranks of expert 0],...]} as a cJSON tree; NULL when out of memory. */
+static cJSON *placement_json(const placement_t *p) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON *table = root && cJSON_AddNumberToObject(root, "world", p->world) ? cJSON_AddArrayToObject(root, "placement")
+                                                                            : NULL;
+    if (!table) { cJSON_Delete(root); return NULL; }
     for (int e = 0; e < p->n_experts; e++) {
-        fprintf(f, e ? ",[" : "[");
-        for (int j = p->off[e]; j < p->off[e + 1]; j++) fprintf(f, j > p->off[e] ? ",%d" : "%d", p->ranks[j]);
-        fputc(']', f);
+        cJSON *ranks = cJSON_CreateIntArray(p->ranks + p->off[e], p->off[e + 1] - p->off[e]);
+        if (!ranks || !cJSON_AddItemToArray(table, ranks)) { cJSON_Delete(ranks); cJSON_Delete(root); return NULL; }
     }
-    fprintf(f, "]}\n");
+    return root;
+}
+
+int placement_print_json(const placement_t *p, FILE *f) {
+    cJSON *root = placement_json(p);
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    if (text) fprintf(f, "%s\n", text);
+    cJSON_free(text);
+    cJSON_Delete(root);
+    return text ? 0 : -1;
 }
