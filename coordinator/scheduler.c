@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/strbuf.h"
 #include "coordinator/generate.h"
@@ -70,23 +70,6 @@ struct scheduler {
 
 /* ---------------------------------------------------------------- helpers */
 
-static void deadline_after(struct timespec *ts, double seconds) {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    double whole = (double)(long)seconds;
-    ts->tv_sec += (time_t)whole;
-    ts->tv_nsec += (long)((seconds - whole) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) { ts->tv_sec++; ts->tv_nsec -= 1000000000L; }
-}
-
-static int cond_init_monotonic(pthread_cond_t *cv) {
-    pthread_condattr_t a;
-    if (pthread_condattr_init(&a)) return -1;
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(cv, &a);
-    pthread_condattr_destroy(&a);
-    return rc ? -1 : 0;
-}
-
 static void req_free(sched_req_t *r) {
     pthread_cond_destroy(&r->cv);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
@@ -135,7 +118,7 @@ scheduler_t *scheduler_create(model_t *m, const tokenizer_t *tok, const sched_co
     s->run = calloc((size_t)s->cfg.max_running, sizeof *s->run);
     s->seqs = calloc((size_t)s->cfg.max_running, sizeof *s->seqs);
     s->ready = s->healthy = true;
-    if (!s->run || !s->seqs || pthread_mutex_init(&s->mu, NULL) || cond_init_monotonic(&s->work)) {
+    if (!s->run || !s->seqs || pthread_mutex_init(&s->mu, NULL) || spex_cond_init(&s->work)) {
         free(s->run);
         free(s->seqs);
         free(s);
@@ -215,7 +198,7 @@ static sched_req_t *req_new(const sched_params_t *p) {
     if (!r) return NULL;
     r->prompt = malloc(sizeof(int32_t) * (size_t)p->n_prompt);
     r->stop = p->n_stop > 0 ? calloc((size_t)p->n_stop, sizeof(char *)) : NULL;
-    bool ok = r->prompt && (p->n_stop == 0 || r->stop) && cond_init_monotonic(&r->cv) == 0;
+    bool ok = r->prompt && (p->n_stop == 0 || r->stop) && spex_cond_init(&r->cv) == 0;
     for (int i = 0; ok && i < p->n_stop; i++) ok = (r->stop[i] = strdup(p->stop[i])) != NULL;
     r->n_stop = p->n_stop;
     if (!ok) {
@@ -274,8 +257,7 @@ sched_status_t scheduler_submit(scheduler_t *s, const sched_params_t *p, sched_r
 int sched_req_wait(sched_req_t *r, size_t from, double timeout_s, sched_update_t *u) {
     scheduler_t *s = r->s;
     memset(u, 0, sizeof *u);
-    struct timespec until;
-    deadline_after(&until, timeout_s > 0 ? timeout_s : 0);
+    struct timespec until = spex_timespec(spex_now() + (timeout_s > 0 ? timeout_s : 0));
     pthread_mutex_lock(&s->mu);
     while (!r->done && r->released <= from && timeout_s > 0)
         if (pthread_cond_timedwait(&r->cv, &s->mu, &until) == ETIMEDOUT) break;
@@ -651,8 +633,7 @@ void scheduler_cancel_running(scheduler_t *s) {
 /* Sleep until there is work, the stop flag, or 100 ms (the flag is set from a
  * signal handler, which cannot signal a condition variable). */
 static void wait_for_work(scheduler_t *s, const volatile sig_atomic_t *stop) {
-    struct timespec until;
-    deadline_after(&until, 0.1);
+    struct timespec until = spex_timespec(spex_now() + 0.1);
     pthread_mutex_lock(&s->mu);
     if (!s->head && s->n_running == 0 && !*stop) pthread_cond_timedwait(&s->work, &s->mu, &until);
     pthread_mutex_unlock(&s->mu);

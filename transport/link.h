@@ -7,7 +7,8 @@
  * code path serves a single process and an mpirun job.
  *
  * Every wait is bounded: flush() and recv() take an absolute deadline
- * (link_now() seconds) and report a timeout instead of blocking forever. */
+ * (spex_now() seconds, core/clock.h) and report a timeout instead of blocking
+ * forever. */
 #ifndef SPEX_LINK_H
 #define SPEX_LINK_H
 
@@ -15,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 
 #define LINK_ANY (-1)
@@ -37,8 +39,9 @@ struct link {
     void (*destroy)(link_t *l);
 };
 
-/* Monotonic clock in seconds (deadlines, timings). */
-double link_now(void);
+/* The same clock as spex_now() (core/clock.h), under the name the expert-parallel
+ * callers use for deadlines and timings: one clock, not a second one. */
+static inline double link_now(void) { return spex_now(); }
 
 /* The in-process link: rank 0 is the caller, ranks 1..world-1 are served by
  * `handler` when the caller waits for a message (so their work shows up as the

@@ -1,15 +1,19 @@
 /* test_strbuf.c - the text utilities every layer shares (core/strbuf.h,
- * core/utf8.h): appending, in-place writes, truncation and out-of-memory
- * handling of strbuf; the strict UTF-8 rule (overlongs, surrogates, code
- * points above U+10FFFF, cut-off sequences); the one JSON string escaper,
- * byte for byte and on random bytes (always valid JSON that decodes to the
- * valid parts of the input). */
+ * core/utf8.h, core/clock.h): appending, in-place writes, truncation and
+ * out-of-memory handling of strbuf; the strict UTF-8 rule (overlongs,
+ * surrogates, code points above U+10FFFF, cut-off sequences); the one JSON
+ * string escaper, byte for byte and on random bytes (always valid JSON that
+ * decodes to the valid parts of the input); and the clock's timespec
+ * conversion and timed waits. */
 #include <criterion/criterion.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "core/strbuf.h"
 #include "core/utf8.h"
 
@@ -197,4 +201,35 @@ Test(json_escape, random_bytes_give_valid_json) {
         sb_free(&b);
         sb_free(&want);
     }
+}
+
+/* ---- the clock ---- */
+
+Test(clock, timespec_of_a_spex_now_time) {
+    struct timespec ts = spex_timespec(12.25);
+    cr_assert_eq(ts.tv_sec, 12);
+    cr_assert_eq(ts.tv_nsec, 250000000L);
+    ts = spex_timespec(3.0);
+    cr_assert_eq(ts.tv_sec, 3);
+    cr_assert_eq(ts.tv_nsec, 0);
+    double a = spex_now(), b = spex_now();
+    cr_assert_geq(b, a, "monotonic");
+}
+
+Test(clock, a_timed_wait_ends_at_its_deadline_on_the_same_clock) {
+    pthread_cond_t cv;
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    cr_assert_eq(spex_cond_init(&cv), 0);
+    double t0 = spex_now();
+    struct timespec until = spex_timespec(t0 + 0.05);
+    pthread_mutex_lock(&mu);
+    int rc;
+    while ((rc = pthread_cond_timedwait(&cv, &mu, &until)) == 0) {}
+    pthread_mutex_unlock(&mu);
+    double waited = spex_now() - t0;
+    cr_assert_eq(rc, ETIMEDOUT);
+    /* a condition on another clock than spex_now() would see a deadline long past, or far ahead */
+    cr_assert_geq(waited, 0.045, "waited %.3f s", waited);
+    cr_assert_lt(waited, 2.0, "waited %.3f s", waited);
+    pthread_cond_destroy(&cv);
 }
