@@ -11,6 +11,7 @@ pkgs=(build-essential cmake pkg-config git
       libonig-dev                         # tokenizer pre-tokenizer regexes
       libmicrohttpd-dev                   # HTTP front end
       libcjson-dev                        # config.json, tokenizer.json, CLI JSON
+      libxxhash-dev                       # XXH32 message checksum on the wire (transport/codec.c)
       curl
       # cluster launch and its tests (launch/, ansible/, tests/cluster/): Slurm started by hand,
       # srun --mpi=pmix, hosts in network namespaces, Ansible provisioning
