@@ -56,8 +56,7 @@ static char *path_join(const char *dir, const char *name) {
     return p;
 }
 
-/* "[a,b,c]" into buf. */
-static const char *shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
+const char *st_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
     size_t len = (size_t)snprintf(buf, cap, "[");
     for (int i = 0; i < ndim && len < cap; i++)
         len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? "," : "", (long long)shape[i]);
@@ -180,7 +179,7 @@ static int entry_offsets(const cJSON *e, const st_file_t *f, int64_t off[2], st_
         char sb[160];
         return spex_fail(err, "%s: tensor '%s': data_offsets span %lld bytes but %s %s needs %zu", path, t->name,
                          (long long)(off[1] - off[0]), dtype_name(t->dtype),
-                         shape_str(sb, sizeof sb, t->ndim, t->shape), t->nbytes);
+                         st_shape_str(sb, sizeof sb, t->ndim, t->shape), t->nbytes);
     }
     t->data = f->map + f->data_start + off[0];
     return 0;
@@ -510,7 +509,7 @@ static int check_shape(const tensor_store_t *ts, const st_tensor_t *t, int ndim,
     if (ok) return 0;
     char a[160], b[160];
     return spex_fail(err, "tensor '%s' in %s has shape %s, expected %s", t->name, ts->files[t->file].path,
-                     shape_str(a, sizeof a, t->ndim, t->shape), shape_str(b, sizeof b, ndim, shape));
+                     st_shape_str(a, sizeof a, t->ndim, t->shape), st_shape_str(b, sizeof b, ndim, shape));
 }
 
 /* The F32 block scales of FP8 tensor t: [ceil(rows/B0), ceil(cols/B1)] floats, malloc'ed. */
