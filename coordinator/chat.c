@@ -8,6 +8,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/file.h"
 #include "core/strbuf.h"
 
 static int check_roles(const chat_message_t *msgs, int n, spex_err_t *err) {
@@ -50,28 +51,11 @@ char *chat_render(const chat_message_t *msgs, int n, const char *bos_token, bool
     return text;
 }
 
-/* Read a whole small file; NULL if missing or unreadable. */
-static char *read_small_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *data = NULL;
-    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (size >= 0 && size < (64L << 20) && fseek(f, 0, SEEK_SET) == 0 && (data = malloc((size_t)size + 1))) {
-        if (fread(data, 1, (size_t)size, f) != (size_t)size) {
-            free(data);
-            data = NULL;
-        } else {
-            data[size] = '\0';
-        }
-    }
-    fclose(f);
-    return data;
-}
-
 chat_template_kind_t chat_template_detect(const char *model_dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer_config.json", model_dir);
-    char *text = read_small_file(path);
+    spex_err_t ignored;   /* no readable tokenizer_config.json: no template */
+    char *text = spex_read_file(path, 64u << 20, NULL, &ignored);
     if (!text) return CHAT_TEMPLATE_NONE;
     cJSON *root = cJSON_Parse(text);
     free(text);

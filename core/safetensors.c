@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
+
 #define ST_HEADER_MAX (100u << 20)   /* the reference implementation's limit */
 #define ST_MAX_EXACT 9007199254740992.0 /* 2^53: larger JSON numbers are not exact in a double */
 
@@ -71,26 +73,6 @@ static bool json_uint(const cJSON *v, int64_t *out) {
     if (!(d >= 0) || d >= ST_MAX_EXACT || d != floor(d)) return false;
     *out = (int64_t)d;
     return true;
-}
-
-static int read_text_file(const char *path, char **out, spex_err_t *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return spex_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || st.st_size > (off_t)(256u << 20)) {
-        fclose(f);
-        return spex_fail(err, "%s: cannot stat or larger than 256 MB", path);
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    size_t got = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
-    fclose(f);
-    if (!buf || got != (size_t)st.st_size) {
-        free(buf);
-        return spex_fail(err, "%s: read error", path);
-    }
-    buf[got] = '\0';
-    *out = buf;
-    return 0;
 }
 
 /* ---------------------------------------------------------------- one file */
@@ -393,8 +375,8 @@ static int index_verify(const tensor_store_t *ts, const cJSON *wm, const char *i
 }
 
 static int open_index(tensor_store_t *ts, const char *dir, const char *ipath, spex_err_t *err) {
-    char *text = NULL;
-    if (read_text_file(ipath, &text, err)) return -1;
+    char *text = spex_read_file(ipath, 256u << 20, NULL, err);
+    if (!text) return spex_err_prefix(err, "%s: ", ipath);
     cJSON *root = cJSON_Parse(text);
     free(text);
     strlist_t names = {0}, paths = {0};
