@@ -19,8 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "transport/codec.h"
 
 #define MAX_CODECS 16
@@ -36,12 +36,6 @@ typedef struct {
     size_t enc_bytes;
     double enc_mbs, dec_mbs;
 } bench_result_t;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double uniform01(uint64_t *s) {
     *s ^= *s << 13; *s ^= *s >> 7; *s ^= *s << 17;
@@ -67,14 +61,14 @@ static void fill_activations(float *x, int tokens, int hidden, unsigned seed) {
 /* Repeat encode (or decode) for at least min_time seconds; returns MB/s of f32 input. */
 static int time_codec(const codec_t *c, bool decode, const float *x, float *y, int rows, int cols, uint8_t *buf,
                       size_t cap, size_t *len, codec_ctx_t *ctx, double min_time, double *mbs, spex_err_t *err) {
-    double t0 = now_s(), t;
+    double t0 = spex_now(), t;
     long iters = 0;
     do {
         int rc = decode ? codec_decode(c, buf, *len, rows, cols, y, ctx, err)
                         : codec_encode(c, x, rows, cols, buf, cap, len, ctx, err);
         if (rc) return -1;
         iters++;
-        t = now_s() - t0;
+        t = spex_now() - t0;
     } while (t < min_time);
     *mbs = (double)iters * (double)rows * (double)cols * 4.0 / t / 1e6;
     return 0;

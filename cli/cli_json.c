@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/strbuf.h"
+#include "core/strbuf.h"
 
 char *cli_json_line(cJSON *o, size_t *len) {
     char *text = o ? cJSON_PrintUnformatted(o) : NULL;

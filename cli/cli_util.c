@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/strbuf.h"
+
 int cli_parse_ids(const char *opt, const char *s, int32_t **ids, int *n) {
     int cap = 16, cnt = 0;
     int32_t *v = malloc(sizeof(int32_t) * cap);
@@ -59,33 +61,14 @@ void cli_error(const char *cmd, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static int utf8_valid_len(const unsigned char *s) {
-    int n = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
-    if (n == 0 || (n == 2 && s[0] < 0xC2) || (n == 4 && s[0] > 0xF4)) return 0;
-    for (int i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    if (n == 3 && ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] >= 0xA0))) return 0;
-    if (n == 4 && ((s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] >= 0x90))) return 0;
-    return n;
-}
-
-void cli_print_json_string(FILE *f, const char *str) {
-    const unsigned char *s = (const unsigned char *)str;
-    fputc('"', f);
-    while (*s) {
-        int n = utf8_valid_len(s);
-        if (n == 0) { fputs("\\ufffd", f); s++; continue; }
-        if (n > 1) { fwrite(s, 1, (size_t)n, f); s += n; continue; }
-        unsigned char c = *s++;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c == '\n') fputs("\\n", f);
-        else if (c == '\r') fputs("\\r", f);
-        else if (c == '\t') fputs("\\t", f);
-        else if (c < 0x20 || c == 0x7f) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
+int cli_print_json_string(FILE *f, const char *s) {
+    strbuf_t b = {0};
+    sb_json_cstr(&b, s);
+    int rc = b.oom ? -1 : 0;
+    if (rc) fputs("\"\"", f);   /* out of memory: an empty string keeps the output JSON */
+    else fwrite(b.p, 1, b.n, f);
+    sb_free(&b);
+    return rc;
 }
 
 void cli_progress(void *label, int done, int total) {

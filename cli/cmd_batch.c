@@ -41,7 +41,7 @@
 #include "coordinator/scheduler.h"
 #include "server/api.h"
 #include "server/signals.h"
-#include "server/strbuf.h"
+#include "core/strbuf.h"
 
 /* Exit status when stopped by a signal with work left: rerun to resume. */
 #define BATCH_EXIT_REQUEUE 75

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "cli/cli_ep.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
@@ -100,12 +101,12 @@ static int phase(model_t *m, const int32_t *tok, int n, int prefix, bool decode,
     ep_stats_t *st = ep_backend_stats(m->experts);   /* NULL: in-process experts */
     ep_layer_stats_t before = st ? ep_stats_total(st) : (ep_layer_stats_t){0};
     model_timing_t tm0 = m->timing;
-    double t0 = link_now();
+    double t0 = spex_now();
     for (int i = 0; i < n; i += decode ? 1 : n) {
         mla_seq_t s = {kv, decode ? 1 : n};
         if (model_forward(m, tok + prefix + i, &s, 1, NULL, NULL, logits, err)) goto done;
     }
-    run->seconds = link_now() - t0;
+    run->seconds = spex_now() - t0;
     run->tokens = n;
     run->d = st ? delta(before, ep_stats_total(st)) : before;
     run->attention = m->timing.attention - tm0.attention;

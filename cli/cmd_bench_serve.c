@@ -28,14 +28,14 @@
 
 #include <cjson/cJSON.h>
 
-#include "cli/bench_serve.h"
+#include "cli/bench_http.h"
 #include "cli/bench_prompts.h"
+#include "cli/bench_serve.h"
 #include "cli/cli_opts.h"
 #include "cli/cli_util.h"
 #include "coordinator/generate.h"
 #include "core/log.h"
-#include "server/http_client.h"
-#include "server/strbuf.h"
+#include "core/strbuf.h"
 
 #define BS_MAX_LIST 16
 #define BS_MAX_PROMPTS 256
@@ -168,6 +168,8 @@ static void *client_thread(void *arg) {
 }
 
 static int run_row(const bs_opts_t *o, bs_row_t *row) {
+    spex_err_t err = {0};
+    if (http_global_init(&err)) { cli_error("bench serve", "%s", err.msg); return -1; }
     bs_run_t run = {.o = o, .row = row};
     atomic_init(&run.next, 0);
     pthread_mutex_init(&run.mu, NULL);
@@ -177,6 +179,7 @@ static int run_row(const bs_opts_t *o, bs_row_t *row) {
     while (started < n && pthread_create(&th[started], NULL, client_thread, &run) == 0) started++;
     for (int k = 0; k < started; k++) pthread_join(th[k], NULL);
     row->seconds = spex_now() - t0;
+    http_global_cleanup();
     pthread_mutex_destroy(&run.mu);
     qsort(row->ttft.v, row->ttft.n, sizeof(double), cmp_double);
     qsort(row->itl.v, row->itl.n, sizeof(double), cmp_double);

@@ -47,8 +47,10 @@ int cmd_placement(int argc, char **argv) {
     placement_t *p = c.ep.placement ? placement_load(c.ep.placement, cfg.n_routed_experts, world, &err)
                           : placement_balanced(cfg.n_routed_experts, world, pol, &err);
     if (!p) { cli_error("placement", "%s", err.msg); return 1; }
-    if (c.json) placement_print_json(p, stdout);
+    int rc = 0;
+    if (c.json) rc = placement_print_json(p, stdout);
     else placement_print(p, stdout);
     placement_free(p);
-    return 0;
+    if (rc) cli_error("placement", "out of memory");
+    return rc ? 1 : 0;
 }

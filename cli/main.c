@@ -8,7 +8,7 @@
 #include "cli/commands.h"
 
 static const spex_command_t COMMANDS[] = {
-    /* One line per subcommand; a line is uncommented when its cmd_*.c exists. */
+    /* One line per subcommand: name, entry point (NULL: handled by run()), summary for `spex help`. */
     {"help", NULL, "this list"},
     {"inspect", cmd_inspect, "print a checkpoint's config, tensors, parameter counts and bytes by dtype"},
     {"synth", cmd_synth, "write a random DeepSeek-V3-architecture checkpoint (any config, any dtype)"},

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "coordinator/ep_protocol.h"
 
 typedef struct rank_batch {        /* one rank's share of the current layer call */
@@ -181,15 +182,15 @@ static int ep_routed(moe_backend_t *self, int layer, const float *x, int n, int 
     if (layer < 0 || layer >= b->n_layers || !config_layer_is_moe(&b->cfg, layer))
         return spex_fail(err, "experts: layer %d has no routed experts", layer);
     ep_layer_stats_t *ls = &b->st->layer[layer];
-    double t0 = link_now(), t_wait = 0;
+    double t0 = spex_now(), t_wait = 0;
     if (group_rows(b, layer, n, k, idx, w, err)) return -1;
     for (int r = 1; r < b->world; r++)
         if (b->rb[r].n_rows > 0 && send_dispatch(b, r, layer, x, err)) return -1;
-    double t1 = link_now();
+    double t1 = spex_now();
     b->call_expert = 0;
     if (ep_protocol_await_combine(b->proto, layer, on_combine, b, &t_wait, err)) return -1;
     sum_rows(b, n, k, idx, out);
-    double t2 = link_now();
+    double t2 = spex_now();
     ls->calls++;
     ls->rows += n;
     ls->pairs += (int64_t)n * k;
@@ -244,7 +245,7 @@ static int ep_hello(ep_backend_t *b, spex_err_t *err) {
                                                               : SPEX__COMBINE_MODE__COMBINE_PRESUM,
                     .pl = b->pl};
     if (ep_protocol_hello(b->proto, &h, b->st, err)) return -1;
-    b->st->t_begin = b->st->t_end = link_now();
+    b->st->t_begin = b->st->t_end = spex_now();
     return 0;
 }
 

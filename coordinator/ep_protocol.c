@@ -2,6 +2,8 @@
  * bounded wait for the answers they are owed. */
 #include "ep_protocol.h"
 
+#include "core/clock.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,7 +112,7 @@ static int classify(ep_protocol_t *p, const awaited_t *a, int src, const wire_he
     bool owed = p->pending[src] && h->step == p->step && h->body_case == a->body;
     if (owed || a->drop_others) return owed;
     if (h->body_case == SPEX__HEADER__BODY_LOADING) {
-        p->deadline[src] = link_now() + a->timeout;
+        p->deadline[src] = spex_now() + a->timeout;
         return 0;
     }
     if (h->body_case == SPEX__HEADER__BODY_ERROR)
@@ -135,16 +137,16 @@ static int on_frame(ep_protocol_t *p, const awaited_t *a, int src, const uint8_t
 /* Wait until no rank owes an answer. 0: all answered; 1: a pending rank's
  * deadline passed (late[cap] names those ranks); -1: error. */
 static int await_answers(ep_protocol_t *p, const awaited_t *a, char *late, size_t cap, spex_err_t *err) {
-    for (int r = 1; r < p->world; r++) p->deadline[r] = link_now() + a->timeout;
+    for (int r = 1; r < p->world; r++) p->deadline[r] = spex_now() + a->timeout;
     for (double dl; (dl = next_deadline(p)) > 0;) {
         uint8_t *buf = NULL;
         size_t len = 0;
         int src = -1;
-        double t0 = link_now();
+        double t0 = spex_now();
         int rc = p->link->recv(p->link, LINK_ANY, dl, &src, &buf, &len, err);
-        if (a->t_wait) *a->t_wait += link_now() - t0;
+        if (a->t_wait) *a->t_wait += spex_now() - t0;
         if (rc == 1) {   /* the loopback returns at once: not every deadline may have passed */
-            late_ctx_t c = {p, link_now()};
+            late_ctx_t c = {p, spex_now()};
             if (link_format_ranks(p->world, is_late, &c, late, cap)[0]) return 1;
             continue;
         }
@@ -324,7 +326,7 @@ static void say_bye(ep_protocol_t *p) {
     h.body_case = SPEX__HEADER__BODY_BYE;
     h.bye = &bye;
     p->in_session = false;
-    if (send_all(p, &h, false, &err) == 0) p->link->flush(p->link, link_now() + p->rank_timeout, &err);
+    if (send_all(p, &h, false, &err) == 0) p->link->flush(p->link, spex_now() + p->rank_timeout, &err);
 }
 
 void ep_protocol_free(ep_protocol_t *p) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "transport/link.h"
 
 ep_stats_t *ep_stats_create(int n_layers, int n_experts, int world, spex_err_t *err) {
@@ -22,7 +23,7 @@ ep_stats_t *ep_stats_create(int n_layers, int n_experts, int world, spex_err_t *
     s->n_layers = n_layers;
     s->n_experts = n_experts;
     s->world = world;
-    s->t_begin = s->t_end = link_now();
+    s->t_begin = s->t_end = spex_now();
     return s;
 }
 

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 
 typedef struct ep_io {
@@ -44,7 +45,7 @@ typedef struct ep_stats {
     ep_layer_stats_t *layer;            /* [n_layers] */
     ep_rank_stats_t *rank;              /* [world] (rank 0 unused) */
     int64_t *tokens;                    /* [n_layers * n_experts] */
-    double t_begin, t_end;              /* link_now() at creation / last update */
+    double t_begin, t_end;              /* spex_now() at creation / last update */
 } ep_stats_t;
 
 ep_stats_t *ep_stats_create(int n_layers, int n_experts, int world, spex_err_t *err);

@@ -4,10 +4,11 @@
 #include "metrics.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/strbuf.h"
 
 #define HIST_MAX_BUCKETS 20
 #define MAX_STATUS_SERIES 64
@@ -150,72 +151,47 @@ void metrics_set_backend(metrics_t *m, const metrics_backend_t *b) {
 
 /* ---------------------------------------------------------------- rendering */
 
-typedef struct out {
-    char *p;
-    size_t n, cap;
-    bool oom;
-} out_t;
-
-static void outf(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void outf(out_t *o, const char *fmt, ...) {
-    if (o->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(o->p ? o->p + o->n : NULL, o->p ? o->cap - o->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) { o->oom = true; return; }
-        if (o->p && o->n + (size_t)k < o->cap) { o->n += (size_t)k; return; }
-        size_t cap = o->cap ? o->cap * 2 : 8192;
-        while (cap < o->n + (size_t)k + 1) cap *= 2;
-        char *p = realloc(o->p, cap);
-        if (!p) { o->oom = true; return; }
-        o->p = p;
-        o->cap = cap;
-    }
+static void head(strbuf_t *o, const char *name, const char *type, const char *help) {
+    sb_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void head(out_t *o, const char *name, const char *type, const char *help) {
-    outf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void counter(out_t *o, const char *name, const char *help, uint64_t v) {
+static void counter(strbuf_t *o, const char *name, const char *help, uint64_t v) {
     head(o, name, "counter", help);
-    outf(o, "%s %llu\n", name, (unsigned long long)v);
+    sb_printf(o, "%s %llu\n", name, (unsigned long long)v);
 }
 
-static void gauge(out_t *o, const char *name, const char *help, double v) {
+static void gauge(strbuf_t *o, const char *name, const char *help, double v) {
     head(o, name, "gauge", help);
-    outf(o, "%s %.17g\n", name, v);
+    sb_printf(o, "%s %.17g\n", name, v);
 }
 
-static void hist(out_t *o, const char *name, const char *help, const hist_t *h) {
+static void hist(strbuf_t *o, const char *name, const char *help, const hist_t *h) {
     head(o, name, "histogram", help);
     uint64_t cum = 0;
     for (int b = 0; b < h->nb; b++) {
         cum += h->counts[b];
-        outf(o, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[b], (unsigned long long)cum);
+        sb_printf(o, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[b], (unsigned long long)cum);
     }
-    outf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name, (unsigned long long)h->count, name,
+    sb_printf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name, (unsigned long long)h->count, name,
          h->sum, name, (unsigned long long)h->count);
 }
 
-static void render_requests(out_t *o, const metrics_t *m) {
+static void render_requests(strbuf_t *o, const metrics_t *m) {
     head(o, "spex_http_requests_total", "counter", "HTTP requests answered, by endpoint and status code");
     for (int i = 0; i < m->n_status; i++)
-        outf(o, "spex_http_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n", m->status[i].endpoint,
+        sb_printf(o, "spex_http_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n", m->status[i].endpoint,
              m->status[i].status, (unsigned long long)m->status[i].count);
     head(o, "spex_requests_finished_total", "counter", "Requests that left the engine, by finish reason");
-    outf(o, "spex_requests_finished_total{finish_reason=\"stop\"} %llu\n", (unsigned long long)m->finished_stop);
-    outf(o, "spex_requests_finished_total{finish_reason=\"length\"} %llu\n", (unsigned long long)m->finished_length);
-    outf(o, "spex_requests_finished_total{finish_reason=\"cancelled\"} %llu\n",
+    sb_printf(o, "spex_requests_finished_total{finish_reason=\"stop\"} %llu\n", (unsigned long long)m->finished_stop);
+    sb_printf(o, "spex_requests_finished_total{finish_reason=\"length\"} %llu\n", (unsigned long long)m->finished_length);
+    sb_printf(o, "spex_requests_finished_total{finish_reason=\"cancelled\"} %llu\n",
          (unsigned long long)m->finished_cancelled);
-    outf(o, "spex_requests_finished_total{finish_reason=\"error\"} %llu\n", (unsigned long long)m->finished_error);
+    sb_printf(o, "spex_requests_finished_total{finish_reason=\"error\"} %llu\n", (unsigned long long)m->finished_error);
     counter(o, "spex_prompt_tokens_total", "Prompt tokens of finished requests", m->prompt_tokens);
     counter(o, "spex_generation_tokens_total", "Tokens generated for finished requests", m->completion_tokens);
 }
 
-static void render_gauges(out_t *o, const metrics_gauges_t *g) {
+static void render_gauges(strbuf_t *o, const metrics_gauges_t *g) {
     gauge(o, "spex_ready", "1 when the model is loaded and every worker answered", g->ready ? 1 : 0);
     gauge(o, "spex_queue_depth", "Requests waiting for a sequence slot", g->queue_depth);
     gauge(o, "spex_running_sequences", "Sequences in the engine", g->running);
@@ -231,32 +207,32 @@ static void render_gauges(out_t *o, const metrics_gauges_t *g) {
           g->kv_capacity_tokens > 0 ? (double)g->kv_reserved_tokens / (double)g->kv_capacity_tokens : 0);
 }
 
-static void render_spec(out_t *o, const spec_stats_t *s) {
+static void render_spec(strbuf_t *o, const spec_stats_t *s) {
     counter(o, "spex_spec_steps_total", "Verify forwards (one per decoding sequence and step)", (uint64_t)s->steps);
     counter(o, "spex_spec_emitted_tokens_total", "Tokens emitted by verify steps", (uint64_t)s->emitted);
     head(o, "spex_spec_drafted_total", "counter", "MTP drafts evaluated, by draft position (1 = first draft)");
     for (int j = 0; j < SPEX_MAX_SPEC_K && s->drafted_at[j]; j++)
-        outf(o, "spex_spec_drafted_total{position=\"%d\"} %ld\n", j + 1, s->drafted_at[j]);
+        sb_printf(o, "spex_spec_drafted_total{position=\"%d\"} %ld\n", j + 1, s->drafted_at[j]);
     head(o, "spex_spec_accepted_total", "counter", "MTP drafts accepted, by draft position");
     for (int j = 0; j < SPEX_MAX_SPEC_K && s->drafted_at[j]; j++)
-        outf(o, "spex_spec_accepted_total{position=\"%d\"} %ld\n", j + 1, s->accepted_at[j]);
+        sb_printf(o, "spex_spec_accepted_total{position=\"%d\"} %ld\n", j + 1, s->accepted_at[j]);
     head(o, "spex_spec_acceptance_ratio", "gauge", "Accepted / drafted, by draft position");
     for (int j = 0; j < SPEX_MAX_SPEC_K && s->drafted_at[j]; j++)
-        outf(o, "spex_spec_acceptance_ratio{position=\"%d\"} %.6f\n", j + 1,
+        sb_printf(o, "spex_spec_acceptance_ratio{position=\"%d\"} %.6f\n", j + 1,
              (double)s->accepted_at[j] / (double)s->drafted_at[j]);
 }
 
-static void render_backend(out_t *o, const metrics_backend_t *b) {
+static void render_backend(strbuf_t *o, const metrics_backend_t *b) {
     if (!b->present) return;
     head(o, "spex_wire_bytes_total", "counter", "Expert-parallel payload bytes, before and after compression");
-    outf(o, "spex_wire_bytes_total{kind=\"raw\"} %llu\n", (unsigned long long)b->wire_bytes_raw);
-    outf(o, "spex_wire_bytes_total{kind=\"compressed\"} %llu\n", (unsigned long long)b->wire_bytes_compressed);
+    sb_printf(o, "spex_wire_bytes_total{kind=\"raw\"} %llu\n", (unsigned long long)b->wire_bytes_raw);
+    sb_printf(o, "spex_wire_bytes_total{kind=\"compressed\"} %llu\n", (unsigned long long)b->wire_bytes_compressed);
     head(o, "spex_expert_seconds_total", "counter", "Routed-expert compute time, by rank");
-    for (int r = 0; r < b->n_ranks; r++) outf(o, "spex_expert_seconds_total{rank=\"%d\"} %.9g\n", r, b->expert_seconds[r]);
+    for (int r = 0; r < b->n_ranks; r++) sb_printf(o, "spex_expert_seconds_total{rank=\"%d\"} %.9g\n", r, b->expert_seconds[r]);
 }
 
 char *metrics_render(metrics_t *m, size_t *len) {
-    out_t o = {0};
+    strbuf_t o = {0};
     pthread_mutex_lock(&m->mu);
     render_requests(&o, m);
     hist(&o, "spex_time_to_first_token_seconds", "From arrival to the first generated token", &m->ttft);
@@ -270,7 +246,5 @@ char *metrics_render(metrics_t *m, size_t *len) {
     render_spec(&o, &m->spec);
     render_backend(&o, &m->backend);
     pthread_mutex_unlock(&m->mu);
-    if (o.oom) { free(o.p); return NULL; }
-    if (len) *len = o.n;
-    return o.p;
+    return sb_take(&o, len);
 }

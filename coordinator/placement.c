@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/file.h"
+
 static placement_t *alloc_table(int n_experts, int world, int n_slots, spex_err_t *err) {
     if (n_experts <= 0) { spex_fail(err, "placement: model has no routed experts"); return NULL; }
     if (world < 2) { spex_fail(err, "placement: world size %d leaves no worker rank", world); return NULL; }
@@ -113,23 +115,13 @@ placement_t *placement_parse(const char *json, const char *origin, int n_experts
 }
 
 placement_t *placement_load(const char *path, int n_experts, int world, spex_err_t *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { spex_fail(err, "placement '%s': cannot open", path); return NULL; }
-    char *buf = NULL;
-    size_t n = 0, cap = 0, k;
-    do {
-        if (n + 4096 > cap) {
-            char *nb = realloc(buf, cap = 2 * cap + 4096);
-            if (!nb) { free(buf); fclose(f); spex_fail(err, "placement '%s': out of memory", path); return NULL; }
-            buf = nb;
-        }
-        k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-    } while (k > 0);
-    fclose(f);
-    buf[n] = 0;
-    placement_t *p = placement_parse(buf, path, n_experts, world, err);
-    free(buf);
+    char *text = spex_read_file(path, 64u << 20, NULL, err);
+    if (!text) {
+        spex_err_prefix(err, "placement '%s': ", path);
+        return NULL;
+    }
+    placement_t *p = placement_parse(text, path, n_experts, world, err);
+    free(text);
     return p;
 }
 
@@ -171,12 +163,24 @@ void placement_print(const placement_t *p, FILE *f) {
     free(ex);
 }
 
-void placement_print_json(const placement_t *p, FILE *f) {
-    fprintf(f, "{\"world\":%d,\"placement\":[", p->world);
+/* {"world":N,"placement":[[ranks of expert 0],...]} as a cJSON tree; NULL when out of memory. */
+static cJSON *placement_json(const placement_t *p) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON *table = root && cJSON_AddNumberToObject(root, "world", p->world) ? cJSON_AddArrayToObject(root, "placement")
+                                                                            : NULL;
+    if (!table) { cJSON_Delete(root); return NULL; }
     for (int e = 0; e < p->n_experts; e++) {
-        fprintf(f, e ? ",[" : "[");
-        for (int j = p->off[e]; j < p->off[e + 1]; j++) fprintf(f, j > p->off[e] ? ",%d" : "%d", p->ranks[j]);
-        fputc(']', f);
+        cJSON *ranks = cJSON_CreateIntArray(p->ranks + p->off[e], p->off[e + 1] - p->off[e]);
+        if (!ranks || !cJSON_AddItemToArray(table, ranks)) { cJSON_Delete(ranks); cJSON_Delete(root); return NULL; }
     }
-    fprintf(f, "]}\n");
+    return root;
+}
+
+int placement_print_json(const placement_t *p, FILE *f) {
+    cJSON *root = placement_json(p);
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    if (text) fprintf(f, "%s\n", text);
+    cJSON_free(text);
+    cJSON_Delete(root);
+    return text ? 0 : -1;
 }

@@ -52,7 +52,8 @@ int placement_rank_experts(const placement_t *p, int rank, int *out);
 /* Human-readable table: one line per rank (its experts) and a summary. */
 void placement_print(const placement_t *p, FILE *f);
 
-/* The same as JSON: {"world":N,"placement":[...],"ranks":{"1":[...],...}}. */
-void placement_print_json(const placement_t *p, FILE *f);
+/* The same as JSON, one line: {"world":N,"placement":[[ranks of expert 0],...]}
+ * (what placement_parse reads back); -1 when out of memory. */
+int placement_print_json(const placement_t *p, FILE *f);
 
 #endif

@@ -12,9 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "core/log.h"
+#include "core/strbuf.h"
 #include "coordinator/generate.h"
 
 struct sched_req {
@@ -37,8 +38,8 @@ struct sched_req {
     struct sched_req *next;  /* queue link */
     int refs;
     bool queued, cancelled, done, stop_hit, shutdown;
-    char *text;
-    size_t text_len, text_cap, released;
+    strbuf_t text;           /* the completion's text so far */
+    size_t released;         /* bytes of text no stop string can take back */
     int n_tokens;
     double t_admit, t_first;
     int32_t *tokens;         /* final tokens (taken from the sequence) */
@@ -69,41 +70,12 @@ struct scheduler {
 
 /* ---------------------------------------------------------------- helpers */
 
-static void deadline_after(struct timespec *ts, double seconds) {
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    double whole = (double)(long)seconds;
-    ts->tv_sec += (time_t)whole;
-    ts->tv_nsec += (long)((seconds - whole) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) { ts->tv_sec++; ts->tv_nsec -= 1000000000L; }
-}
-
-static int cond_init_monotonic(pthread_cond_t *cv) {
-    pthread_condattr_t a;
-    if (pthread_condattr_init(&a)) return -1;
-    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(cv, &a);
-    pthread_condattr_destroy(&a);
-    return rc ? -1 : 0;
-}
-
-/* Make room for `extra` more bytes of text (under s->mu). */
-static int text_reserve(sched_req_t *r, size_t extra) {
-    if (r->text_len + extra + 1 <= r->text_cap) return 0;
-    size_t cap = r->text_cap ? r->text_cap : 256;
-    while (cap < r->text_len + extra + 1) cap *= 2;
-    char *t = realloc(r->text, cap);
-    if (!t) return -1;
-    r->text = t;
-    r->text_cap = cap;
-    return 0;
-}
-
 static void req_free(sched_req_t *r) {
     pthread_cond_destroy(&r->cv);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->stop);
     free(r->prompt);
-    free(r->text);
+    sb_free(&r->text);
     free(r->tokens);
     free(r->error);
     free(r);
@@ -146,7 +118,7 @@ scheduler_t *scheduler_create(model_t *m, const tokenizer_t *tok, const sched_co
     s->run = calloc((size_t)s->cfg.max_running, sizeof *s->run);
     s->seqs = calloc((size_t)s->cfg.max_running, sizeof *s->seqs);
     s->ready = s->healthy = true;
-    if (!s->run || !s->seqs || pthread_mutex_init(&s->mu, NULL) || cond_init_monotonic(&s->work)) {
+    if (!s->run || !s->seqs || pthread_mutex_init(&s->mu, NULL) || spex_cond_init(&s->work)) {
         free(s->run);
         free(s->seqs);
         free(s);
@@ -226,7 +198,7 @@ static sched_req_t *req_new(const sched_params_t *p) {
     if (!r) return NULL;
     r->prompt = malloc(sizeof(int32_t) * (size_t)p->n_prompt);
     r->stop = p->n_stop > 0 ? calloc((size_t)p->n_stop, sizeof(char *)) : NULL;
-    bool ok = r->prompt && (p->n_stop == 0 || r->stop) && cond_init_monotonic(&r->cv) == 0;
+    bool ok = r->prompt && (p->n_stop == 0 || r->stop) && spex_cond_init(&r->cv) == 0;
     for (int i = 0; ok && i < p->n_stop; i++) ok = (r->stop[i] = strdup(p->stop[i])) != NULL;
     r->n_stop = p->n_stop;
     if (!ok) {
@@ -285,8 +257,7 @@ sched_status_t scheduler_submit(scheduler_t *s, const sched_params_t *p, sched_r
 int sched_req_wait(sched_req_t *r, size_t from, double timeout_s, sched_update_t *u) {
     scheduler_t *s = r->s;
     memset(u, 0, sizeof *u);
-    struct timespec until;
-    deadline_after(&until, timeout_s > 0 ? timeout_s : 0);
+    struct timespec until = spex_timespec(spex_now() + (timeout_s > 0 ? timeout_s : 0));
     pthread_mutex_lock(&s->mu);
     while (!r->done && r->released <= from && timeout_s > 0)
         if (pthread_cond_timedwait(&r->cv, &s->mu, &until) == ETIMEDOUT) break;
@@ -295,7 +266,7 @@ int sched_req_wait(sched_req_t *r, size_t from, double timeout_s, sched_update_t
         u->len = r->released - from;
         u->text = malloc(u->len + 1);
         if (u->text) {
-            memcpy(u->text, r->text + from, u->len);
+            memcpy(u->text, r->text.p + from, u->len);
             u->text[u->len] = '\0';
         } else {
             u->len = 0;
@@ -321,9 +292,9 @@ const sched_result_t *sched_req_result(const sched_req_t *r) { return &r->res; }
 
 /* Flush held UTF-8 bytes and release all text: the sequence has ended. */
 static void req_flush_text(sched_req_t *r) {
-    if (text_reserve(r, 4) == 0) r->text_len += utf8_stream_flush(&r->u8, r->text + r->text_len);
-    r->released = r->text_len;
-    if (r->text) r->text[r->text_len] = '\0';
+    char *tail = sb_reserve(&r->text, 4);
+    if (tail) sb_commit(&r->text, utf8_stream_flush(&r->u8, tail));
+    r->released = r->text.n;
 }
 
 /* Mark done, fill the result, wake the waiter, drop the engine's reference.
@@ -346,8 +317,8 @@ static void req_finish(scheduler_t *s, sched_req_t *r, sequence_t *seq, const ch
     res->finish_reason = reason;
     res->shutdown = r->shutdown;
     res->error = error ? (r->error ? r->error : "engine failure") : NULL;
-    res->text = r->text ? r->text : "";
-    res->text_len = r->text_len;
+    res->text = r->text.p ? r->text.p : "";
+    res->text_len = r->text.n;
     res->tokens = r->tokens;
     res->prompt_tokens = r->n_prompt;
     res->max_tokens = r->p.max_new_tokens;
@@ -419,32 +390,32 @@ void sched_req_release(sched_req_t *r) {
 
 /* Longest suffix of text[from, len) that is a proper prefix of a stop string. */
 static size_t stop_partial(const sched_req_t *r, size_t from) {
-    size_t best = 0, avail = r->text_len - from;
+    size_t best = 0, avail = r->text.n - from;
     for (int i = 0; i < r->n_stop; i++) {
         size_t sl = strlen(r->stop[i]);
         for (size_t k = sl - 1 < avail ? sl - 1 : avail; k > best; k--)
-            if (!memcmp(r->text + r->text_len - k, r->stop[i], k)) { best = k; break; }
+            if (!memcmp(r->text.p + r->text.n - k, r->stop[i], k)) { best = k; break; }
     }
     return best;
 }
 
 /* After new text: cut at a stop string (returns true) or release what is decided. */
 static bool req_check_stop(sched_req_t *r) {
-    if (r->n_stop == 0) { r->released = r->text_len; return false; }
-    size_t first = r->text_len;
+    if (r->n_stop == 0) { r->released = r->text.n; return false; }
+    size_t first = r->text.n;
     for (int i = 0; i < r->n_stop; i++) {   /* a match can only start in the unreleased part */
         size_t sl = strlen(r->stop[i]);
-        for (size_t p = r->released; p + sl <= r->text_len && p < first; p++)
-            if (!memcmp(r->text + p, r->stop[i], sl)) { first = p; break; }
+        for (size_t p = r->released; p + sl <= r->text.n && p < first; p++)
+            if (!memcmp(r->text.p + p, r->stop[i], sl)) { first = p; break; }
     }
-    if (first < r->text_len) {
-        r->text_len = r->released = first;
-        r->text[first] = '\0';
+    if (first < r->text.n) {
+        sb_truncate(&r->text, first);
+        r->released = first;
         r->stop_hit = true;
         r->u8.n_pending = 0;   /* bytes after the cut are dropped too */
         return true;
     }
-    r->released = r->text_len - stop_partial(r, r->released);
+    r->released = r->text.n - stop_partial(r, r->released);
     return false;
 }
 
@@ -453,9 +424,9 @@ static bool req_push_text(scheduler_t *s, sched_req_t *r, int32_t tok) {
     size_t len = 0;
     const char *b = s->tok && !tokenizer_is_special(s->tok, tok) ? tokenizer_token_bytes(s->tok, tok, &len) : NULL;
     if (!b || len == 0) return false;
-    if (text_reserve(r, len + 4)) return false;   /* out of memory: the text loses this token */
-    r->text_len += utf8_stream_push(&r->u8, b, len, r->text + r->text_len);
-    r->text[r->text_len] = '\0';
+    char *tail = sb_reserve(&r->text, len + 4);   /* a token's bytes + up to 3 held back */
+    if (!tail) return false;   /* out of memory: the text stops growing */
+    sb_commit(&r->text, utf8_stream_push(&r->u8, b, len, tail));
     return req_check_stop(r);
 }
 
@@ -662,8 +633,7 @@ void scheduler_cancel_running(scheduler_t *s) {
 /* Sleep until there is work, the stop flag, or 100 ms (the flag is set from a
  * signal handler, which cannot signal a condition variable). */
 static void wait_for_work(scheduler_t *s, const volatile sig_atomic_t *stop) {
-    struct timespec until;
-    deadline_after(&until, 0.1);
+    struct timespec until = spex_timespec(spex_now() + 0.1);
     pthread_mutex_lock(&s->mu);
     if (!s->head && s->n_running == 0 && !*stop) pthread_cond_timedwait(&s->work, &s->mu, &until);
     pthread_mutex_unlock(&s->mu);

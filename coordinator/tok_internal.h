@@ -1,7 +1,7 @@
 /* tok_internal.h - the tokenizer's private data layout, shared by its files:
  *   tok_load.c    tokenizer.json / tokenizer_config.json -> struct tokenizer
  *   tok_tables.c  lookup tables derived at load (matchers, decoded bytes)
- *   tok_pretok.c  added-token cutting, UTF-8 validation, regex splitting
+ *   tok_pretok.c  added-token cutting, regex splitting
  *   tok_bpe.c     byte-level BPE merging of one piece, with a per-call cache
  *   tokenizer.c   the public API (encode/decode/lookups) and utf8_stream
  * Nothing here is part of the public API (see tokenizer.h). */
@@ -12,6 +12,7 @@
 
 #include "coordinator/tok_map.h"
 #include "coordinator/tokenizer.h"
+#include "core/utf8.h"   /* utf8_valid_len, utf8_decode: the strict UTF-8 rules */
 
 /* One added token ("added_tokens" in tokenizer.json). */
 typedef struct tok_added {
@@ -96,12 +97,6 @@ int tok_pretok_encode(tok_bpe_ctx_t *ctx, OnigRegion *region, const char *s, siz
  * encode the rest: the whole encode after BOS. */
 int tok_encode_span(tok_bpe_ctx_t *ctx, OnigRegion *region, int group, const char *s, size_t n,
                     spex_err_t *err);
-
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if the bytes there do
- * not start one (strict: no overlongs, surrogates or code points > U+10FFFF). */
-size_t tok_utf8_valid_len(const unsigned char *s, size_t n);
-/* Decode one valid sequence (as measured by tok_utf8_valid_len). */
-uint32_t tok_utf8_decode(const unsigned char *s, size_t len);
 
 /* The GPT-2 byte <-> unicode alphabet of ByteLevel. */
 uint32_t tok_byte_to_cp(uint8_t b);

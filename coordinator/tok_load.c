@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 
 #include "coordinator/tok_internal.h"
+#include "core/file.h"
 
 /* Ids above this are taken as a corrupt file rather than allocated for. */
 #define TOK_MAX_ID (1 << 24)
@@ -24,33 +25,9 @@
 
 /* ---- small helpers ---- */
 
-static char *read_file(const char *path, size_t *len, spex_err_t *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        spex_fail(err, "cannot open: %s", strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0)
-        buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (!buf) {
-        spex_fail(err, "cannot read (%s)", n < 0 ? "not a regular file" : "read error or out of memory");
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = (size_t)n;
-    return buf;
-}
-
 static cJSON *parse_json_file(const char *path, spex_err_t *err) {
     size_t len;
-    char *text = read_file(path, &len, err);
+    char *text = spex_read_file(path, 1u << 30, &len, err);
     if (!text) return NULL;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);

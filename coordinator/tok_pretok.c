@@ -1,5 +1,5 @@
-/* tok_pretok.c - from text to BPE pieces: added-token cutting, UTF-8 checks and
- * the Split steps of the pre-tokenizer.
+/* tok_pretok.c - from text to BPE pieces: added-token cutting and the Split
+ * steps of the pre-tokenizer.
  *
  * Design: no intermediate piece lists. Each step walks its input, and hands
  * every piece it produces straight to the next step (a recursion as deep as
@@ -19,38 +19,6 @@
 
 #include "coordinator/tok_internal.h"
 
-/* ---- UTF-8 ---- */
-
-size_t tok_utf8_valid_len(const unsigned char *s, size_t n) {
-    if (n == 0) return 0;
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-    if (c >= 0xc2 && c <= 0xdf) len = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0) lo = 0xa0;      /* no overlongs */
-        else if (c == 0xed) hi = 0x9f; /* no surrogates */
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0) lo = 0x90;      /* no overlongs */
-        else if (c == 0xf4) hi = 0x8f; /* nothing above U+10FFFF */
-    } else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    return len;
-}
-
-uint32_t tok_utf8_decode(const unsigned char *s, size_t len) {
-    static const unsigned char lead_mask[5] = {0, 0x7f, 0x1f, 0x0f, 0x07};
-    uint32_t cp = s[0] & lead_mask[len];
-    for (size_t i = 1; i < len; i++) cp = cp << 6 | (s[i] & 0x3f);
-    return cp;
-}
-
 /* Rust's char::is_whitespace (Unicode White_Space), used by lstrip/rstrip. */
 static bool cp_is_space(uint32_t cp) {
     return (cp >= 0x09 && cp <= 0x0d) || cp == 0x20 || cp == 0x85 || cp == 0xa0 || cp == 0x1680 ||
@@ -69,9 +37,9 @@ static bool cp_is_word(uint32_t cp) {
 static int64_t cp_before(const char *s, size_t end, size_t *len) {
     for (size_t k = 1; k <= 4 && k <= end; k++) {
         const unsigned char *p = (const unsigned char *)s + end - k;
-        if (tok_utf8_valid_len(p, k) == k) {
+        if (utf8_valid_len(p, k) == k) {
             *len = k;
-            return tok_utf8_decode(p, k);
+            return utf8_decode(p, k);
         }
     }
     return -1;
@@ -79,8 +47,8 @@ static int64_t cp_before(const char *s, size_t end, size_t *len) {
 
 static int64_t cp_at(const char *s, size_t pos, size_t n, size_t *len) {
     const unsigned char *p = (const unsigned char *)s + pos;
-    *len = tok_utf8_valid_len(p, n - pos);
-    return *len ? (int64_t)tok_utf8_decode(p, *len) : -1;
+    *len = utf8_valid_len(p, n - pos);
+    return *len ? (int64_t)utf8_decode(p, *len) : -1;
 }
 
 /* ---- regex ---- */
@@ -140,7 +108,7 @@ static int find_regex(const tok_split_t *sp, OnigRegion *region, const char *s, 
         *a = (size_t)region->beg[0];
         *b = (size_t)region->end[0];
         if (*a == *b && *last_end == *b) { /* empty match glued to the last one */
-            size_t l = tok_utf8_valid_len(us + from, n - from);
+            size_t l = utf8_valid_len(us + from, n - from);
             from += l ? l : 1;
             continue;
         }
@@ -173,14 +141,14 @@ int tok_pretok_encode(tok_bpe_ctx_t *c, OnigRegion *region, const char *s, size_
     size_t i = 0;
     while (i < n) {
         size_t start = i, l;
-        while (i < n && (l = tok_utf8_valid_len(u + i, n - i)) > 0) i += l;
+        while (i < n && (l = utf8_valid_len(u + i, n - i)) > 0) i += l;
         if (i > start) {
             int r = c->t->n_splits ? split_step(c, region, 0, s + start, i - start, err)
                                    : (tok_bpe_piece(c, s + start, i - start) ? 0 : spex_fail(err, "out of memory"));
             if (r) return -1;
         }
         start = i;
-        while (i < n && tok_utf8_valid_len(u + i, n - i) == 0) i++;
+        while (i < n && utf8_valid_len(u + i, n - i) == 0) i++;
         if (i > start && !tok_bpe_piece(c, s + start, i - start)) return spex_fail(err, "out of memory");
     }
     return 0;

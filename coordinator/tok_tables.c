@@ -46,8 +46,8 @@ static size_t bytelevel_decode(const char *s, size_t len, const int16_t *inv, ch
     const unsigned char *u = (const unsigned char *)s;
     size_t n = 0;
     for (size_t i = 0; i < len;) {
-        size_t l = tok_utf8_valid_len(u + i, len - i);
-        uint32_t cp = l ? tok_utf8_decode(u + i, l) : UINT32_MAX;
+        size_t l = utf8_valid_len(u + i, len - i);
+        uint32_t cp = l ? utf8_decode(u + i, l) : UINT32_MAX;
         int b = cp < TOK_BYTELEVEL_CP_END ? inv[cp] : -1;
         if (b < 0) {
             memcpy(out, s, len);

@@ -107,15 +107,6 @@ int32_t tokenizer_token_id(const tokenizer_t *t, const char *s) {
 
 /* ---- utf8_stream ---- */
 
-/* Bytes a UTF-8 sequence starting with lead byte c needs, 0 if c cannot start one. */
-static size_t utf8_seq_len(unsigned char c) {
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) return 2;
-    if (c >= 0xe0 && c <= 0xef) return 3;
-    if (c >= 0xf0 && c <= 0xf4) return 4;
-    return 0;
-}
-
 /* Could s[0..n) (n < full length) still become a valid sequence? Checks the
  * continuation bytes seen so far with the same strict rules as complete ones. */
 static bool utf8_prefix_ok(const unsigned char *s, size_t n) {
@@ -124,10 +115,10 @@ static bool utf8_prefix_ok(const unsigned char *s, size_t n) {
     /* Complete it with the smallest continuation bytes that could follow. */
     size_t need = utf8_seq_len(s[0]);
     for (size_t i = n; i < need; i++) pad[i] = 0x80;
-    if (tok_utf8_valid_len(pad, need) == need) return true;
+    if (utf8_valid_len(pad, need) == need) return true;
     /* 0x80 may be below the allowed range after E0/F0; try the top instead. */
     for (size_t i = n; i < need; i++) pad[i] = 0xbf;
-    return tok_utf8_valid_len(pad, need) == need;
+    return utf8_valid_len(pad, need) == need;
 }
 
 size_t utf8_stream_push(utf8_stream_t *s, const char *bytes, size_t len, char *out) {
@@ -136,7 +127,7 @@ size_t utf8_stream_push(utf8_stream_t *s, const char *bytes, size_t len, char *o
         s->pending[s->n_pending++] = (unsigned char)bytes[i];
         size_t need = utf8_seq_len(s->pending[0]);
         if (need > s->n_pending && utf8_prefix_ok(s->pending, s->n_pending)) continue; /* wait for more */
-        if (need == s->n_pending && tok_utf8_valid_len(s->pending, need) == need) {
+        if (need == s->n_pending && utf8_valid_len(s->pending, need) == need) {
             memcpy(out + n, s->pending, need);
             n += need;
             s->n_pending = 0;

@@ -35,12 +35,12 @@
 #include "config.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+
+#include "core/file.h"
 
 /* Parsing context: where errors point. */
 typedef struct {
@@ -362,22 +362,9 @@ done:
 }
 
 int config_load(spex_config_t *cfg, const char *path, spex_err_t *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return spex_fail(err, "%s: cannot open config: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || st.st_size > (off_t)(64u << 20)) {
-        fclose(f);
-        return spex_fail(err, "%s: cannot stat, or larger than 64 MB", path);
-    }
-    size_t len = (size_t)st.st_size;
-    char *buf = malloc(len + 1);
-    size_t got = buf ? fread(buf, 1, len, f) : 0;
-    fclose(f);
-    if (!buf || got != len) {
-        free(buf);
-        return spex_fail(err, "%s: read error", path);
-    }
-    buf[len] = '\0';
+    size_t len;
+    char *buf = spex_read_file(path, 64u << 20, &len, err);
+    if (!buf) return spex_err_prefix(err, "%s: ", path);
     int rc = strlen(buf) != len ? spex_fail(err, "%s: config contains a NUL byte", path)
                                 : config_parse(cfg, buf, path, err);
     free(buf);

@@ -128,19 +128,11 @@ static bool is_float(spex_dtype_t t) {
     return t == DTYPE_F32 || t == DTYPE_F16 || t == DTYPE_BF16 || t == DTYPE_F8_E4M3 || t == DTYPE_F64;
 }
 
-static const char *shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
-    size_t len = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && len < cap; i++)
-        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? "," : "", (long long)shape[i]);
-    if (len < cap) snprintf(buf + len, cap - len, "]");
-    return buf;
-}
-
 static int shape_fail(const tensor_store_t *ts, const st_tensor_t *t, int ndim, const int64_t *want,
                       spex_err_t *err) {
     char a[128], b[128];
     return spex_fail(err, "tensor '%s' in %s has shape %s, expected %s", t->name, tensor_store_file_path(ts, t->file),
-                     shape_str(a, sizeof a, t->ndim, t->shape), shape_str(b, sizeof b, ndim, want));
+                     st_shape_str(a, sizeof a, t->ndim, t->shape), st_shape_str(b, sizeof b, ndim, want));
 }
 
 static bool same_shape(const st_tensor_t *t, int ndim, const int64_t *want) {

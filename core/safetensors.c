@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
+
 #define ST_HEADER_MAX (100u << 20)   /* the reference implementation's limit */
 #define ST_MAX_EXACT 9007199254740992.0 /* 2^53: larger JSON numbers are not exact in a double */
 
@@ -57,8 +59,7 @@ static char *path_join(const char *dir, const char *name) {
     return p;
 }
 
-/* "[a,b,c]" into buf. */
-static const char *shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
+const char *st_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
     size_t len = (size_t)snprintf(buf, cap, "[");
     for (int i = 0; i < ndim && len < cap; i++)
         len += (size_t)snprintf(buf + len, cap - len, "%s%lld", i ? "," : "", (long long)shape[i]);
@@ -73,26 +74,6 @@ static bool json_uint(const cJSON *v, int64_t *out) {
     if (!(d >= 0) || d >= ST_MAX_EXACT || d != floor(d)) return false;
     *out = (int64_t)d;
     return true;
-}
-
-static int read_text_file(const char *path, char **out, spex_err_t *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return spex_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || st.st_size > (off_t)(256u << 20)) {
-        fclose(f);
-        return spex_fail(err, "%s: cannot stat or larger than 256 MB", path);
-    }
-    char *buf = malloc((size_t)st.st_size + 1);
-    size_t got = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
-    fclose(f);
-    if (!buf || got != (size_t)st.st_size) {
-        free(buf);
-        return spex_fail(err, "%s: read error", path);
-    }
-    buf[got] = '\0';
-    *out = buf;
-    return 0;
 }
 
 /* ---------------------------------------------------------------- one file */
@@ -181,7 +162,7 @@ static int entry_offsets(const cJSON *e, const st_file_t *f, int64_t off[2], st_
         char sb[160];
         return spex_fail(err, "%s: tensor '%s': data_offsets span %lld bytes but %s %s needs %zu", path, t->name,
                          (long long)(off[1] - off[0]), dtype_name(t->dtype),
-                         shape_str(sb, sizeof sb, t->ndim, t->shape), t->nbytes);
+                         st_shape_str(sb, sizeof sb, t->ndim, t->shape), t->nbytes);
     }
     t->data = f->map + f->data_start + off[0];
     return 0;
@@ -395,8 +376,8 @@ static int index_verify(const tensor_store_t *ts, const cJSON *wm, const char *i
 }
 
 static int open_index(tensor_store_t *ts, const char *dir, const char *ipath, spex_err_t *err) {
-    char *text = NULL;
-    if (read_text_file(ipath, &text, err)) return -1;
+    char *text = spex_read_file(ipath, 256u << 20, NULL, err);
+    if (!text) return spex_err_prefix(err, "%s: ", ipath);
     cJSON *root = cJSON_Parse(text);
     free(text);
     strlist_t names = {0}, paths = {0};
@@ -533,7 +514,7 @@ int tensor_store_check_shape(const tensor_store_t *ts, const st_tensor_t *t, int
     if (ok) return 0;
     char a[160], b[160];
     return spex_fail(err, "tensor '%s' in %s has shape %s, expected %s", t->name, ts->files[t->file].path,
-                     shape_str(a, sizeof a, t->ndim, t->shape), shape_str(b, sizeof b, ndim, shape));
+                     st_shape_str(a, sizeof a, t->ndim, t->shape), st_shape_str(b, sizeof b, ndim, shape));
 }
 
 /* The F32 block scales of FP8 tensor t: [ceil(rows/B0), ceil(cols/B1)] floats, malloc'ed. */

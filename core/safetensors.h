@@ -34,6 +34,9 @@ typedef struct st_tensor {
     int file;                 /* index into the store's files */
 } st_tensor_t;
 
+/* "[a,b,c]" into buf[cap] (cut short if it does not fit), for error messages; returns buf. */
+const char *st_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape);
+
 typedef struct tensor_store tensor_store_t;
 
 /* Open `dir` (model directory). fp8_block = block size for *_scale_inv

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/strbuf.h"
+
 #define STW_MAX_DIMS 8
 
 typedef struct stw_entry {
@@ -127,73 +129,34 @@ int st_writer_add(st_writer_t *w, const char *name, spex_dtype_t dtype, int ndim
 
 /* ---------------------------------------------------------------- header */
 
-typedef struct { char *s; size_t len, cap; bool oom; } sbuf_t;
-
-static void sb_put(sbuf_t *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (b->len + n + 1 > cap) cap *= 2;
-        char *ns = realloc(b->s, cap);
-        if (!ns) { b->oom = true; return; }
-        b->s = ns;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void sb_str(sbuf_t *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-/* JSON string literal. */
-static void sb_json_str(sbuf_t *b, const char *s) {
-    sb_put(b, "\"", 1);
-    for (; *s; s++) {
-        char esc[8];
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') { esc[0] = '\\'; esc[1] = (char)c; sb_put(b, esc, 2); }
-        else if (c < 0x20) { snprintf(esc, sizeof esc, "\\u%04x", c); sb_put(b, esc, 6); }
-        else sb_put(b, s, 1);
-    }
-    sb_put(b, "\"", 1);
-}
-
 static int entry_name_cmp(const void *a, const void *b) {
     return strcmp((*(const stw_entry_t *const *)a)->name, (*(const stw_entry_t *const *)b)->name);
 }
 
-static void sb_entry(sbuf_t *b, const stw_entry_t *e) {
-    char num[64];
+static void header_entry(strbuf_t *b, const stw_entry_t *e) {
     sb_str(b, ",");
-    sb_json_str(b, e->name);
-    sb_str(b, ":{\"dtype\":\"");
-    sb_str(b, dtype_name(e->dtype));
-    sb_str(b, "\",\"shape\":[");
-    for (int d = 0; d < e->ndim; d++) {
-        snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)e->shape[d]);
-        sb_str(b, num);
-    }
-    snprintf(num, sizeof num, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)e->offset,
-             (unsigned long long)(e->offset + e->nbytes));
-    sb_str(b, num);
+    sb_json_cstr(b, e->name);
+    sb_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", dtype_name(e->dtype));
+    for (int d = 0; d < e->ndim; d++) sb_printf(b, "%s%lld", d ? "," : "", (long long)e->shape[d]);
+    sb_printf(b, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)e->offset,
+              (unsigned long long)(e->offset + e->nbytes));
 }
 
 /* The header bytes: u64 length + JSON padded with spaces to a multiple of 8. */
-static int build_header(const st_writer_t *w, sbuf_t *b, spex_err_t *err) {
+static int build_header(const st_writer_t *w, strbuf_t *b, spex_err_t *err) {
     const stw_entry_t **order = malloc((w->n + 1) * sizeof *order);
     if (!order) return spex_fail(err, "out of memory");
     for (size_t i = 0; i < w->n; i++) order[i] = &w->e[i];
     qsort(order, w->n, sizeof *order, entry_name_cmp);
-    sb_put(b, "\0\0\0\0\0\0\0\0", 8);
+    sb_add(b, "\0\0\0\0\0\0\0\0", 8);
     sb_str(b, "{\"__metadata__\":{\"format\":\"pt\"}");
-    for (size_t i = 0; i < w->n; i++) sb_entry(b, order[i]);
+    for (size_t i = 0; i < w->n; i++) header_entry(b, order[i]);
     sb_str(b, "}");
     free(order);
-    while (!b->oom && b->len % 8) sb_str(b, " ");
+    while (!b->oom && b->n % 8) sb_str(b, " ");
     if (b->oom) return spex_fail(err, "out of memory building header");
-    uint64_t n = b->len - 8;
-    for (int i = 0; i < 8; i++) b->s[i] = (char)((n >> (8 * i)) & 0xff);
+    uint64_t n = b->n - 8;
+    for (int i = 0; i < 8; i++) b->p[i] = (char)((n >> (8 * i)) & 0xff);
     return 0;
 }
 
@@ -226,9 +189,9 @@ int st_writer_begin(st_writer_t *w, const char *path, spex_err_t *err) {
         return spex_fail(err, "%s: cannot create temp file: %s", path, strerror(e));
     }
     fchmod(w->fd, 0644);   /* mkstemp makes 0600; checkpoints are meant to be shared */
-    sbuf_t b = {0};
-    int rc = build_header(w, &b, err) || write_all(w, b.s, b.len, err);
-    free(b.s);
+    strbuf_t b = {0};
+    int rc = build_header(w, &b, err) || write_all(w, b.p, b.n, err);
+    sb_free(&b);
     w->cur = 0;
     w->cur_done = 0;
     if (rc) abandon_file(w);

@@ -31,7 +31,7 @@
 
 #include "coordinator/scheduler.h"
 #include "coordinator/tokenizer.h"
-#include "server/strbuf.h"
+#include "core/strbuf.h"
 
 typedef enum api_kind { API_COMPLETION, API_CHAT } api_kind_t;
 

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <microhttpd.h>
 
 #include "core/log.h"
@@ -158,36 +159,65 @@ static int conn_fd(struct MHD_Connection *c) {
 
 /* ---------------------------------------------------------------- GET endpoints */
 
-static enum MHD_Result get_health(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn) {
-    const api_ctx_t *api = atomic_load(&srv->api);
+/* A JSON body printed from a cJSON tree, which it frees; a NULL tree (out of
+ * memory while building it) becomes respond's 500. */
+static enum MHD_Result respond_cjson(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn, int status,
+                                     cJSON *root) {
     strbuf_t b = {0};
-    char why[256] = "";
-    if (!api) {
-        sb_str(&b, "{\"status\":\"loading\"}");
-        return respond_json(srv, c, cn, 503, &b);
-    }
-    if (!scheduler_ready(api->sched, why, sizeof why)) {
-        sb_str(&b, "{\"status\":\"unavailable\",\"reason\":");
-        sb_json_cstr(&b, why);
-        sb_str(&b, "}");
-        return respond_json(srv, c, cn, 503, &b);
-    }
-    sb_str(&b, "{\"status\":\"ok\"}");
-    return respond_json(srv, c, cn, 200, &b);
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    if (text) sb_str(&b, text);
+    else b.oom = true;
+    cJSON_free(text);
+    cJSON_Delete(root);
+    return respond_json(srv, c, cn, status, &b);
 }
 
-static void model_json(strbuf_t *b, const http_server_t *srv) {
-    sb_str(b, "{\"id\":");
-    sb_json_cstr(b, srv->model_name);
-    sb_printf(b, ",\"object\":\"model\",\"created\":%ld,\"owned_by\":\"spex\"}", srv->started);
+/* {"status":status[,"reason":reason]}, NULL when out of memory. */
+static cJSON *health_json(const char *status, const char *reason) {
+    cJSON *j = cJSON_CreateObject();
+    if (!cJSON_AddStringToObject(j, "status", status) || (reason && !cJSON_AddStringToObject(j, "reason", reason))) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
+static enum MHD_Result get_health(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn) {
+    const api_ctx_t *api = atomic_load(&srv->api);
+    char why[256] = "";
+    if (!api) return respond_cjson(srv, c, cn, 503, health_json("loading", NULL));
+    if (!scheduler_ready(api->sched, why, sizeof why))
+        return respond_cjson(srv, c, cn, 503, health_json("unavailable", why));
+    return respond_cjson(srv, c, cn, 200, health_json("ok", NULL));
+}
+
+/* The model object of /v1/models, NULL when out of memory. */
+static cJSON *model_json(const http_server_t *srv) {
+    cJSON *j = cJSON_CreateObject();
+    if (!cJSON_AddStringToObject(j, "id", srv->model_name) || !cJSON_AddStringToObject(j, "object", "model") ||
+        !cJSON_AddNumberToObject(j, "created", (double)srv->started) ||
+        !cJSON_AddStringToObject(j, "owned_by", "spex")) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* {"object":"list","data":[model]}, NULL when out of memory (model is freed either way). */
+static cJSON *model_list_json(cJSON *model) {
+    cJSON *j = cJSON_CreateObject(), *data;
+    if (!model || !cJSON_AddStringToObject(j, "object", "list") || !(data = cJSON_AddArrayToObject(j, "data")) ||
+        !cJSON_AddItemToArray(data, model)) {
+        cJSON_Delete(model);
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
 }
 
 static enum MHD_Result get_models(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn) {
-    strbuf_t b = {0};
-    if (cn->route == R_MODELS) sb_str(&b, "{\"object\":\"list\",\"data\":[");
-    model_json(&b, srv);
-    if (cn->route == R_MODELS) sb_str(&b, "]}");
-    return respond_json(srv, c, cn, 200, &b);
+    cJSON *model = model_json(srv);
+    return respond_cjson(srv, c, cn, 200, cn->route == R_MODELS ? model_list_json(model) : model);
 }
 
 static enum MHD_Result get_metrics(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn) {

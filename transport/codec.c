@@ -1,5 +1,5 @@
 /* codec.c - see codec.h: codec specs, the raw/bf16 element codecs, the zstd stage
- * (byte shuffle + one zstd frame) and the XXH32 message checksum.
+ * (byte shuffle + one zstd frame) and the XXH32 message checksum (libxxhash).
  *
  * Encoding is two stages:  x --element codec--> plain bytes --shuffle+zstd--> out
  * Without zstd the element codec writes straight into `out`; with zstd it writes
@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 #include <zstd.h>
 
 #include "core/dtype.h"
@@ -322,37 +323,6 @@ int codec_decode(const codec_t *c, const uint8_t *in, size_t len, int rows, int 
     return 0;
 }
 
-/* ---- XXH32 (Yann Collet's spec, seed 0) ---- */
+/* ---- the message checksum: XXH32 from libxxhash ---- */
 
-#define XXH_P1 0x9E3779B1u
-#define XXH_P2 0x85EBCA77u
-#define XXH_P3 0xC2B2AE3Du
-#define XXH_P4 0x27D4EB2Fu
-#define XXH_P5 0x165667B1u
-
-static uint32_t rotl32(uint32_t v, int r) { return (v << r) | (v >> (32 - r)); }
-static uint32_t xxh_round(uint32_t acc, uint32_t in) { return rotl32(acc + in * XXH_P2, 13) * XXH_P1; }
-
-/* The 4-lane body over whole 16-byte stripes; advances *p. */
-static uint32_t xxh_stripes(const uint8_t **p, const uint8_t *end) {
-    uint32_t v1 = XXH_P1 + XXH_P2, v2 = XXH_P2, v3 = 0, v4 = 0u - XXH_P1;
-    for (; end - *p >= 16; *p += 16) {
-        v1 = xxh_round(v1, get_le32(*p));
-        v2 = xxh_round(v2, get_le32(*p + 4));
-        v3 = xxh_round(v3, get_le32(*p + 8));
-        v4 = xxh_round(v4, get_le32(*p + 12));
-    }
-    return rotl32(v1, 1) + rotl32(v2, 7) + rotl32(v3, 12) + rotl32(v4, 18);
-}
-
-uint32_t codec_checksum(const uint8_t *p, size_t n) {
-    const uint8_t *end = n ? p + n : p;   /* (NULL, 0) is a valid empty message */
-    uint32_t h = n >= 16 ? xxh_stripes(&p, end) : XXH_P5;
-    h += (uint32_t)n;
-    for (; end - p >= 4; p += 4) h = rotl32(h + get_le32(p) * XXH_P3, 17) * XXH_P4;
-    for (; p < end; p++) h = rotl32(h + (uint32_t)*p * XXH_P5, 11) * XXH_P1;
-    h ^= h >> 15; h *= XXH_P2;
-    h ^= h >> 13; h *= XXH_P3;
-    h ^= h >> 16;
-    return h;
-}
+uint32_t codec_checksum(const uint8_t *p, size_t n) { return XXH32(p, n, 0); }

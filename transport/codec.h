@@ -110,8 +110,8 @@ int codec_decode(const codec_t *c, const uint8_t *in, size_t len, int rows, int 
 codec_ctx_t *codec_ctx_create(spex_err_t *err);
 void codec_ctx_free(codec_ctx_t *ctx);
 
-/* XXH32 (seed 0) of p[0 .. n): message integrity for the transport. Fast (no
- * tables, 4 independent lanes) and the same on every host. */
+/* XXH32 (seed 0) of p[0 .. n), computed by libxxhash: message integrity for the
+ * transport. Fast, and the same value on every host; (NULL, 0) is the empty message. */
 uint32_t codec_checksum(const uint8_t *p, size_t n);
 
 /* ---- fp8 block quantisation (the building blocks of CODEC_FP8, codec_fp8.c) ---- */

@@ -7,7 +7,8 @@
  * code path serves a single process and an mpirun job.
  *
  * Every wait is bounded: flush() and recv() take an absolute deadline
- * (link_now() seconds) and report a timeout instead of blocking forever. */
+ * (spex_now() seconds, core/clock.h) and report a timeout instead of blocking
+ * forever. */
 #ifndef SPEX_LINK_H
 #define SPEX_LINK_H
 
@@ -15,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 
 #define LINK_ANY (-1)
@@ -36,9 +38,6 @@ struct link {
     int (*recv)(link_t *l, int from, double deadline, int *src, uint8_t **buf, size_t *len, spex_err_t *err);
     void (*destroy)(link_t *l);
 };
-
-/* Monotonic clock in seconds (deadlines, timings). */
-double link_now(void);
 
 /* "1, 3, 4": the ranks 0 <= r < world for which in(user, r) holds, ascending,
  * written into out[cap] for messages that name the ranks at fault ("rank %s did

@@ -4,7 +4,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 typedef struct frame {
     int rank;          /* destination (requests) or source (inbox) */
@@ -23,12 +22,6 @@ typedef struct link_loop {
     void *user;
     queue_t requests, inbox;
 } link_loop_t;
-
-double link_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int queue_push(queue_t *q, frame_t f) {
     if (q->head > 0 && q->head == q->n) q->head = q->n = 0;

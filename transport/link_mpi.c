@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/clock.h"
+
 #define LINK_TAG 7
 
 typedef struct pending {
@@ -84,7 +86,7 @@ static int mpi_flush(link_t *l, double deadline, spex_err_t *err) {
     for (;;) {
         progress(k);
         if (k->n_pend == 0) return 0;
-        if (link_now() > deadline) break;
+        if (spex_now() > deadline) break;
         backoff(&spins);
     }
     char ranks[256];
@@ -119,7 +121,7 @@ static int mpi_recv(link_t *l, int from, double deadline, int *src, uint8_t **bu
             *len = (size_t)count;
             return 0;
         }
-        if (link_now() > deadline) return 1;
+        if (spex_now() > deadline) return 1;
         backoff(&spins);
     }
 }

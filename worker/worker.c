@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/expert_shard.h"
 #include "core/log.h"
@@ -247,17 +248,17 @@ static int run_dispatch(worker_t *w, const Spex__Header *h, const uint8_t *pl, s
     Spex__Header out = SPEX__HEADER__INIT;
     Spex__Combine c = SPEX__COMBINE__INIT;
     int rc = -1;
-    double t0 = link_now(), t1, t2;
+    double t0 = spex_now(), t1, t2;
     if (!x) return spex_fail(err, "out of memory for %d rows", rows);
     r.x = x;
     if (codec_decode(&w->dcodec, pl, plen, rows, hid, x, w->ctx, err)) goto done;
-    t1 = link_now();
+    t1 = spex_now();
     if (!w->shard) { spex_fail(err, "dispatch before any expert is loaded"); goto done; }
     if (expert_shard_apply(w->shard, &w->ex, layer, &r, !each, y, NULL, err)) {
         spex_err_prefix(err, "dispatch ");
         goto done;
     }
-    t2 = link_now();
+    t2 = spex_now();
     size_t cap = codec_max_encoded(&w->ccodec, (int)nvec, hid), len = 0;
     if (!(enc = malloc(cap + 1))) { spex_fail(err, "out of memory"); goto done; }
     if (codec_encode(&w->ccodec, y, (int)nvec, hid, enc, cap, &len, w->ctx, err)) goto done;
@@ -266,11 +267,11 @@ static int run_dispatch(worker_t *w, const Spex__Header *h, const uint8_t *pl, s
     c.codec = w->cname;
     c.decode_seconds = t1 - t0;
     c.compute_seconds = t2 - t1;
-    c.encode_seconds = link_now() - t2;
+    c.encode_seconds = spex_now() - t2;
     out.step = h->step;
     out.body_case = SPEX__HEADER__BODY_COMBINE;
     out.combine = &c;
-    w->st.busy_seconds += link_now() - t0;
+    w->st.busy_seconds += spex_now() - t0;
     rc = reply_frame(&out, enc, len, reply, reply_len, err);
 done:
     free(enc);

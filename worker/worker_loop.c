@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "transport/wire.h"
 
@@ -20,7 +21,7 @@ typedef struct loop_ctx {
 
 static void send_loading(void *user, int done, int total) {
     loop_ctx_t *c = user;
-    double now = link_now();
+    double now = spex_now();
     if (now - c->last < 0.5 && done < total) return;
     c->last = now;
     Spex__Header h = SPEX__HEADER__INIT;
@@ -63,9 +64,9 @@ int worker_run(worker_t *w, link_t *link, const worker_run_options_t *o, spex_er
         uint8_t *buf = NULL, *reply = NULL;
         size_t len = 0, rlen = 0;
         int src;
-        double t0 = link_now(), deadline = o->idle_timeout > 0 ? t0 + o->idle_timeout : 1e300;
+        double t0 = spex_now(), deadline = o->idle_timeout > 0 ? t0 + o->idle_timeout : 1e300;
         int rc = link->recv(link, 0, deadline, &src, &buf, &len, err);
-        worker_note_idle(w, link_now() - t0);
+        worker_note_idle(w, spex_now() - t0);
         if (rc == 1)
             return spex_fail(err, "rank %d: no message from the coordinator (rank 0) for %.0f s: it is gone or stuck",
                              link->self, o->idle_timeout);
@@ -76,7 +77,7 @@ int worker_run(worker_t *w, link_t *link, const worker_run_options_t *o, spex_er
         free(buf);
         if (rc) return -1;
         if (reply && link->send(link, 0, reply, rlen, err)) return -1;
-        if (link->flush(link, link_now() + o->rank_timeout, err) == 1)
+        if (link->flush(link, spex_now() + o->rank_timeout, err) == 1)
             return spex_err_prefix(err, "rank %d: the coordinator did not take a reply: ", link->self);
         if (stop) return 0;
     }

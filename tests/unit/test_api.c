@@ -1,18 +1,16 @@
 /* test_api.c - the OpenAI request/response schema (server/api.h) and JSON escaping
- * (server/strbuf.h): accepted prompt shapes, defaults, every type and range
+ * (core/strbuf.h): accepted prompt shapes, defaults, every type and range
  * check naming its field, chat prompts equal to the rendered template, and
  * responses / SSE chunks / errors that parse as JSON of OpenAI's shape even
  * when the model produced invalid UTF-8.
  *
- * The unit tests link the coordinator libraries only; server/api.c and
- * server/strbuf.c need nothing else (no libmicrohttpd), so they are compiled
- * into this test directly. */
+ * The unit tests link the coordinator libraries only; server/api.c needs
+ * nothing else (no libmicrohttpd), so it is compiled into this test directly. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../server/api.c"
-#include "../../server/strbuf.c"
 #include "coordinator/chat.h"
 #include "testutil.h"
 

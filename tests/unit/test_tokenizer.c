@@ -12,11 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "coordinator/tok_internal.h"
 #include "coordinator/tokenizer.h"
+#include "core/clock.h"
 #include "testutil.h"
 
 /* ---- helpers ---- */
@@ -61,12 +61,6 @@ static uint64_t xorshift(uint64_t *s) {
     *s ^= *s >> 7;
     *s ^= *s << 17;
     return *s;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* ---- DeepSeek-V3: reference ids ---- */
@@ -272,9 +266,9 @@ Test(tokenizer, speed_1mb) {
     char *text = make_text(1 << 20, &len);
     int32_t *ids;
     size_t n;
-    double t0 = now_s();
+    double t0 = spex_now();
     encode_ok(t, text, len, false, &ids, &n);
-    double dt = now_s() - t0;
+    double dt = spex_now() - t0;
     printf("tokenizer speed: encoded %.2f MB into %zu tokens in %.3f s = %.1f MB/s\n", len / 1e6, n, dt,
            len / 1e6 / dt);
     fflush(stdout);
@@ -293,11 +287,11 @@ Test(tokenizer, speed_long_piece) {
     char *text = malloc(len);
     uint64_t rng = 7;
     for (size_t i = 0; i < len; i++) text[i] = (char)('a' + xorshift(&rng) % 3);
-    double t0 = now_s();
+    double t0 = spex_now();
     assert_round_trip(t, text, len);
     memset(text, 'a', len);
     assert_round_trip(t, text, len);
-    double dt = now_s() - t0;
+    double dt = spex_now() - t0;
     cr_assert_lt(dt, 2.0, "long pieces took %.3f s", dt);
     free(text);
     tokenizer_free(t);

@@ -1,23 +1,30 @@
 /* strbuf.c - see strbuf.h. */
-#include "strbuf.h"
+#include "core/strbuf.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/utf8.h"
 
 void sb_free(strbuf_t *b) {
     free(b->p);
     memset(b, 0, sizeof *b);
 }
 
-void sb_reset(strbuf_t *b) {
-    b->n = 0;
-    if (b->p) b->p[0] = '\0';
+void sb_truncate(strbuf_t *b, size_t n) {
+    if (n > b->n) return;
+    b->n = n;
+    if (b->p) b->p[n] = '\0';
 }
+
+void sb_reset(strbuf_t *b) { sb_truncate(b, 0); }
 
 static bool sb_grow(strbuf_t *b, size_t extra) {
     if (b->oom) return false;
+    if (extra > SIZE_MAX / 2 - b->n) { b->oom = true; return false; }   /* cap would overflow */
     if (b->n + extra + 1 <= b->cap) return true;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->n + extra + 1) cap *= 2;
@@ -28,11 +35,18 @@ static bool sb_grow(strbuf_t *b, size_t extra) {
     return true;
 }
 
+char *sb_reserve(strbuf_t *b, size_t extra) { return sb_grow(b, extra) ? b->p + b->n : NULL; }
+
+void sb_commit(strbuf_t *b, size_t k) {
+    if (b->oom || !b->p || b->n + k >= b->cap) return;
+    b->n += k;
+    b->p[b->n] = '\0';
+}
+
 void sb_add(strbuf_t *b, const void *data, size_t len) {
     if (!sb_grow(b, len)) return;
     memcpy(b->p + b->n, data, len);
-    b->n += len;
-    b->p[b->n] = '\0';
+    sb_commit(b, len);
 }
 
 void sb_str(strbuf_t *b, const char *s) { sb_add(b, s, strlen(s)); }
@@ -49,16 +63,17 @@ void sb_printf(strbuf_t *b, const char *fmt, ...) {
     b->n += (size_t)k;
 }
 
-/* Length of the valid UTF-8 sequence at s[0..avail), or 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t avail) {
-    size_t n = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3 : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
-    if (n == 0 || n > avail || (n == 2 && s[0] < 0xC2) || (n == 4 && s[0] > 0xF4)) return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    if (n == 3 && ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] >= 0xA0))) return 0;
-    if (n == 4 && ((s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] >= 0x90))) return 0;
-    return n;
+/* The escape of one ASCII byte that cannot appear as is in a JSON string. */
+static void sb_json_escape_byte(strbuf_t *b, unsigned char c) {
+    if (c == '"') sb_add(b, "\\\"", 2);
+    else if (c == '\\') sb_add(b, "\\\\", 2);
+    else if (c == '\n') sb_add(b, "\\n", 2);
+    else if (c == '\r') sb_add(b, "\\r", 2);
+    else if (c == '\t') sb_add(b, "\\t", 2);
+    else sb_printf(b, "\\u%04x", c);
 }
+
+static bool json_plain(unsigned char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; }
 
 void sb_json_str(strbuf_t *b, const char *data, size_t len) {
     const unsigned char *s = (const unsigned char *)data;
@@ -66,18 +81,18 @@ void sb_json_str(strbuf_t *b, const char *data, size_t len) {
     size_t i = 0;
     while (i < len) {
         size_t run = i;   /* copy plain printable ASCII in one go */
-        while (run < len && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\') run++;
+        while (run < len && json_plain(s[run])) run++;
         if (run > i) { sb_add(b, s + i, run - i); i = run; continue; }
-        size_t n = utf8_len(s + i, len - i);
-        if (n == 0) { sb_add(b, "\\ufffd", 6); i++; continue; }
-        if (n > 1) { sb_add(b, s + i, n); i += n; continue; }
-        unsigned char c = s[i++];
-        if (c == '"') sb_add(b, "\\\"", 2);
-        else if (c == '\\') sb_add(b, "\\\\", 2);
-        else if (c == '\n') sb_add(b, "\\n", 2);
-        else if (c == '\r') sb_add(b, "\\r", 2);
-        else if (c == '\t') sb_add(b, "\\t", 2);
-        else sb_printf(b, "\\u%04x", c);
+        size_t n = utf8_valid_len(s + i, len - i);
+        if (n == 0) {   /* not UTF-8: one byte becomes U+FFFD */
+            sb_add(b, "\\ufffd", 6);
+            n = 1;
+        } else if (n > 1) {
+            sb_add(b, s + i, n);
+        } else {
+            sb_json_escape_byte(b, s[i]);
+        }
+        i += n;
     }
     sb_add(b, "\"", 1);
 }
