@@ -146,7 +146,7 @@ static void heads_task(void *vctx, int task, int thread) {
 }
 
 int mla_forward(const exec_t *ex, const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *seqs, int n_seqs,
-                const float *x, float *out, spex_err_t *err) {
+                const float *x, float *out, arena_t *work, spex_err_t *err) {
     if (mla_check_room(seqs, n_seqs, layer, rope, err)) return -1;
     int n = 0, max_T = 0;
     for (int s = 0; s < n_seqs; s++) {
@@ -157,7 +157,7 @@ int mla_forward(const exec_t *ex, const mla_t *a, const rope_t *rope, int layer,
     int H = a->n_heads, qk = a->nope + a->rope, L = a->kv_lora;
     size_t q_sz = (size_t)n * H * qk, kva_sz = (size_t)n * (L + a->rope), att_sz = (size_t)n * H * a->v_dim;
     size_t scratch_sz = (size_t)n * (a->q_lora > 0 ? a->q_lora : 1);
-    float *buf = malloc(sizeof(float) * (q_sz + kva_sz + att_sz + scratch_sz) + sizeof(int) * 2 * (size_t)n);
+    float *buf = arena_floats(work, q_sz + kva_sz + att_sz + scratch_sz + 2 * (size_t)n);
     if (!buf) return spex_fail(err, "attention: out of memory for %d rows", n);
     float *q = buf, *kva = q + q_sz, *att = kva + kva_sz, *scratch = att + att_sz;
     int *seq_of = (int *)(scratch + scratch_sz), *pos_of = seq_of + n;
@@ -177,14 +177,10 @@ int mla_forward(const exec_t *ex, const mla_t *a, const rope_t *rope, int layer,
     }
     heads_ctx_t c = {ex, a, layer, n, H, seq_of, pos_of, seqs, q, att, max_T};
     int threads = ex->thread < 0 ? threadpool_size(ex->pool) : 1;
-    if (threadpool_reserve(ex->pool, 2 * (size_t)L + (size_t)max_T, err)) {
-        free(buf);
-        return -1;
-    }
+    if (threadpool_reserve(ex->pool, 2 * (size_t)L + (size_t)max_T, err)) return -1;
     if (threads > 1 && (size_t)n * H * (size_t)max_T * L >= (1u << 16)) threadpool_run(ex->pool, heads_task, &c, n * H);
     else
         for (int t = 0; t < n * H; t++) heads_task(&c, t, ex->thread >= 0 ? ex->thread : 0);
     linear_apply(ex, &a->o_proj, att, out, n);            /* out[n, hidden] */
-    free(buf);
     return 0;
 }

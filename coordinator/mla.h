@@ -17,6 +17,7 @@
 #ifndef SPEX_MLA_H
 #define SPEX_MLA_H
 
+#include "core/arena.h"
 #include "core/config.h"
 #include "core/linear.h"
 #include "core/rope.h"
@@ -45,9 +46,10 @@ typedef struct mla_seq {
 
 /* out[n_rows, hidden] = attention(x[n_rows, hidden]) where the rows are the
  * concatenation of the sequences' rows in order. Appends each sequence's rows
- * to its cache at `layer` (positions continue from kv->len[layer]). Fails if a
+ * to its cache at `layer` (positions continue from kv->len[layer]). `work` is
+ * the caller's grow-only scratch (reused across calls). Fails if a
  * cache would overflow its capacity or the rope table. */
 int mla_forward(const exec_t *ex, const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *seqs, int n_seqs,
-                const float *x, float *out, spex_err_t *err);
+                const float *x, float *out, arena_t *work, spex_err_t *err);
 
 #endif

@@ -151,6 +151,7 @@ void model_free(model_t *m) {
     rope_free(&m->rope);
     if (m->experts) m->experts->destroy(m->experts);
     threadpool_free(m->pool);
+    for (size_t i = 0; i < sizeof m->scratch / sizeof m->scratch[0]; i++) arena_free(&m->scratch[i]);
     tensor_store_free(m->ts);
     free(m->dir);
     free(m);
@@ -165,27 +166,35 @@ int model_cache_layers(const model_t *m) { return m->cfg.num_hidden_layers + m->
 
 /* ---------------------------------------------------------------- forward */
 
+/* The model's grow-only buffers, one per role (calls nest: forward -> layer -> ffn). */
+enum { MODEL_S_H, MODEL_S_LAYER, MODEL_S_FFN, MODEL_S_ATTN, MODEL_S_HEAD };
+
+static float *scratch(model_t *m, int role, size_t floats, spex_err_t *err) {
+    float *p = arena_floats(&m->scratch[role], floats);
+    if (!p) spex_fail(err, "out of memory for %zu MB of scratch", floats * sizeof(float) >> 20);
+    return p;
+}
+
 /* f[n, hidden] = FFN(x[n, hidden]) for a dense or MoE layer. */
 static int layer_ffn(model_t *m, const decoder_layer_t *d, int layer, const float *x, float *f, int n,
                      spex_err_t *err) {
     const spex_config_t *c = &m->cfg;
     int hid = c->hidden_size;
     if (!d->moe) {
-        float *scratch = malloc(sizeof(float) * 2 * (size_t)n * c->intermediate_size);
-        if (!scratch) return spex_fail(err, "layer %d: out of memory", layer);
-        expert_forward(&m->ex, &d->dense, x, f, n, scratch);
-        free(scratch);
+        float *s = scratch(m, MODEL_S_FFN, 2 * (size_t)n * c->intermediate_size, err);
+        if (!s) return -1;
+        expert_forward(&m->ex, &d->dense, x, f, n, s);
         return 0;
     }
     int k = c->num_experts_per_tok, E = c->n_routed_experts;
     int inter = c->moe_intermediate_size * (c->n_shared_experts > 0 ? c->n_shared_experts : 1);
     size_t need = (size_t)n * k * 2 + (size_t)n * 2 * E + (size_t)n * 2 * inter + (size_t)n * hid;
-    float *buf = malloc(sizeof(float) * need);
-    if (!buf) return spex_fail(err, "layer %d: out of memory", layer);
+    float *buf = scratch(m, MODEL_S_FFN, need, err);
+    if (!buf) return -1;
     int32_t *idx = (int32_t *)buf;
-    float *w = buf + (size_t)n * k, *scratch = w + (size_t)n * k, *shared = scratch + (size_t)n * 2 * E;
+    float *w = buf + (size_t)n * k, *rscratch = w + (size_t)n * k, *shared = rscratch + (size_t)n * 2 * E;
     float *escratch = shared + (size_t)n * hid;
-    router_select(&m->ex, &d->router, x, n, idx, w, scratch);
+    router_select(&m->ex, &d->router, x, n, idx, w, rscratch);
     int rc = 0;
     if (!m->experts) rc = spex_fail(err, "layer %d: no backend for routed experts", layer);
     else {
@@ -197,7 +206,6 @@ static int layer_ffn(model_t *m, const decoder_layer_t *d, int layer, const floa
         expert_forward(&m->ex, &d->shared, x, shared, n, escratch);
         for (size_t i = 0; i < (size_t)n * hid; i++) f[i] += shared[i];   /* routed + shared */
     }
-    free(buf);
     if (rc) spex_err_prefix(err, "layer %d: ", layer);
     return rc;
 }
@@ -207,44 +215,40 @@ static int layer_forward(model_t *m, const decoder_layer_t *d, int layer, float 
                          int n_seqs, int n, spex_err_t *err) {
     int hid = m->cfg.hidden_size;
     float eps = (float)m->cfg.rms_norm_eps;
-    float *xn = malloc(sizeof(float) * (size_t)n * hid * 2);
-    if (!xn) return spex_fail(err, "layer %d: out of memory", layer);
+    float *xn = scratch(m, MODEL_S_LAYER, (size_t)n * hid * 2, err);
+    if (!xn) return -1;
     float *y = xn + (size_t)n * hid;
     int rc = 0;
     double t0 = spex_now();
     rmsnorm(xn, h, d->attn_norm, n, hid, eps);
-    if (mla_forward(&m->ex, &d->attn, &m->rope, layer, seqs, n_seqs, xn, y, err)) {
-        rc = spex_err_prefix(err, "layer %d attention: ", layer);
-        goto done;
-    }
+    if (mla_forward(&m->ex, &d->attn, &m->rope, layer, seqs, n_seqs, xn, y, &m->scratch[MODEL_S_ATTN], err))
+        return spex_err_prefix(err, "layer %d attention: ", layer);
     for (size_t i = 0; i < (size_t)n * hid; i++) h[i] += y[i];
     double t1 = spex_now(), routed0 = m->timing.routed;
     m->timing.attention += t1 - t0;
     rmsnorm(xn, h, d->ffn_norm, n, hid, eps);
     rc = layer_ffn(m, d, layer, xn, y, n, err);
     m->timing.ffn += spex_now() - t1 - (m->timing.routed - routed0);
-    if (rc) goto done;
+    if (rc) return rc;
     for (size_t i = 0; i < (size_t)n * hid; i++) h[i] += y[i];
-done:
-    free(xn);
-    return rc;
+    return 0;
 }
 
 /* logits[count, vocab] = head(hidden rows with want != 0). */
-static int head_forward(const exec_t *ex, const linear_t *head, const float *hidden, int n, int hid,
-                        const uint8_t *want, float *logits, spex_err_t *err) {
+static int head_forward(model_t *m, const linear_t *head, const float *hidden, int n, const uint8_t *want,
+                        float *logits, spex_err_t *err) {
+    int hid = m->cfg.hidden_size;
     if (!logits) return 0;
     if (!want) {
-        linear_apply(ex, head, hidden, logits, n);
+        linear_apply(&m->ex, head, hidden, logits, n);
         return 0;
     }
     int count = 0;
-    float *rows = malloc(sizeof(float) * (size_t)n * hid);
-    if (!rows) return spex_fail(err, "head: out of memory");
+    float *rows = scratch(m, MODEL_S_HEAD, (size_t)n * hid, err);
+    if (!rows) return -1;
     for (int i = 0; i < n; i++)
         if (want[i]) memcpy(rows + (size_t)count++ * hid, hidden + (size_t)i * hid, sizeof(float) * hid);
-    linear_apply(ex, head, rows, logits, count);
-    free(rows);
+    linear_apply(&m->ex, head, rows, logits, count);
     return 0;
 }
 
@@ -267,8 +271,8 @@ int model_forward(model_t *m, const int32_t *tokens, const mla_seq_t *seqs, int 
     int n = batch_rows(seqs, n_seqs), hid = m->cfg.hidden_size;
     if (n <= 0) return 0;
     if (check_tokens(m, tokens, n, err)) return -1;
-    float *h = malloc(sizeof(float) * (size_t)n * hid);
-    if (!h) return spex_fail(err, "forward: out of memory for %d rows", n);
+    float *h = scratch(m, MODEL_S_H, (size_t)n * hid, err);
+    if (!h) return -1;
     for (int i = 0; i < n; i++)                                         /* embed */
         wview_row_f32(&m->embed.w, tokens[i], h + (size_t)i * hid);
     int rc = 0;
@@ -277,11 +281,10 @@ int model_forward(model_t *m, const int32_t *tokens, const mla_seq_t *seqs, int 
     if (!rc) {
         double t0 = spex_now();
         rmsnorm(h, h, m->final_norm, n, hid, (float)m->cfg.rms_norm_eps);   /* model.norm */
-        rc = head_forward(&m->ex, &m->lm_head, h, n, hid, want, logits, err);
+        rc = head_forward(m, &m->lm_head, h, n, want, logits, err);
         m->timing.head += spex_now() - t0;
         if (!rc && hidden_out) memcpy(hidden_out, h, sizeof(float) * (size_t)n * hid);
     }
-    free(h);
     return rc;
 }
 
@@ -293,8 +296,8 @@ int model_mtp_forward(model_t *m, int k, const int32_t *tokens, const float *hid
     if (n <= 0) return 0;
     if (check_tokens(m, tokens, n, err)) return -1;
     const mtp_module_t *t = &m->mtp[k];
-    float *cat = malloc(sizeof(float) * (size_t)n * hid * 3);
-    if (!cat) return spex_fail(err, "MTP: out of memory for %d rows", n);
+    float *cat = scratch(m, MODEL_S_H, (size_t)n * hid * 3, err);
+    if (!cat) return -1;
     float *h = cat + (size_t)n * 2 * hid;
     for (int i = 0; i < n; i++) {                 /* cat[i] = [enorm(embed(t)) ; hnorm(hidden)] */
         float *row = cat + (size_t)i * 2 * hid;
@@ -307,10 +310,9 @@ int model_mtp_forward(model_t *m, int k, const int32_t *tokens, const float *hid
     int rc = layer_forward(m, &t->block, layer, h, seqs, n_seqs, n, err);
     if (!rc) {
         rmsnorm(h, h, t->head_norm, n, hid, eps);
-        rc = head_forward(&m->ex, &t->head, h, n, hid, want, logits, err);
+        rc = head_forward(m, &t->head, h, n, want, logits, err);
         if (!rc && hidden_out) memcpy(hidden_out, h, sizeof(float) * (size_t)n * hid);
     }
-    free(cat);
     if (rc) spex_err_prefix(err, "MTP module %d: ", k);
     return rc;
 }

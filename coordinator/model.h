@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "core/config.h"
 #include "core/expert.h"
 #include "core/rope.h"
@@ -74,6 +75,7 @@ typedef struct model {
     rope_t rope;
     moe_backend_t *experts;       /* owned */
     threadpool_t *pool;           /* owned; every kernel of this model runs on it */
+    arena_t scratch[5];           /* grow-only forward buffers (MODEL_S_* in model.c): no malloc per step */
     exec_t ex;                    /* pool + SIMD path */
     model_timing_t timing;        /* accumulated by every forward */
 } model_t;

@@ -59,7 +59,11 @@ static exec_t EXEC(void) {
     cr_assert_not_null(g_pool, "%s", err.msg);
     return (exec_t){g_pool, simd_detect(), -1};
 }
-__attribute__((destructor)) static void free_pool(void) { threadpool_free(g_pool); }
+static arena_t g_work;
+__attribute__((destructor)) static void free_pool(void) {
+    threadpool_free(g_pool);
+    arena_free(&g_work);
+}
 
 static float *rand_norm(int d) {
     float *w = malloc(sizeof(float) * d);
@@ -266,8 +270,8 @@ static void batch_case(dims_t d, double mscale, bool exact) {
         double *ref = malloc(sizeof(double) * (size_t)hist[s] * d.hidden);
         test_fill_random(x, (size_t)hist[s] * d.hidden, 500 + s, 1.0f);
         mla_seq_t one = {kv[s], hist[s]}, two = {kv2[s], hist[s]};
-        cr_assert_eq(mla_forward(&ex, &a, &rope, LAYER, &two, 1, x, y, &err), 0, "%s", err.msg);
-        cr_assert_eq(mla_forward(&ex, &a, &rope, LAYER, &one, 1, x, y, &err), 0, "%s", err.msg);
+        cr_assert_eq(mla_forward(&ex, &a, &rope, LAYER, &two, 1, x, y, &g_work, &err), 0, "%s", err.msg);
+        cr_assert_eq(mla_forward(&ex, &a, &rope, LAYER, &one, 1, x, y, &g_work, &err), 0, "%s", err.msg);
         ref_mla_seq(&a, d, &rc[s], x, hist[s], ref);
         snprintf(what, sizeof what, "q_lora=%d exact=%d history of seq %d", d.q_lora, exact, s);
         expect_close(y, ref, (size_t)hist[s] * d.hidden, what);
@@ -280,7 +284,7 @@ static void batch_case(dims_t d, double mscale, bool exact) {
     float *x = malloc(sizeof(float) * (size_t)n * d.hidden), *y = malloc(sizeof(float) * (size_t)n * d.hidden);
     double *ref = malloc(sizeof(double) * (size_t)n * d.hidden);
     test_fill_random(x, (size_t)n * d.hidden, 600, 1.0f);
-    cr_assert_eq(mla_forward(&ex, &a, &rope, LAYER, seqs, S, x, y, &err), 0, "%s", err.msg);
+    cr_assert_eq(mla_forward(&ex, &a, &rope, LAYER, seqs, S, x, y, &g_work, &err), 0, "%s", err.msg);
     int row = 0;
     for (int s = 0; s < S; s++) {
         ref_mla_seq(&a, d, &rc[s], x + (size_t)row * d.hidden, now[s], ref + (size_t)row * d.hidden);
@@ -294,7 +298,7 @@ static void batch_case(dims_t d, double mscale, bool exact) {
     row = 0;
     for (int s = 0; s < S; s++) {
         mla_seq_t one = {kv2[s], now[s]};
-        cr_assert_eq(mla_forward(&ex, &a, &rope, LAYER, &one, 1, x + (size_t)row * d.hidden, y1 + (size_t)row * d.hidden, &err), 0, "%s", err.msg);
+        cr_assert_eq(mla_forward(&ex, &a, &rope, LAYER, &one, 1, x + (size_t)row * d.hidden, y1 + (size_t)row * d.hidden, &g_work, &err), 0, "%s", err.msg);
         row += now[s];
     }
     snprintf(what, sizeof what, "q_lora=%d exact=%d sequences alone", d.q_lora, exact);
@@ -361,16 +365,16 @@ static void prefill_vs_decode(dims_t d) {
     kv_cache_t *kp = kv_cache_create(1, d.L, d.rope, N, &err), *kd = kv_cache_create(1, d.L, d.rope, N, &err),
                *kc = kv_cache_create(1, d.L, d.rope, N, &err);
     mla_seq_t sp = {kp, N};
-    cr_assert_eq(mla_forward(&ex, &a, &rope, 0, &sp, 1, x, yp, &err), 0, "%s", err.msg);
+    cr_assert_eq(mla_forward(&ex, &a, &rope, 0, &sp, 1, x, yp, &g_work, &err), 0, "%s", err.msg);
     for (int t = 0; t < N; t++) {
         mla_seq_t sd = {kd, 1};
-        cr_assert_eq(mla_forward(&ex, &a, &rope, 0, &sd, 1, x + (size_t)t * d.hidden, yd + (size_t)t * d.hidden, &err),
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 0, &sd, 1, x + (size_t)t * d.hidden, yd + (size_t)t * d.hidden, &g_work, &err),
                      0, "%s", err.msg);
     }
     int chunks[] = {4, 1, 3, 2}, row = 0;
     for (int c = 0; c < 4; c++) {
         mla_seq_t sc = {kc, chunks[c]};
-        cr_assert_eq(mla_forward(&ex, &a, &rope, 0, &sc, 1, x + (size_t)row * d.hidden, yc + (size_t)row * d.hidden, &err), 0, "%s", err.msg);
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 0, &sc, 1, x + (size_t)row * d.hidden, yc + (size_t)row * d.hidden, &g_work, &err), 0, "%s", err.msg);
         row += chunks[c];
     }
     expect_close(yp, ref, (size_t)N * d.hidden, "prefill vs naive");
@@ -407,35 +411,35 @@ Test(mla, overflow_is_an_error) {
         kv_cache_reset(small, 0, 2);
         kv_cache_reset(big, 0, 2);
         mla_seq_t s4 = {small, 4};
-        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &s4, 1, x, y, &err), 0, "%s", err.msg);
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &s4, 1, x, y, &g_work, &err), 0, "%s", err.msg);
         /* capacity 6, 4 cached, 3 more: error, cache length unchanged */
         mla_seq_t s3 = {small, 3};
         err.msg[0] = 0;
-        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &s3, 1, x, y, &err), -1, "capacity overflow accepted");
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &s3, 1, x, y, &g_work, &err), -1, "capacity overflow accepted");
         cr_assert(strstr(err.msg, "capacity") != NULL, "message: '%s'", err.msg);
         cr_assert_eq(small->len[1], 4);
         /* in a batch: the first sequence fits, the second overflows -> nothing appended anywhere */
         mla_seq_t both[2] = {{big, 2}, {small, 3}};
-        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, both, 2, x, y, &err), -1, "batch with an overflow accepted");
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, both, 2, x, y, &g_work, &err), -1, "batch with an overflow accepted");
         cr_assert_eq(big->len[1], 0, "first sequence appended %d rows although the call failed", big->len[1]);
         cr_assert_eq(small->len[1], 4);
         /* exactly full: fine */
         mla_seq_t s2 = {small, 2};
-        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &s2, 1, x, y, &err), 0, "%s", err.msg);
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &s2, 1, x, y, &g_work, &err), 0, "%s", err.msg);
         cr_assert_eq(small->len[1], 6);
         mla_seq_t s1 = {small, 1};
-        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &s1, 1, x, y, &err), -1, "append to a full cache accepted");
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &s1, 1, x, y, &g_work, &err), -1, "append to a full cache accepted");
         /* rope table: capacity 12 but only 8 positions */
         mla_seq_t b8 = {big, 8};
-        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &b8, 1, x, y, &err), 0, "%s", err.msg);
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &b8, 1, x, y, &g_work, &err), 0, "%s", err.msg);
         mla_seq_t b1 = {big, 1};
         err.msg[0] = 0;
-        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &b1, 1, x, y, &err), -1, "position beyond the rope table accepted");
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &b1, 1, x, y, &g_work, &err), -1, "position beyond the rope table accepted");
         cr_assert(strstr(err.msg, "position") != NULL, "message: '%s'", err.msg);
         cr_assert_eq(big->len[1], 8);
         kv_cache_reset(big, 0, 2);
         mla_seq_t b9 = {big, 9};
-        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &b9, 1, x, y, &err), -1, "9-token prefill with an 8-position table");
+        cr_assert_eq(mla_forward(&ex, &a, &rope, 1, &b9, 1, x, y, &g_work, &err), -1, "9-token prefill with an 8-position table");
         cr_assert_eq(big->len[1], 0);
     }
     kv_cache_free(small), kv_cache_free(big);
