@@ -120,7 +120,7 @@ static void mm_task(void *ctx, int task, int thread) {
         rows_over(c->k, &c->jb, c->n, j0, j1);
         return;
     }
-    widen_rows(&c->jb, j0, j1, buf);
+    c->k->widen(&c->jb, j0, j1, buf);
     mm_job_t f = c->jb;
     f.dtype = DTYPE_F32;
     f.data = buf;

@@ -105,6 +105,8 @@ typedef struct mm_kernels {
     void (*panel)(const mm_job_t *jb, int i0, int nr, int j0, int j1);
     /* y[c] = sum_d x[d] w[d, c] over job rows d < n_in, columns c < n_out */
     void (*vec_t)(const mm_job_t *jb, int n_in, int n_out);
+    /* job rows [j0, j1) widened to f32 into dst [(j1 - j0), in] */
+    void (*widen)(const mm_job_t *jb, int j0, int j1, float *dst);
 } mm_kernels_t;
 
 extern const mm_kernels_t mm_portable_kernels, mm_avx2_kernels, mm_avx512_kernels;
