@@ -20,8 +20,21 @@ static inline V v_fma(V a, V b, V c) { for (int i = 0; i < 16; i++) c.l[i] = fma
 static inline V v_mul(V a, V b) { for (int i = 0; i < 16; i++) a.l[i] *= b.l[i]; return a; }
 static inline V v_loadx(const float *p) { V v; memcpy(v.l, p, sizeof v.l); return v; }
 static inline void v_store(float *p, V v) { memcpy(p, v.l, sizeof v.l); }
-static inline V v_loadw_bf16(const uint16_t *p) { V v; for (int i = 0; i < 16; i++) v.l[i] = bf16_to_f32(p[i]); return v; }
-static inline V v_loadw_f16(const uint16_t *p) { V v; for (int i = 0; i < 16; i++) v.l[i] = f16_to_f32(p[i]); return v; }
+/* Weights may sit at any byte offset of a safetensors file: copy before use. */
+static inline V v_loadw_bf16(const uint16_t *p) {
+    uint16_t h[16];
+    memcpy(h, p, sizeof h);
+    V v;
+    for (int i = 0; i < 16; i++) v.l[i] = bf16_to_f32(h[i]);
+    return v;
+}
+static inline V v_loadw_f16(const uint16_t *p) {
+    uint16_t h[16];
+    memcpy(h, p, sizeof h);
+    V v;
+    for (int i = 0; i < 16; i++) v.l[i] = f16_to_f32(h[i]);
+    return v;
+}
 /* e4m3 bits placed in an f16 (sign to bit 15, exponent+mantissa at bits 7..14): value * 2^-8, exactly. */
 static inline V v_loadw_e4m3(const uint8_t *p) {
     V v;

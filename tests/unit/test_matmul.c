@@ -243,3 +243,27 @@ Test(threadpool, every_task_once) {
     threadpool_free(p);
     cr_assert_geq(threadpool_default_threads(), 1);
 }
+
+Test(matmul, every_e4m3_byte_widens_exactly) {
+    /* Row j holds byte j in all 16 columns; x = 1: y[j] = 16 * e4m3(j) * scale
+     * exactly (16 equal terms of a power-of-two count), on every path. NaN
+     * bytes (0x7f, 0xff) are left out: checkpoints hold none. */
+    enum { R = 256, C = 16 };
+    uint8_t w[R * C];
+    float scale = 0.375f, x[C], y[R];
+    for (int j = 0; j < R; j++) memset(w + j * C, j, C);
+    for (int k = 0; k < C; k++) x[k] = 1.0f;
+    wview_t v = {.dtype = DTYPE_F8_E4M3, .out = R, .in = C, .data = w, .scale = &scale, .b0 = 256, .b1 = 16,
+                 .scale_cols = 1};
+    for (int s = SIMD_PORTABLE; s <= (int)simd_detect(); s++) {
+        threadpool_t *pool;
+        exec_t ex = make_exec(&pool, 1, (simd_t)s);
+        matmul(&ex, &v, x, y, 1);
+        for (int j = 0; j < R; j++) {
+            if ((j & 0x7f) == 0x7f) continue;
+            float want = 16.0f * (e4m3_to_f32((uint8_t)j) * scale);
+            cr_assert_eq(y[j], want, "%s: byte 0x%02x gives %.9g, want %.9g", simd_name((simd_t)s), j, y[j], want);
+        }
+        threadpool_free(pool);
+    }
+}
