@@ -28,8 +28,8 @@
 
 #include "core/clock.h"
 #include "core/kernels.h"
-#include "coordinator/kv_cache.h"
-#include "coordinator/model.h"
+#include "coordinator/model/kv_cache.h"
+#include "coordinator/model/model.h"
 
 #define MAX_MODES 2
 #define MAX_REPS 32

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cli/cli_util.h"
-#include "coordinator/ep_backend.h"
+#include "coordinator/ep/ep_backend.h"
 #include "core/model_id.h"
 #include "transport/codec.h"
 #include "transport/mpi_world.h"

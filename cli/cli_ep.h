@@ -13,7 +13,7 @@
 #include <stdio.h>
 
 #include "cli/cli_opts.h"
-#include "coordinator/model.h"
+#include "coordinator/model/model.h"
 
 typedef struct cli_ep {
     const char *placement, *policy, *codec, *dispatch_codec, *combine_codec, *stats;

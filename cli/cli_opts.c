@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/engine.h"
+#include "coordinator/decode/engine.h"
 
 /* ------------------------------------------------------------ values */
 

@@ -1,5 +1,5 @@
 /* cli_roles.c - cli_ep_main() (cli_ep.h): who does what in an mpirun job.
- * (Which messages rank 0 and the workers exchange is coordinator/ep_protocol.h's.)
+ * (Which messages rank 0 and the workers exchange is coordinator/ep/ep_protocol.h's.)
  *
  * Rank 0 runs the subcommand as a single process would (only it reads input
  * and writes stdout); its model load says hello to the workers. When the
@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "cli/cli_ep.h"
-#include "coordinator/ep_protocol.h"
+#include "coordinator/ep/ep_protocol.h"
 #include "core/log.h"
 #include "transport/link.h"
 #include "transport/mpi_world.h"

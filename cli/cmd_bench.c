@@ -27,8 +27,8 @@
 #include "cli/bench_prompts.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "coordinator/generate.h"
-#include "coordinator/tokenizer.h"
+#include "coordinator/decode/generate.h"
+#include "coordinator/tokenizer/tokenizer.h"
 #include "transport/mpi_world.h"
 
 #define BENCH_MAX_PROMPTS 64

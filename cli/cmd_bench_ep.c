@@ -25,9 +25,9 @@
 #include "cli/cli_ep.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "coordinator/ep_backend.h"
-#include "coordinator/experts_local.h"
-#include "coordinator/kv_cache.h"
+#include "coordinator/ep/ep_backend.h"
+#include "coordinator/model/experts_local.h"
+#include "coordinator/model/kv_cache.h"
 #include "transport/mpi_world.h"
 
 #define MAX_LIST 16

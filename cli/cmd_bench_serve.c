@@ -33,7 +33,7 @@
 #include "cli/bench_serve.h"
 #include "cli/cli_opts.h"
 #include "cli/cli_util.h"
-#include "coordinator/generate.h"
+#include "coordinator/decode/generate.h"
 #include "core/log.h"
 #include "core/strbuf.h"
 

@@ -13,8 +13,8 @@
 #include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "coordinator/generate.h"
-#include "coordinator/tokenizer.h"
+#include "coordinator/decode/generate.h"
+#include "coordinator/tokenizer/tokenizer.h"
 #include "transport/mpi_world.h"
 
 typedef struct gen_cli {

@@ -12,7 +12,7 @@
 #include "cli/cli_ep.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "coordinator/score.h"
+#include "coordinator/decode/score.h"
 
 typedef struct logits_cli {
     const char *dir, *tokens;

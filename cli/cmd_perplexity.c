@@ -1,6 +1,6 @@
 /* cmd_perplexity.c - `spex perplexity --model DIR --file TEXT [--ctx N] [--no-bos] [--json]`.
  * Prints `perplexity: X` and `bits per byte: Y` (definition in
- * coordinator/perplexity.h), with a progress bar when stderr is a terminal. */
+ * coordinator/decode/perplexity.h), with a progress bar when stderr is a terminal. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +11,8 @@
 #include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "coordinator/perplexity.h"
-#include "coordinator/tokenizer.h"
+#include "coordinator/decode/perplexity.h"
+#include "coordinator/tokenizer/tokenizer.h"
 
 typedef struct ppl_cli {
     const char *dir, *file;
@@ -61,7 +61,7 @@ static int ppl_parse(int argc, char **argv, ppl_cli_t *c) {
     cli_ep_init(&c->ep);
     cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, PPL_OPTIONS, c), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
     cli_spec_t spec = CLI_SPEC("perplexity", "perplexity --model DIR --file TEXT [options]",
-                               "Prints perplexity and bits per byte (coordinator/perplexity.h).", groups);
+                               "Prints perplexity and bits per byte (coordinator/decode/perplexity.h).", groups);
     return cli_run_parse(&spec, argc, argv, 1);
 }
 

@@ -10,7 +10,7 @@
 #include "cli/cli_ep.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "coordinator/placement.h"
+#include "coordinator/ep/placement.h"
 #include "core/config.h"
 
 typedef struct placement_cli {

@@ -19,7 +19,7 @@
 #include "cli/cli_opts.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "coordinator/tokenizer.h"
+#include "coordinator/tokenizer/tokenizer.h"
 
 typedef struct tok_cli {
     const char *cmd;   /* "tokenize" or "detokenize" */

@@ -10,7 +10,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "coordinator/chat.h"
+#include "coordinator/serve/chat.h"
 
 #define BAD_REQUEST(e, param, ...) api_fail(e, 400, "invalid_request_error", param, "invalid_value", __VA_ARGS__)
 

@@ -22,7 +22,7 @@
 
 #include <stddef.h>
 
-#include "coordinator/metrics.h"
+#include "coordinator/serve/metrics.h"
 #include "server/api.h"
 
 typedef struct http_config {

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "core/kernels.h"
-#include "coordinator/generate.h"
-#include "coordinator/spec_verify.h"
+#include "coordinator/decode/generate.h"
+#include "coordinator/decode/spec_verify.h"
 
 /* ---------------------------------------------------------------- sequences */
 

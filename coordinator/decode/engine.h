@@ -26,8 +26,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "coordinator/model.h"
-#include "coordinator/sampler.h"
+#include "coordinator/decode/sampler.h"
+#include "coordinator/model/model.h"
 
 #define SPEX_MAX_SPEC_K 8
 

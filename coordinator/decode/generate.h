@@ -1,6 +1,6 @@
 /* generate.h - generation for one sequence: prefill, then decode (with MTP
  * speculation when spec_k > 0) until EOS or max_new_tokens, through the same
- * engine_step() that serves batches (coordinator/engine.h).
+ * engine_step() that serves batches (coordinator/decode/engine.h).
  *
  * Each sequence has its own random stream seeded from the request's seed, so a
  * sampled continuation depends only on (model, prompt, parameters, seed). */
@@ -9,7 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "coordinator/engine.h"
+#include "coordinator/decode/engine.h"
 
 typedef struct gen_stats {
     int prompt_tokens, generated_tokens;

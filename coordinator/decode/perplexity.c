@@ -4,7 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "coordinator/generate.h"
+#include "coordinator/decode/generate.h"
 
 /* -log softmax(logits)[target], computed in double for a stable sum. */
 static double token_nll(const float *logits, int V, int target) {

@@ -14,7 +14,7 @@
 #define SPEX_PERPLEXITY_H
 
 #include <stdint.h>
-#include "coordinator/model.h"
+#include "coordinator/model/model.h"
 
 typedef struct ppl_result {
     double nll;          /* total, nats */

@@ -11,7 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "coordinator/model.h"
+#include "coordinator/model/model.h"
 
 typedef struct score_result {
     int n, vocab;

@@ -15,7 +15,7 @@
 #define SPEX_SPEC_VERIFY_H
 
 #include <stdint.h>
-#include "coordinator/sampler.h"
+#include "coordinator/decode/sampler.h"
 
 /* logits: [k+1, V]; drafts: [k]; q: [k, V] draft distributions, or NULL for
  * argmax drafts. p, r: V floats of scratch. Returns the number of accepted

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/clock.h"
-#include "coordinator/ep_protocol.h"
+#include "coordinator/ep/ep_protocol.h"
 
 typedef struct rank_batch {        /* one rank's share of the current layer call */
     int *rows;                     /* [n_rows] token rows sent (ascending) */

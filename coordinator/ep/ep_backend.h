@@ -17,7 +17,7 @@
  *        rank. Fewer bytes (one vector per row and rank, not per pair), but float
  *        addition is not associative, so bits depend on the placement.
  * The link is any transport/link.h (MPI or in-process loopback); every message
- * on it is sent and awaited by coordinator/ep_protocol.h, which this file only
+ * on it is sent and awaited by coordinator/ep/ep_protocol.h, which this file only
  * feeds rows and reads answers from. Creating the backend is the handshake:
  * every worker rank gets a hello with the model identity, its experts and the
  * codecs, and must accept it; destroying it says bye (the end of the session,
@@ -28,9 +28,9 @@
 #include <stdint.h>
 
 #include "core/config.h"
-#include "coordinator/ep_stats.h"
-#include "coordinator/moe_backend.h"
-#include "coordinator/placement.h"
+#include "coordinator/ep/ep_stats.h"
+#include "coordinator/ep/placement.h"
+#include "coordinator/model/moe_backend.h"
 #include "transport/codec.h"
 #include "transport/link.h"
 

@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "coordinator/ep_stats.h"
-#include "coordinator/placement.h"
+#include "coordinator/ep/ep_stats.h"
+#include "coordinator/ep/placement.h"
 #include "transport/link.h"
 #include "transport/wire.h"
 

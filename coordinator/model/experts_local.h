@@ -8,7 +8,7 @@
 #include "core/config.h"
 #include "core/matmul.h"
 #include "core/safetensors.h"
-#include "coordinator/moe_backend.h"
+#include "coordinator/model/moe_backend.h"
 
 /* Load the routed experts of all MoE layers (main and MTP) from the store.
  * `ex` (threads, SIMD path) must outlive the backend. */

@@ -21,7 +21,7 @@
 #include "core/config.h"
 #include "core/linear.h"
 #include "core/rope.h"
-#include "coordinator/kv_cache.h"
+#include "coordinator/model/kv_cache.h"
 
 typedef struct mla {
     int n_heads, nope, rope, v_dim, kv_lora, q_lora;

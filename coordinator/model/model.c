@@ -8,7 +8,7 @@
 
 #include "core/clock.h"
 #include "core/kernels.h"
-#include "coordinator/experts_local.h"
+#include "coordinator/model/experts_local.h"
 
 /* ---------------------------------------------------------------- loading */
 

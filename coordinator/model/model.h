@@ -16,7 +16,7 @@
  * runs on all rows at once. The routed experts run wherever the backend puts them.
  *
  * Weights stay in the checkpoint's precision (core/linear.h) and every kernel
- * is row-independent (core/matmul.h, coordinator/mla.h): a row's logits are
+ * is row-independent (core/matmul.h, coordinator/model/mla.h): a row's logits are
  * the same bits whatever else is in the batch, whether it is computed in a
  * prefill, a decode or a verify step, on any number of threads, on any SIMD
  * path - so speculation and batching cannot change a greedy token. */
@@ -31,9 +31,9 @@
 #include "core/expert.h"
 #include "core/rope.h"
 #include "core/safetensors.h"
-#include "coordinator/mla.h"
-#include "coordinator/moe_backend.h"
-#include "coordinator/router.h"
+#include "coordinator/model/mla.h"
+#include "coordinator/model/moe_backend.h"
+#include "coordinator/model/router.h"
 
 typedef struct decoder_layer {
     float *attn_norm, *ffn_norm;  /* input_layernorm, post_attention_layernorm: [hidden] */

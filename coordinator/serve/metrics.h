@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "coordinator/engine.h"
+#include "coordinator/decode/engine.h"
 
 #define METRICS_MAX_RANKS 256
 

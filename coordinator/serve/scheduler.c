@@ -16,7 +16,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/strbuf.h"
-#include "coordinator/generate.h"
+#include "coordinator/decode/generate.h"
 
 struct sched_req {
     scheduler_t *s;

@@ -51,9 +51,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "coordinator/engine.h"
-#include "coordinator/metrics.h"
-#include "coordinator/tokenizer.h"
+#include "coordinator/decode/engine.h"
+#include "coordinator/serve/metrics.h"
+#include "coordinator/tokenizer/tokenizer.h"
 
 typedef struct scheduler scheduler_t;
 typedef struct sched_req sched_req_t;

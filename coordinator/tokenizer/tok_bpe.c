@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/tok_internal.h"
+#include "coordinator/tokenizer/tok_internal.h"
 
 typedef struct tok_heap_entry {
     uint32_t rank;

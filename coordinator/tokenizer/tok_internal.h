@@ -10,8 +10,8 @@
 
 #include <oniguruma.h>
 
-#include "coordinator/tok_map.h"
-#include "coordinator/tokenizer.h"
+#include "coordinator/tokenizer/tok_map.h"
+#include "coordinator/tokenizer/tokenizer.h"
 #include "core/utf8.h"   /* utf8_valid_len, utf8_decode: the strict UTF-8 rules */
 
 /* One added token ("added_tokens" in tokenizer.json). */

@@ -14,7 +14,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "coordinator/tok_internal.h"
+#include "coordinator/tokenizer/tok_internal.h"
 #include "core/file.h"
 
 /* Ids above this are taken as a corrupt file rather than allocated for. */

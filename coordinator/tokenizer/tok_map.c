@@ -1,5 +1,5 @@
 /* tok_map.c - see tok_map.h: open-addressing hash maps for the tokenizer. */
-#include "coordinator/tok_map.h"
+#include "coordinator/tokenizer/tok_map.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -17,7 +17,7 @@
  *    ended is skipped by advancing one character (the onig crate's rule). */
 #include <string.h>
 
-#include "coordinator/tok_internal.h"
+#include "coordinator/tokenizer/tok_internal.h"
 
 /* Rust's char::is_whitespace (Unicode White_Space), used by lstrip/rstrip. */
 static bool cp_is_space(uint32_t cp) {

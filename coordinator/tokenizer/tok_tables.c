@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/tok_internal.h"
+#include "coordinator/tokenizer/tok_internal.h"
 
 static int cmp_len_desc(const void *a, const void *b) {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;

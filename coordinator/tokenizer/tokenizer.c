@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/tok_internal.h"
+#include "coordinator/tokenizer/tok_internal.h"
 
 static void matcher_free(tok_matcher_t *m) {
     tok_strmap_free(&m->map);

@@ -2,7 +2,7 @@
 """Cross-check the C engine against the PyTorch implementation it was trained with, on the shipped model.
 
 Both compute in float32 from the exported BF16 weights:
-  - perplexity of a validation slice (tools/train/eval.py's definition, which coordinator/perplexity.h
+  - perplexity of a validation slice (tools/train/eval.py's definition, which coordinator/decode/perplexity.h
     shares) must agree within 1e-3 relative (typically ~1e-6);
   - greedy continuations of a few prompts must agree token for token (first 24 tokens);
   - the C engine's greedy output with --spec-k 1..4 must equal --spec-k 0;

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "../../server/api.c"
-#include "coordinator/chat.h"
+#include "coordinator/serve/chat.h"
 #include "testutil.h"
 
 static tokenizer_t *tok;

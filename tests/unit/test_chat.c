@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/chat.h"
+#include "coordinator/serve/chat.h"
 #include "testutil.h"
 
 #define BOS "<｜begin▁of▁sentence｜>"

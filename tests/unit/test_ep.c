@@ -1,4 +1,4 @@
-/* test_ep.c - the expert-parallel backend (coordinator/ep_backend.h) against
+/* test_ep.c - the expert-parallel backend (coordinator/ep/ep_backend.h) against
  * the in-process experts, in one process: the coordinator talks to worker/
  * code through the loopback link, exactly the code an mpirun job runs minus
  * MPI. Checked on the golden tiny-f32 checkpoint (prefill + MTP logits):
@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/ep_backend.h"
-#include "coordinator/score.h"
+#include "coordinator/ep/ep_backend.h"
+#include "coordinator/decode/score.h"
 #include "core/model_id.h"
 #include "testutil.h"
 #include "transport/wire.h"

@@ -1,4 +1,4 @@
-/* test_ep_protocol.c - rank 0's side of the protocol (coordinator/ep_protocol.h)
+/* test_ep_protocol.c - rank 0's side of the protocol (coordinator/ep/ep_protocol.h)
  * in one process, against worker/ code behind the loopback link, and the one
  * formatter of rank lists (transport/link.h):
  *   - link_format_ranks: ascending, comma-separated, empty, cut with ", ...";
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/ep_protocol.h"
+#include "coordinator/ep/ep_protocol.h"
 #include "transport/link.h"
 #include "worker/worker.h"
 

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "core/kernels.h"
-#include "coordinator/score.h"
+#include "coordinator/decode/score.h"
 #include "testutil.h"
 
 #define GOLDEN_TOL 1e-3

@@ -1,4 +1,4 @@
-/* test_kv_cache.c - the latent KV cache's bookkeeping (coordinator/kv_cache.h):
+/* test_kv_cache.c - the latent KV cache's bookkeeping (coordinator/model/kv_cache.h):
  * create (every layer empty, storage for `capacity` tokens, which the test
  * writes end to end so the sanitizer build catches a short allocation),
  * truncate (only lowers lengths, clamps at 0, confined to the layer range and
@@ -7,7 +7,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "coordinator/kv_cache.h"
+#include "coordinator/model/kv_cache.h"
 
 static void set_lens(kv_cache_t *kv, const int *lens) {
     for (int l = 0; l < kv->n_layers; l++) kv->len[l] = lens[l];

@@ -1,4 +1,4 @@
-/* test_mla.c - Multi-head Latent Attention (coordinator/mla.h), which attends in
+/* test_mla.c - Multi-head Latent Attention (coordinator/model/mla.h), which attends in
  * the latent space with absorbed weights, against a NAIVE MLA written here in
  * double precision: per head, keys k = [W_uk c_kv[t] ; k_pe[t]] and values
  * v = W_uv c_kv[t] are expanded for every cached token, then standard causal
@@ -25,8 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/kv_cache.h"
-#include "coordinator/mla.h"
+#include "coordinator/model/kv_cache.h"
+#include "coordinator/model/mla.h"
 #include "core/rope.h"
 #include "testutil.h"
 

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/engine.h"
-#include "coordinator/generate.h"
-#include "coordinator/kv_cache.h"
+#include "coordinator/decode/engine.h"
+#include "coordinator/decode/generate.h"
+#include "coordinator/model/kv_cache.h"
 #include "core/kernels.h"
 #include "tools/synth.h"
 

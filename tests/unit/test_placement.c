@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/placement.h"
+#include "coordinator/ep/placement.h"
 
 static int hosts(const placement_t *p, int e) { return p->off[e + 1] - p->off[e]; }
 

@@ -1,4 +1,4 @@
-/* test_router.c - the MoE gate (coordinator/router.h) against a naive
+/* test_router.c - the MoE gate (coordinator/model/router.h) against a naive
  * double-precision rendering, written here, of DeepSeek-V3's Gate.forward
  * (inference/model.py) with Hugging Face's norm_topk_prob rule:
  *   s = sigmoid(x W^T) (softmax for V2-style configs);  b = s + bias (selection only)
@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/router.h"
+#include "coordinator/model/router.h"
 #include "testutil.h"
 
 #define U 0x1.0p-24

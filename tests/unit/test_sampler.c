@@ -1,4 +1,4 @@
-/* test_sampler.c - logits -> token (coordinator/sampler.h) against references
+/* test_sampler.c - logits -> token (coordinator/decode/sampler.h) against references
  * written here:
  *  - rng: splitmix64 seeding and xoshiro256** checked against the published test
  *    vectors (splitmix64(0) = e220a8397b1dcdaf 6e789e6aa1b965f4 06c45d188009454f
@@ -30,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/sampler.h"
+#include "coordinator/decode/sampler.h"
 #include "core/kernels.h"
 #include "testutil.h"
 
@@ -265,7 +265,7 @@ Test(sampler, probs_temperature_top_k_top_p_vs_naive) {
 }
 
 /* ENGINE BUG (reported, not fixed here): with both top_k and top_p, the engine
- * (coordinator/sampler.c, cut_tail) accumulates top_p over the ORIGINAL softmax
+ * (coordinator/decode/sampler.c, cut_tail) accumulates top_p over the ORIGINAL softmax
  * probabilities of the top-k tokens instead of the top-k-renormalised
  * distribution that top-k hands on (Hugging Face TopK -> TopP warpers, vLLM
  * apply_top_k_top_p, llama.cpp's sampler chain). Logits log(0.3), log(0.2), then
@@ -378,7 +378,7 @@ Test(sampler, sample_frequencies_chi_square) {
 
 /* ENGINE BUG (reported, not fixed here): a tiny positive temperature, which
  * sampler_check accepts (and `spex generate --temperature 1e-38` passes), makes
- * logits / T overflow to +inf in coordinator/sampler.c sampler_probs; softmax_row
+ * logits / T overflow to +inf in coordinator/decode/sampler.c sampler_probs; softmax_row
  * then computes inf - inf = NaN, every probability is NaN, and sampler_draw falls
  * through to its last-index fallback: with logits {1, 5, 2, -3} and T = 1e-38 it
  * returns token 3, the LEAST likely one. The limit T -> 0+ is greedy: probs must be

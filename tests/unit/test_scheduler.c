@@ -1,4 +1,4 @@
-/* test_scheduler.c - continuous batching around engine_step (coordinator/scheduler.h).
+/* test_scheduler.c - continuous batching around engine_step (coordinator/serve/scheduler.h).
  *
  * On the golden tiny-f32 checkpoint (with tests/data/tiny-tokenizer for text):
  *   - batching never changes a greedy result: requests admitted at different
@@ -18,8 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "coordinator/generate.h"
-#include "coordinator/scheduler.h"
+#include "coordinator/decode/generate.h"
+#include "coordinator/serve/scheduler.h"
 #include "testutil.h"
 
 static model_t *load_tiny(void) {

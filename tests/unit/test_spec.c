@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/generate.h"
-#include "coordinator/spec_verify.h"
+#include "coordinator/decode/generate.h"
+#include "coordinator/decode/spec_verify.h"
 #include "core/kernels.h"
 #include "testutil.h"
 

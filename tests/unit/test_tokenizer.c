@@ -14,8 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "coordinator/tok_internal.h"
-#include "coordinator/tokenizer.h"
+#include "coordinator/tokenizer/tok_internal.h"
+#include "coordinator/tokenizer/tokenizer.h"
 #include "core/clock.h"
 #include "testutil.h"
 
