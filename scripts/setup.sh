@@ -6,7 +6,6 @@ pkgs=(build-essential cmake pkg-config git
       libopenmpi-dev openmpi-bin          # expert parallelism (MPI ranks)
       libprotobuf-c-dev protobuf-c-compiler  # wire headers
       libzstd-dev                         # payload compression
-      libopenblas-dev                     # GEMM for every linear layer
       libcriterion-dev                    # unit tests
       libonig-dev                         # tokenizer pre-tokenizer regexes
       libmicrohttpd-dev                   # HTTP front end

@@ -18,7 +18,6 @@ tmp=$(mktemp -d /tmp/spex-bench-spec-XXXXXX)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-export OPENBLAS_NUM_THREADS=1
 
 printf '%s\n' "It is a truth universally acknowledged, that" "Elizabeth looked at Mr. Darcy and" >"$tmp/prompts.txt"
 N=24

@@ -24,7 +24,6 @@ fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 py() { /usr/bin/python3 "$@"; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
-export OPENBLAS_NUM_THREADS=1
 mpi() { timeout 120 mpirun --oversubscribe --allow-run-as-root --mca pml ob1 -np 3 "$spex" "$@"; }
 
 mkdir -p "$tmp/tiny"

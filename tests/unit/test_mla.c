@@ -8,7 +8,7 @@
  * interleaved pairs, re-derived here (angle pos * theta^(-2i/d)).
  *
  * Checked: several sequences in one batch with different cache lengths (and one
- * contributing no rows), both kernels (OpenBLAS and the row-exact one), prefill vs
+ * contributing no rows), each row the same bits alone or in a batch, prefill vs
  * token-by-token decode vs uneven chunks, the cache contents (normalised latent,
  * rotated k_pe), writes confined to the requested layer, and errors (not
  * crashes, not partial appends) when a cache or the rope table would overflow.
