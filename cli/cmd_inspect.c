@@ -12,6 +12,7 @@
 #include "cli/cli_opts.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "core/checkpoint.h"
 #include "core/config.h"
 #include "core/model_check.h"
 #include "core/safetensors.h"
@@ -206,11 +207,7 @@ static void print_json(const char *dir, const spex_config_t *c, const tensor_sto
 /* Load config + tensors and check them; prints the error and returns 1 on failure. */
 static int open_model(const char *dir, spex_config_t *cfg, tensor_store_t **ts) {
     spex_err_t err = {0};
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (config_load(cfg, path, &err)) { cli_error("inspect", "%s", err.msg); return 1; }
-    *ts = tensor_store_open(dir, cfg->fp8_block, &err);
-    if (!*ts) { cli_error("inspect", "%s", err.msg); return 1; }
+    if (!(*ts = checkpoint_open(dir, cfg, &err))) { cli_error("inspect", "%s", err.msg); return 1; }
     if (model_check_tensors(cfg, *ts, &err)) {
         cli_error("inspect", "%s", err.msg);
         tensor_store_free(*ts);

@@ -11,6 +11,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/ep/placement.h"
+#include "core/checkpoint.h"
 #include "core/config.h"
 
 typedef struct placement_cli {
@@ -36,10 +37,8 @@ int cmd_placement(int argc, char **argv) {
     if (!c.np) return cli_usage_error(&spec, "--np N is required");
     spex_err_t err = {{0}};
     spex_config_t cfg;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", c.dir);
     placement_policy_t pol = PLACEMENT_CONTIGUOUS;
-    if (config_load(&cfg, path, &err) || (c.ep.policy && placement_policy_parse(c.ep.policy, &pol, &err))) {
+    if (checkpoint_config(c.dir, &cfg, &err) || (c.ep.policy && placement_policy_parse(c.ep.policy, &pol, &err))) {
         cli_error("placement", "%s", err.msg);
         return 1;
     }

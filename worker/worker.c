@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "core/checkpoint.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/expert_shard.h"
@@ -42,15 +43,10 @@ struct worker {
 
 worker_t *worker_create(const char *dir, int rank, int threads, spex_err_t *err) {
     worker_t *w = calloc(1, sizeof *w);
-    char path[4096];
     if (!w) { spex_fail(err, "rank %d: out of memory", rank); return NULL; }
     w->rank = rank;
     w->dir = strdup(dir);
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    int block[2] = {128, 128};
-    if (config_load(&w->cfg, path, err)) goto fail;
-    if (w->cfg.fp8_block[0]) block[0] = w->cfg.fp8_block[0], block[1] = w->cfg.fp8_block[1];
-    if (!(w->ts = tensor_store_open(dir, block, err)) || model_identity(dir, w->ts, &w->model_id, err)) goto fail;
+    if (!(w->ts = checkpoint_open(dir, &w->cfg, err)) || model_identity(dir, w->ts, &w->model_id, err)) goto fail;
     w->n_layers = w->cfg.num_hidden_layers + w->cfg.num_nextn_predict_layers;
     w->n_experts = w->cfg.n_routed_experts;
     w->hidden = w->cfg.hidden_size;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/checkpoint.h"
 #include "core/clock.h"
 #include "core/kernels.h"
 #include "coordinator/model/experts_local.h"
@@ -120,13 +121,9 @@ model_t *model_load(const char *dir, const model_options_t *opt, spex_err_t *err
     model_options_t def = {.load_mtp = true, .local_experts = true};
     if (!opt) opt = &def;
     model_t *m = calloc(1, sizeof *m);
-    char path[4096];
     if (!m) { spex_fail(err, "out of memory"); return NULL; }
     m->dir = strdup(dir);
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (config_load(&m->cfg, path, err)) goto fail;
-    int block[2] = {m->cfg.fp8_block[0] ? m->cfg.fp8_block[0] : 128, m->cfg.fp8_block[1] ? m->cfg.fp8_block[1] : 128};
-    if (!(m->ts = tensor_store_open(dir, block, err))) goto fail;
+    if (!(m->ts = checkpoint_open(dir, &m->cfg, err))) goto fail;
     tensor_store_set_residency(m->ts, opt->residency);
     if (model_exec_init(m, opt, err) || model_load_weights(m, opt, err)) goto fail;
     int max_pos = opt->max_positions > 0 ? opt->max_positions : m->cfg.max_position_embeddings;
