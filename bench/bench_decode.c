@@ -1,12 +1,13 @@
 /* bench_decode.c - prefill and decode speed against the machine's memory bandwidth.
  *
- * One run measures, on this machine and in this order:
- *  1. read bandwidth: a sum over a buffer far larger than the caches (512 MB),
- *     on 1 thread and on N threads (the same thread pool the engine uses);
- *  2. per weight mode (--weights mmap,copy: in place from the page cache, or
+ * One run measures, on this machine:
+ *  1. per weight mode (--weights mmap,copy: in place from the page cache, or
  *     anonymous copies): load time, then `--reps` repetitions, interleaved
  *     across modes, of a P-token prefill and N greedy decode steps through the
  *     KV cache (one process, experts in-process);
+ *  2. read bandwidth, after the model runs (so its 512 MB buffer is not in the
+ *     peak RSS): a sum over a buffer far larger than the caches, on 1 thread
+ *     and on N threads (the same thread pool the engine uses);
  *  3. the bytes a decode step must read: every weight of the main model except
  *     the routed experts, plus top-k routed experts per MoE layer (each token
  *     visits k distinct experts), plus one embedding row - and from it the
@@ -213,7 +214,7 @@ static void stats(const rep_t *r, int n, size_t off, double out[3]) {
     out[2] = v[n - 1];
 }
 
-static void report(const opts_t *o, mode_run_t *runs, double bw1, double bwn, int threads) {
+static void report(const opts_t *o, mode_run_t *runs, double bw1, double bwn, int threads, double rss) {
     const model_t *m = runs[0].m;
     uint64_t bytes = decode_bytes(m), files = file_bytes(m);
     printf("model %s: %.2f GB of weight files, %.3f GB read per decoded token; SIMD %s, %d threads\n", o->dir,
@@ -230,11 +231,11 @@ static void report(const opts_t *o, mode_run_t *runs, double bw1, double bwn, in
         printf("%-7s %8.1f %8.1f [%6.1f-%6.1f] %8.2f [%6.2f-%6.2f] %9.1f %8.0f%% %11.3f\n", o->copy[k] ? "copy" : "mmap",
                runs[k].load_s, p[0], p[1], p[2], d[0], d[1], d[2], gbs, 100 * gbs / bwn, f[0]);
     }
-    printf("\npeak RSS %.2f GB = %.2fx the weight files (all modes loaded at once: %d)\n", peak_rss_gb(),
-           peak_rss_gb() / (files / 1e9), o->n_modes);
+    printf("\npeak RSS %.2f GB = %.2fx the weight files (all modes loaded at once: %d)\n", rss, rss / (files / 1e9),
+           o->n_modes);
 }
 
-static void write_csv(const opts_t *o, mode_run_t *runs, double bw1, double bwn, int threads) {
+static void write_csv(const opts_t *o, mode_run_t *runs, double bw1, double bwn, int threads, double rss) {
     FILE *f = fopen(o->csv, "w");
     if (!f) { fprintf(stderr, "bench_decode: cannot write %s\n", o->csv); return; }
     uint64_t bytes = decode_bytes(runs[0].m);
@@ -246,7 +247,7 @@ static void write_csv(const opts_t *o, mode_run_t *runs, double bw1, double bwn,
             fprintf(f, "%s,%s,%d,%s,%d,%d,%d,%.3f,%.3f,%.4f,%llu,%.3f,%.2f,%.2f,%.2f,%.3f\n", o->dir,
                     o->copy[k] ? "copy" : "mmap", threads, simd_name(runs[k].m->ex.simd), r, o->prompt, o->gen,
                     x->prefill_tps, x->decode_tps, x->first_token_s, (unsigned long long)bytes,
-                    x->decode_tps * bytes / 1e9, bw1, bwn, runs[k].load_s, peak_rss_gb());
+                    x->decode_tps * bytes / 1e9, bw1, bwn, runs[k].load_s, rss);
         }
     fclose(f);
 }
@@ -256,12 +257,9 @@ int main(int argc, char **argv) {
     if (parse(argc, argv, &o)) return 2;
     spex_err_t err = {0};
     int threads = o.threads > 0 ? o.threads : threadpool_default_threads();
-    threadpool_t *one = threadpool_create(1, &err), *all = threadpool_create(threads, &err);
-    if (!one || !all) { fprintf(stderr, "bench_decode: %s\n", err.msg); return 1; }
-    double bw1 = read_bandwidth(one), bwn = read_bandwidth(all);
-    threadpool_free(one), threadpool_free(all);
     mode_run_t runs[MAX_MODES] = {0};
     int rc = 1;
+    double bw1 = 0, bwn = 0, rss = 0;
     for (int k = 0; k < o.n_modes; k++) {
         model_options_t mo = {.load_mtp = false, .local_experts = true, .threads = threads, .simd = o.simd,
                               .max_positions = o.prompt + o.gen,
@@ -273,8 +271,12 @@ int main(int argc, char **argv) {
     for (int r = 0; r < o.reps; r++)          /* interleaved: drift lands on every mode alike */
         for (int k = 0; k < o.n_modes; k++)
             if (run_rep(runs[k].m, &o, &runs[k].reps[r], &err)) goto done;
-    report(&o, runs, bw1, bwn, threads);
-    if (o.csv) write_csv(&o, runs, bw1, bwn, threads);
+    rss = peak_rss_gb();   /* before the bandwidth buffer below */
+    threadpool_t *one = threadpool_create(1, &err), *all = threadpool_create(threads, &err);
+    if (one && all) bw1 = read_bandwidth(one), bwn = read_bandwidth(all);
+    threadpool_free(one), threadpool_free(all);
+    report(&o, runs, bw1, bwn, threads, rss);
+    if (o.csv) write_csv(&o, runs, bw1, bwn, threads, rss);
     rc = 0;
 done:
     if (rc) fprintf(stderr, "bench_decode: %s\n", err.msg);
