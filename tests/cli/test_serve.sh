@@ -26,35 +26,9 @@ trap cleanup EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 py() { /usr/bin/python3 "$@"; }
-
-# tiny: golden weights + the 320-token tokenizer
-mkdir -p "$tmp/tiny"
-for f in config.json model.safetensors; do ln -s "$data/golden/tiny-f32/$f" "$tmp/tiny/$f"; done
-for f in tokenizer.json tokenizer_config.json; do ln -s "$data/tiny-tokenizer/$f" "$tmp/tiny/$f"; done
-# slow: random weights, long context (~1700 tokens/s here), same tokenizer
-"$spex" synth --out "$tmp/slow" --preset tiny --vocab 320 --max-pos 4096 >/dev/null || fail "synth"
-for f in tokenizer.json tokenizer_config.json; do ln -s "$data/tiny-tokenizer/$f" "$tmp/slow/$f"; done
-
-# start_server NAME ARGS...: runs `spex serve` in the background, waits for /health;
-# sets ${NAME}_pid and ${NAME}_url
-start_server() {
-    local name=$1
-    shift
-    rm -f "$tmp/$name.port"
-    "$spex" serve --port 0 --port-file "$tmp/$name.port" "$@" 2>"$tmp/$name.log" &
-    local pid=$!
-    pids+=("$pid")
-    for _ in $(seq 1 200); do
-        [ -s "$tmp/$name.port" ] && break
-        sleep 0.05
-    done
-    local url="http://127.0.0.1:$(cat "$tmp/$name.port" 2>/dev/null)"
-    for _ in $(seq 1 200); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/health")" = 200 ] && break
-        sleep 0.05
-    done
-    eval "${name}_pid=$pid; ${name}_url=$url"
-}
+. "$(dirname "$0")/serve_lib.sh"
+serve_run() { exec "$spex" "$@"; }   # exec: ${NAME}_pid is the server itself (signal tests)
+serve_models   # $tmp/tiny (golden weights), $tmp/slow (random weights, ~1700 tokens/s here)
 
 # req METHOD URL [BODY] [curl args...]: response body to $tmp/body, status printed
 req() {
@@ -102,7 +76,7 @@ wait_metric() {  # wait_metric URL LINE: until /metrics has LINE (up to 10 s)
 }
 
 # ---------------------------------------------------------------- the fast server
-start_server t --model "$tmp/tiny" --max-running 32 --max-queue 64 --max-body-bytes 4096 --max-prompt-tokens 64 \
+serve_start t --model "$tmp/tiny" --max-running 32 --max-queue 64 --max-body-bytes 4096 --max-prompt-tokens 64 \
     --spec-k 2 --grace 5
 u=$t_url
 
@@ -265,7 +239,7 @@ rc=$?
 [ $rc -eq 0 ] || fail "serve exit $rc after SIGTERM: $(tail -5 "$tmp/t.log")"
 
 # ---------------------------------------------------------------- API key
-start_server k --model "$tmp/tiny" --api-key s3cret
+serve_start k --model "$tmp/tiny" --api-key s3cret
 expect 200 GET "$k_url/health"
 expect_error 401 invalid_request_error null GET "$k_url/v1/models"
 expect_error 401 invalid_request_error null GET "$k_url/v1/models" "" -H 'Authorization: Bearer wrong'
@@ -276,7 +250,7 @@ kill -TERM "$k_pid"
 wait "$k_pid" || fail "api-key server exit $?"
 
 # ---------------------------------------------------------------- the slow server: 429, disconnects, SIGTERM
-start_server s --model "$tmp/slow" --max-running 1 --max-queue 0 --spec-k 0 --grace 0.5
+serve_start s --model "$tmp/slow" --max-running 1 --max-queue 0 --spec-k 0 --grace 0.5
 u=$s_url
 long_body='{"prompt":[5,6,7],"max_tokens":4000,"temperature":0,"stream":true}'
 curl -s -N -H 'Content-Type: application/json' --data-binary "$long_body" -o "$tmp/long.sse" "$u/v1/completions" &

@@ -26,27 +26,12 @@ py() { /usr/bin/python3 "$@"; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 mpi() { timeout 120 mpirun --oversubscribe --allow-run-as-root --mca pml ob1 -np 3 "$spex" "$@"; }
 
-mkdir -p "$tmp/tiny"
-for f in config.json model.safetensors; do ln -s "$data/golden/tiny-f32/$f" "$tmp/tiny/$f"; done
-for f in tokenizer.json tokenizer_config.json; do ln -s "$data/tiny-tokenizer/$f" "$tmp/tiny/$f"; done
-"$spex" synth --out "$tmp/slow" --preset tiny --vocab 320 --max-pos 4096 >/dev/null || fail "synth"
-for f in tokenizer.json tokenizer_config.json; do ln -s "$data/tiny-tokenizer/$f" "$tmp/slow/$f"; done
-
+. "$(dirname "$0")/serve_lib.sh"
+serve_run() { mpi "$@"; }
+serve_tries=400
+serve_models
 # start NAME ARGS...: mpirun ... spex serve in the background; sets ${NAME}_pid (mpirun) and ${NAME}_url
-start() {
-    local name=$1
-    shift
-    mpi serve --port 0 --port-file "$tmp/$name.port" "$@" 2>"$tmp/$name.log" &
-    local pid=$!
-    pids+=("$pid")
-    for _ in $(seq 1 400); do [ -s "$tmp/$name.port" ] && break; sleep 0.05; done
-    local url="http://127.0.0.1:$(cat "$tmp/$name.port" 2>/dev/null)"
-    for _ in $(seq 1 400); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/health")" = 200 ] && break
-        sleep 0.05
-    done
-    eval "${name}_pid=$pid; ${name}_url=$url"
-}
+start() { serve_start "$@"; }
 # every rank of a job started by mpi ... & (the spex processes below it), as a job-wide signal reaches them
 ranks_of() { local p; for p in $(descendants "$1"); do [ "$(ps -o comm= -p "$p")" = spex ] && echo "$p"; done; }
 post() {  # post URL BODY OUT: status printed
