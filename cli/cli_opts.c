@@ -296,6 +296,8 @@ static const cli_option_t SAMPLING[] = {   /* bit i of a mask = entry i: keep in
                 "MTP speculative decoding: K drafts per verify step\n(0 = off)"),
     CLI_OPT_ENUM("--draft", "MODE", cli_sampling_t, draft, "sampled|argmax",
                  "temperature > 0: draft by sampling the MTP\ndistribution or take its argmax"),
+    CLI_OPT_DOUBLE("--draft-min-p", "P", cli_sampling_t, draft_min_p, 0, 1,
+                   "adaptive draft length: stop drafting after a\ndraft less likely than P (0 = always K)"),
 };
 
 cli_sampling_t cli_sampling_defaults(void) {
@@ -308,7 +310,8 @@ cli_group_t cli_sampling_group(cli_sampling_t *s, unsigned mask) {
 }
 
 seq_params_t cli_sampling_seq(const cli_sampling_t *s) {
-    return (seq_params_t){.spec_k = (int)s->spec_k, .sampled_drafts = s->draft == CLI_DRAFT_SAMPLED, .eos_id = -1,
+    return (seq_params_t){.spec_k = (int)s->spec_k, .sampled_drafts = s->draft == CLI_DRAFT_SAMPLED,
+                          .draft_min_p = (float)s->draft_min_p, .eos_id = -1,
                           .sampling = {.temperature = (float)s->temperature, .top_k = (int)s->top_k,
                                        .top_p = (float)s->top_p, .seed = (uint64_t)s->seed}};
 }

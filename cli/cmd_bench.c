@@ -67,7 +67,7 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
     o->sampling = cli_sampling_defaults();
     cli_ep_init(&o->ep);
     cli_group_t groups[] = {cli_model_group(&o->dir), CLI_GROUP(NULL, BENCH_OPTIONS, o),
-                            cli_sampling_group(&o->sampling, CLI_S_TEMPERATURE | CLI_S_DRAFT), cli_ep_group(&o->ep), cli_compute_group(&o->ep)};
+                            cli_sampling_group(&o->sampling, CLI_S_TEMPERATURE | CLI_S_DRAFT | CLI_S_DRAFT_MIN_P), cli_ep_group(&o->ep), cli_compute_group(&o->ep)};
     cli_spec_t spec = CLI_SPEC("bench spec", "bench spec --model DIR [options]   (under mpirun -np N too)",
                                "MTP speculation at K = 0..max-k, interleaved: tokens/s, tokens per step, acceptance.",
                                groups);
@@ -197,7 +197,7 @@ static int bench_spec(int argc, char **argv) {
     printf("spec bench: %s, %ld x %d prompts x %ld tokens, temperature %.2f%s; routed experts %s",
            o.dir, o.reps, n, o.n, (double)o.sp.sampling.temperature,
            o.sp.sampling.temperature > 0 ? (o.sp.sampled_drafts ? ", sampled drafts" : ", argmax drafts") : "",
-           world > 1 ? "on" : (o.ep.no_ep ? "in process" : "on loopback ranks"));
+           world > 1 ? "on" : (o.ep.backend ? "on loopback ranks" : "in process"));
     if (world > 1) printf(" %d worker ranks, codec %s", world - 1, o.ep.codec ? o.ep.codec : "raw");
     printf("\n");
     bench_print(stdout, rows, (int)o.max_k + 1, false);

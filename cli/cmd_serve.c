@@ -59,7 +59,7 @@ static int serve_parse(int argc, char **argv, serve_cli_t *c) {
     c->sp.spec_k = -1;
     cli_ep_init(&c->ep);
     cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, SERVE_OPTIONS, c), cli_sched_group(&c->sched),
-                            cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
+                            cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT | CLI_S_DRAFT_MIN_P), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
     cli_spec_t spec = CLI_SPEC("serve", "serve --model DIR [options]",
                                "Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, /health,\n"
                                "/metrics. --spec-k defaults to 2 if the model has an MTP module. Documentation:\n"
@@ -144,7 +144,8 @@ static int serve_load(serve_state_t *st, spex_err_t *err) {
     sched_config_t sc = {.max_running = (int)l->max_running, .max_queue = (int)st->c.max_queue,
                          .kv_capacity_tokens = l->kv_capacity, .max_prompt_tokens = (int)l->max_prompt,
                          .max_tokens_limit = (int)l->max_tokens_limit, .spec_k = spec_k,
-                         .argmax_drafts = st->c.sp.draft == CLI_DRAFT_ARGMAX, .metrics = st->metrics, .on_shutdown = quiesce_http,
+                         .argmax_drafts = st->c.sp.draft == CLI_DRAFT_ARGMAX,
+                         .draft_min_p = (float)st->c.sp.draft_min_p, .metrics = st->metrics, .on_shutdown = quiesce_http,
                          .shutdown_user = st->http, .health = workers_health, .health_user = &st->c.ep,
                          .backend_metrics = workers_metrics, .backend_user = &st->c.ep};
     if (!(st->sched = scheduler_create(st->m, st->tok, &sc, err))) return -1;

@@ -1,6 +1,7 @@
 /* engine.c - see engine.h. One function per phase of a step. */
 #include "engine.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,8 @@ static int seq_check(const model_t *m, int n_prompt, const seq_params_t *p, spex
     if (bad) return spex_fail(err, "%s", bad);
     if (n_prompt <= 0) return spex_fail(err, "empty prompt");
     if (p->max_new_tokens < 0) return spex_fail(err, "max_new_tokens must be >= 0");
+    if (!(p->draft_min_p >= 0 && p->draft_min_p <= 1))
+        return spex_fail(err, "draft_min_p must be in [0, 1], got %g", (double)p->draft_min_p);
     if (p->spec_k < 0 || p->spec_k > SPEX_MAX_SPEC_K)
         return spex_fail(err, "spec_k must be in [0, %d], got %d", SPEX_MAX_SPEC_K, p->spec_k);
     if (p->spec_k > 0 && m->n_mtp == 0)
@@ -66,6 +69,7 @@ void spec_stats_add(spec_stats_t *a, const spec_stats_t *b) {
     a->steps += b->steps;
     a->emitted += b->emitted;
     a->drafted += b->drafted;
+    a->proposed += b->proposed;
     a->accepted += b->accepted;
     for (int j = 0; j < SPEX_MAX_SPEC_K; j++) {
         a->drafted_at[j] += b->drafted_at[j];
@@ -93,12 +97,30 @@ static int seq_max_drafts(const sequence_t *s) {
     return k < 0 ? 0 : k;
 }
 
-/* Draft token j from MTP logits: argmax, or a draw from q (kept for verification). */
+/* Probability of the argmax under softmax(logits): 1 / sum exp(l - max). */
+static float argmax_prob(const float *logits, int V, int32_t best) {
+    double z = 0;
+    for (int i = 0; i < V; i++) z += exp((double)logits[i] - logits[best]);
+    return (float)(1.0 / z);
+}
+
+/* Draft token j from MTP logits: argmax, or a draw from q (kept for
+ * verification); sets draft_stop when the draft is less likely than
+ * draft_min_p under the MTP distribution (adaptive draft length). */
 static int32_t seq_draft(sequence_t *s, const float *mtp_logits, int j, int V) {
-    if (!s->q) return argmax(mtp_logits, V);
-    float *q = s->q + (size_t)j * V;
-    sampler_probs(&s->p.sampling, mtp_logits, V, q);
-    return sampler_draw(q, V, &s->rng);
+    int32_t t;
+    float conf = 1.0f;
+    if (!s->q) {
+        t = argmax(mtp_logits, V);
+        if (s->p.draft_min_p > 0) conf = argmax_prob(mtp_logits, V, t);
+    } else {
+        float *q = s->q + (size_t)j * V;
+        sampler_probs(&s->p.sampling, mtp_logits, V, q);
+        t = sampler_draw(q, V, &s->rng);
+        conf = q[t];
+    }
+    s->draft_stop = conf < s->p.draft_min_p;
+    return t;
 }
 
 /* ---------------------------------------------------------------- verification */
@@ -106,6 +128,7 @@ static int32_t seq_draft(sequence_t *s, const float *mtp_logits, int j, int V) {
 static void seq_count(sequence_t *s, int k, int a, int emitted) {
     s->stats.steps++;
     s->stats.emitted += emitted;
+    s->stats.proposed += k;
     int evaluated = a < k ? a + 1 : k;
     for (int i = 0; i < evaluated; i++) {
         s->stats.drafted_at[i]++;
@@ -319,7 +342,7 @@ done:
 static int phase_chain(model_t *m, sequence_t **seqs, int n_seqs, int j, spex_err_t *err) {
     int ns = 0, max_k = 0;
     for (int i = 0; i < n_seqs; i++)
-        if (!seqs[i]->done && seqs[i]->n_drafts == j && j < seq_max_drafts(seqs[i])) {
+        if (!seqs[i]->done && !seqs[i]->draft_stop && seqs[i]->n_drafts == j && j < seq_max_drafts(seqs[i])) {
             ns++;
             if (seqs[i]->p.spec_k > max_k) max_k = seqs[i]->p.spec_k;
         }
@@ -328,7 +351,7 @@ static int phase_chain(model_t *m, sequence_t **seqs, int n_seqs, int j, spex_er
     if (rows_alloc(&r, m, ns, ns, err)) return -1;
     for (int i = 0; i < n_seqs; i++) {
         sequence_t *s = seqs[i];
-        if (s->done || s->n_drafts != j || j >= seq_max_drafts(s)) continue;
+        if (s->done || s->draft_stop || s->n_drafts != j || j >= seq_max_drafts(s)) continue;
         int c = r.n_seqs++;
         r.tokens[c] = s->drafts[j - 1];
         memcpy(r.hidden + (size_t)c * r.hid, s->mtp_hidden, sizeof(float) * r.hid);

@@ -36,6 +36,11 @@ typedef struct seq_params {
     sampling_params_t sampling;
     int spec_k;              /* 0 = no speculation; 1..SPEX_MAX_SPEC_K */
     bool sampled_drafts;     /* temperature > 0: draft from q (true) or argmax of q (false) */
+    /* Adaptive draft length: after a draft whose probability under the MTP
+     * distribution is below this, draft no further this step (spec_k is then a
+     * maximum). 0 = always spec_k. Any value keeps the output distribution:
+     * the decision uses only draft-side information. */
+    float draft_min_p;
     int32_t eos_id;          /* -1 = none */
 } seq_params_t;
 
@@ -43,6 +48,7 @@ typedef struct spec_stats {
     long steps;                               /* decode (verify) forwards */
     long emitted;                             /* tokens emitted by those steps */
     long drafted, accepted;                   /* over all positions */
+    long proposed;                            /* drafts verified (evaluated or not): k per step */
     long drafted_at[SPEX_MAX_SPEC_K];         /* drafts evaluated at position j+1 */
     long accepted_at[SPEX_MAX_SPEC_K];        /* of which accepted */
     double verify_seconds;                    /* main-model forwards of decode/verify steps */
@@ -61,6 +67,7 @@ typedef struct sequence {
     int32_t last;            /* last emitted token (at position pos) */
     int32_t drafts[SPEX_MAX_SPEC_K];
     int n_drafts;
+    bool draft_stop;         /* the last draft fell below draft_min_p: no more drafts this step */
     float *q;                /* [spec_k, vocab]: draft distributions (sampled drafts) */
     float *mtp_hidden;       /* [hidden]: MTP hidden of the last draft step */
     bool started, done;

@@ -188,7 +188,8 @@ static sched_status_t check_params(scheduler_t *s, const sched_params_t *p, sche
                    SCHED_INVALID;
     *param = NULL;
     r->p = (seq_params_t){.max_new_tokens = max_tokens, .sampling = p->sampling, .spec_k = k,
-                          .sampled_drafts = !c->argmax_drafts, .eos_id = s->eos_id};
+                          .sampled_drafts = !c->argmax_drafts, .draft_min_p = c->draft_min_p,
+                          .eos_id = s->eos_id};
     r->cap = cap;
     return SCHED_OK;
 }

@@ -72,6 +72,7 @@ typedef struct sched_config {
     int max_tokens_limit;     /* largest max_tokens a request may ask for; 0 = context - 1 */
     int spec_k;               /* server's speculation depth; a request may only lower it */
     bool argmax_drafts;       /* temperature > 0: draft the MTP argmax instead of sampling it */
+    float draft_min_p;        /* adaptive draft length (seq_params_t.draft_min_p) */
     metrics_t *metrics;       /* may be NULL; not owned */
     sched_health_fn health;   /* may be NULL */
     void *health_user;

@@ -70,7 +70,46 @@ static void greedy_identity(const char *name) {
                 cr_assert_eq(spec[i], base[i], "%s prompt %d spec-k %d: token %d is %d, want %d", name, trial, k, i,
                              spec[i], base[i]);
         }
+        /* adaptive draft length: fewer drafts, the same tokens */
+        for (int a = 1; a <= 3; a++) {
+            p.spec_k = 4;
+            p.draft_min_p = (float)a / 3.0f;
+            int ns = run(m, prompt, n, &p, spec, 64);
+            cr_assert_eq(ns, nb, "%s prompt %d draft_min_p %.2f: %d tokens vs %d", name, trial, p.draft_min_p, ns, nb);
+            cr_assert_eq(memcmp(spec, base, sizeof(int32_t) * (size_t)nb), 0, "%s prompt %d draft_min_p %.2f differs",
+                         name, trial, p.draft_min_p);
+        }
+        p.draft_min_p = 0;
     }
+    model_free(m);
+}
+
+Test(spec, adaptive_draft_length_stops_early) {
+    /* draft_min_p 1: no draft is ever certain enough to draft after it, so only
+     * position 1 is ever verified; 0: every step drafts spec_k (room permitting). */
+    model_t *m = load_golden("tiny-f32");
+    int32_t prompt[3] = {5, 17, 42};
+    for (int a = 0; a <= 1; a++) {
+        seq_params_t p = {.max_new_tokens = 30, .spec_k = 3, .draft_min_p = (float)a, .sampling = {.top_p = 1.0f},
+                          .eos_id = -1};
+        int32_t *gen;
+        int n;
+        gen_stats_t st;
+        spex_err_t err = {0};
+        cr_assert_eq(generate(m, prompt, 3, &p, NULL, NULL, &gen, &n, &st, &err), 0, "%s", err.msg);
+        free(gen);
+        if (a) cr_assert(st.spec.proposed <= st.spec.steps && st.spec.drafted_at[1] == 0,
+                         "draft_min_p 1: %ld drafts in %ld steps", st.spec.proposed, st.spec.steps);
+        else cr_assert(st.spec.proposed > 2 * st.spec.steps, "draft_min_p 0: %ld drafts in %ld steps",
+                       st.spec.proposed, st.spec.steps);
+    }
+    seq_params_t bad = {.max_new_tokens = 3, .spec_k = 2, .draft_min_p = 1.5f, .sampling = {.top_p = 1.0f}, .eos_id = -1};
+    int32_t *gen;
+    int n;
+    gen_stats_t st;
+    spex_err_t err = {0};
+    cr_assert_neq(generate(m, prompt, 3, &bad, NULL, NULL, &gen, &n, &st, &err), 0);
+    cr_assert(strstr(err.msg, "draft_min_p"), "%s", err.msg);
     model_free(m);
 }
 
@@ -138,12 +177,13 @@ Test(spec, rule_argmax_drafts_wrong) { check_rule(P1, P2, Q_FAR1, Q_FAR2, true);
 
 /* Histogram of the first two tokens (pair index t0 * V + t1) over `n` seeds;
  * counts the drafts verified in *drafted (0 would make the check vacuous). */
-static void pair_hist(model_t *m, int spec_k, bool sampled, int n, long *hist, long *drafted) {
+static void pair_hist(model_t *m, int spec_k, bool sampled, float min_p, int n, long *hist, long *drafted) {
     int32_t prompt[4] = {5, 17, 42, 3}, out[8];
     int V = m->cfg.vocab_size;
     for (int s = 0; s < n; s++) {
         /* 4 tokens wanted so that the second one comes out of a verify step with drafts */
-        seq_params_t p = {.max_new_tokens = 4, .spec_k = spec_k, .sampled_drafts = sampled, .eos_id = -1,
+        seq_params_t p = {.max_new_tokens = 4, .spec_k = spec_k, .sampled_drafts = sampled, .draft_min_p = min_p,
+                          .eos_id = -1,
                           .sampling = {.temperature = 1.0f, .top_k = 3, .top_p = 1.0f, .seed = 1000 + (uint64_t)s}};
         int32_t *gen;
         int k;
@@ -174,17 +214,21 @@ Test(spec, sampling_distribution_unchanged, .timeout = 240) {
     model_t *m = load_golden("tiny-f32");
     size_t cells = (size_t)m->cfg.vocab_size * m->cfg.vocab_size;
     long *base = calloc(cells, sizeof(long)), *samp = calloc(cells, sizeof(long)), *amax = calloc(cells, sizeof(long));
+    long *adap = calloc(cells, sizeof(long));
     int n = 3000;
-    long d0 = 0, d1 = 0, d2 = 0;
-    pair_hist(m, 0, true, n, base, &d0);
-    pair_hist(m, 2, true, n, samp, &d1);
-    pair_hist(m, 2, false, n, amax, &d2);
-    fprintf(stderr, "spec e2e drafts verified: sampled %ld, argmax %ld\n", d1, d2);
-    cr_assert(d1 >= n && d2 >= n, "drafts were not exercised");
+    long d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+    pair_hist(m, 0, true, 0, n, base, &d0);
+    pair_hist(m, 2, true, 0, n, samp, &d1);
+    pair_hist(m, 2, false, 0, n, amax, &d2);
+    pair_hist(m, 3, true, 0.4f, n, adap, &d3);
+    fprintf(stderr, "spec e2e drafts verified: sampled %ld, argmax %ld, adaptive %ld\n", d1, d2, d3);
+    cr_assert(d1 >= n && d2 >= n && d3 >= n, "drafts were not exercised");
     homogeneity(base, samp, cells, "sampled drafts");
     homogeneity(base, amax, cells, "argmax drafts");
+    homogeneity(base, adap, cells, "adaptive length");
     free(base);
     free(samp);
     free(amax);
+    free(adap);
     model_free(m);
 }
