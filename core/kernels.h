@@ -1,8 +1,9 @@
 /* kernels.h - the elementwise and row-wise math of a transformer, on f32.
  *
  * Row-major everywhere: a matrix [n, d] is n rows of d contiguous floats.
- * These are deliberately plain loops (the compiler vectorises them); all the
- * heavy lifting (matrix products) goes through OpenBLAS in linear.c and mla.c. */
+ * These are deliberately plain loops in a fixed order (no reassociation, so a
+ * row's result never depends on the machine); the matrix products are in
+ * core/matmul.h. */
 #ifndef SPEX_KERNELS_H
 #define SPEX_KERNELS_H
 

@@ -1,5 +1,6 @@
 /* linear.c - see linear.h: turning a checkpoint tensor into a weight view. */
 #include "linear.h"
+#include "weight_arena.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,27 +18,6 @@ static void prefault(const uint8_t *p, size_t n) {
     for (size_t i = 0; i < n; i += page) sink ^= p[i];
     if (n) sink ^= p[n - 1];
     (void)sink;
-}
-
-/* An anonymous copy of the tensor's bytes, read with pread (the mapping is
- * never touched, so it costs no page faults and no resident file pages);
- * 2 MB aligned with transparent huge pages when large: fewer TLB misses is
- * what makes copied weights faster than the page cache here (docs/performance.md). */
-static void *copy_out(const tensor_store_t *ts, const st_tensor_t *t, spex_err_t *err) {
-    void *q = NULL;
-    size_t huge = 2u << 20, bytes = (t->nbytes + 63) / 64 * 64;
-    size_t align = bytes >= huge ? huge : 64;
-    if (bytes >= huge) bytes = (bytes + huge - 1) / huge * huge;
-    if (posix_memalign(&q, align, bytes ? bytes : 64)) {
-        spex_fail(err, "out of memory for tensor '%s' (%zu bytes)", t->name, t->nbytes);
-        return NULL;
-    }
-    if (align == huge) madvise(q, bytes, MADV_HUGEPAGE);
-    if (tensor_store_read(ts, t, q, err)) {
-        free(q);
-        return NULL;
-    }
-    return q;
 }
 
 static int view_fp8(linear_t *l, const tensor_store_t *ts, const st_tensor_t *t, spex_err_t *err) {
@@ -72,10 +52,11 @@ int linear_load(linear_t *l, const tensor_store_t *ts, const char *name, int out
     }
     tensor_residency_t r = tensor_store_residency(ts);
     if (r.copy) {
-        if (!(l->owned = copy_out(ts, t, err))) {
+        if (!(l->owned = tensor_store_copy(ts, t, err))) {   /* huge-page arena: faster than the mapping */
             linear_free(l);
             return -1;
         }
+        l->arena = tensor_store_arena(ts);
         l->w.data = l->owned;
     } else if (r.prefault) {
         prefault(t->data, t->nbytes);
@@ -85,7 +66,8 @@ int linear_load(linear_t *l, const tensor_store_t *ts, const char *name, int out
 
 void linear_free(linear_t *l) {
     if (!l) return;
-    free(l->owned);
+    if (l->arena) weight_arena_release(l->arena, l->owned);
+    else free(l->owned);
     free(l->owned_scale);
     l->owned = NULL;
     l->owned_scale = NULL;

@@ -23,6 +23,7 @@ typedef struct linear {
     int out, in;
     wview_t w;            /* the stored matrix */
     void *owned;          /* the bytes w.data points to, when copied (else NULL: the file mapping) */
+    struct weight_arena *arena;   /* where `owned` lives (NULL: malloc'ed, e.g. by a test) */
     float *owned_scale;   /* FP8 block scales (always a copy: small, and aligned) */
 } linear_t;
 

@@ -6,6 +6,7 @@
  *   {"__metadata__": {...}, "<name>": {"dtype": "BF16", "shape": [r, c], "data_offsets": [b, e]}, ...}
  * then the data section; offsets are relative to its start (byte 8 + N). */
 #include "safetensors.h"
+#include "weight_arena.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -40,6 +41,7 @@ struct tensor_store {
     size_t count, cap;
     int fp8_block[2];
     tensor_residency_t residency;
+    weight_arena_t *copies;   /* --weights copy: where copied tensors live (a separate object, so a const store can hand out copies) */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -256,7 +258,13 @@ static tensor_store_t *store_new(const char *origin, const int fp8_block[2]) {
     tensor_store_t *ts = calloc(1, sizeof *ts);
     if (!ts) return NULL;
     ts->origin = str_dup(origin);
-    if (!ts->origin) { free(ts); return NULL; }
+    ts->copies = weight_arena_create();
+    if (!ts->origin || !ts->copies) {
+        free(ts->origin);
+        weight_arena_free(ts->copies);
+        free(ts);
+        return NULL;
+    }
     bool given = fp8_block && fp8_block[0] > 0 && fp8_block[1] > 0;
     ts->fp8_block[0] = given ? fp8_block[0] : 128;
     ts->fp8_block[1] = given ? fp8_block[1] : 128;
@@ -270,6 +278,7 @@ void tensor_store_free(tensor_store_t *ts) {
     for (int i = 0; i < ts->nfiles; i++) file_unmap(&ts->files[i]);
     free(ts->files);
     free(ts->origin);
+    weight_arena_free(ts->copies);
     free(ts);
 }
 
@@ -487,6 +496,17 @@ void tensor_store_fp8_block(const tensor_store_t *ts, int block[2]) {
 }
 
 /* ---------------------------------------------------------------- loading */
+
+void *tensor_store_copy(const tensor_store_t *ts, const st_tensor_t *t, spex_err_t *err) {
+    void *p = weight_arena_alloc(ts->copies, t->nbytes, err);
+    if (p && tensor_store_read(ts, t, p, err)) {
+        weight_arena_release(ts->copies, p);
+        return NULL;
+    }
+    return p;
+}
+
+weight_arena_t *tensor_store_arena(const tensor_store_t *ts) { return ts->copies; }
 
 int tensor_store_read(const tensor_store_t *ts, const st_tensor_t *t, void *dst, spex_err_t *err) {
     const st_file_t *f = &ts->files[t->file];

@@ -78,6 +78,12 @@ void tensor_store_fp8_block(const tensor_store_t *ts, int block[2]);
 int tensor_store_load_f32(const tensor_store_t *ts, const char *name, int ndim, const int64_t *shape,
                           float *dst, spex_err_t *err);
 
+/* A copy of tensor t's bytes in the store's weight arena (core/weight_arena.h:
+ * anonymous huge-page chunks), read with tensor_store_read; valid until
+ * released to tensor_store_arena(ts) or the store is freed. */
+void *tensor_store_copy(const tensor_store_t *ts, const st_tensor_t *t, spex_err_t *err);
+struct weight_arena *tensor_store_arena(const tensor_store_t *ts);
+
 /* Read tensor t's bytes (t->nbytes) from its file into dst with pread, without
  * touching the mapping (so the copy costs no page faults of the mapping). */
 int tensor_store_read(const tensor_store_t *ts, const st_tensor_t *t, void *dst, spex_err_t *err);
