@@ -152,34 +152,42 @@ typedef struct rows {
     int *first;           /* [n_seqs] first row of each sequence */
 } rows_t;
 
-static void rows_free(rows_t *r) {
-    free(r->tokens);
-    free(r->hidden);
-    free(r->hidden_out);
-    free(r->logits);
-    free(r->want);
-    free(r->seqs);
-    free(r->who);
-    free(r->first);
-    memset(r, 0, sizeof *r);
+/* Nothing to free: the rows live in one of the model's step arenas. */
+static void rows_free(rows_t *r) { memset(r, 0, sizeof *r); }
+
+/* Next `bytes` of the carve at *at, 64-byte aligned. */
+static void *carve(uint8_t **at, size_t bytes) {
+    void *p = *at;
+    *at += (bytes + 63) / 64 * 64;
+    return p;
 }
 
-static int rows_alloc(rows_t *r, const model_t *m, int n, int n_seqs, spex_err_t *err) {
+/* Rows for n rows of n_seqs sequences, plus `aux` floats (*aux_out), carved
+ * from the model's grow-only step arena `which` (no allocation once warm). */
+static int rows_alloc(rows_t *r, model_t *m, int which, int n, int n_seqs, size_t aux, float **aux_out,
+                      spex_err_t *err) {
     memset(r, 0, sizeof *r);
     r->hid = m->cfg.hidden_size;
     r->V = m->cfg.vocab_size;
     size_t nn = n > 0 ? (size_t)n : 1, ns = n_seqs > 0 ? (size_t)n_seqs : 1;
-    r->tokens = malloc(sizeof(int32_t) * nn);
-    r->hidden = malloc(sizeof(float) * nn * r->hid);
-    r->hidden_out = malloc(sizeof(float) * nn * r->hid);
-    r->logits = malloc(sizeof(float) * nn * r->V);
-    r->want = calloc(nn, 1);
-    r->seqs = malloc(sizeof(mla_seq_t) * ns);
-    r->who = malloc(sizeof(sequence_t *) * ns);
-    r->first = malloc(sizeof(int) * ns);
-    if (r->tokens && r->hidden && r->hidden_out && r->logits && r->want && r->seqs && r->who && r->first) return 0;
-    rows_free(r);
-    return spex_fail(err, "out of memory for a step of %d rows", n);
+    size_t sizes[9] = {sizeof(int32_t) * nn, sizeof(float) * nn * r->hid, sizeof(float) * nn * r->hid,
+                       sizeof(float) * nn * r->V, nn, sizeof(mla_seq_t) * ns, sizeof(sequence_t *) * ns,
+                       sizeof(int) * ns, sizeof(float) * aux};
+    size_t total = 0;
+    for (int i = 0; i < 9; i++) total += (sizes[i] + 63) / 64 * 64;
+    uint8_t *at = (uint8_t *)arena_floats(&m->step[which], total / sizeof(float) + 1);
+    if (!at) return spex_fail(err, "out of memory for a step of %d rows", n);
+    r->tokens = carve(&at, sizes[0]);
+    r->hidden = carve(&at, sizes[1]);
+    r->hidden_out = carve(&at, sizes[2]);
+    r->logits = carve(&at, sizes[3]);
+    r->want = carve(&at, sizes[4]);
+    memset(r->want, 0, nn);
+    r->seqs = carve(&at, sizes[5]);
+    r->who = carve(&at, sizes[6]);
+    r->first = carve(&at, sizes[7]);
+    if (aux_out) *aux_out = carve(&at, sizes[8]);
+    return 0;
 }
 
 /* Run MTP modules 0..n_use-1 over the same rows. Draft step j (1-based) uses
@@ -203,11 +211,10 @@ static int mtp_forward_all(model_t *m, int use, int n_use, rows_t *r, spex_err_t
 static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *user, spex_err_t *err) {
     int n = s->n_prompt;
     rows_t r;
-    if (rows_alloc(&r, m, n, 1, err)) return -1;
-    float *probs = malloc(sizeof(float) * (size_t)r.V);
+    float *probs;
+    if (rows_alloc(&r, m, 0, n, 1, (size_t)m->cfg.vocab_size, &probs, err)) return -1;
     double t0 = spex_now();
     int rc = -1;
-    if (!probs) { spex_fail(err, "out of memory"); goto done; }
     r.want[n - 1] = 1;
     mla_seq_t seq = {s->kv, n};
     if (model_forward(m, s->prompt, &seq, 1, r.hidden, r.want, r.logits, err)) goto done;
@@ -228,7 +235,6 @@ static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *us
     rc = 0;
 done:
     s->prefill_seconds = spex_now() - t0;
-    free(probs);
     rows_free(&r);
     return rc;
 }
@@ -261,7 +267,7 @@ static int phase_catchup(model_t *m, rows_t *v, const int *accepted, const int *
         }
     if (ns == 0) return 0;
     rows_t r;
-    if (rows_alloc(&r, m, n, ns, err)) return -1;
+    if (rows_alloc(&r, m, 1, n, ns, 0, NULL, err)) return -1;
     int row = 0;
     for (int i = 0; i < v->n_seqs; i++) {
         sequence_t *s = v->who[i];
@@ -299,10 +305,10 @@ static int phase_verify(model_t *m, sequence_t **dec, int n_dec, engine_token_fn
         n += k + 1;
     }
     rows_t v;
-    if (rows_alloc(&v, m, n, n_dec, err)) return -1;
-    int *accepted = malloc(sizeof(int) * (size_t)n_dec * 2), row = 0, rc = -1;
-    float *p = malloc(sizeof(float) * (size_t)v.V * 2);
-    if (!accepted || !p) { spex_fail(err, "out of memory"); goto done; }
+    float *p;   /* [2, V] verification scratch, then accepted[n_dec], old_pos[n_dec] */
+    size_t V = (size_t)m->cfg.vocab_size;
+    if (rows_alloc(&v, m, 0, n, n_dec, 2 * V + 2 * (size_t)n_dec, &p, err)) return -1;
+    int *accepted = (int *)(p + 2 * V), row = 0, rc = -1;
     for (int i = 0; i < n_dec; i++) {
         sequence_t *s = dec[i];
         int k = s->n_drafts < seq_max_drafts(s) ? s->n_drafts : seq_max_drafts(s);
@@ -331,8 +337,6 @@ static int phase_verify(model_t *m, sequence_t **dec, int n_dec, engine_token_fn
         dec[i]->stats.draft_seconds += t2 - t1;   /* accept/reject is negligible next to the MTP forward */
     }
 done:
-    free(accepted);
-    free(p);
     rows_free(&v);
     return rc;
 }
@@ -348,7 +352,7 @@ static int phase_chain(model_t *m, sequence_t **seqs, int n_seqs, int j, spex_er
         }
     if (ns == 0) return 0;
     rows_t r;
-    if (rows_alloc(&r, m, ns, ns, err)) return -1;
+    if (rows_alloc(&r, m, 0, ns, ns, 0, NULL, err)) return -1;
     for (int i = 0; i < n_seqs; i++) {
         sequence_t *s = seqs[i];
         if (s->done || s->draft_stop || s->n_drafts != j || j >= seq_max_drafts(s)) continue;
@@ -371,7 +375,8 @@ static int phase_chain(model_t *m, sequence_t **seqs, int n_seqs, int j, spex_er
 }
 
 int engine_step(model_t *m, sequence_t **seqs, int n_seqs, engine_token_fn on_token, void *user, spex_err_t *err) {
-    sequence_t **dec = malloc(sizeof(sequence_t *) * (size_t)(n_seqs > 0 ? n_seqs : 1));
+    size_t words = (sizeof(sequence_t *) * (size_t)(n_seqs > 0 ? n_seqs : 1) + sizeof(float) - 1) / sizeof(float);
+    sequence_t **dec = (sequence_t **)arena_floats(&m->step[2], words);
     if (!dec) return spex_fail(err, "out of memory");
     int n_dec = 0, rc = 0, max_k = 0;
     for (int i = 0; i < n_seqs && rc == 0; i++) {
@@ -391,6 +396,5 @@ int engine_step(model_t *m, sequence_t **seqs, int n_seqs, engine_token_fn on_to
             seqs[i]->decode_seconds += dt;
             seqs[i]->stats.draft_seconds += dt;
         }
-    free(dec);
     return rc;
 }

@@ -149,6 +149,7 @@ void model_free(model_t *m) {
     if (m->experts) m->experts->destroy(m->experts);
     threadpool_free(m->pool);
     for (size_t i = 0; i < sizeof m->scratch / sizeof m->scratch[0]; i++) arena_free(&m->scratch[i]);
+    for (size_t i = 0; i < sizeof m->step / sizeof m->step[0]; i++) arena_free(&m->step[i]);
     tensor_store_free(m->ts);
     free(m->dir);
     free(m);

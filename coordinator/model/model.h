@@ -76,6 +76,9 @@ typedef struct model {
     moe_backend_t *experts;       /* owned */
     threadpool_t *pool;           /* owned; every kernel of this model runs on it */
     arena_t scratch[5];           /* grow-only forward buffers (MODEL_S_* in model.c): no malloc per step */
+    arena_t step[3];              /* the same for the decode engine (decode/engine.c): a verify step's
+                                     rows [0] stay alive while the MTP catch-up uses [1]; [2] lists
+                                     the step's decoding sequences */
     exec_t ex;                    /* pool + SIMD path */
     model_timing_t timing;        /* accumulated by every forward */
 } model_t;
