@@ -16,7 +16,7 @@
 
 enum {
     PAR_MIN_MACS = 1 << 15,      /* below this, one thread */
-    WIDEN_MIN_ROWS = 8,          /* from this many rows, widen W blocks to f32 */
+    WIDEN_MIN_ROWS = 32,         /* from this many rows, widen W blocks to f32 */
     L2_BLOCK_BYTES = 192 << 10,  /* f32 bytes of a widened block */
 };
 
