@@ -2,6 +2,7 @@
 #include "sampler.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "core/kernels.h"
@@ -49,15 +50,27 @@ static int cmp_desc(const void *a, const void *b) {
 
 /* Zero every prob outside the top-k / top-p nucleus, renormalise. As Hugging
  * Face, vLLM and llama.cpp do, top-p applies to the distribution already
- * renormalised over the top-k tokens. */
+ * renormalised over the top-k tokens.
+ * Without top-k, only tokens that can be in the nucleus are sorted: a token of
+ * probability q < (1 - top_p) total / V cannot be, because the tokens above
+ * it then hold more than top_p of the mass (those at or below it hold at most
+ * V q). That turns a sort of the whole vocabulary per sampled token (and per
+ * draft) into a sort of a few dozen; the kept set and its order are the same. */
 static void cut_tail(const sampling_params_t *p, float *probs, int V) {
     prob_id_t *v = malloc(sizeof *v * (size_t)V);
     if (!v) return;   /* no memory: fall back to the uncut distribution */
-    for (int i = 0; i < V; i++) v[i] = (prob_id_t){probs[i], i};
-    qsort(v, (size_t)V, sizeof *v, cmp_desc);
-    int keep = (p->top_k > 0 && p->top_k < V) ? p->top_k : V;
+    bool top_k = p->top_k > 0 && p->top_k < V;
+    double total = 0;
+    for (int i = 0; i < V; i++) total += probs[i];
+    double floor = !top_k && p->top_p < 1.0f ? 0.999 * (1.0 - p->top_p) * total / V : 0.0;
+    int n = 0;
+    for (int i = 0; i < V; i++)
+        if ((double)probs[i] >= floor) v[n++] = (prob_id_t){probs[i], i};
+    qsort(v, (size_t)n, sizeof *v, cmp_desc);
+    int keep = top_k ? p->top_k : n;
     double sum = 0;
-    for (int i = 0; i < keep; i++) sum += v[i].p;
+    if (top_k) for (int i = 0; i < keep; i++) sum += v[i].p;
+    else sum = total;
     if (p->top_p < 1.0f) {
         double cum = 0, kept = 0;
         for (int i = 0; i < keep; i++) {
@@ -67,7 +80,7 @@ static void cut_tail(const sampling_params_t *p, float *probs, int V) {
         }
         sum = kept;
     }
-    for (int i = keep; i < V; i++) probs[v[i].id] = 0.0f;
+    for (int i = 0; i < V; i++) probs[i] = 0.0f;
     for (int i = 0; i < keep; i++) probs[v[i].id] = (float)(v[i].p / sum);
     free(v);
 }
