@@ -8,29 +8,71 @@
 
 static const uint8_t MAGIC[4] = {'S', 'P', 'X', 1};
 
-int wire_pack(const wire_header_t *h, const uint8_t *payload, size_t plen, uint8_t **out, size_t *out_len,
-              spex_err_t *err) {
+/* h as sent: version and payload fields set. */
+static wire_header_t framed(const wire_header_t *h, uint64_t plen, uint32_t sum) {
     wire_header_t c = *h;
     c.version = SPEX_PROTO_VERSION;
     c.payload_bytes = plen;
-    c.payload_checksum = codec_checksum(payload, plen);
+    c.payload_checksum = sum;
+    return c;
+}
+
+uint8_t *wire_begin(wire_out_t *o, const wire_header_t *h, size_t cap, spex_err_t *err) {
+    wire_header_t c = framed(h, 1, 1);   /* non-zero: both fixed-size fields present */
+    o->hl = spex__header__get_packed_size(&c);
+    o->cap = cap;
+    if (o->hl > WIRE_MAX_HEADER) {
+        spex_fail(err, "wire: header of %zu bytes is too large", o->hl);
+        return NULL;
+    }
+    if (!(o->buf = malloc(WIRE_PREFIX + o->hl + cap + 1))) {
+        spex_fail(err, "wire: out of memory for a %zu-byte frame", WIRE_PREFIX + o->hl + cap);
+        return NULL;
+    }
+    return o->buf + WIRE_PREFIX + o->hl;
+}
+
+int wire_end(wire_out_t *o, const wire_header_t *h, size_t plen, uint8_t **frame, size_t *frame_len,
+             spex_err_t *err) {
+    uint8_t *pl = o->buf + WIRE_PREFIX + o->hl;
+    if (plen > o->cap) {
+        wire_out_free(o);
+        return spex_fail(err, "wire: payload of %zu bytes overflows its %zu-byte slot", plen, o->cap);
+    }
+    wire_header_t c = framed(h, plen, codec_checksum(pl, plen));
     size_t hl = spex__header__get_packed_size(&c);
-    if (hl > WIRE_MAX_HEADER) return spex_fail(err, "wire: header of %zu bytes is too large", hl);
-    uint8_t *b = malloc(WIRE_PREFIX + hl + plen + 1);
-    if (!b) return spex_fail(err, "wire: out of memory for a %zu-byte frame", WIRE_PREFIX + hl + plen);
-    memcpy(b, MAGIC, 4);
-    for (int i = 0; i < 4; i++) b[4 + i] = (uint8_t)(hl >> (8 * i));
-    spex__header__pack(&c, b + WIRE_PREFIX);
-    if (plen) memcpy(b + WIRE_PREFIX + hl, payload, plen);
-    *out = b;
-    *out_len = WIRE_PREFIX + hl + plen;
+    if (hl > o->hl) {   /* a field gained presence after wire_begin: caller error */
+        wire_out_free(o);
+        return spex_fail(err, "wire: header grew from %zu to %zu bytes after the payload was placed", o->hl, hl);
+    }
+    if (hl < o->hl) memmove(o->buf + WIRE_PREFIX + hl, pl, plen);   /* a zero field was dropped: rare */
+    memcpy(o->buf, MAGIC, 4);
+    for (int i = 0; i < 4; i++) o->buf[4 + i] = (uint8_t)(hl >> (8 * i));
+    spex__header__pack(&c, o->buf + WIRE_PREFIX);
+    *frame = o->buf;
+    *frame_len = WIRE_PREFIX + hl + plen;
+    o->buf = NULL;
     return 0;
+}
+
+void wire_out_free(wire_out_t *o) {
+    free(o->buf);
+    o->buf = NULL;
+}
+
+int wire_pack(const wire_header_t *h, const uint8_t *payload, size_t plen, uint8_t **out, size_t *out_len,
+              spex_err_t *err) {
+    wire_out_t o;
+    uint8_t *dst = wire_begin(&o, h, plen, err);
+    if (!dst) return -1;
+    if (plen) memcpy(dst, payload, plen);
+    return wire_end(&o, h, plen, out, out_len, err);
 }
 
 int wire_send(link_t *link, int rank, const wire_header_t *h, const uint8_t *payload, size_t plen, size_t *frame_len,
               spex_err_t *err) {
-    uint8_t *buf;
-    size_t len;
+    uint8_t *buf = NULL;
+    size_t len = 0;
     if (wire_pack(h, payload, plen, &buf, &len, err)) return -1;
     if (frame_len) *frame_len = len;
     return link->send(link, rank, buf, len, err);

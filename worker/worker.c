@@ -240,7 +240,7 @@ static int run_dispatch(worker_t *w, const Spex__Header *h, const uint8_t *pl, s
                          d->n_weights, pairs);
     size_t nvec = each ? pairs : (size_t)rows;
     float *x = combine_buf(w, ((size_t)rows + nvec) * hid), *y = x ? x + (size_t)rows * hid : NULL;
-    uint8_t *enc = NULL;
+    wire_out_t o = {0};
     Spex__Header out = SPEX__HEADER__INIT;
     Spex__Combine c = SPEX__COMBINE__INIT;
     int rc = -1;
@@ -255,22 +255,26 @@ static int run_dispatch(worker_t *w, const Spex__Header *h, const uint8_t *pl, s
         goto done;
     }
     t2 = spex_now();
-    size_t cap = codec_max_encoded(&w->ccodec, (int)nvec, hid), len = 0;
-    if (!(enc = malloc(cap + 1))) { spex_fail(err, "out of memory"); goto done; }
-    if (codec_encode(&w->ccodec, y, (int)nvec, hid, enc, cap, &len, w->ctx, err)) goto done;
+    /* The answer is encoded straight into its frame (wire_begin/wire_end): the
+     * header is sized first, with every field present (times are never 0). */
     c.layer = d->layer;
     c.vectors = (uint32_t)nvec;
     c.codec = w->cname;
-    c.decode_seconds = t1 - t0;
-    c.compute_seconds = t2 - t1;
-    c.encode_seconds = spex_now() - t2;
+    c.decode_seconds = t1 - t0 > 0 ? t1 - t0 : 1e-9;
+    c.compute_seconds = t2 - t1 > 0 ? t2 - t1 : 1e-9;
+    c.encode_seconds = 1e-9;
     out.step = h->step;
     out.body_case = SPEX__HEADER__BODY_COMBINE;
     out.combine = &c;
-    w->st.busy_seconds += spex_now() - t0;
-    rc = reply_frame(&out, enc, len, reply, reply_len, err);
+    size_t cap = codec_max_encoded(&w->ccodec, (int)nvec, hid), len = 0;
+    uint8_t *dst = wire_begin(&o, &out, cap, err);
+    if (!dst || codec_encode(&w->ccodec, y, (int)nvec, hid, dst, cap, &len, w->ctx, err)) goto done;
+    double t3 = spex_now();
+    if (t3 - t2 > 0) c.encode_seconds = t3 - t2;
+    w->st.busy_seconds += t3 - t0;
+    rc = wire_end(&o, &out, len, reply, reply_len, err);
 done:
-    free(enc);
+    wire_out_free(&o);
     return rc;
 }
 

@@ -33,8 +33,6 @@ typedef struct ep_backend {
     codec_ctx_t *ctx;
     float *xbuf;                   /* gathered rows of one rank */
     size_t xbuf_cap;
-    uint8_t *ebuf;
-    size_t ebuf_cap;
     void (*cleanup)(void *);
     void *cleanup_user;
     double call_expert;            /* slowest rank's compute in the current call */
@@ -91,23 +89,32 @@ static int group_rows(ep_backend_t *b, int layer, int n, int k, const int32_t *i
     return 0;
 }
 
-/* Gather rank r's rows and encode them with the dispatch codec into b->ebuf. */
-static int encode_rows(ep_backend_t *b, const rank_batch_t *rb, const float *x, size_t *len, spex_err_t *err) {
+typedef struct fill_ctx {
+    ep_backend_t *b;
+    const rank_batch_t *rb;
+    const float *x;
+} fill_ctx_t;
+
+/* Gather rank r's rows and encode them with the dispatch codec straight into
+ * the frame (ep_fill_fn). */
+static int encode_rows(void *user, uint8_t *dst, size_t cap, size_t *len, spex_err_t *err) {
+    fill_ctx_t *c = user;
+    ep_backend_t *b = c->b;
     size_t rowb = sizeof(float) * (size_t)b->hidden;
-    size_t ecap = codec_max_encoded(&b->o.dispatch, rb->n_rows, b->hidden);
-    if (!(b->xbuf = grow(b->xbuf, &b->xbuf_cap, rowb * rb->n_rows)) || !(b->ebuf = grow(b->ebuf, &b->ebuf_cap, ecap)))
-        return spex_fail(err, "out of memory");
-    for (int i = 0; i < rb->n_rows; i++) memcpy(b->xbuf + (size_t)i * b->hidden, x + (size_t)rb->rows[i] * b->hidden, rowb);
-    return codec_encode(&b->o.dispatch, b->xbuf, rb->n_rows, b->hidden, b->ebuf, b->ebuf_cap, len, b->ctx, err);
+    if (!(b->xbuf = grow(b->xbuf, &b->xbuf_cap, rowb * c->rb->n_rows))) return spex_fail(err, "out of memory");
+    for (int i = 0; i < c->rb->n_rows; i++)
+        memcpy(b->xbuf + (size_t)i * b->hidden, c->x + (size_t)c->rb->rows[i] * b->hidden, rowb);
+    return codec_encode(&b->o.dispatch, b->xbuf, c->rb->n_rows, b->hidden, dst, cap, len, b->ctx, err);
 }
 
 static int send_dispatch(ep_backend_t *b, int r, int layer, const float *x, spex_err_t *err) {
     rank_batch_t *rb = &b->rb[r];
-    size_t len = 0, frame = 0;
+    size_t frame = 0;
     ep_rows_t rows = {.layer = layer, .rows = rb->n_rows, .pairs = rb->n_pairs, .counts = rb->counts,
                       .experts = rb->experts, .weights = rb->weights};
-    if (encode_rows(b, rb, x, &len, err) || ep_protocol_dispatch(b->proto, r, &rows, b->ebuf, len, &frame, err))
-        return -1;
+    fill_ctx_t fc = {b, rb, x};
+    size_t cap = codec_max_encoded(&b->o.dispatch, rb->n_rows, b->hidden);
+    if (ep_protocol_dispatch(b->proto, r, &rows, cap, encode_rows, &fc, &frame, err)) return -1;
     ep_rank_stats_t *rs = &b->st->rank[r];
     ep_layer_stats_t *ls = &b->st->layer[layer];
     int64_t raw = (int64_t)(sizeof(float) * (size_t)b->hidden * rb->n_rows);
@@ -217,7 +224,6 @@ static void ep_destroy(moe_backend_t *self) {
         }
     free(b->rb);
     free(b->xbuf);
-    free(b->ebuf);
     codec_ctx_free(b->ctx);
     ep_stats_free(b->st);
     placement_free(b->pl);

@@ -239,7 +239,26 @@ int ep_protocol_hello(ep_protocol_t *p, const ep_hello_t *hello, ep_stats_t *st,
 
 /* ---------------------------------------------------------------- dispatch, combine */
 
-int ep_protocol_dispatch(ep_protocol_t *p, int rank, const ep_rows_t *rows, const uint8_t *payload, size_t plen,
+/* h with a payload that fill() writes in place, to `rank`. */
+static int send_filled(ep_protocol_t *p, int rank, Spex__Header *h, size_t cap, ep_fill_fn fill, void *user,
+                       size_t *frame_len, spex_err_t *err) {
+    h->step = p->step;
+    wire_out_t o;
+    uint8_t *frame, *dst = wire_begin(&o, h, cap, err);
+    size_t plen = 0, len = 0;
+    if (!dst) return -1;
+    if (fill(user, dst, cap, &plen, err)) {
+        wire_out_free(&o);
+        return -1;
+    }
+    if (wire_end(&o, h, plen, &frame, &len, err)) return -1;
+    if (frame_len) *frame_len = len;
+    if (p->link->send(p->link, rank, frame, len, err) == 0) return 0;
+    p->broken = true;
+    return spex_err_prefix(err, "rank %d: ", rank);
+}
+
+int ep_protocol_dispatch(ep_protocol_t *p, int rank, const ep_rows_t *rows, size_t cap, ep_fill_fn fill, void *user,
                          size_t *frame_len, spex_err_t *err) {
     if (p->broken) return spex_fail(err, "%s", BROKEN);
     if (!p->in_session) return spex_fail(err, "expert parallelism: dispatch outside a session");
@@ -256,7 +275,7 @@ int ep_protocol_dispatch(ep_protocol_t *p, int rank, const ep_rows_t *rows, cons
     d.combine = p->combine;
     h.body_case = SPEX__HEADER__BODY_DISPATCH;
     h.dispatch = &d;
-    if (send_to(p, rank, &h, payload, plen, frame_len, err)) return -1;
+    if (send_filled(p, rank, &h, cap, fill, user, frame_len, err)) return -1;
     p->layer = rows->layer;
     p->owed_vectors[rank] = p->combine == SPEX__COMBINE_MODE__COMBINE_EXPERT ? rows->pairs : rows->rows;
     p->pending[rank] = true;

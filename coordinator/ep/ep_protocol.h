@@ -59,9 +59,14 @@ typedef struct ep_rows {
     float *weights;      /* [pairs] */
 } ep_rows_t;
 
-/* Send the rows (encoded with the session's dispatch codec: payload) to
- * `rank`, who then owes a combine. *frame_len = the bytes sent. */
-int ep_protocol_dispatch(ep_protocol_t *p, int rank, const ep_rows_t *rows, const uint8_t *payload, size_t plen,
+/* Writes a payload of at most `cap` bytes at dst (*len = bytes written). */
+typedef int (*ep_fill_fn)(void *user, uint8_t *dst, size_t cap, size_t *len, spex_err_t *err);
+
+/* Send the rows to `rank`, who then owes a combine. The payload (the rows
+ * encoded with the session's dispatch codec, at most `cap` bytes) is written
+ * by fill(user, ...) straight into the frame after its header: no copy.
+ * *frame_len = the bytes sent. */
+int ep_protocol_dispatch(ep_protocol_t *p, int rank, const ep_rows_t *rows, size_t cap, ep_fill_fn fill, void *user,
                          size_t *frame_len, spex_err_t *err);
 
 /* One rank's combine, already checked against its dispatch (layer, codec, and
