@@ -5,15 +5,12 @@
  * gather its rows into a contiguous block, SwiGLU, and write w_p * y into the
  * pair's slot. Sum mode then adds each row's slots in pair order. */
 #include "expert_shard.h"
+#include "arena.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct buf {
-    float *p;
-    size_t cap;   /* floats */
-} buf_t;
 
 struct expert_shard {
     int n_layers, n_experts, hidden, inter;
@@ -25,27 +22,18 @@ struct expert_shard {
     int *order, *offset, *busy; /* [pairs] pair indices by expert; [n_experts + 1]; [n_experts] */
     int *row_of;                /* [pairs] row of each pair */
     size_t pairs_cap;
-    buf_t each;                 /* sum mode: [pairs, hidden] */
-    buf_t *thr;                 /* per pool thread: gather + swiglu + output */
+    arena_t each;               /* sum mode: [pairs, hidden] */
+    arena_t *thr;               /* per pool thread: gather + swiglu + output */
     int n_thr;
 };
-
-static float *buf_get(buf_t *b, size_t floats) {
-    if (floats <= b->cap && b->p) return b->p;
-    float *q = realloc(b->p, (floats ? floats : 1) * sizeof(float));
-    if (!q) return NULL;
-    b->p = q;
-    b->cap = floats;
-    return q;
-}
 
 void expert_shard_free(expert_shard_t *s) {
     if (!s) return;
     for (size_t i = 0; s->experts && i < (size_t)s->n_layers * s->n_experts; i++)
         if (s->hosted[i]) expert_free(&s->experts[i]);
-    for (int t = 0; t < s->n_thr; t++) free(s->thr[t].p);
+    for (int t = 0; t < s->n_thr; t++) arena_free(&s->thr[t]);
     free(s->thr);
-    free(s->each.p);
+    arena_free(&s->each);
     free(s->order);
     free(s->offset);
     free(s->busy);
@@ -184,7 +172,7 @@ static void run_expert(void *vctx, int task, int thread) {
 /* Per-thread scratch for the largest expert batch of this call. */
 static int reserve_threads(expert_shard_t *s, int threads, int max_m, spex_err_t *err) {
     if (threads > s->n_thr) {
-        buf_t *t = realloc(s->thr, sizeof *t * (size_t)threads);
+        arena_t *t = realloc(s->thr, sizeof *t * (size_t)threads);
         if (!t) return spex_fail(err, "experts: out of memory");
         memset(t + s->n_thr, 0, sizeof *t * (size_t)(threads - s->n_thr));
         s->thr = t;
@@ -192,7 +180,7 @@ static int reserve_threads(expert_shard_t *s, int threads, int max_m, spex_err_t
     }
     size_t need = (size_t)max_m * (2 * (size_t)s->hidden + 2 * (size_t)s->inter);
     for (int i = 0; i < threads; i++)
-        if (!buf_get(&s->thr[i], need)) return spex_fail(err, "experts: out of memory for %d rows", max_m);
+        if (!arena_floats(&s->thr[i], need)) return spex_fail(err, "experts: out of memory for %d rows", max_m);
     return 0;
 }
 
@@ -211,7 +199,7 @@ int expert_shard_apply(expert_shard_t *s, const exec_t *ex, int layer, const exp
         if (m > max_m) max_m = m;
         if (tokens_per_expert) tokens_per_expert[e] += m;
     }
-    float *each = sum ? buf_get(&s->each, pairs * H) : out;
+    float *each = sum ? arena_floats(&s->each, pairs * H) : out;
     if (!each) return spex_fail(err, "experts: out of memory for %zu routed pairs", pairs);
     int threads = ex->thread < 0 && n_busy > 1 ? threadpool_size(ex->pool) : 1;
     if (reserve_threads(s, threads, max_m, err)) return -1;

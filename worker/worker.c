@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include "core/checkpoint.h"
+#include "core/arena.h"
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/expert_shard.h"
@@ -26,8 +27,7 @@ struct worker {
     expert_shard_t *shard;   /* the hosted experts (NULL before a hello) */
     threadpool_t *pool;      /* threads for the experts */
     exec_t ex;
-    float *y;                /* combine vectors, grown on demand */
-    size_t y_cap;            /* floats */
+    arena_t rows;            /* decoded rows + combine vectors, grow-only */
     bool in_session;
     codec_t dcodec, ccodec;
     char dname[64], cname[64];
@@ -93,7 +93,7 @@ void worker_free(worker_t *w) {
     if (!w) return;
     unload_experts(w);
     threadpool_free(w->pool);
-    free(w->y);
+    arena_free(&w->rows);
     codec_ctx_free(w->ctx);
     tensor_store_free(w->ts);
     free(w->dir);
@@ -215,15 +215,6 @@ static int dispatch_check(const worker_t *w, const Spex__Dispatch *d, spex_err_t
     return 0;
 }
 
-static float *combine_buf(worker_t *w, size_t floats) {
-    if (floats <= w->y_cap && w->y) return w->y;
-    float *q = realloc(w->y, (floats ? floats : 1) * sizeof(float));
-    if (!q) return NULL;
-    w->y = q;
-    w->y_cap = floats;
-    return q;
-}
-
 /* Decode the rows, run the shard on the wire's CSR routing as it arrived,
  * encode the answer straight from the shard's output. */
 static int run_dispatch(worker_t *w, const Spex__Header *h, const uint8_t *pl, size_t plen, uint8_t **reply,
@@ -239,7 +230,7 @@ static int run_dispatch(worker_t *w, const Spex__Header *h, const uint8_t *pl, s
         return spex_fail(err, "dispatch: %zu experts and %zu weights for %zu routed pairs", d->n_experts,
                          d->n_weights, pairs);
     size_t nvec = each ? pairs : (size_t)rows;
-    float *x = combine_buf(w, ((size_t)rows + nvec) * hid), *y = x ? x + (size_t)rows * hid : NULL;
+    float *x = arena_floats(&w->rows, ((size_t)rows + nvec) * hid), *y = x ? x + (size_t)rows * hid : NULL;
     wire_out_t o = {0};
     Spex__Header out = SPEX__HEADER__INIT;
     Spex__Combine c = SPEX__COMBINE__INIT;
