@@ -7,7 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/strbuf.h"
 
 int cli_parse_ids(const char *opt, const char *s, int32_t **ids, int *n) {
     int cap = 16, cnt = 0;
@@ -59,16 +58,6 @@ void cli_error(const char *cmd, const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
-}
-
-int cli_print_json_string(FILE *f, const char *s) {
-    strbuf_t b = {0};
-    sb_json_cstr(&b, s);
-    int rc = b.oom ? -1 : 0;
-    if (rc) fputs("\"\"", f);   /* out of memory: an empty string keeps the output JSON */
-    else fwrite(b.p, 1, b.n, f);
-    sb_free(&b);
-    return rc;
 }
 
 void cli_progress(void *label, int done, int total) {

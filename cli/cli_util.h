@@ -15,10 +15,6 @@ int cli_parse_ids(const char *opt, const char *s, int32_t **ids, int *n);
 void cli_print_floats(FILE *f, const float *x, int n);
 void cli_print_ids(FILE *f, const int32_t *x, int n);
 
-/* Print a JSON string literal (escaped by sb_json_str: invalid UTF-8 bytes become
- * U+FFFD); -1 when out of memory (then "" is printed). */
-int cli_print_json_string(FILE *f, const char *s);
-
 /* A progress bar on stderr when it is a terminal (for model_options_t.progress):
  * pass the label as user data. */
 void cli_progress(void *label, int done, int total);
