@@ -2,10 +2,10 @@
  * product into tasks over output columns.
  *
  * Few rows (decode, a short verify): each task streams a chunk of W's rows
- * once, converting in registers, for all (<= 4 at a time) input rows.
+ * once, converting in registers, for all (<= 8 at a time) input rows.
  * Many rows (prefill, large expert batches): each task takes a block of W
  * rows small enough to stay in L2, widens it to f32 once into its thread's
- * scratch (if W is not f32 already), then runs every 4-row group over it; the
+ * scratch (if W is not f32 already), then runs every 8-row group over it; the
  * widened values are exactly those the in-register path uses, so both give
  * the same bits. Small products run on the calling thread: waking a thread
  * costs more than a few thousand multiply-adds. */
@@ -15,7 +15,7 @@
 #include <string.h>
 
 enum {
-    PAR_MIN_MACS = 1 << 15,      /* below this, one thread */
+    PAR_MIN_MACS = 1 << 18,      /* below this, one thread: a wake-up costs more (measured) */
     WIDEN_MIN_ROWS = 32,         /* from this many rows, widen W blocks to f32 */
     L2_BLOCK_BYTES = 192 << 10,  /* f32 bytes of a widened block */
 };
@@ -109,7 +109,7 @@ typedef struct mm_call {
 
 /* All rows over columns [j0, j1) with the job as given. */
 static void rows_over(const mm_kernels_t *k, const mm_job_t *jb, int n, int j0, int j1) {
-    for (int i = 0; i < n; i += 4) k->panel(jb, i, n - i < 4 ? n - i : 4, j0, j1);
+    for (int i = 0; i < n; i += MM_TILE_ROWS) k->panel(jb, i, n - i < MM_TILE_ROWS ? n - i : MM_TILE_ROWS, j0, j1);
 }
 
 static void mm_task(void *ctx, int task, int thread) {

@@ -87,7 +87,11 @@ void matmul_ld(const exec_t *ex, const wview_t *w, const float *x, int ldx, floa
  * x[d] W[d, c], accumulated by fma in increasing d. One vector, serial. */
 void matvec_t(const exec_t *ex, const wview_t *w, const float *x, float *y);
 
-/* Internal: one path's kernels (matmul_<path>.c). */
+/* Internal: one path's kernels (matmul_<path>.c). A panel takes up to
+ * MM_TILE_ROWS input rows per pass over W (a 5-row verify or an 8-sequence
+ * batch step streams each weight once). */
+enum { MM_TILE_ROWS = 8 };
+
 typedef struct mm_job {
     spex_dtype_t dtype;
     int in;
@@ -101,7 +105,7 @@ typedef struct mm_job {
 } mm_job_t;
 
 typedef struct mm_kernels {
-    /* y[i0 .. i0+nr) x columns [j0, j1), 1 <= nr <= 4 */
+    /* y[i0 .. i0+nr) x columns [j0, j1), 1 <= nr <= MM_TILE_ROWS */
     void (*panel)(const mm_job_t *jb, int i0, int nr, int j0, int j1);
     /* y[c] = sum_d x[d] w[d, c] over job rows d < n_in, columns c < n_out */
     void (*vec_t)(const mm_job_t *jb, int n_in, int n_out);

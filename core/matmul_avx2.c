@@ -59,7 +59,12 @@ static inline float v_reduce(V a) {
 #define PATH(n) n##_avx2
 #define TILE_C1 4
 #define TILE_C2 2
+#define TILE_C3 2
 #define TILE_C4 2
+#define TILE_C5 2
+#define TILE_C6 2
+#define TILE_C7 2
+#define TILE_C8 2
 
 #include "core/matmul_tile.inc"
 

@@ -49,9 +49,16 @@ static inline float v_reduce(V a) {
 #define V_LOADW_E4M3(p) v_loadw_e4m3(p)
 #define V_REDUCE(v) v_reduce(v)
 #define PATH(n) n##_avx512
+/* 32 zmm registers hold R x C accumulators + C weights + 1 input row (7-8
+ * rows spill two accumulators, still faster than narrower tiles: measured) */
 #define TILE_C1 8
 #define TILE_C2 6
+#define TILE_C3 4
 #define TILE_C4 4
+#define TILE_C5 4
+#define TILE_C6 4
+#define TILE_C7 4
+#define TILE_C8 4
 
 #include "core/matmul_tile.inc"
 

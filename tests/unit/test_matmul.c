@@ -104,6 +104,7 @@ Test(matmul, every_dtype_vs_naive) {
         check_vs_naive(DTYPES[d], 1, 19, 16, 20 + d);
         check_vs_naive(DTYPES[d], 3, 33, 48, 30 + d);
         check_vs_naive(DTYPES[d], 5, 40, 37, 40 + d);    /* tail of 5 */
+        check_vs_naive(DTYPES[d], 8, 45, 33, 60 + d);    /* 8-row panels */
         check_vs_naive(DTYPES[d], 12, 70, 160, 50 + d);  /* widened blocks, partial FP8 blocks */
     }
 }
@@ -150,6 +151,8 @@ Test(matmul, same_bits_every_path_thread_count_and_batch) {
     for (int d = 0; d < 4; d++) {
         check_same_bits(DTYPES[d], 1, 37, 29, 100 + d);
         check_same_bits(DTYPES[d], 4, 300, 64, 110 + d);
+        check_same_bits(DTYPES[d], 7, 301, 48, 130 + d);    /* one 7-row panel pass */
+        check_same_bits(DTYPES[d], 13, 83, 160, 140 + d);   /* 8 + 5 rows, below the widening size */
         check_same_bits(DTYPES[d], 37, 515, 130, 120 + d);
     }
 }
