@@ -99,6 +99,7 @@ static void add_mtp_extras(mt_list_t *l, const spex_config_t *c, int L) {
     add(l, MT_LINEAR_HP, L, -1, H, 2 * H, "model.layers.%d.eh_proj.weight", L);
     add(l, MT_NORM, L, -1, H, -1, "model.layers.%d.shared_head.norm.weight", L);
     add(l, MT_HEAD, L, -1, V, H, "model.layers.%d.shared_head.head.weight", L);
+    l->v[l->n - 1].optional = l->v[l->n - 6].optional = !l->oom;   /* head and embed_tokens */
 }
 
 int model_tensors(const spex_config_t *cfg, model_tensor_t **out, size_t *n, spex_err_t *err) {
@@ -170,6 +171,7 @@ int model_check_tensors(const spex_config_t *cfg, const tensor_store_t *ts, spex
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         const st_tensor_t *t = tensor_store_find(ts, mt[i].name);
+        if (!t && mt[i].optional) continue;
         if (!t) rc = spex_fail(err, "%s: missing tensor '%s'", tensor_store_origin(ts), mt[i].name);
         else if (!same_shape(t, mt[i].ndim, mt[i].shape)) rc = shape_fail(ts, t, mt[i].ndim, mt[i].shape, err);
         else if (!is_float(t->dtype))

@@ -19,7 +19,8 @@
  *            mlp.experts.{e}.{gate,up}_proj [Im,H], down_proj [H,Im],
  *            mlp.shared_experts.{gate,up}_proj [S*Im,H], down_proj [H,S*Im] (S = n_shared_experts > 0)
  *   MTP layers (L >= num_hidden_layers) also: embed_tokens [V,H], enorm, hnorm [H],
- *     eh_proj [H,2H], shared_head.norm [H], shared_head.head [V,H]. */
+ *     eh_proj [H,2H], shared_head.norm [H], shared_head.head [V,H]; embed_tokens and
+ *     shared_head.head may be left out (then model.embed_tokens / lm_head are used). */
 #ifndef SPEX_MODEL_CHECK_H
 #define SPEX_MODEL_CHECK_H
 
@@ -49,6 +50,8 @@ typedef struct model_tensor {
     int64_t shape[2];
     int layer;        /* decoder layer, -1 for global tensors */
     int expert;       /* routed expert index, -1 otherwise */
+    bool optional;    /* may be absent: the MTP module's embed_tokens and shared_head.head are
+                         the main model's (shared in DeepSeek-V3's training; its release ships copies) */
 } model_tensor_t;
 
 /* Every tensor cfg implies, in layer order; *out is malloc'ed (free() it). */

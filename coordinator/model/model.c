@@ -44,7 +44,10 @@ static void layer_free(decoder_layer_t *d) {
     expert_free(&d->shared);
 }
 
-static int mtp_load(mtp_module_t *t, const spex_config_t *cfg, const tensor_store_t *ts, int l, spex_err_t *err) {
+/* The MTP module of layer l. Its head may be absent from the checkpoint: it is
+ * then lm_head itself (a view that owns nothing), as in DeepSeek-V3's training. */
+static int mtp_load(mtp_module_t *t, const spex_config_t *cfg, const tensor_store_t *ts, int l,
+                    const linear_t *lm_head, spex_err_t *err) {
     char n[256];
     int hid = cfg->hidden_size;
     snprintf(n, sizeof n, "model.layers.%d.enorm.weight", l);
@@ -56,7 +59,12 @@ static int mtp_load(mtp_module_t *t, const spex_config_t *cfg, const tensor_stor
     snprintf(n, sizeof n, "model.layers.%d.shared_head.norm.weight", l);
     if (!(t->head_norm = vector_load(ts, n, hid, err))) return -1;
     snprintf(n, sizeof n, "model.layers.%d.shared_head.head.weight", l);
-    if (linear_load(&t->head, ts, n, cfg->vocab_size, hid, err)) return -1;
+    if (!tensor_store_find(ts, n)) {
+        t->head = *lm_head;
+        t->head.owned = NULL, t->head.arena = NULL, t->head.owned_scale = NULL;
+    } else if (linear_load(&t->head, ts, n, cfg->vocab_size, hid, err)) {
+        return -1;
+    }
     return layer_load(&t->block, cfg, ts, l, err);
 }
 
@@ -105,7 +113,7 @@ static int model_load_weights(model_t *m, const model_options_t *opt, spex_err_t
         if (!m->mtp) return spex_fail(err, "out of memory");
         m->n_mtp = c->num_nextn_predict_layers;
         for (int k = 0; k < m->n_mtp; k++) {
-            if (mtp_load(&m->mtp[k], c, m->ts, c->num_hidden_layers + k, err)) return -1;
+            if (mtp_load(&m->mtp[k], c, m->ts, c->num_hidden_layers + k, &m->lm_head, err)) return -1;
             load_progress(opt, ++done, total);
         }
     }

@@ -245,7 +245,8 @@ def forward(model_dir, tokens, mtp):
         x = decoder_layer(st, cfg, Lm, x, cos, sin)
         x = rmsnorm(x, st.get(p + "shared_head.norm.weight"), eps)
         out["mtp_next_token"] = nxt
-        out["mtp_logits"] = (x @ st.get(p + "shared_head.head.weight").T).tolist()
+        head = p + "shared_head.head.weight"   # may be left out: then it is lm_head (shared in training)
+        out["mtp_logits"] = (x @ (st.get(head) if st.has(head) else st.get("lm_head.weight")).T).tolist()
     return out
 
 

@@ -16,6 +16,7 @@
 #include "coordinator/decode/generate.h"
 #include "coordinator/model/kv_cache.h"
 #include "core/kernels.h"
+#include "core/safetensors_write.h"
 #include "tools/synth.h"
 
 typedef struct { char dir[256]; model_t *m; } fixture_t;
@@ -135,5 +136,77 @@ Test(mtp_layers, greedy_identical_with_two_modules, .timeout = 120) {
         free(spec);
     }
     free(base);
+    fixture_close(&f);
+}
+
+/* dir/model.safetensors from the store's tensors; the MTP module's embed_tokens
+ * and shared_head.head are left out (keep_mtp_copies false) or written as
+ * copies of the main model's (true), with config.json beside it. */
+static void write_variant(const tensor_store_t *ts, const spex_config_t *cfg, const char *dir, bool keep_mtp_copies) {
+    spex_err_t err = {0};
+    char path[512], mtp_embed[96], mtp_head[96];
+    snprintf(mtp_embed, sizeof mtp_embed, "model.layers.%d.embed_tokens.weight", cfg->num_hidden_layers);
+    snprintf(mtp_head, sizeof mtp_head, "model.layers.%d.shared_head.head.weight", cfg->num_hidden_layers);
+    cr_assert_not_null(mkdtemp((char *)dir));
+    st_writer_t *w = st_writer_create();
+    for (size_t i = 0; i < tensor_store_count(ts); i++) {
+        const st_tensor_t *t = tensor_store_at(ts, i);
+        bool embed = !strcmp(t->name, mtp_embed), head = !strcmp(t->name, mtp_head);
+        if ((embed || head) && !keep_mtp_copies) continue;
+        const st_tensor_t *src = embed ? tensor_store_find(ts, "model.embed_tokens.weight")
+                                 : head ? tensor_store_find(ts, "lm_head.weight") : t;
+        cr_assert_eq(st_writer_add(w, t->name, src->dtype, src->ndim, src->shape, src->data, src->nbytes, &err), 0,
+                     "%s", err.msg);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    cr_assert_eq(st_writer_write(w, path, &err), 0, "%s", err.msg);
+    st_writer_free(w);
+    char *json = synth_config_json(cfg, SYNTH_F32);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(json && f);
+    fputs(json, f);
+    fclose(f);
+    free(json);
+}
+
+/* MTP logits at every prompt row (prefill, then module 0 over (h_t, token_{t+1})). */
+static float *mtp_logits(model_t *m, const int32_t *prompt, int n) {
+    int hid = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    spex_err_t err = {0};
+    kv_cache_t *kv = kv_cache_create(model_cache_layers(m), m->cfg.kv_lora_rank, m->cfg.qk_rope_head_dim, 64, &err);
+    float *hidden = malloc(sizeof(float) * (size_t)n * hid), *logits = malloc(sizeof(float) * (size_t)n * V);
+    cr_assert(kv && hidden && logits, "%s", err.msg);
+    mla_seq_t seq = {kv, n};
+    cr_assert_eq(model_forward(m, prompt, &seq, 1, hidden, NULL, logits, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_mtp_forward(m, 0, prompt + 1, hidden, &(mla_seq_t){kv, n - 1}, 1, NULL, NULL, logits, &err),
+                 0, "%s", err.msg);
+    kv_cache_free(kv);
+    free(hidden);
+    return logits;
+}
+
+Test(mtp_layers, shared_embed_and_head_may_be_left_out, .timeout = 120) {
+    fixture_t f;
+    fixture_open(&f);   /* two modules; the variants below keep module 0 only */
+    spex_config_t cfg = f.m->cfg;
+    cfg.num_nextn_predict_layers = 1;
+    char omit[] = "/tmp/spex-mtp-omit-XXXXXX", copies[] = "/tmp/spex-mtp-copies-XXXXXX";
+    write_variant(f.m->ts, &cfg, omit, false);
+    write_variant(f.m->ts, &cfg, copies, true);
+    spex_err_t err = {0};
+    model_t *a = model_load(omit, NULL, &err);
+    cr_assert_not_null(a, "a checkpoint without the MTP copies must load: %s", err.msg);
+    model_t *b = model_load(copies, NULL, &err);
+    cr_assert_not_null(b, "%s", err.msg);
+    int32_t prompt[6] = {5, 11, 2, 40, 17, 9};
+    float *la = mtp_logits(a, prompt, 6), *lb = mtp_logits(b, prompt, 6);
+    cr_assert_arr_eq(la, lb, sizeof(float) * 5 * (size_t)cfg.vocab_size,
+                     "left-out MTP head/embedding must behave exactly as copies of lm_head/embed_tokens");
+    free(la), free(lb);
+    model_free(a), model_free(b);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", omit, copies);
+    cr_assert_eq(system(cmd), 0);
     fixture_close(&f);
 }

@@ -24,9 +24,19 @@ import model as M, sfile
 from bpe import Tokenizer
 
 
+def with_shared(sd):
+    """The MTP layer's embed_tokens / shared_head.head are the main model's when the file leaves them out."""
+    for k in list(sd):
+        if k.startswith("model.layers.") and k.endswith(".eh_proj.weight"):
+            p = k[: -len("eh_proj.weight")]
+            sd.setdefault(p + "embed_tokens.weight", sd["model.embed_tokens.weight"])
+            sd.setdefault(p + "shared_head.head.weight", sd["lm_head.weight"])
+    return sd
+
+
 def load(d):
     m = M.DeepseekV3(json.load(open(f"{d}/config.json"))).eval()
-    m.load_state_dict(sfile.load(f"{d}/model.safetensors"))
+    m.load_state_dict(with_shared(sfile.load(f"{d}/model.safetensors")))
     return m, Tokenizer.load(f"{d}/tokenizer.json")
 
 

@@ -4,7 +4,9 @@
   /usr/bin/python3 tools/train/export.py --ckpt tools/train/runs/austen-moe/ckpt.pt \
       --tokenizer tools/train/runs/data --out models/austen-moe
 Weights are BF16 except mlp.gate.e_score_correction_bias (F32). The MTP layer's embed_tokens and
-shared_head.head are written as copies of model.embed_tokens / lm_head (they are shared in training).
+shared_head.head are shared with model.embed_tokens / lm_head in training; they are left out (Spex and
+eval.py then use the main model's, 2 x V x H x 2 bytes saved) unless --mtp-copies writes them as
+DeepSeek's release does.
 config.json has exactly the keys of tests/data/golden/tiny-f32/config.json. The model card (README.md) is
 written afterwards by report.py.
 """
@@ -25,13 +27,15 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckpt", required=True); ap.add_argument("--tokenizer", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--mtp-copies", action="store_true", help="also write the MTP layer's embed_tokens / shared_head.head")
     a = ap.parse_args()
     ck = torch.load(a.ckpt)
     cfg = ck["config"]
     assert set(cfg) == set(GOLDEN_KEYS), set(cfg) ^ set(GOLDEN_KEYS)
     os.makedirs(a.out, exist_ok=True)
     json.dump({k: cfg[k] for k in GOLDEN_KEYS}, open(f"{a.out}/config.json", "w"), indent=2)
-    sd = {k: v.clone() for k, v in ck["model"].items()}
+    sd = {k: v.clone() for k, v in ck["model"].items()
+          if a.mtp_copies or not (k.startswith("model.layers.") and k.endswith(("embed_tokens.weight", "shared_head.head.weight")))}
     sfile.save(f"{a.out}/model.safetensors", sd, {k: "F32" if k.endswith("e_score_correction_bias") else "BF16" for k in sd})
     for f in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(f"{a.tokenizer}/{f}", f"{a.out}/{f}")
