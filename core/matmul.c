@@ -159,9 +159,11 @@ void matmul(const exec_t *ex, const wview_t *w, const float *x, float *y, int n)
     matmul_ld(ex, w, x, w->in, y, w->out, n);
 }
 
-void matvec_t(const exec_t *ex, const wview_t *w, const float *x, float *y) {
+void matvec_t_cols(const exec_t *ex, const wview_t *w, const float *x, float *y, int n_out) {
     mm_job_t jb = job_of(w);
     jb.x = x;
     jb.y = y;
-    kernels(ex->simd)->vec_t(&jb, w->out, w->in);
+    kernels(ex->simd)->vec_t(&jb, w->out, n_out < w->in ? n_out : w->in);
 }
+
+void matvec_t(const exec_t *ex, const wview_t *w, const float *x, float *y) { matvec_t_cols(ex, w, x, y, w->in); }

@@ -86,6 +86,8 @@ void matmul_ld(const exec_t *ex, const wview_t *w, const float *x, int ldx, floa
  * as stored: rows are indexed by x's elements): y[c] = sum over d of
  * x[d] W[d, c], accumulated by fma in increasing d. One vector, serial. */
 void matvec_t(const exec_t *ex, const wview_t *w, const float *x, float *y);
+/* The first n_out (<= w->in) columns of x W only: y[n_out]. */
+void matvec_t_cols(const exec_t *ex, const wview_t *w, const float *x, float *y, int n_out);
 
 /* Internal: one path's kernels (matmul_<path>.c). A panel takes up to
  * MM_TILE_ROWS input rows per pass over W (a 5-row verify or an 8-sequence

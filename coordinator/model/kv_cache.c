@@ -15,16 +15,13 @@ kv_cache_t *kv_cache_create(int n_layers, int kv_lora, int rope, int capacity, s
     kv->n_layers = n_layers;
     kv->kv_lora = kv_lora;
     kv->rope = rope;
+    kv->width = kv_lora + rope;
     kv->capacity = capacity;
     kv->len = calloc((size_t)n_layers, sizeof(int));
-    kv->latent = calloc((size_t)n_layers, sizeof(float *));
-    kv->pe = calloc((size_t)n_layers, sizeof(float *));
-    if (!kv->len || !kv->latent || !kv->pe) goto oom;
-    for (int l = 0; l < n_layers; l++) {
-        kv->latent[l] = malloc(sizeof(float) * (size_t)capacity * kv_lora);
-        kv->pe[l] = malloc(sizeof(float) * (size_t)capacity * (rope > 0 ? rope : 1));
-        if (!kv->latent[l] || !kv->pe[l]) goto oom;
-    }
+    kv->rows = calloc((size_t)n_layers, sizeof(float *));
+    if (!kv->len || !kv->rows) goto oom;
+    for (int l = 0; l < n_layers; l++)
+        if (!(kv->rows[l] = malloc(sizeof(float) * (size_t)capacity * kv->width))) goto oom;
     return kv;
 oom:
     kv_cache_free(kv);
@@ -34,12 +31,8 @@ oom:
 
 void kv_cache_free(kv_cache_t *kv) {
     if (!kv) return;
-    for (int l = 0; l < kv->n_layers; l++) {
-        if (kv->latent) free(kv->latent[l]);
-        if (kv->pe) free(kv->pe[l]);
-    }
-    free(kv->latent);
-    free(kv->pe);
+    for (int l = 0; l < kv->n_layers && kv->rows; l++) free(kv->rows[l]);
+    free(kv->rows);
     free(kv->len);
     free(kv);
 }

@@ -8,7 +8,10 @@
  *
  * Layers 0..L-1 are the main model; L..L+M-1 the MTP modules, each with its own
  * length, since MTP positions advance separately during speculative decoding.
- * Rolling back (rejected drafts) is just lowering a length. */
+ * Rolling back (rejected drafts) is just lowering a length.
+ *
+ * A token's entry is one row [c_kv | k_pe] (kv_lora + rope floats): attention
+ * scores it with one dot product of [q_nope W_uk | q_pe] against the row. */
 #ifndef SPEX_KV_CACHE_H
 #define SPEX_KV_CACHE_H
 
@@ -17,10 +20,10 @@
 typedef struct kv_cache {
     int n_layers;      /* main + MTP layers */
     int kv_lora, rope; /* floats per token: latent and rope key */
+    int width;         /* kv_lora + rope: the stride of a layer's rows */
     int capacity;      /* max tokens per layer */
     int *len;          /* [n_layers] tokens cached per layer */
-    float **latent;    /* [n_layers][capacity, kv_lora] */
-    float **pe;        /* [n_layers][capacity, rope] */
+    float **rows;      /* [n_layers][capacity, width]: row t = [c_kv (kv_lora) | k_pe (rope)] */
 } kv_cache_t;
 
 kv_cache_t *kv_cache_create(int n_layers, int kv_lora, int rope, int capacity, spex_err_t *err);

@@ -75,8 +75,8 @@ static void mla_query(const exec_t *ex, const mla_t *a, const float *x, float *q
 static void mla_append(const mla_t *a, const rope_t *rope, kv_cache_t *kv, int layer, const float *kva, int m) {
     int p0 = kv->len[layer], w = a->kv_lora + a->rope;
     for (int i = 0; i < m; i++) {
-        float *lat = kv->latent[layer] + (size_t)(p0 + i) * a->kv_lora;
-        float *pe = kv->pe[layer] + (size_t)(p0 + i) * a->rope;
+        float *lat = kv->rows[layer] + (size_t)(p0 + i) * kv->width;
+        float *pe = lat + a->kv_lora;
         rmsnorm(lat, kva + (size_t)i * w, a->kv_norm, 1, a->kv_lora, a->eps);
         memcpy(pe, kva + (size_t)i * w + a->kv_lora, sizeof(float) * a->rope);
         rope_apply(rope, pe, p0 + i);
@@ -84,30 +84,44 @@ static void mla_append(const mla_t *a, const rope_t *rope, kv_cache_t *kv, int l
     kv->len[layer] = p0 + m;
 }
 
-/* Attention of head h for one query row at position p (sees cache rows 0..p),
- * with fixed-order loops: the result depends only on q and the cache, so a
- * prefill row, a decode row and a verify row agree to the bit.
- * work: kv_lora (q_abs) + (p + 1) (scores) + kv_lora (latent output) floats. */
-static void mla_head_row(const exec_t *ex, const mla_t *a, const kv_cache_t *kv, int layer, int h, const float *qi,
-                         int p, float *out, float *work) {
-    int L = a->kv_lora, visible = p + 1;
-    const float *lat = kv->latent[layer], *pe = kv->pe[layer];
+/* Rows of one sequence that one task attends with one head: up to
+ * MM_TILE_ROWS consecutive rows, so the latent cache and the head's W_uk/W_uv
+ * are read once for all of them (a verify step or a prefill chunk). */
+typedef struct head_rows {
+    const kv_cache_t *kv;
+    const float *q;      /* row r's query: q + r * ldq, [nope | rope] of this head */
+    float *out;          /* row r's output: out + r * ldo, [v_dim] */
+    int ldq, ldo, m, p0; /* rows, position of the first */
+} head_rows_t;
+
+/* Attention of head h for m rows at positions p0.. (row r sees cache rows
+ * 0..p0+r), with fixed-order kernels: every row gets exactly the operations
+ * it would get alone, so a prefill row, a decode row and a verify row agree
+ * to the bit. A score is one product of [q_nope W_uk | q_pe] with the cache
+ * row [c_kv | k_pe]; the latent output is the probabilities times c_kv.
+ * work: m * (2 width + p0 + m) floats. */
+static void mla_head_rows(const exec_t *ex, const mla_t *a, int layer, int h, const head_rows_t *hr, float *work) {
+    int L = a->kv_lora, W = hr->kv->width, m = hr->m, T = hr->p0 + m;
+    const float *rows = hr->kv->rows[layer];
     wview_t w_uk = wview_rows(&a->kv_b.w, h * (a->nope + a->v_dim), a->nope);          /* [nope, L] */
     wview_t w_uv = wview_rows(&a->kv_b.w, h * (a->nope + a->v_dim) + a->nope, a->v_dim); /* [v, L] */
-    wview_t cache = {.dtype = DTYPE_F32, .out = visible, .in = L, .data = lat};
-    float *q_abs = work, *scores = work + L, *o_lat = scores + visible;
-    matvec_t(ex, &w_uk, qi, q_abs);                                   /* q_abs[L] = q_nope W_uk */
-    matmul(ex, &cache, q_abs, scores, 1);                             /* q_abs . c_kv[t] */
-    for (int t = 0; t < visible; t++) {
-        const float *pt = pe + (size_t)t * a->rope;
-        float s = 0.0f;
-        for (int r = 0; r < a->rope; r++) s += qi[a->nope + r] * pt[r];
-        scores[t] = (scores[t] + s) * a->softmax_scale;
+    float *q_cat = work, *scores = q_cat + (size_t)m * W, *o_lat = scores + (size_t)m * T;   /* [m,W] [m,T] [m,L] */
+    for (int r = 0; r < m; r++) {
+        const float *qr = hr->q + (size_t)r * hr->ldq;
+        matvec_t(ex, &w_uk, qr, q_cat + (size_t)r * W);                    /* q_nope W_uk */
+        memcpy(q_cat + (size_t)r * W + L, qr + a->nope, sizeof(float) * (size_t)a->rope);   /* q_pe */
     }
-    softmax_row(scores, visible);
-    for (int c = 0; c < L; c++) o_lat[c] = 0.0f;
-    for (int t = 0; t < visible; t++) axpy(o_lat, scores[t], lat + (size_t)t * L, L);
-    matmul(ex, &w_uv, o_lat, out, 1);                                 /* W_uv o_lat */
+    wview_t cache = {.dtype = DTYPE_F32, .out = T, .in = W, .data = rows};
+    matmul(ex, &cache, q_cat, scores, m);               /* [m, T]; row r uses t <= p0 + r */
+    for (int r = 0; r < m; r++) {
+        float *sr = scores + (size_t)r * T;
+        int visible = hr->p0 + r + 1;
+        for (int t = 0; t < visible; t++) sr[t] *= a->softmax_scale;
+        softmax_row(sr, visible);
+        wview_t seen = {.dtype = DTYPE_F32, .out = visible, .in = W, .data = rows};
+        matvec_t_cols(ex, &seen, sr, o_lat + (size_t)r * L, L);          /* sum_t p_t c_kv[t] */
+    }
+    matmul_ld(ex, &w_uv, o_lat, L, hr->out, hr->ldo, m); /* W_uv o_lat */
 }
 
 static int mla_check_room(const mla_seq_t *seqs, int n_seqs, int layer, const rope_t *rope, spex_err_t *err) {
@@ -123,26 +137,35 @@ static int mla_check_room(const mla_seq_t *seqs, int n_seqs, int layer, const ro
     return 0;
 }
 
-/* The heads of every row, as pool tasks: task = (row, head). */
+/* The heads of every row, as pool tasks: task = (chunk of <= MM_TILE_ROWS
+ * rows of one sequence, head). */
 typedef struct heads_ctx {
     const exec_t *ex;
     const mla_t *a;
-    int layer, n, H;
-    const int *seq_of, *pos_of;      /* [n] */
+    int layer, H, n_chunks;
+    const int *chunk_row, *chunk_seq;   /* [n_chunks] first row, its sequence */
+    const int *seq_row;                 /* [n_seqs] first row of each sequence */
     const mla_seq_t *seqs;
-    const float *q;                  /* [n, H*qk] */
-    float *att;                      /* [n, H*v] */
-    int max_T;
+    const float *q;                     /* [n, H*qk] */
+    float *att;                         /* [n, H*v] */
 } heads_ctx_t;
+
+static size_t heads_work(const mla_t *a, int max_T) {
+    return (size_t)MM_TILE_ROWS * (2 * ((size_t)a->kv_lora + (size_t)a->rope) + (size_t)max_T);
+}
 
 static void heads_task(void *vctx, int task, int thread) {
     const heads_ctx_t *c = vctx;
     const mla_t *a = c->a;
-    int row = task / c->H, h = task % c->H, qk = a->nope + a->rope;
+    int chunk = task / c->H, h = task % c->H, qk = a->nope + a->rope;
+    int row = c->chunk_row[chunk], s = c->chunk_seq[chunk];
+    const mla_seq_t *sq = &c->seqs[s];
+    int first = row - c->seq_row[s], m = sq->n - first < MM_TILE_ROWS ? sq->n - first : MM_TILE_ROWS;
+    int p0 = sq->kv->len[c->layer] - sq->n + first;     /* the rows are in the cache already */
+    head_rows_t hr = {sq->kv, c->q + (size_t)row * c->H * qk + h * qk, c->att + (size_t)row * c->H * a->v_dim + h * a->v_dim,
+                      c->H * qk, c->H * a->v_dim, m, p0};
     exec_t ex = exec_serial(c->ex, thread);
-    float *work = threadpool_scratch(c->ex->pool, thread, 2 * (size_t)a->kv_lora + (size_t)c->max_T);
-    mla_head_row(&ex, a, c->seqs[c->seq_of[row]].kv, c->layer, h, c->q + (size_t)row * c->H * qk + h * qk,
-                 c->pos_of[row], c->att + (size_t)row * c->H * a->v_dim + h * a->v_dim, work);
+    mla_head_rows(&ex, a, c->layer, h, &hr, threadpool_scratch(c->ex->pool, thread, heads_work(a, p0 + m)));
 }
 
 int mla_forward(const exec_t *ex, const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *seqs, int n_seqs,
@@ -157,30 +180,29 @@ int mla_forward(const exec_t *ex, const mla_t *a, const rope_t *rope, int layer,
     int H = a->n_heads, qk = a->nope + a->rope, L = a->kv_lora;
     size_t q_sz = (size_t)n * H * qk, kva_sz = (size_t)n * (L + a->rope), att_sz = (size_t)n * H * a->v_dim;
     size_t scratch_sz = (size_t)n * (a->q_lora > 0 ? a->q_lora : 1);
-    float *buf = arena_floats(work, q_sz + kva_sz + att_sz + scratch_sz + 2 * (size_t)n);
+    float *buf = arena_floats(work, q_sz + kva_sz + att_sz + scratch_sz + 2 * (size_t)n + (size_t)n_seqs);
     if (!buf) return spex_fail(err, "attention: out of memory for %d rows", n);
     float *q = buf, *kva = q + q_sz, *att = kva + kva_sz, *scratch = att + att_sz;
-    int *seq_of = (int *)(scratch + scratch_sz), *pos_of = seq_of + n;
+    int *chunk_row = (int *)(scratch + scratch_sz), *chunk_seq = chunk_row + n, *seq_row = chunk_seq + n;
 
     mla_query(ex, a, x, q, n, scratch);                   /* q[n, H*qk] */
     linear_apply(ex, &a->kv_a, x, kva, n);                /* kva[n, L + rope] */
-    int row = 0;
+    int row = 0, n_chunks = 0;
     for (int s = 0; s < n_seqs; s++) {
         int m = seqs[s].n, p0 = seqs[s].kv->len[layer];
-        for (int i = 0; i < m; i++) {
+        for (int i = 0; i < m; i++)
             for (int h = 0; h < H; h++) rope_apply(rope, q + (size_t)(row + i) * H * qk + h * qk + a->nope, p0 + i);
-            seq_of[row + i] = s;
-            pos_of[row + i] = p0 + i;
-        }
+        for (int i = 0; i < m; i += MM_TILE_ROWS) chunk_row[n_chunks] = row + i, chunk_seq[n_chunks++] = s;
         mla_append(a, rope, seqs[s].kv, layer, kva + (size_t)row * (L + a->rope), m);
+        seq_row[s] = row;
         row += m;
     }
-    heads_ctx_t c = {ex, a, layer, n, H, seq_of, pos_of, seqs, q, att, max_T};
+    heads_ctx_t c = {ex, a, layer, H, n_chunks, chunk_row, chunk_seq, seq_row, seqs, q, att};
     int threads = ex->thread < 0 ? threadpool_size(ex->pool) : 1;
-    if (threadpool_reserve(ex->pool, 2 * (size_t)L + (size_t)max_T, err)) return -1;
-    if (threads > 1 && (size_t)n * H * (size_t)max_T * L >= (1u << 16)) threadpool_run(ex->pool, heads_task, &c, n * H);
+    if (threadpool_reserve(ex->pool, heads_work(a, max_T), err)) return -1;
+    if (threads > 1 && (size_t)n * H * (size_t)max_T * L >= (1u << 16)) threadpool_run(ex->pool, heads_task, &c, n_chunks * H);
     else
-        for (int t = 0; t < n * H; t++) heads_task(&c, t, ex->thread >= 0 ? ex->thread : 0);
+        for (int t = 0; t < n_chunks * H; t++) heads_task(&c, t, ex->thread >= 0 ? ex->thread : 0);
     linear_apply(ex, &a->o_proj, att, out, n);            /* out[n, hidden] */
     return 0;
 }

@@ -22,17 +22,16 @@ Test(kv_cache, create_shapes_and_storage) {
     spex_err_t err = {0};
     kv_cache_t *kv = kv_cache_create(5, 64, 16, 37, &err);
     cr_assert_not_null(kv, "%s", err.msg);
-    cr_assert(kv->n_layers == 5 && kv->kv_lora == 64 && kv->rope == 16 && kv->capacity == 37);
+    cr_assert(kv->n_layers == 5 && kv->kv_lora == 64 && kv->rope == 16 && kv->width == 80 && kv->capacity == 37);
     for (int l = 0; l < 5; l++) {
         cr_assert_eq(kv->len[l], 0);
-        cr_assert(kv->latent[l] && kv->pe[l]);
-        /* the whole [capacity, dim] range is writable and layers do not overlap */
-        for (int i = 0; i < 37 * 64; i++) kv->latent[l][i] = (float)(l * 100000 + i);
-        for (int i = 0; i < 37 * 16; i++) kv->pe[l][i] = (float)(-l * 100000 - i);
+        cr_assert_not_null(kv->rows[l]);
+        /* the whole [capacity, width] range is writable and layers do not overlap */
+        for (int i = 0; i < 37 * 80; i++) kv->rows[l][i] = (float)(l * 100000 + i);
     }
     for (int l = 0; l < 5; l++) {
-        cr_assert_eq(kv->latent[l][37 * 64 - 1], (float)(l * 100000 + 37 * 64 - 1));
-        cr_assert_eq(kv->pe[l][0], (float)(-l * 100000));
+        cr_assert_eq(kv->rows[l][37 * 80 - 1], (float)(l * 100000 + 37 * 80 - 1));
+        cr_assert_eq(kv->rows[l][0], (float)(l * 100000));
     }
     cr_assert_eq(kv_cache_bytes_per_token(kv), sizeof(float) * 5 * (64 + 16));
     kv_cache_free(kv);
@@ -97,13 +96,11 @@ Test(kv_cache, truncate_keeps_data_below_the_cut) {
     spex_err_t err = {0};
     kv_cache_t *kv = kv_cache_create(2, 4, 2, 10, &err);
     cr_assert_not_null(kv, "%s", err.msg);
-    for (int i = 0; i < 10 * 4; i++) kv->latent[0][i] = (float)i;
-    for (int i = 0; i < 10 * 2; i++) kv->pe[0][i] = (float)-i;
+    for (int i = 0; i < 10 * 6; i++) kv->rows[0][i] = (float)i;
     kv->len[0] = 10;
     kv_cache_truncate(kv, 0, 1, 6);
     cr_assert_eq(kv->len[0], 6);
-    for (int i = 0; i < 6 * 4; i++) cr_assert_eq(kv->latent[0][i], (float)i);
-    for (int i = 0; i < 6 * 2; i++) cr_assert_eq(kv->pe[0][i], (float)-i);
+    for (int i = 0; i < 6 * 6; i++) cr_assert_eq(kv->rows[0][i], (float)i);
     kv_cache_free(kv);
 }
 
