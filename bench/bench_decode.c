@@ -10,7 +10,7 @@
  *     and on N threads (the same thread pool the engine uses);
  *  3. the bytes a decode step must read: every weight of the main model except
  *     the routed experts, plus top-k routed experts per MoE layer (each token
- *     visits k distinct experts), plus one embedding row - and from it the
+ *     visits k distinct experts), plus one embedding row (model_bytes.h) - and from it the
  *     achieved bandwidth and its fraction of the N-thread read bandwidth;
  *  4. peak RSS (getrusage) against the weight files' size.
  * Prints a table (median over repetitions, min-max in brackets) and, with
@@ -31,6 +31,7 @@
 #include "core/kernels.h"
 #include "coordinator/model/kv_cache.h"
 #include "coordinator/model/model.h"
+#include "coordinator/model/model_bytes.h"
 
 #define MAX_MODES 2
 #define MAX_REPS 32
@@ -129,37 +130,6 @@ static double read_bandwidth(threadpool_t *pool) {
     return best;
 }
 
-/* ---------------------------------------------------------------- bytes */
-
-static uint64_t layer_bytes(const decoder_layer_t *d) {
-    const mla_t *a = &d->attn;
-    uint64_t b = linear_bytes(&a->q_a) + linear_bytes(&a->q_b) + linear_bytes(&a->q_proj) + linear_bytes(&a->kv_a) +
-                 linear_bytes(&a->kv_b) + linear_bytes(&a->o_proj);
-    if (!d->moe) return b + expert_bytes(&d->dense);
-    return b + linear_bytes(&d->router.gate) + (d->has_shared ? expert_bytes(&d->shared) : 0);
-}
-
-/* Bytes one decoded token must read (see the header). */
-static uint64_t decode_bytes(const model_t *m) {
-    const spex_config_t *c = &m->cfg;
-    uint64_t b = linear_bytes(&m->lm_head) + (uint64_t)c->hidden_size * dtype_size(m->embed.w.dtype);
-    for (int l = 0; l < c->num_hidden_layers; l++) {
-        b += layer_bytes(&m->layers[l]);
-        if (!m->layers[l].moe) continue;
-        char name[128];   /* routed experts of a layer share one dtype */
-        snprintf(name, sizeof name, "model.layers.%d.mlp.experts.0.gate_proj.weight", l);
-        const st_tensor_t *t = tensor_store_find(m->ts, name);
-        b += (uint64_t)c->num_experts_per_tok * 3ull * (t ? t->nbytes : 0);
-    }
-    return b;
-}
-
-static uint64_t file_bytes(const model_t *m) {
-    uint64_t b = 0;
-    for (int f = 0; f < tensor_store_file_count(m->ts); f++) b += tensor_store_file_size(m->ts, f);
-    return b;
-}
-
 static double peak_rss_gb(void) {
     struct rusage ru;
     return getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss * 1024.0 / 1e9 : 0;
@@ -216,7 +186,7 @@ static void stats(const rep_t *r, int n, size_t off, double out[3]) {
 
 static void report(const opts_t *o, mode_run_t *runs, double bw1, double bwn, int threads, double rss) {
     const model_t *m = runs[0].m;
-    uint64_t bytes = decode_bytes(m), files = file_bytes(m);
+    uint64_t bytes = model_decode_bytes(m), files = model_file_bytes(m);
     printf("model %s: %.2f GB of weight files, %.3f GB read per decoded token; SIMD %s, %d threads\n", o->dir,
            files / 1e9, bytes / 1e9, simd_name(m->ex.simd), threads);
     printf("read bandwidth (512 MB sum): 1 thread %.1f GB/s, %d threads %.1f GB/s\n\n", bw1, threads, bwn);
@@ -238,7 +208,7 @@ static void report(const opts_t *o, mode_run_t *runs, double bw1, double bwn, in
 static void write_csv(const opts_t *o, mode_run_t *runs, double bw1, double bwn, int threads, double rss) {
     FILE *f = fopen(o->csv, "w");
     if (!f) { fprintf(stderr, "bench_decode: cannot write %s\n", o->csv); return; }
-    uint64_t bytes = decode_bytes(runs[0].m);
+    uint64_t bytes = model_decode_bytes(runs[0].m);
     fprintf(f, "model,weights,threads,simd,rep,prompt,gen,prefill_tok_s,decode_tok_s,first_token_s,bytes_per_token,"
                "decode_gb_s,read_bw_1t_gb_s,read_bw_nt_gb_s,load_s,peak_rss_gb\n");
     for (int k = 0; k < o->n_modes; k++)

@@ -1,7 +1,7 @@
 /* cmd_bench.c - `spex bench spec`: what MTP speculation buys, measured in one run.
  *
  *   spex bench spec --model DIR [--max-k 4] [-n 64] [--reps 3] [--prompts FILE] [--temperature T]
- *                   [--draft sampled|argmax] [--csv FILE] [expert-parallel options]
+ *                   [--draft sampled|argmax] [--csv FILE] [--project DIR2] [expert-parallel options]
  * Under `mpirun -np N` the routed experts run on the N-1 worker ranks (cli_ep.h),
  * so the same table measures speculation with the all-to-all in the loop.
  * For K = 0..max-k it generates n tokens after each prompt and reports decode
@@ -16,12 +16,17 @@
  * a minute, so the depths are interleaved: each repetition runs every prompt
  * at K = 0..max-k back to back, and drift lands on every K alike. The table
  * sums all repetitions; the speedup range is the lowest and highest of the
- * per-repetition speedups, a direct view of how much the noise moved it. */
+ * per-repetition speedups, a direct view of how much the noise moved it.
+ *
+ * --project DIR2 then projects the speedup onto another checkpoint (e.g. a
+ * DeepSeek-V3-proportioned synthetic one): its verify and draft costs, timed
+ * after this table, with this run's acceptance (cli/bench_project.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/bench_project.h"
 #include "cli/bench_serve.h"
 #include "cli/cli_ep.h"
 #include "cli/bench_prompts.h"
@@ -34,7 +39,7 @@
 #define BENCH_MAX_PROMPTS 64
 
 typedef struct bench_opts {
-    const char *dir, *prompts_file, *csv;
+    const char *dir, *prompts_file, *csv, *project;
     long max_k, n, reps;
     cli_sampling_t sampling;   /* --temperature, --draft */
     cli_ep_t ep;
@@ -56,7 +61,12 @@ static const cli_option_t BENCH_OPTIONS[] = {
                 "repetitions; each runs every prompt at every K,\ninterleaved"),
     CLI_OPT_STRING("--prompts", "FILE", bench_opts_t, prompts_file,
                    "one prompt per line (default: built-in Austen-like\nopenings)"),
-    CLI_OPT_STRING("--csv", "FILE", bench_opts_t, csv, "the table as CSV too"),
+    CLI_OPT_STRING("--csv", "FILE", bench_opts_t, csv,
+                   "the table as CSV too (and --project's table in\nFILE.project.csv: a .csv suffix is replaced)"),
+    CLI_OPT_STRING("--project", "DIR", bench_opts_t, project,
+                   "then project the speedup onto checkpoint DIR (with an\nMTP module, e.g. `spex synth --preset "
+                   "bench-medium\n--mtp 1`): its verify and draft step costs, timed\nin process, with the "
+                   "acceptance measured here"),
 };
 
 /* -1 to go on, else the exit status. */
@@ -69,7 +79,9 @@ static int bench_parse(int argc, char **argv, bench_opts_t *o) {
     cli_group_t groups[] = {cli_model_group(&o->dir), CLI_GROUP(NULL, BENCH_OPTIONS, o),
                             cli_sampling_group(&o->sampling, CLI_S_TEMPERATURE | CLI_S_DRAFT | CLI_S_DRAFT_MIN_P), cli_ep_group(&o->ep), cli_compute_group(&o->ep)};
     cli_spec_t spec = CLI_SPEC("bench spec", "bench spec --model DIR [options]   (under mpirun -np N too)",
-                               "MTP speculation at K = 0..max-k, interleaved: tokens/s, tokens per step, acceptance.",
+                               "MTP speculation at K = 0..max-k, interleaved: tokens/s, tokens per step, acceptance.\n"
+                               "--project DIR then times DIR's verify (K+1 rows) and draft forwards and prints the\n"
+                               "speedup this run's acceptance would give there (README, \"What it buys\").",
                                groups);
     int rc = cli_run_parse(&spec, argc, argv, 2);
     if (rc >= 0) return rc;
@@ -180,16 +192,28 @@ static void bench_print(FILE *f, const bench_row_t *rows, int nk, bool csv) {
     }
 }
 
+/* --project: the main run's statistics, projected onto o->project. */
+static int bench_projection(const bench_opts_t *o, const bench_row_t *rows, spex_err_t *err) {
+    spec_stats_t st[SPEX_MAX_SPEC_K + 1];
+    int nk = (int)o->max_k + 1;
+    for (int k = 0; k < nk; k++) st[k] = rows[k].st;
+    bench_project_t p = {.dir = o->project, .csv = o->csv, .reps = o->reps, .ep = &o->ep,
+                         .main_on_ranks = mpi_world_size() > 1 || o->ep.backend};
+    return bench_project_run(&p, st, nk, err);
+}
+
 static int bench_spec(int argc, char **argv) {
     bench_opts_t o = {0};
     int pr = bench_parse(argc, argv, &o);
     if (pr >= 0) return pr;
     spex_err_t err = {0};
     model_options_t mo = {.load_mtp = true, .local_experts = true, .progress = cli_progress, .progress_user = "loading model"};
-    model_t *m = cli_model_load(o.dir, &mo, &o.ep, &err);
+    model_t *m = NULL;
     int32_t *ids[BENCH_MAX_PROMPTS] = {0};
     int lens[BENCH_MAX_PROMPTS], n = -1, rc = 1;
     bench_row_t rows[SPEX_MAX_SPEC_K + 1];
+    if (o.project && bench_project_check(o.project, &err)) goto fail;   /* before the long part */
+    m = cli_model_load(o.dir, &mo, &o.ep, &err);
     if (!m || (n = bench_prompts(&o, m, ids, lens, &err)) < 0) goto fail;
     if (m->n_mtp == 0 && o.max_k > 0) { spex_fail(&err, "the model has no MTP module"); goto fail; }
     if (bench_all(m, &o, ids, lens, n, rows, &err)) goto fail;
@@ -210,6 +234,7 @@ static int bench_spec(int argc, char **argv) {
         bench_print(f, rows, (int)o.max_k + 1, true);
         fclose(f);
     }
+    if (o.project && bench_projection(&o, rows, &err)) goto fail;
     rc = 0;
     goto done;
 fail:
