@@ -55,6 +55,10 @@ static const cli_option_t COMPUTE_OPTIONS[] = {
     CLI_OPT_ENUM("--weights", "MODE", cli_ep_t, weights, CLI_WEIGHTS_CHOICES,
                  "copy: weights in anonymous huge pages (default,\nfaster); mmap: used in place from the page cache"),
     CLI_OPT_FLAG("--prefault", cli_ep_t, prefault, "with --weights mmap: touch every page at load"),
+    CLI_OPT_DOUBLE("--bias-update-rate", "G", cli_ep_t, bias_rate, 0, 1,
+                   "dynamic routing bias: every window, each expert's\nselection bias moves by G towards balance (DeepSeek-\nV3's aux-loss-free rule); changes outputs"),
+    CLI_OPT_INT("--bias-update-window", NULL, "N", cli_ep_t, bias_window, 1, 1L << 30,
+                "rows routed per MoE layer between updates (256)"),
 };
 
 cli_group_t cli_compute_group(cli_ep_t *ep) {
@@ -158,7 +162,28 @@ static const char *wire_option(const cli_ep_t *ep) {
          : ep->combine >= 0 ? "--combine" : ep->stats ? "--ep-stats (--stats)" : NULL;
 }
 
+/* --bias-update-rate on a loaded model; refused with --combine expert, whose
+ * promise (results exactly as one process, whatever the batch) it breaks. */
+static model_t *with_bias_update(model_t *m, const cli_ep_t *ep, spex_err_t *err) {
+    if (!m || ep->bias_rate <= 0) return m;
+    if (model_set_bias_update(m, (float)ep->bias_rate, ep->bias_window > 0 ? (int)ep->bias_window : 256, err) == 0)
+        return m;
+    model_free(m);
+    return NULL;
+}
+
+static model_t *model_load_ep(const char *dir, model_options_t *opt, cli_ep_t *ep, spex_err_t *err);
+
 model_t *cli_model_load(const char *dir, model_options_t *opt, cli_ep_t *ep, spex_err_t *err) {
+    if (ep->bias_rate > 0 && ep->combine == 0) {   /* before loading: nothing to undo */
+        spex_fail(err, "--bias-update-rate makes a row's experts depend on the rows routed before it, so results are "
+                       "no longer exact; it cannot be combined with --combine expert");
+        return NULL;
+    }
+    return with_bias_update(model_load_ep(dir, opt, ep, err), ep, err);
+}
+
+static model_t *model_load_ep(const char *dir, model_options_t *opt, cli_ep_t *ep, spex_err_t *err) {
     int world = mpi_world_size();
     cli_compute_apply(ep, opt);
     const char *wire = wire_option(ep);

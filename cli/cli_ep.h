@@ -27,6 +27,9 @@ typedef struct cli_ep {
     int weights;              /* CLI_WEIGHTS_CHOICES index: 0 copy, 1 mmap */
     bool prefault;
     moe_backend_t *backend;   /* set by cli_model_load (owned by the model) */
+    /* dynamic routing bias (bias_balance.h): off unless bias_rate > 0 */
+    double bias_rate;
+    long bias_window;
 } cli_ep_t;
 
 #define CLI_EP_DEFAULT_TIMEOUT 20.0

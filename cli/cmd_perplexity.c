@@ -65,8 +65,17 @@ static int ppl_parse(int argc, char **argv, ppl_cli_t *c) {
     return cli_run_parse(&spec, argc, argv, 1);
 }
 
-static int print_json(const ppl_cli_t *c, const ppl_result_t *r, double ppl, double bpb, size_t n, size_t bytes) {
+static int print_json(const ppl_cli_t *c, const model_t *m, const ppl_result_t *r, double ppl, double bpb, size_t n,
+                      size_t bytes) {
     cJSON *o = cJSON_CreateObject();
+    if (m->balance) {   /* dynamic routing bias on: what it did */
+        bias_balance_stats_t bs = bias_balance_stats(m->balance);
+        cJSON *b = cJSON_AddObjectToObject(o, "bias_update");
+        cJSON_AddNumberToObject(b, "rate", c->ep.bias_rate);
+        cJSON_AddNumberToObject(b, "window", (double)(c->ep.bias_window > 0 ? c->ep.bias_window : 256));
+        cJSON_AddNumberToObject(b, "updates", (double)bs.updates);
+        cJSON_AddNumberToObject(b, "last_window_max_over_mean", bs.last_max_over_mean);
+    }
     cJSON_AddNumberToObject(o, "perplexity", ppl);
     cJSON_AddNumberToObject(o, "bits_per_byte", bpb);
     cJSON_AddNumberToObject(o, "nll", r->nll);
@@ -102,10 +111,14 @@ int cmd_perplexity(int argc, char **argv) {
         scored_bytes += b;
     }
     double ppl = exp(r.nll / r.predicted), bpb = r.nll / log(2.0) / (double)(scored_bytes ? scored_bytes : 1);
-    if (c.json && print_json(&c, &r, ppl, bpb, n, scored_bytes)) { spex_fail(&err, "out of memory"); goto fail; }
+    if (c.json && print_json(&c, m, &r, ppl, bpb, n, scored_bytes)) { spex_fail(&err, "out of memory"); goto fail; }
     if (!c.json)
         printf("perplexity: %.6f\nbits per byte: %.6f\ntokens: %zu (%ld predicted, ctx %ld), %.1f tokens/s\n", ppl,
                bpb, n, r.predicted, c.ctx, r.seconds > 0 ? r.predicted / r.seconds : 0);
+    if (!c.json && m->balance)
+        printf("bias updates: %llu (rate %g, window %ld rows); last window's max/mean expert load %.3f\n",
+               (unsigned long long)bias_balance_stats(m->balance).updates, c.ep.bias_rate,
+               c.ep.bias_window > 0 ? c.ep.bias_window : 256, bias_balance_stats(m->balance).last_max_over_mean);
     rc = cli_ep_finish("perplexity", &c.ep) ? 1 : 0;
     goto done;
 fail:

@@ -143,6 +143,19 @@ fail:
     return NULL;
 }
 
+int model_set_bias_update(model_t *m, float rate, int window, spex_err_t *err) {
+    const spex_config_t *c = &m->cfg;
+    if (c->n_routed_experts <= 0) return spex_fail(err, "--bias-update-rate: the model has no routed experts");
+    bias_balance_t *b = bias_balance_create(c->num_hidden_layers, c->n_routed_experts, c->num_experts_per_tok, rate,
+                                            window, err);
+    if (!b) return -1;
+    bias_balance_free(m->balance);
+    m->balance = b;
+    for (int l = 0; l < c->num_hidden_layers; l++)
+        if (m->layers[l].moe) m->layers[l].router.extra_bias = bias_balance_delta(b, l);
+    return 0;
+}
+
 void model_free(model_t *m) {
     if (!m) return;
     if (m->layers)
@@ -155,6 +168,7 @@ void model_free(model_t *m) {
     linear_free(&m->lm_head);
     rope_free(&m->rope);
     if (m->experts) m->experts->destroy(m->experts);
+    bias_balance_free(m->balance);
     threadpool_free(m->pool);
     for (size_t i = 0; i < sizeof m->scratch / sizeof m->scratch[0]; i++) arena_free(&m->scratch[i]);
     for (size_t i = 0; i < sizeof m->step / sizeof m->step[0]; i++) arena_free(&m->step[i]);
@@ -201,6 +215,7 @@ static int layer_ffn(model_t *m, const decoder_layer_t *d, int layer, const floa
     float *w = buf + (size_t)n * k, *rscratch = w + (size_t)n * k, *shared = rscratch + (size_t)n * 2 * E;
     float *escratch = shared + (size_t)n * hid;
     router_select(&m->ex, &d->router, x, n, idx, w, rscratch);
+    if (m->balance && layer < c->num_hidden_layers) bias_balance_observe(m->balance, layer, idx, n);
     int rc = 0;
     if (!m->experts) rc = spex_fail(err, "layer %d: no backend for routed experts", layer);
     else {

@@ -31,6 +31,7 @@
 #include "core/expert.h"
 #include "core/rope.h"
 #include "core/safetensors.h"
+#include "coordinator/model/bias_balance.h"
 #include "coordinator/model/mla.h"
 #include "coordinator/model/moe_backend.h"
 #include "coordinator/model/router.h"
@@ -81,6 +82,7 @@ typedef struct model {
                                      the step's decoding sequences */
     exec_t ex;                    /* pool + SIMD path */
     model_timing_t timing;        /* accumulated by every forward */
+    bias_balance_t *balance;      /* owned; NULL unless dynamic routing bias is on */
 } model_t;
 
 typedef struct model_options {
@@ -99,6 +101,11 @@ typedef struct model_options {
 /* Load config.json + safetensors from `dir`. */
 model_t *model_load(const char *dir, const model_options_t *opt, spex_err_t *err);
 void model_free(model_t *m);
+
+/* Turn on dynamic routing bias (bias_balance.h) for the main model's MoE
+ * layers: every `window` rows of a layer, each expert's selection bias moves
+ * by `rate` towards balance. Changes outputs; off unless called. */
+int model_set_bias_update(model_t *m, float rate, int window, spex_err_t *err);
 
 /* Replace the routed-expert backend (takes ownership; frees the old one). */
 void model_set_experts(model_t *m, moe_backend_t *backend);

@@ -83,6 +83,8 @@ static void select_row(const router_t *r, const float *s, float *b, int32_t *idx
     unsigned char taken[1024] = {0};
     int E = r->n_experts;
     for (int e = 0; e < E; e++) b[e] = s[e] + (r->bias ? r->bias[e] : 0.0f);
+    if (r->extra_bias)
+        for (int e = 0; e < E; e++) b[e] += r->extra_bias[e];
     if (r->n_group > 1 && r->method != TOPK_GREEDY) mask_groups(r, b);
     for (int k = 0; k < r->top_k; k++) {
         int e = pick_max(b, taken, E);

@@ -2,6 +2,7 @@
  *
  *  s = sigmoid(x W_gate^T)                  (softmax for DeepSeek-V2-style configs)
  *  b = s + e_score_correction_bias          (selection only: the bias never scales outputs)
+ *      (+ extra_bias when dynamic balancing is on: bias_balance.h)
  *  groups: n_group groups of experts; group score = sum of the top-2 biased scores
  *          (noaux_tc) or max score (group_limited_greedy); keep topk_group groups,
  *          mask the rest with -inf
@@ -23,6 +24,7 @@ typedef struct router {
     float scale;
     linear_t gate;      /* [n_experts, hidden] */
     float *bias;        /* [n_experts] or NULL */
+    const float *extra_bias;   /* [n_experts] or NULL: dynamic selection bias (bias_balance.h), not owned */
 } router_t;
 
 /* Load `<prefix>.mlp.gate.*`. */

@@ -8,7 +8,9 @@ Both compute in float32 from the exported BF16 weights:
   - the C engine's greedy output with --spec-k 1..4 must equal --spec-k 0;
   - under `mpirun -np 3` (2 expert workers, lossless codec) greedy output of every prompt, batched
     together by `spex batch`, with --spec-k 0..4 equals the single-process output (skipped, and
-    said so, only if mpirun is not installed).
+    said so, only if mpirun is not installed);
+  - dynamic routing bias (--bias-update-rate) updates, keeps perplexity within 2%, and is refused
+    together with --combine expert.
 Usage: check_shipped.py SPEX_BINARY MODEL_DIR VALIDATION_TEXT
 """
 import json, os, shutil, subprocess, sys, tempfile
@@ -89,6 +91,19 @@ if shutil.which("mpirun"):
                 fails.append(f"mpirun -np 3 --spec-k {k}: {res} vs {greedy}")
 else:
     print("mpirun not installed: distributed check skipped")
+
+# 5. dynamic routing bias (opt-in): it updates, keeps perplexity close, and is refused with --combine expert
+b = spex_json("perplexity", "--model", model_dir, "--file", val, "--ctx", "128", "--json", "--bias-update-rate", "0.001",
+              "--bias-update-window", "64")
+brel = abs(b["perplexity"] - c["perplexity"]) / c["perplexity"]
+print(f"bias update 0.001 / 64 rows: {b['bias_update']['updates']} updates, perplexity {b['perplexity']:.4f} "
+      f"(rel diff {brel:.2e}), last window max/mean load {b['bias_update']['last_window_max_over_mean']:.3f}")
+if b["bias_update"]["updates"] < 1 or brel > 0.02:
+    fails.append(f"dynamic bias: {b}")
+bad = subprocess.run([spex, "perplexity", "--model", model_dir, "--file", val, "--bias-update-rate", "0.001",
+                      "--combine", "expert"], capture_output=True, text=True)
+if bad.returncode == 0 or "no longer exact" not in bad.stderr:
+    fails.append(f"--bias-update-rate with --combine expert was not refused: {bad.returncode} {bad.stderr!r}")
 
 if fails:
     print("FAIL:", *fails, sep="\n  ")
