@@ -15,6 +15,7 @@ enum { N_OVERRIDES = 16 };
 
 typedef struct synth_args {
     const char *out, *preset, *dtype;
+    double skew;
     long seed, shards;
     bool force;
     long ov[N_OVERRIDES];   /* config overrides, -1 = the preset's value; in the order of OVERRIDES */
@@ -28,6 +29,8 @@ static const cli_option_t SYNTH_OPTIONS[] = {
                 "values depend only on the seed and the tensor name"),
     CLI_OPT_INT("--shards", NULL, "N", synth_args_t, shards, 1, 99999, "number of safetensors files"),
     CLI_OPT_FLAG("--force", synth_args_t, force, "replace a checkpoint already in DIR"),
+    CLI_OPT_DOUBLE("--skew", "S", synth_args_t, skew, 0, 10,
+                   "expert popularity ~ (1 + rank)^-S per layer, through\nthe router's selection bias (default 0: none)"),
 };
 
 #define OVERRIDE(nm, i, lo, hlp) CLI_OPT_INT(nm, NULL, "N", synth_args_t, ov[i], lo, 1 << 24, hlp)
@@ -86,7 +89,7 @@ int cmd_synth(int argc, char **argv) {
     spex_err_t err = {0};
     int rc = parse_args(argc, argv, &a, &cfg);
     if (rc >= 0) return rc;
-    synth_opts_t o = {.seed = (uint64_t)a.seed, .shards = (int)a.shards, .overwrite = a.force};
+    synth_opts_t o = {.seed = (uint64_t)a.seed, .shards = (int)a.shards, .overwrite = a.force, .skew = a.skew};
     if (synth_dtype_parse(a.dtype, &o.dtype)) {
         cli_error("synth", "--dtype: expected f32, bf16, f16 or fp8, got '%s'", a.dtype);
         return 2;
@@ -101,7 +104,9 @@ int cmd_synth(int argc, char **argv) {
         cli_error("synth", "%s", err.msg);
         return 1;
     }
-    printf("wrote %s: preset %s, %s, %.1f MB of tensors in %ld file%s, seed %ld\n", a.out, a.preset, a.dtype,
+    printf("wrote %s: preset %s, %s, %.1f MB of tensors in %ld file%s, seed %ld", a.out, a.preset, a.dtype,
            bytes / 1e6, a.shards, a.shards > 1 ? "s" : "", a.seed);
+    if (o.skew > 0) printf(", skew %g", o.skew);
+    putchar('\n');
     return 0;
 }

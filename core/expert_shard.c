@@ -46,21 +46,23 @@ void expert_shard_free(expert_shard_t *s) {
 
 static int load_layer(expert_shard_t *s, const tensor_store_t *ts, int l, int *done, int total,
                       void (*progress)(void *, int, int), void *user, spex_err_t *err) {
-    for (int i = 0; i < s->n_ids; i++) {
+    for (int e = 0; e < s->n_experts; e++) {
         char prefix[256];
-        size_t slot = (size_t)l * s->n_experts + s->ids[i];
-        snprintf(prefix, sizeof prefix, "model.layers.%d.mlp.experts.%d", l, s->ids[i]);
-        s->hosted[slot] = true;
-        if (expert_load(&s->experts[slot], ts, prefix, s->hidden, s->inter, err)) return -1;
+        size_t slot = (size_t)l * s->n_experts + e;
+        if (!s->hosted[slot]) continue;
+        snprintf(prefix, sizeof prefix, "model.layers.%d.mlp.experts.%d", l, e);
+        if (expert_load(&s->experts[slot], ts, prefix, s->hidden, s->inter, err)) {
+            s->hosted[slot] = false;   /* nothing to free */
+            return -1;
+        }
         s->bytes += expert_bytes(&s->experts[slot]);
         if (progress && (++*done % 4 == 0 || *done == total)) progress(user, *done, total);
     }
     return 0;
 }
 
-expert_shard_t *expert_shard_create(const spex_config_t *cfg, const tensor_store_t *ts, const int *ids, int n_ids,
-                                    void (*progress)(void *user, int done, int total), void *user,
-                                    spex_err_t *err) {
+/* The shard's frame: sizes, tables and scratch, nothing loaded yet. */
+static expert_shard_t *shard_alloc(const spex_config_t *cfg, spex_err_t *err) {
     expert_shard_t *s = calloc(1, sizeof *s);
     if (!s) { spex_fail(err, "experts: out of memory"); return NULL; }
     s->n_layers = cfg->num_hidden_layers + cfg->num_nextn_predict_layers;
@@ -70,7 +72,7 @@ expert_shard_t *expert_shard_create(const spex_config_t *cfg, const tensor_store
     size_t slots = (size_t)s->n_layers * (s->n_experts > 0 ? s->n_experts : 1);
     s->experts = calloc(slots, sizeof *s->experts);
     s->hosted = calloc(slots, sizeof *s->hosted);
-    s->ids = malloc(sizeof(int) * (size_t)(n_ids > 0 ? n_ids : 1));
+    s->ids = malloc(sizeof(int) * (size_t)(s->n_experts > 0 ? s->n_experts : 1));
     s->offset = calloc((size_t)s->n_experts + 1, sizeof(int));
     s->busy = calloc((size_t)s->n_experts + 1, sizeof(int));
     if (!s->experts || !s->hosted || !s->ids || !s->offset || !s->busy) {
@@ -78,16 +80,22 @@ expert_shard_t *expert_shard_create(const spex_config_t *cfg, const tensor_store
         spex_fail(err, "experts: out of memory");
         return NULL;
     }
-    for (int i = 0; i < n_ids; i++) {
-        if (ids[i] < 0 || ids[i] >= s->n_experts || (i > 0 && ids[i] <= ids[i - 1])) {
-            spex_fail(err, "expert list must be ascending ids below %d (entry %d is %d)", s->n_experts, i, ids[i]);
-            expert_shard_free(s);
-            return NULL;
-        }
-        s->ids[s->n_ids++] = ids[i];
+    return s;
+}
+
+/* Mark s->hosted from `want` (MoE layers only), list the union in s->ids, load. */
+static expert_shard_t *shard_load(expert_shard_t *s, const spex_config_t *cfg, const tensor_store_t *ts,
+                                  const bool *want, void (*progress)(void *, int, int), void *user,
+                                  spex_err_t *err) {
+    int total = 0, done = 0, E = s->n_experts;
+    for (int l = 0; l < s->n_layers; l++)
+        for (int e = 0; config_layer_is_moe(cfg, l) && e < E; e++)
+            total += s->hosted[(size_t)l * E + e] = want[(size_t)l * E + e];
+    for (int e = 0; e < E; e++) {
+        bool any = false;
+        for (int l = 0; l < s->n_layers; l++) any |= s->hosted[(size_t)l * E + e];
+        if (any) s->ids[s->n_ids++] = e;
     }
-    int total = 0, done = 0;
-    for (int l = 0; l < s->n_layers; l++) total += config_layer_is_moe(cfg, l) ? n_ids : 0;
     for (int l = 0; l < s->n_layers; l++)
         if (config_layer_is_moe(cfg, l) && load_layer(s, ts, l, &done, total, progress, user, err)) {
             expert_shard_free(s);
@@ -95,6 +103,37 @@ expert_shard_t *expert_shard_create(const spex_config_t *cfg, const tensor_store
         }
     return s;
 }
+
+expert_shard_t *expert_shard_create(const spex_config_t *cfg, const tensor_store_t *ts, const int *ids, int n_ids,
+                                    void (*progress)(void *user, int done, int total), void *user,
+                                    spex_err_t *err) {
+    expert_shard_t *s = shard_alloc(cfg, err);
+    if (!s) return NULL;
+    int E = s->n_experts;
+    bool *want = calloc((size_t)s->n_layers * (E > 0 ? E : 1), sizeof *want);
+    if (!want) { expert_shard_free(s); spex_fail(err, "experts: out of memory"); return NULL; }
+    for (int i = 0; i < n_ids; i++) {
+        if (ids[i] < 0 || ids[i] >= E || (i > 0 && ids[i] <= ids[i - 1])) {
+            spex_fail(err, "expert list must be ascending ids below %d (entry %d is %d)", E, i, ids[i]);
+            expert_shard_free(s);
+            free(want);
+            return NULL;
+        }
+        for (int l = 0; l < s->n_layers; l++) want[(size_t)l * E + ids[i]] = true;
+    }
+    s = shard_load(s, cfg, ts, want, progress, user, err);
+    free(want);
+    return s;
+}
+
+expert_shard_t *expert_shard_create_layers(const spex_config_t *cfg, const tensor_store_t *ts, const bool *hosted,
+                                           void (*progress)(void *user, int done, int total), void *user,
+                                           spex_err_t *err) {
+    expert_shard_t *s = shard_alloc(cfg, err);
+    return s ? shard_load(s, cfg, ts, hosted, progress, user, err) : NULL;
+}
+
+const bool *expert_shard_hosted(const expert_shard_t *s) { return s->hosted; }
 
 const int *expert_shard_ids(const expert_shard_t *s, int *n_ids) {
     *n_ids = s->n_ids;

@@ -45,10 +45,17 @@ typedef struct expert_rows {
 expert_shard_t *expert_shard_create(const spex_config_t *cfg, const tensor_store_t *ts, const int *ids, int n_ids,
                                     void (*progress)(void *user, int done, int total), void *user,
                                     spex_err_t *err);
+/* Per-layer sets: hosted[layer * n_routed_experts + e] (dense layers'
+ * entries are ignored), for placements with a table per layer. */
+expert_shard_t *expert_shard_create_layers(const spex_config_t *cfg, const tensor_store_t *ts, const bool *hosted,
+                                           void (*progress)(void *user, int done, int total), void *user,
+                                           spex_err_t *err);
 void expert_shard_free(expert_shard_t *s);
 
-/* Hosted expert ids per layer and their count; stored bytes of all of them. */
+/* Expert ids hosted in any layer (ascending) and their count; stored bytes of all of them. */
 const int *expert_shard_ids(const expert_shard_t *s, int *n_ids);
+/* [n_layers * n_routed_experts]: which (layer, expert) this shard holds (MoE layers only). */
+const bool *expert_shard_hosted(const expert_shard_t *s);
 uint64_t expert_shard_bytes(const expert_shard_t *s);
 
 /* Pairs in r (sum of counts, or n * k). */

@@ -191,6 +191,21 @@ void synth_tensor_values(const model_tensor_t *t, uint64_t seed, float *out) {
     }
 }
 
+void synth_skew_bias(const model_tensor_t *t, uint64_t seed, double skew, float *bias) {
+    if (t->kind != MT_ROUTER_BIAS || skew <= 0) return;
+    int n = (int)t->shape[0];
+    int *rank = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
+    if (!rank) return;
+    uint64_t st = seed * 0xD1B54A32D192ED03ull ^ fnv1a(t->name);
+    for (int i = 0; i < n; i++) {   /* rank[i]: expert i's popularity rank, a permutation per tensor (inside-out Fisher-Yates) */
+        int j = (int)(splitmix64(&st) % (uint64_t)(i + 1));
+        rank[i] = rank[j];
+        rank[j] = i;
+    }
+    for (int i = 0; i < n; i++) bias[i] -= (float)(SYNTH_SKEW_SCALE * skew * log(1.0 + rank[i]));
+    free(rank);
+}
+
 /* ---------------------------------------------------------------- plan */
 
 /* One model tensor in the output: its dtype, bytes (+ FP8 scale bytes), shard. */
@@ -360,6 +375,7 @@ static int fill_shard(st_writer_t *w, writer_ctx_t *c, int shard, spex_err_t *er
         const plan_entry_t *e = &p->e[i];
         if (e->shard != shard) continue;
         synth_tensor_values(e->t, c->opts->seed, c->w);
+        synth_skew_bias(e->t, c->opts->seed, c->opts->skew, c->w);
         encode(e, p->block, c->w, c->buf, c->scales);
         if (st_writer_put(w, c->buf, e->bytes, err)) return -1;
         if (e->scale_bytes && st_writer_put(w, c->scales, e->scale_bytes, err)) return -1;

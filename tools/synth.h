@@ -16,7 +16,16 @@
  *
  * Init (keeps activations O(1) through the layers): projections uniform with
  * std 0.5/sqrt(fan_in); router and heads std 1/sqrt(hidden); embeddings std 1;
- * norms 1 + U(-0.05, 0.05); e_score_correction_bias U(-0.02, 0.02). */
+ * norms 1 + U(-0.05, 0.05); e_score_correction_bias U(-0.02, 0.02).
+ *
+ * Skew (`spex synth --skew S`, for load-balancing studies): each MoE layer's
+ * e_score_correction_bias (selection only, gate weights unchanged) gets
+ *     - SYNTH_SKEW_SCALE * S * ln(1 + rank(e))
+ * where rank is a per-layer random permutation of the experts (seeded by the
+ * seed and the tensor name): the popularity of the rank-r expert then falls
+ * off roughly as (1 + r)^-S, a Zipf-like law (exp(-b / T) with T, the router
+ * scores' spread, ~ SYNTH_SKEW_SCALE). Hot experts differ per layer, as in
+ * trained models. S = 0: no change. */
 #ifndef SPEX_TOOLS_SYNTH_H
 #define SPEX_TOOLS_SYNTH_H
 
@@ -37,6 +46,7 @@ typedef struct synth_opts {
     uint64_t seed;
     int shards;                   /* <= 1: model.safetensors; N: model-0000i-of-0000N.safetensors + index */
     bool overwrite;               /* replace a checkpoint already in the directory */
+    double skew;                  /* Zipf-like exponent of expert popularity (0: none) */
     synth_progress_fn progress;   /* optional */
     void *progress_ctx;
 } synth_opts_t;
@@ -56,6 +66,11 @@ char *synth_config_json(const spex_config_t *cfg, synth_dtype_t dtype);
 
 /* The f32 values (before any dtype rounding) of tensor t: numel floats. */
 void synth_tensor_values(const model_tensor_t *t, uint64_t seed, float *out);
+
+/* Scale of the skew bias: about the spread of the sigmoid router scores. */
+#define SYNTH_SKEW_SCALE 0.1
+/* Add the skew to a router bias tensor's values (no-op for other tensors or skew <= 0). */
+void synth_skew_bias(const model_tensor_t *t, uint64_t seed, double skew, float *bias);
 
 /* Validate cfg (as config_parse would) and write the checkpoint into dir
  * (created if missing; an existing checkpoint there is an error unless

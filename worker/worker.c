@@ -134,20 +134,43 @@ static int reply_error(worker_t *w, uint64_t step, const char *msg, uint8_t **re
 
 /* ------------------------------------------------------------ hello */
 
-static int load_experts(worker_t *w, const uint32_t *ids, size_t n, spex_err_t *err) {
-    if (w->shard) {
-        int have;
-        const int *cur = expert_shard_ids(w->shard, &have);
-        bool same = (size_t)have == n;
-        for (size_t i = 0; same && i < n; i++) same = cur[i] == (int)ids[i];
-        if (same) return 0;   /* a new session over the same shard: keep the weights */
+/* want[n_layers * n_experts] from the hello: per-layer lists if any, else `experts` everywhere. */
+static int hello_hosted(const worker_t *w, const Spex__Hello *m, bool *want, spex_err_t *err) {
+    size_t E = (size_t)w->n_experts;
+    if (m->n_layer_experts == 0) {
+        for (size_t i = 0; i < m->n_experts; i++) {
+            if (m->experts[i] >= E) return spex_fail(err, "hello: expert %u out of range", m->experts[i]);
+            for (int l = 0; l < w->n_layers; l++) want[l * E + m->experts[i]] = true;
+        }
+        return 0;
+    }
+    for (size_t j = 0; j < m->n_layer_experts; j++) {
+        const Spex__LayerExperts *le = m->layer_experts[j];
+        if (le->layer >= (uint32_t)w->n_layers) return spex_fail(err, "hello: layer %u out of range", le->layer);
+        for (size_t i = 0; i < le->n_experts; i++) {
+            if (le->experts[i] >= E) return spex_fail(err, "hello: layer %u: expert %u out of range", le->layer, le->experts[i]);
+            want[le->layer * E + le->experts[i]] = true;
+        }
+    }
+    return 0;
+}
+
+static int load_experts(worker_t *w, const Spex__Hello *m, spex_err_t *err) {
+    size_t slots = (size_t)w->n_layers * (size_t)(w->n_experts > 0 ? w->n_experts : 1);
+    bool *want = calloc(slots, sizeof *want);
+    if (!want) return spex_fail(err, "out of memory loading experts");
+    if (hello_hosted(w, m, want, err)) { free(want); return -1; }
+    if (w->shard) {   /* a new session over the same shard: keep the weights */
+        const bool *have = expert_shard_hosted(w->shard);
+        bool same = true;
+        for (int l = 0; l < w->n_layers && same; l++)
+            if (config_layer_is_moe(&w->cfg, l))
+                same = !memcmp(have + (size_t)l * w->n_experts, want + (size_t)l * w->n_experts, (size_t)w->n_experts);
+        if (same) { free(want); return 0; }
     }
     unload_experts(w);
-    int *list = malloc(sizeof(int) * (n ? n : 1));
-    if (!list) return spex_fail(err, "out of memory loading experts");
-    for (size_t i = 0; i < n; i++) list[i] = ids[i] < (uint32_t)w->n_experts ? (int)ids[i] : -1;
-    w->shard = expert_shard_create(&w->cfg, w->ts, list, (int)n, w->progress, w->progress_user, err);
-    free(list);
+    w->shard = expert_shard_create_layers(&w->cfg, w->ts, want, w->progress, w->progress_user, err);
+    free(want);
     if (!w->shard) spex_err_prefix(err, "hello: ");
     return w->shard ? 0 : -1;
 }
@@ -177,7 +200,7 @@ static int on_hello(worker_t *w, const Spex__Header *h, uint8_t **reply, size_t 
     const char *bad = hello_mismatch(w, m, why, sizeof why);
     if (!bad && (codec_parse(m->dispatch_codec, &w->dcodec, &e) || codec_parse(m->combine_codec, &w->ccodec, &e)))
         bad = e.msg;
-    if (!bad && load_experts(w, m->experts, m->n_experts, &e)) bad = e.msg;
+    if (!bad && load_experts(w, m, &e)) bad = e.msg;
     Spex__Header out = SPEX__HEADER__INIT;
     Spex__HelloAck ack = SPEX__HELLO_ACK__INIT;
     ack.model_id = w->model_id;

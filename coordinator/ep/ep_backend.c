@@ -72,11 +72,14 @@ static int group_rows(ep_backend_t *b, int layer, int n, int k, const int32_t *i
         if (batch_reserve(&b->rb[r], n * k)) return spex_fail(err, "out of memory for %d rows", n);
     }
     int64_t *tokens = b->st->tokens + (size_t)layer * b->n_experts;
+    int64_t *rank_pairs = b->st->rank_pairs + (size_t)layer * b->world;
     for (int i = 0; i < n; i++)
         for (int j = 0; j < k; j++) {
             int e = idx[(size_t)i * k + j];
             if (e < 0 || e >= b->n_experts) return spex_fail(err, "row %d: expert id %d out of range", i, e);
-            rank_batch_t *rb = &b->rb[placement_pick(b->pl, e, i)];
+            int r = placement_pick(b->pl, layer, e, i);
+            rank_pairs[r]++;
+            rank_batch_t *rb = &b->rb[r];
             if (rb->n_rows == 0 || rb->rows[rb->n_rows - 1] != i) {
                 rb->rows[rb->n_rows] = i;
                 rb->counts[rb->n_rows++] = 0;
@@ -156,14 +159,14 @@ static int on_combine(void *user, int src, const Spex__Combine *c, const uint8_t
 }
 
 /* out[n, hidden] from the decoded vectors (see ep_backend.h for the orders). */
-static void sum_rows(ep_backend_t *b, int n, int k, const int32_t *idx, float *out) {
+static void sum_rows(ep_backend_t *b, int layer, int n, int k, const int32_t *idx, float *out) {
     int hid = b->hidden;
     memset(out, 0, sizeof(float) * (size_t)n * hid);
     if (b->o.mode == EP_COMBINE_EXPERT) {
         for (int i = 0; i < n; i++) {
             float *o = out + (size_t)i * hid;
             for (int j = 0; j < k; j++) {
-                rank_batch_t *rb = &b->rb[placement_pick(b->pl, idx[(size_t)i * k + j], i)];
+                rank_batch_t *rb = &b->rb[placement_pick(b->pl, layer, idx[(size_t)i * k + j], i)];
                 const float *v = rb->vec + (size_t)rb->cursor++ * hid;
                 for (int c = 0; c < hid; c++) o[c] += v[c];
             }
@@ -196,7 +199,7 @@ static int ep_routed(moe_backend_t *self, int layer, const float *x, int n, int 
     double t1 = spex_now();
     b->call_expert = 0;
     if (ep_protocol_await_combine(b->proto, layer, on_combine, b, &t_wait, err)) return -1;
-    sum_rows(b, n, k, idx, out);
+    sum_rows(b, layer, n, k, idx, out);
     double t2 = spex_now();
     ls->calls++;
     ls->rows += n;
@@ -235,6 +238,9 @@ static int ep_prepare(ep_backend_t *b, spex_err_t *err) {
     if (b->pl->n_experts != b->n_experts || b->pl->world != b->world)
         return spex_fail(err, "placement for %d experts on %d ranks, but the model has %d experts and the job %d ranks",
                          b->pl->n_experts, b->pl->world, b->n_experts, b->world);
+    if (placement_max_layer(b->pl) >= b->n_layers)
+        return spex_fail(err, "placement has a table for layer %d, but the model has %d layers (MTP included)",
+                         placement_max_layer(b->pl), b->n_layers);
     if (!(b->rb = calloc((size_t)b->world, sizeof *b->rb)) || !(b->ctx = codec_ctx_create(err)) ||
         !(b->st = ep_stats_create(b->n_layers, b->n_experts, b->world, err)))
         return spex_fail(err, "out of memory");

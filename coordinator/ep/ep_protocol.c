@@ -183,11 +183,48 @@ static int on_ack(ep_protocol_t *p, void *user, int src, const wire_header_t *h,
     return 0;
 }
 
-/* The hello for one rank; ids[] receives its expert ids. */
-static Spex__Hello hello_for(const ep_hello_t *hello, int rank, int world, uint32_t *ids, int *ex) {
+/* Per-layer expert lists of one rank (placements with a table per layer). */
+typedef struct hello_layers {
+    Spex__LayerExperts *le;       /* [n_layers] */
+    Spex__LayerExperts **ptr;     /* [n_layers] */
+    uint32_t *ids;                /* [n_layers * n_routed] */
+    int *ex;                      /* [n_routed] */
+} hello_layers_t;
+
+static void hello_layers_free(hello_layers_t *hl) {
+    free(hl->le), free(hl->ptr), free(hl->ids), free(hl->ex);
+}
+
+static int hello_layers_alloc(hello_layers_t *hl, const ep_hello_t *hello) {
+    size_t L = (size_t)hello->n_layers + 1, E = (size_t)hello->n_routed + 1;
+    *hl = (hello_layers_t){calloc(L, sizeof *hl->le), calloc(L, sizeof *hl->ptr), calloc(L * E, sizeof(uint32_t)),
+                           calloc(E, sizeof(int))};
+    return hl->le && hl->ptr && hl->ids && hl->ex ? 0 : -1;
+}
+
+/* m->layer_experts for `rank`: its experts in every layer (none when one table serves all layers). */
+static void hello_add_layers(Spex__Hello *m, const ep_hello_t *hello, int rank, hello_layers_t *hl) {
+    if (placement_max_layer(hello->pl) < 0) return;
+    for (int l = 0; l < hello->n_layers; l++) {
+        Spex__LayerExperts *le = &hl->le[l];
+        spex__layer_experts__init(le);
+        uint32_t *ids = hl->ids + (size_t)l * (size_t)(hello->n_routed + 1);
+        int n = placement_rank_layer_experts(hello->pl, l, rank, hl->ex);
+        for (int i = 0; i < n; i++) ids[i] = (uint32_t)hl->ex[i];
+        le->layer = (uint32_t)l;
+        le->n_experts = (size_t)n;
+        le->experts = ids;
+        hl->ptr[l] = le;
+    }
+    m->n_layer_experts = (size_t)hello->n_layers;
+    m->layer_experts = hl->ptr;
+}
+
+/* The hello for one rank; ids[] receives its expert ids (the union over layers). */
+static Spex__Hello hello_for(const ep_hello_t *hello, int rank, int world, uint32_t *ids, hello_layers_t *hl) {
     Spex__Hello m = SPEX__HELLO__INIT;
-    int n = placement_rank_experts(hello->pl, rank, ex);
-    for (int i = 0; i < n; i++) ids[i] = (uint32_t)ex[i];
+    int n = placement_rank_experts(hello->pl, rank, hl->ex);
+    for (int i = 0; i < n; i++) ids[i] = (uint32_t)hl->ex[i];
     m.model_id = hello->model_id;
     m.rank = (uint32_t)rank;
     m.world = (uint32_t)world;
@@ -199,23 +236,24 @@ static Spex__Hello hello_for(const ep_hello_t *hello, int rank, int world, uint3
     m.dispatch_codec = (char *)hello->dispatch_codec;
     m.combine_codec = (char *)hello->combine_codec;
     m.combine = hello->combine;
+    hello_add_layers(&m, hello, rank, hl);
     return m;
 }
 
 static int send_hellos(ep_protocol_t *p, const ep_hello_t *hello, ep_stats_t *st, spex_err_t *err) {
-    int *ex = malloc(sizeof(int) * ((size_t)hello->n_routed + 1));
+    hello_layers_t hl = {0};
     uint32_t *ids = malloc(sizeof(uint32_t) * ((size_t)hello->n_routed + 1));
-    int rc = ex && ids ? 0 : spex_fail(err, "out of memory");
+    int rc = ids && !hello_layers_alloc(&hl, hello) ? 0 : spex_fail(err, "out of memory");
     for (int r = 1; r < p->world && !rc; r++) {
         Spex__Header h = SPEX__HEADER__INIT;
-        Spex__Hello m = hello_for(hello, r, p->world, ids, ex);
+        Spex__Hello m = hello_for(hello, r, p->world, ids, &hl);
         st->rank[r].experts_hosted = (int64_t)m.n_experts;
         h.body_case = SPEX__HEADER__BODY_HELLO;
         h.hello = &m;
         rc = send_to(p, r, &h, NULL, 0, NULL, err);
         p->pending[r] = true;
     }
-    free(ex);
+    hello_layers_free(&hl);
     free(ids);
     return rc;
 }

@@ -14,8 +14,9 @@ ep_stats_t *ep_stats_create(int n_layers, int n_experts, int world, spex_err_t *
         s->layer = calloc((size_t)n_layers + 1, sizeof *s->layer);
         s->rank = calloc((size_t)world + 1, sizeof *s->rank);
         s->tokens = calloc((size_t)n_layers * n_experts + 1, sizeof *s->tokens);
+        s->rank_pairs = calloc((size_t)n_layers * world + 1, sizeof *s->rank_pairs);
     }
-    if (!s || !s->layer || !s->rank || !s->tokens) {
+    if (!s || !s->layer || !s->rank || !s->tokens || !s->rank_pairs) {
         ep_stats_free(s);
         spex_fail(err, "stats: out of memory");
         return NULL;
@@ -32,6 +33,7 @@ void ep_stats_free(ep_stats_t *s) {
     free(s->layer);
     free(s->rank);
     free(s->tokens);
+    free(s->rank_pairs);
     free(s);
 }
 
@@ -113,6 +115,42 @@ static void layer_load(const ep_stats_t *s, int l, int64_t *max, double *mean) {
     *mean = s->n_experts ? (double)sum / s->n_experts : 0;
 }
 
+/* Rank load of layer l: the busiest worker rank's (row, expert) pairs and the mean over worker ranks. */
+static void layer_rank_load(const ep_stats_t *s, int l, int64_t *max, double *mean) {
+    int64_t sum = 0, mx = 0;
+    for (int r = 1; r < s->world; r++) {
+        int64_t t = s->rank_pairs[(size_t)l * s->world + r];
+        sum += t;
+        mx = t > mx ? t : mx;
+    }
+    *max = mx;
+    *mean = s->world > 1 ? (double)sum / (s->world - 1) : 0;
+}
+
+/* Over all layers: sum of each layer's busiest rank over the sum of its means
+ * (the critical path's share of imbalance: every layer waits for its slowest rank). */
+static double rank_imbalance(const ep_stats_t *s) {
+    double mx = 0, mean = 0;
+    for (int l = 0; l < s->n_layers; l++) {
+        int64_t m;
+        double a;
+        layer_rank_load(s, l, &m, &a);
+        mx += (double)m, mean += a;
+    }
+    return mean > 0 ? mx / mean : 0;
+}
+
+/* "pairs_per_rank" (ranks 1..world-1) and its imbalance, into the layer's load object. */
+static void add_rank_load(cJSON *o, const ep_stats_t *s, int l) {
+    int64_t mx;
+    double mean;
+    layer_rank_load(s, l, &mx, &mean);
+    cJSON *t = cJSON_AddArrayToObject(o, "pairs_per_rank");
+    for (int r = 1; r < s->world; r++)
+        cJSON_AddItemToArray(t, cJSON_CreateNumber((double)s->rank_pairs[(size_t)l * s->world + r]));
+    cJSON_AddNumberToObject(o, "rank_max_over_mean", mean > 0 ? mx / mean : 0);
+}
+
 static cJSON *load_json(const ep_stats_t *s) {
     cJSON *arr = cJSON_CreateArray();
     for (int l = 0; l < s->n_layers; l++) {
@@ -128,6 +166,7 @@ static cJSON *load_json(const ep_stats_t *s) {
         cJSON_AddNumberToObject(o, "max", (double)mx);
         cJSON_AddNumberToObject(o, "mean", mean);
         cJSON_AddNumberToObject(o, "max_over_mean", mean > 0 ? mx / mean : 0);
+        add_rank_load(o, s, l);
         cJSON_AddItemToArray(arr, o);
     }
     return arr;
@@ -154,6 +193,7 @@ static cJSON *stats_json(const ep_stats_t *s) {
     cJSON *ranks = cJSON_AddArrayToObject(root, "ranks");
     for (int r = 1; r < s->world; r++) cJSON_AddItemToArray(ranks, rank_json(&s->rank[r], r));
     cJSON_AddItemToObject(root, "expert_load", load_json(s));
+    cJSON_AddNumberToObject(root, "rank_max_over_mean", rank_imbalance(s));
     return root;
 }
 
@@ -202,8 +242,13 @@ void ep_stats_print(const ep_stats_t *s, FILE *f) {
         if (!s->layer[l].calls) continue;
         int64_t mx;
         double mean;
+        int64_t rmx;
+        double rmean;
         layer_load(s, l, &mx, &mean);
-        fprintf(f, "  layer %-3d tokens/expert max %lld mean %.1f (max/mean %.2f)\n", l, (long long)mx, mean,
-                mean > 0 ? mx / mean : 0);
+        layer_rank_load(s, l, &rmx, &rmean);
+        fprintf(f, "  layer %-3d tokens/expert max %lld mean %.1f (max/mean %.2f); pairs/rank max %lld mean %.1f "
+                "(max/mean %.2f)\n", l, (long long)mx, mean, mean > 0 ? mx / mean : 0, (long long)rmx, rmean,
+                rmean > 0 ? rmx / rmean : 0);
     }
+    fprintf(f, "  busiest rank over the mean, summed over layers: %.3f\n", rank_imbalance(s));
 }

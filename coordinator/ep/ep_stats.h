@@ -10,7 +10,9 @@
  *   router, head, sampling) = wall time since the session began - the rest;
  *   per rank: worker decode / expert compute / encode seconds it reported;
  *   expert = per call the slowest rank's compute, summed (the critical path).
- *   load: tokens routed to each expert of each layer (max/mean = imbalance). */
+ *   load: tokens routed to each expert of each layer (max/mean = imbalance),
+ *   and (row, expert) pairs computed by each rank in each layer (the busiest
+ *   rank sets the layer's time; `spex placement --from-stats` balances it). */
 #ifndef SPEX_EP_STATS_H
 #define SPEX_EP_STATS_H
 
@@ -45,6 +47,7 @@ typedef struct ep_stats {
     ep_layer_stats_t *layer;            /* [n_layers] */
     ep_rank_stats_t *rank;              /* [world] (rank 0 unused) */
     int64_t *tokens;                    /* [n_layers * n_experts] */
+    int64_t *rank_pairs;                /* [n_layers * world] pairs each rank computed per layer */
     double t_begin, t_end;              /* spex_now() at creation / last update */
 } ep_stats_t;
 

@@ -72,24 +72,58 @@ static int entry_ranks(const cJSON *v, int e, int world, int *r, int *n, spex_er
     return 0;
 }
 
-static int fill_table(placement_t *p, const cJSON *arr, spex_err_t *err) {
+/* One JSON table (an entry per expert) -> t (allocated here). */
+static int fill_table(const placement_t *p, placement_table_t *t, const cJSON *arr, spex_err_t *err) {
+    if (!cJSON_IsArray(arr)) return spex_fail(err, "expected a list with the ranks of every expert");
+    if (cJSON_GetArraySize(arr) > p->n_experts)
+        return spex_fail(err, "%d entries but the model has %d routed experts", cJSON_GetArraySize(arr), p->n_experts);
     int *r = malloc(sizeof(int) * (size_t)p->world);
-    if (!r) return spex_fail(err, "out of memory");
+    t->off = calloc((size_t)p->n_experts + 1, sizeof(int));
+    if (!r || !t->off) { free(r); return spex_fail(err, "out of memory"); }
     int slots = 0, rc = 0;
     for (int e = 0; e < p->n_experts && !rc; e++) {
         int n = 0;
         const cJSON *v = cJSON_GetArrayItem(arr, e);
         if (!v) { rc = spex_fail(err, "expert %d is not hosted by any rank (table has %d entries)", e, cJSON_GetArraySize(arr)); break; }
         if ((rc = entry_ranks(v, e, p->world, r, &n, err))) break;
-        int *nr = realloc(p->ranks, sizeof(int) * (size_t)(slots + n));
+        int *nr = realloc(t->ranks, sizeof(int) * (size_t)(slots + n));
         if (!nr) { rc = spex_fail(err, "out of memory"); break; }
-        p->ranks = nr;
-        memcpy(p->ranks + slots, r, sizeof(int) * (size_t)n);
+        t->ranks = nr;
+        memcpy(t->ranks + slots, r, sizeof(int) * (size_t)n);
         slots += n;
-        p->off[e + 1] = slots;
+        t->off[e + 1] = slots;
     }
     free(r);
     return rc;
+}
+
+/* Room for per-layer tables up to `layer`. */
+static int grow_layers(placement_t *p, int layer, spex_err_t *err) {
+    if (layer < p->n_layers) return 0;
+    placement_table_t *l = realloc(p->layer, sizeof *l * ((size_t)layer + 1));
+    if (!l) return spex_fail(err, "out of memory");
+    memset(l + p->n_layers, 0, sizeof *l * (size_t)(layer + 1 - p->n_layers));
+    p->layer = l;
+    p->n_layers = layer + 1;
+    return 0;
+}
+
+/* "layers": [{"layer": L, "placement": [...]}, ...] (optional). */
+static int fill_layers(placement_t *p, const cJSON *layers, spex_err_t *err) {
+    if (!layers) return 0;
+    if (!cJSON_IsArray(layers)) return spex_fail(err, "\"layers\": expected a list of {\"layer\": L, \"placement\": [...]}");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, layers) {
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(it, "layer");
+        if (!cJSON_IsNumber(l) || l->valuedouble != (double)(int)l->valuedouble || l->valueint < 0 || l->valueint > 65535)
+            return spex_fail(err, "\"layers\": each entry needs an integer \"layer\" >= 0");
+        int L = l->valueint;
+        if (grow_layers(p, L, err)) return -1;
+        if (p->layer[L].off) return spex_fail(err, "layer %d: listed twice", L);
+        if (fill_table(p, &p->layer[L], cJSON_GetObjectItemCaseSensitive(it, "placement"), err))
+            return spex_err_prefix(err, "layer %d: ", L);
+    }
+    return 0;
 }
 
 placement_t *placement_parse(const char *json, const char *origin, int n_experts, int world, spex_err_t *err) {
@@ -102,13 +136,17 @@ placement_t *placement_parse(const char *json, const char *origin, int n_experts
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "placement");
     if (!cJSON_IsArray(arr)) {
         spex_fail(err, "placement '%s': expected {\"placement\": [ranks of expert 0, ...]}", origin);
-    } else if (cJSON_GetArraySize(arr) > n_experts) {
-        spex_fail(err, "placement '%s': %d entries but the model has %d routed experts", origin,
-                  cJSON_GetArraySize(arr), n_experts);
-    } else if ((p = alloc_table(n_experts, world, 0, err)) && fill_table(p, arr, err)) {
-        placement_free(p);
-        p = NULL;
-        spex_err_prefix(err, "placement '%s': ", origin);
+    } else if ((p = alloc_table(n_experts, world, 0, err))) {
+        placement_table_t t = {0};
+        int rc = fill_table(p, &t, arr, err);
+        free(p->off), free(p->ranks);
+        p->off = t.off, p->ranks = t.ranks;
+        if (rc || !p->ranks || fill_layers(p, cJSON_GetObjectItemCaseSensitive(root, "layers"), err)) {
+            if (!rc && !p->ranks) spex_fail(err, "out of memory");
+            placement_free(p);
+            p = NULL;
+            spex_err_prefix(err, "placement '%s': ", origin);
+        }
     }
     cJSON_Delete(root);
     return p;
@@ -127,29 +165,82 @@ placement_t *placement_load(const char *path, int n_experts, int world, spex_err
 
 void placement_free(placement_t *p) {
     if (!p) return;
+    for (int l = 0; l < p->n_layers; l++) {
+        free(p->layer[l].off);
+        free(p->layer[l].ranks);
+    }
+    free(p->layer);
     free(p->off);
     free(p->ranks);
     free(p);
 }
 
-int placement_rank_experts(const placement_t *p, int rank, int *out) {
+int placement_set_layer(placement_t *p, int layer, const int *off, const int *ranks, spex_err_t *err) {
+    if (layer < 0) return spex_fail(err, "placement: layer %d", layer);
+    for (int e = 0; e < p->n_experts; e++) {
+        if (off[e + 1] <= off[e]) return spex_fail(err, "layer %d: expert %d is not hosted by any rank", layer, e);
+        for (int j = off[e]; j < off[e + 1]; j++) {
+            if (ranks[j] < 1 || ranks[j] >= p->world)
+                return spex_fail(err, "layer %d: expert %d: rank %d is outside the worker ranks 1..%d", layer, e,
+                                 ranks[j], p->world - 1);
+            if (j > off[e] && ranks[j] <= ranks[j - 1])
+                return spex_fail(err, "layer %d: expert %d: ranks not ascending and unique", layer, e);
+        }
+    }
+    if (grow_layers(p, layer, err)) return -1;
+    placement_table_t t = {malloc(sizeof(int) * ((size_t)p->n_experts + 1)),
+                           malloc(sizeof(int) * (size_t)(off[p->n_experts] > 0 ? off[p->n_experts] : 1))};
+    if (!t.off || !t.ranks) { free(t.off), free(t.ranks); return spex_fail(err, "out of memory"); }
+    memcpy(t.off, off, sizeof(int) * ((size_t)p->n_experts + 1));
+    memcpy(t.ranks, ranks, sizeof(int) * (size_t)off[p->n_experts]);
+    free(p->layer[layer].off), free(p->layer[layer].ranks);
+    p->layer[layer] = t;
+    return 0;
+}
+
+int placement_max_layer(const placement_t *p) {
+    for (int l = p->n_layers - 1; l >= 0; l--)
+        if (p->layer[l].off) return l;
+    return -1;
+}
+
+int placement_rank_layer_experts(const placement_t *p, int layer, int rank, int *out) {
+    placement_table_t t = placement_table(p, layer);
     int n = 0;
     for (int e = 0; e < p->n_experts; e++)
-        for (int j = p->off[e]; j < p->off[e + 1]; j++)
-            if (p->ranks[j] == rank) out[n++] = e;
+        for (int j = t.off[e]; j < t.off[e + 1]; j++)
+            if (t.ranks[j] == rank) out[n++] = e;
     return n;
 }
 
-void placement_print(const placement_t *p, FILE *f) {
-    int *ex = malloc(sizeof(int) * (size_t)p->n_experts);
-    if (!ex) return;
+int placement_rank_experts(const placement_t *p, int rank, int *out) {
+    int n = 0;
+    for (int e = 0; e < p->n_experts; e++) {
+        bool on = false;
+        for (int l = -1; l < p->n_layers && !on; l++) {   /* -1: the default table */
+            if (l >= 0 && !p->layer[l].off) continue;
+            placement_table_t t = l < 0 ? (placement_table_t){p->off, p->ranks} : p->layer[l];
+            for (int j = t.off[e]; j < t.off[e + 1]; j++) on |= t.ranks[j] == rank;
+        }
+        if (on) out[n++] = e;
+    }
+    return n;
+}
+
+/* One line per rank for table t (layer `layer`, or -1 for the default). */
+static void print_table(const placement_t *p, int layer, FILE *f, int *ex) {
+    placement_table_t t = layer < 0 ? (placement_table_t){p->off, p->ranks} : p->layer[layer];
     int replicated = 0;
-    for (int e = 0; e < p->n_experts; e++) replicated += p->off[e + 1] - p->off[e] > 1;
-    fprintf(f, "%d routed experts on %d worker rank(s), %d replicated\n", p->n_experts, p->world - 1, replicated);
+    for (int e = 0; e < p->n_experts; e++) replicated += t.off[e + 1] - t.off[e] > 1;
+    if (layer < 0)
+        fprintf(f, "%d routed experts on %d worker rank(s), %d replicated%s\n", p->n_experts, p->world - 1, replicated,
+                placement_max_layer(p) >= 0 ? " (default table: layers without their own)" : "");
+    else
+        fprintf(f, "layer %d: %d replicated, %d expert slots\n", layer, replicated, t.off[p->n_experts]);
     fprintf(f, "%-6s %-8s %s\n", "rank", "experts", "ids");
-    fprintf(f, "%-6s %-8s %s\n", "0", "0", "(coordinator)");
+    if (layer < 0) fprintf(f, "%-6s %-8s %s\n", "0", "0", "(coordinator)");
     for (int r = 1; r < p->world; r++) {
-        int n = placement_rank_experts(p, r, ex);
+        int n = placement_rank_layer_experts(p, layer, r, ex);
         fprintf(f, "%-6d %-8d ", r, n);
         for (int i = 0; i < n; i++) {   /* ranges: 0-7,9,12-15 */
             int j = i;
@@ -160,24 +251,54 @@ void placement_print(const placement_t *p, FILE *f) {
         }
         fputc('\n', f);
     }
+}
+
+void placement_print(const placement_t *p, FILE *f) {
+    int *ex = malloc(sizeof(int) * (size_t)p->n_experts);
+    if (!ex) return;
+    print_table(p, -1, f, ex);
+    for (int l = 0; l < p->n_layers; l++)
+        if (p->layer[l].off) print_table(p, l, f, ex);
     free(ex);
 }
 
-/* {"world":N,"placement":[[ranks of expert 0],...]} as a cJSON tree; NULL when out of memory. */
-static cJSON *placement_json(const placement_t *p) {
-    cJSON *root = cJSON_CreateObject();
-    cJSON *table = root && cJSON_AddNumberToObject(root, "world", p->world) ? cJSON_AddArrayToObject(root, "placement")
-                                                                            : NULL;
-    if (!table) { cJSON_Delete(root); return NULL; }
-    for (int e = 0; e < p->n_experts; e++) {
-        cJSON *ranks = cJSON_CreateIntArray(p->ranks + p->off[e], p->off[e + 1] - p->off[e]);
-        if (!ranks || !cJSON_AddItemToArray(table, ranks)) { cJSON_Delete(ranks); cJSON_Delete(root); return NULL; }
+/* [[ranks of expert 0], ...] of table t; NULL when out of memory. */
+static cJSON *table_json(const placement_t *p, placement_table_t t) {
+    cJSON *table = cJSON_CreateArray();
+    for (int e = 0; table && e < p->n_experts; e++) {
+        cJSON *ranks = cJSON_CreateIntArray(t.ranks + t.off[e], t.off[e + 1] - t.off[e]);
+        if (!ranks || !cJSON_AddItemToArray(table, ranks)) { cJSON_Delete(ranks); cJSON_Delete(table); return NULL; }
     }
+    return table;
+}
+
+/* {"layer": L, "placement": [...]}; NULL when out of memory. */
+static cJSON *layer_json(const placement_t *p, int l) {
+    cJSON *o = cJSON_CreateObject(), *t = table_json(p, p->layer[l]);
+    if (o && t && cJSON_AddNumberToObject(o, "layer", l) && cJSON_AddItemToObject(o, "placement", t)) return o;
+    cJSON_Delete(o);
+    cJSON_Delete(t);
+    return NULL;
+}
+
+void *placement_to_cjson(const placement_t *p) {
+    cJSON *root = cJSON_CreateObject(), *table = table_json(p, (placement_table_t){p->off, p->ranks});
+    bool ok = root && table && cJSON_AddNumberToObject(root, "world", p->world) &&
+              cJSON_AddItemToObject(root, "placement", table);
+    if (!ok) cJSON_Delete(table);
+    cJSON *layers = ok && placement_max_layer(p) >= 0 ? cJSON_AddArrayToObject(root, "layers") : NULL;
+    for (int l = 0; layers && l < p->n_layers; l++) {
+        if (!p->layer[l].off) continue;
+        cJSON *o = layer_json(p, l);
+        if (!o || !cJSON_AddItemToArray(layers, o)) { cJSON_Delete(o); ok = false; break; }
+    }
+    if (ok && placement_max_layer(p) >= 0 && !layers) ok = false;
+    if (!ok) { cJSON_Delete(root); return NULL; }
     return root;
 }
 
 int placement_print_json(const placement_t *p, FILE *f) {
-    cJSON *root = placement_json(p);
+    cJSON *root = placement_to_cjson(p);
     char *text = root ? cJSON_PrintUnformatted(root) : NULL;
     if (text) fprintf(f, "%s\n", text);
     cJSON_free(text);

@@ -2,7 +2,8 @@
 # test_ep_mpirun.sh - expert parallelism under real mpirun (2..5 ranks, oversubscribed):
 #   - `spex logits` (prefill, decode, MTP) equals the single-process output bit for bit with
 #     lossless codecs (raw, raw+zstd), for contiguous, round-robin, replicated and uneven placements,
-#     and on the F32 and FP8 checkpoints; lossy codecs (bf16, fp8) stay within their bounds;
+#     a per-layer placement derived from measured load (`spex placement --from-stats`), and on the
+#     F32 and FP8 checkpoints; lossy codecs (bf16, fp8) stay within their bounds;
 #   - greedy `spex generate` gives the same tokens, also with MTP speculation (--spec-k 1..4, every
 #     golden checkpoint, 2..5 ranks);
 #   - --ep-stats writes per layer / rank / expert-load JSON (also --stats: logits, and generate's stats object);
@@ -52,6 +53,14 @@ same rr-np4 4 --placement "$tmp/rr.json"
 same replicas-np4 4 --placement "$tmp/replicas.json" --codec raw+zstd:3
 same uneven-np3 3 --placement "$tmp/uneven.json"
 same presum-np2 2 --combine presum          # one worker: pre-summing cannot change the order
+
+# a placement derived from measured load (EPLB: per-layer tables with replicas) under real mpirun
+mpi 5 logits --model "$f32" --tokens $T --mtp --ep-stats "$tmp/load.json" >/dev/null 2>&1 || fail "load stats exit $?"
+"$spex" placement --model "$f32" --np 5 --from-stats "$tmp/load.json" --redundant 6 --json >"$tmp/eplb.json" 2>/dev/null \
+    || fail "placement --from-stats exit $?"
+grep -q '"layers":\[{"layer":1' "$tmp/eplb.json" || fail "derived placement has no per-layer tables"
+same eplb-np5 5 --placement "$tmp/eplb.json"
+same eplb-np5-zstd 5 --placement "$tmp/eplb.json" --codec raw+zstd
 
 "$spex" logits --model "$f32" --tokens $T --decode --no-ep >"$tmp/refd.json" 2>/dev/null
 mpi 4 logits --model "$f32" --tokens $T --decode --placement "$tmp/replicas.json" >"$tmp/d4.json" 2>/dev/null \

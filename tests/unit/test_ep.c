@@ -126,9 +126,14 @@ static double run_case(const score_result_t *ref, placement_t *pl, const ep_opti
     cr_assert_eq(t.dispatch.messages, t.combine.messages);
     cr_assert_eq(t.pairs, (int64_t)t.rows * 4, "top-4: every row has 4 pairs");
     cr_assert_eq(ep_backend_fetch_worker_stats(m->experts, &err), 0, "%s", err.msg);
-    for (int rank = 1; rank < st->world; rank++)
-        cr_assert_eq(st->rank[rank].weight_bytes, st->rank[rank].experts_hosted * 3 * 128 * 96 * 4 * 3,
-                     "rank %d holds exactly its experts (3 MoE layers incl. MTP)", rank);
+    int ex[16];
+    for (int rank = 1; rank < st->world; rank++) {
+        int64_t instances = 0;   /* (MoE layer, expert) pairs the placement gives this rank: 3 MoE layers incl. MTP */
+        for (int l = 0; l < m->cfg.num_hidden_layers + m->cfg.num_nextn_predict_layers; l++)
+            if (config_layer_is_moe(&m->cfg, l)) instances += placement_rank_layer_experts(pl, l, rank, ex);
+        cr_assert_eq(st->rank[rank].weight_bytes, instances * 3 * 128 * 96 * 4, "rank %d holds exactly its experts",
+                     rank);
+    }
     double d = compare(ref, &r, identical);
     score_result_free(&r);
     model_free(m);
@@ -143,8 +148,11 @@ static const char *PLACEMENTS[][2] = {
     {"4", "{\"placement\":[1,2,3,1,2,3,1,2,3,1,2,3,1,2,3,1]}"},                           /* round-robin */
     {"4", "{\"placement\":[[1,2,3],[1,2],3,[2,3],1,1,[1,3],2,2,3,[1,2,3],1,2,3,1,[2,3]]}"}, /* replicas */
     {"3", "{\"placement\":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,2]}"},                           /* uneven: 15 + 1 */
+    {"4", "{\"placement\":[1,1,1,1,1,2,2,2,2,2,3,3,3,3,3,3],\"layers\":["                  /* per layer */
+          "{\"layer\":1,\"placement\":[[1,2],3,2,1,[2,3],1,3,2,1,[1,2,3],3,2,1,3,2,1]},"
+          "{\"layer\":3,\"placement\":[3,3,3,3,3,3,2,2,2,2,2,1,1,1,1,[1,2]]}]}"},
 };
-#define N_PLACEMENTS 6
+#define N_PLACEMENTS 7
 
 static placement_t *placement_case(int i) {
     int world = atoi(PLACEMENTS[i][0]);
@@ -167,6 +175,8 @@ Test(ep, expert_combine_is_bit_identical_for_any_placement, .timeout = 120) {
     bool same;
     double d = run_case(&refd, placement_case(4), &o, true, &same);
     cr_assert(same, "decode with replicas differs by %g", d);
+    d = run_case(&refd, placement_case(6), &o, true, &same);
+    cr_assert(same, "decode with per-layer tables differs by %g", d);
     score_result_free(&ref);
     score_result_free(&refd);
 }
