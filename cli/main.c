@@ -17,7 +17,7 @@ static const spex_command_t COMMANDS[] = {
     {"logits", cmd_logits, "print next-token logits for a token sequence as JSON (prefill, decode, MTP)"},
     {"generate", cmd_generate, "generate text from a prompt"},
     {"perplexity", cmd_perplexity, "perplexity and bits per byte of a text file"},
-    {"bench", cmd_bench, "benchmarks: `bench spec` (MTP speculation), `bench ep` (expert parallelism), `bench serve` (HTTP load)"},
+    {"bench", cmd_bench, "benchmarks: `bench spec` (MTP speculation), `bench ep` (expert parallelism), `bench scale` (a scaling-study point), `bench serve` (HTTP load)"},
     {"placement", cmd_placement, "print the expert -> rank table for a model and world size (docs/expert-parallelism.md)"},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching (docs/serving.md)"},
     {"batch", cmd_batch, "resumable JSONL batch generation with continuous batching (docs/serving.md)"},
