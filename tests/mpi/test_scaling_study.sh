@@ -6,6 +6,7 @@
 #   - resume: the same command again runs nothing and leaves the file as it was; with the last row
 #     removed (an interrupted sweep) it runs exactly that point again; a sweep killed mid-point
 #     leaves only whole rows behind;
+#   - launch/scaling-plot renders every figure as PNG and SVG from that CSV;
 #   - usage errors: a link rate outside the netns cluster, a bad delay, a missing model (exit 2);
 #   - the netns cluster part (a rate-limited point with an emulated delay) needs root and ip netns:
 #     without them it is skipped and says so (the rest still runs).
@@ -63,11 +64,20 @@ grep -q "1 run, 1 already in" "$tmp/log3" || fail "resume did not run exactly th
 # a kill mid-sweep leaves whole rows only
 rm -f "$csv"
 ( timeout -s KILL 2 "$study" --spex "$spex" --model "$tmp/m" --out "$csv" --local --workers 1 --batch 2 \
-    --spec-k 0,1,2,3 --codec raw,fp8 --prompt 8 -n 6 ) >/dev/null 2>&1
+    --spec-k 0,1,2,3 --codec raw,fp8 --prompt 8 -n 6; true ) >/dev/null 2>&1
 if [ -s "$csv" ]; then
     bad=$(tail -n +2 "$csv" | awk -F, -v n="$nh" 'NF != n' | wc -l)
     [ "$bad" = 0 ] || fail "a killed sweep left $bad torn rows"
 fi
+
+# figures (gnuplot): every plot as PNG and SVG; a CSV that is not a sweep's is refused
+"$src/launch/scaling-plot" "$csv" "$tmp/plots" >"$tmp/logp" 2>&1 || fail "scaling-plot: $(cat "$tmp/logp")"
+for p in tokens_vs_ranks step_breakdown bytes_per_token speedup_vs_rate; do
+    for e in png svg; do [ -s "$tmp/plots/$p.$e" ] || fail "scaling-plot wrote no $p.$e"; done
+done
+printf 'a,b\n1,2\n' > "$tmp/bad.csv"
+"$src/launch/scaling-plot" "$tmp/bad.csv" "$tmp/plots2" >/dev/null 2>&1
+[ $? = 2 ] || fail "scaling-plot accepted a CSV without the sweep's columns"
 
 # usage errors
 "$study" --spex "$spex" --model "$tmp/m" --out "$tmp/x.csv" --local --rate 100mbit >/dev/null 2>&1
