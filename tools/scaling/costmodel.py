@@ -297,6 +297,22 @@ def cmd_project(args):
             r = project_point(s, p, hw, W, C, B, tps)
             print(f"| {W} | {C} | {1e3 * r['step']:.1f} | {1e3 * r['T_a']:.3f} | {1e3 * r['T_e']:.3f} | "
                   f"{1e3 * r['T_c']:.3f} | {r['tok']:.0f} | {r['node_tok']:.1f} | {r['bott']} |")
+    # where the coordinators stop being the bound: the smallest C (powers of 2) at which a W-rank pool
+    # (experts or links) is the bottleneck, i.e. adding coordinators stops adding tokens/s linearly
+    print(f"\n# coordinators a pool of W expert ranks can feed (first C, in powers of 2, at which the pool or its "
+          f"links bound a layer; before it, tokens/s grow ~linearly with C)")
+    print("| W expert ranks | C at saturation | tokens/s there | tokens/s per node | bound by |")
+    print("|---:|---:|---:|---:|---|")
+    for W in ranks:
+        C = 1
+        while C <= 65536:
+            r = project_point(s, p, hw, W, C, B, tps)
+            if r["bott"] != "coordinator":
+                break
+            C *= 2
+        note = f"| {W} | {C} | {r['tok']:.0f} | {r['node_tok']:.1f} | {r['bott']} |" if C <= 65536 else \
+            f"| {W} | > 65536 | | | coordinator |"
+        print(note)
     if "--check-deepep" in args:
         deepep_check()
     return 0
