@@ -161,6 +161,10 @@ def cmd_fit(args):
     print(f"held-out half (5 random splits, {len(h)} predictions): median {100 * np.median(h):.1f}%, "
           f"worst {100 * h.max():.1f}%")
     print(f"leave-one-out ({n} predictions): median {100 * np.median(loo):.1f}%, worst {100 * loo.max():.1f}%")
+    for b in sorted({int(r["batch"]) for r in rows if "batch" in r}):
+        sel = np.array([int(r.get("batch", 0)) == b for r in rows])
+        print(f"  leave-one-out at batch {b} ({sel.sum()} points): median {100 * np.median(loo[sel]):.1f}%, "
+              f"worst {100 * loo[sel].max():.1f}%")
     worst = np.argsort(-loo)[:3]
     for i in worst:
         print(f"  worst LOO: {rows[i]['point']}: measured {1e3 * y[i]:.3f} ms/step, "
