@@ -9,7 +9,6 @@
  * It emulates latency only (the bandwidth is the wrapped link's, e.g. tbf). */
 #include "link.h"
 
-#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -39,18 +38,21 @@ static int release_due(link_delay_t *k, spex_err_t *err) {
     return 0;
 }
 
-/* Wait towards `t` (spex_now() seconds): sleep at most 1 ms, and stop
- * sleeping 150 us before `t` (a sleep overshoots by the timer slack, ~50-100
- * us) to yield the core for the last stretch, so a 1 ms delay stays within a
- * few percent. */
+/* Wait until `t` (spex_now() seconds), or at most ~1 ms: sleep until 100 us
+ * before `t` (a sleep overshoots by the timer slack, ~50-100 us), then poll
+ * the clock without yielding: on a loaded machine a yield can lose the core for
+ * a whole time slice (milliseconds), which would add to every emulated delay. */
 static void nap_until(double t) {
     double dt = t - spex_now();
     if (dt <= 0) return;
-    if (dt < 150e-6) { sched_yield(); return; }
-    dt -= 150e-6;
-    if (dt > 1e-3) dt = 1e-3;
-    struct timespec ts = {0, (long)(dt * 1e9)};
-    nanosleep(&ts, NULL);
+    if (dt > 100e-6) {
+        dt -= 100e-6;
+        if (dt > 1e-3) dt = 1e-3;
+        struct timespec ts = {0, (long)(dt * 1e9)};
+        nanosleep(&ts, NULL);
+        return;
+    }
+    while (spex_now() < t) {}
 }
 
 static int delay_send(link_t *l, int rank, uint8_t *buf, size_t len, spex_err_t *err) {
