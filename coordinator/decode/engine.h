@@ -71,6 +71,8 @@ typedef struct sequence {
     float *q;                /* [spec_k, vocab]: draft distributions (sampled drafts) */
     float *mtp_hidden;       /* [hidden]: MTP hidden of the last draft step */
     bool started, done;
+    int mtp_canon;           /* MTP rows [0, mtp_canon) are canonical (from main hidden states) */
+    bool cache_saved;        /* done and remembered by the prefix cache */
     const char *finish_reason;   /* "stop", "length", "cancelled" */
     spec_stats_t stats;
     double prefill_seconds, decode_seconds;

@@ -143,6 +143,15 @@ fail:
     return NULL;
 }
 
+int model_set_prefix_cache(model_t *m, size_t max_bytes, spex_err_t *err) {
+    prefix_cache_t *pc = prefix_cache_create(m->cfg.num_hidden_layers, m->n_mtp,
+                                             m->cfg.kv_lora_rank + m->cfg.qk_rope_head_dim, max_bytes, err);
+    if (!pc) return -1;
+    prefix_cache_free(m->prefix);
+    m->prefix = pc;
+    return 0;
+}
+
 int model_set_bias_update(model_t *m, float rate, int window, spex_err_t *err) {
     const spex_config_t *c = &m->cfg;
     if (c->n_routed_experts <= 0) return spex_fail(err, "--bias-update-rate: the model has no routed experts");
@@ -169,6 +178,7 @@ void model_free(model_t *m) {
     rope_free(&m->rope);
     if (m->experts) m->experts->destroy(m->experts);
     bias_balance_free(m->balance);
+    prefix_cache_free(m->prefix);
     threadpool_free(m->pool);
     for (size_t i = 0; i < sizeof m->scratch / sizeof m->scratch[0]; i++) arena_free(&m->scratch[i]);
     for (size_t i = 0; i < sizeof m->step / sizeof m->step[0]; i++) arena_free(&m->step[i]);

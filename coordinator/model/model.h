@@ -34,6 +34,7 @@
 #include "coordinator/model/bias_balance.h"
 #include "coordinator/model/mla.h"
 #include "coordinator/model/moe_backend.h"
+#include "coordinator/model/prefix_cache.h"
 #include "coordinator/model/router.h"
 
 typedef struct decoder_layer {
@@ -83,6 +84,8 @@ typedef struct model {
     exec_t ex;                    /* pool + SIMD path */
     model_timing_t timing;        /* accumulated by every forward */
     bias_balance_t *balance;      /* owned; NULL unless dynamic routing bias is on */
+    prefix_cache_t *prefix;       /* owned; NULL unless the prompt (prefix) cache is on: the decode
+                                     engine restores cached prompt prefixes and remembers new ones */
 } model_t;
 
 typedef struct model_options {
@@ -106,6 +109,9 @@ void model_free(model_t *m);
  * layers: every `window` rows of a layer, each expert's selection bias moves
  * by `rate` towards balance. Changes outputs; off unless called. */
 int model_set_bias_update(model_t *m, float rate, int window, spex_err_t *err);
+
+/* Turn on the prefix cache (prefix_cache.h) with room for max_bytes of KV rows. */
+int model_set_prefix_cache(model_t *m, size_t max_bytes, spex_err_t *err);
 
 /* Replace the routed-expert backend (takes ownership; frees the old one). */
 void model_set_experts(model_t *m, moe_backend_t *backend);
