@@ -48,7 +48,7 @@ static const cli_option_t EP_OPTIONS[] = {
     CLI_OPT_FLAG("--no-ep", cli_ep_t, no_ep, "without mpirun: experts in-process, no codec or\nmessages (the default)"),
     CLI_OPT_ENUM("--overlap", "on|off", cli_ep_t, overlap, CLI_EP_OVERLAP,
                  "micro-batches: attention / shared experts run\nwhile rows are with the workers (same bits;\n"
-                 "default on under mpirun, off in one process)"),
+                 "default: on under mpirun for steps of 32+ rows,\noff in one process)"),
 };
 
 static const cli_option_t COMPUTE_OPTIONS[] = {
@@ -174,7 +174,7 @@ model_t *cli_model_load(const char *dir, model_options_t *opt, cli_ep_t *ep, spe
         if (wire) { spex_fail(err, "%s has no effect with --no-ep (no expert ranks, no wire)", wire); return NULL; }
         opt->local_experts = true;
         model_t *m = model_load(dir, opt, err);
-        if (m) m->overlap = cli_ep_overlap(ep, m->experts);
+        if (m) m->overlap_min_rows = cli_ep_overlap(ep, m->experts);
         return m;
     }
     if (world > 1 && ep->no_ep) { spex_fail(err, "--no-ep: only without mpirun (this job has %d ranks)", world); return NULL; }
@@ -186,14 +186,14 @@ model_t *cli_model_load(const char *dir, model_options_t *opt, cli_ep_t *ep, spe
     moe_backend_t *b = cli_ep_backend(dir, m, ep, 0, err);
     if (!b) { model_free(m); return NULL; }
     model_set_experts(m, b);
-    m->overlap = cli_ep_overlap(ep, b);
+    m->overlap_min_rows = cli_ep_overlap(ep, b);
     ep->backend = b;
     return m;
 }
 
-bool cli_ep_overlap(const cli_ep_t *ep, const moe_backend_t *backend) {
-    if (ep->overlap >= 0) return ep->overlap == 0;
-    return backend && ep_backend_stats((moe_backend_t *)backend) && mpi_world_size() > 1;
+int cli_ep_overlap(const cli_ep_t *ep, const moe_backend_t *backend) {
+    if (ep->overlap >= 0) return ep->overlap == 0 ? 1 : 0;
+    return backend && ep_backend_stats((moe_backend_t *)backend) && mpi_world_size() > 1 ? CLI_EP_OVERLAP_MIN_ROWS : 0;
 }
 
 char *cli_ep_stats_json(cli_ep_t *ep, spex_err_t *err) {

@@ -63,11 +63,14 @@ model_t *cli_model_load(const char *dir, model_options_t *opt, cli_ep_t *ep, spe
  * many loopback ranks). For benchmarks that compare layouts in one job. */
 moe_backend_t *cli_ep_backend(const char *dir, model_t *m, const cli_ep_t *ep, int workers, spex_err_t *err);
 
-/* Whether the model should overlap the routed experts' round trip (model.h):
- * --overlap if given, else on with MPI worker ranks (they compute while the
- * coordinator does) and off in one process (in-process experts or loopback
- * ranks run on the caller's thread: nothing to overlap with). */
-bool cli_ep_overlap(const cli_ep_t *ep, const moe_backend_t *backend);
+/* From how many rows a step overlaps the routed experts' round trip
+ * (model.h overlap_min_rows): --overlap on 1, off 0; by default
+ * CLI_EP_OVERLAP_MIN_ROWS with MPI worker ranks (measured: prefill-sized steps
+ * gain, small decode steps lost on a 2-core machine, docs/expert-parallelism.md)
+ * and 0 in one process (in-process experts or loopback ranks run on the
+ * caller's thread: nothing to overlap with). */
+#define CLI_EP_OVERLAP_MIN_ROWS 32
+int cli_ep_overlap(const cli_ep_t *ep, const moe_backend_t *backend);
 
 /* The expert-parallel statistics as JSON text (caller frees), with the
  * workers' counters fetched: for commands that fold them into a stats file of

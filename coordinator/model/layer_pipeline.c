@@ -15,6 +15,7 @@ typedef struct micro {          /* one micro-batch between a layer's two stages 
     int32_t *idx;               /* [n, k] routed experts */
     float *w;                   /* [n, k] gate weights */
     int ticket;                 /* the backend call in flight, -1: none */
+    bool overlap;               /* shared experts (and the other micro-batch) run while the rows are away */
 } micro_t;
 
 static float *scratch(arena_t *a, size_t floats, spex_err_t *err) {
@@ -70,7 +71,7 @@ static int stage_pre(model_t *m, const decoder_layer_t *d, int layer, micro_t *m
     m->timing.attention += t1 - t0;
     rmsnorm(mb->xn, mb->h, d->ffn_norm, mb->n, hid, eps);
     int rc = d->moe ? moe_begin(m, d, layer, mb, err) : dense_ffn(m, d, mb, err);
-    if (rc == 0 && d->moe && !m->overlap) rc = moe_end(m, layer, mb, err);   /* no overlap: the old order */
+    if (rc == 0 && d->moe && !mb->overlap) rc = moe_end(m, layer, mb, err);   /* no overlap: the old order */
     m->timing.ffn += spex_now() - t1 - (m->timing.routed - routed0);
     return rc;
 }
@@ -96,7 +97,9 @@ static int stage_post(model_t *m, const decoder_layer_t *d, int layer, micro_t *
 
 /* ---------------------------------------------------------------- micro-batches */
 
-int layers_micro_batches(const model_t *m, int n) { return m->overlap && n >= 2 ? 2 : 1; }
+bool layers_overlap(const model_t *m, int n) { return m->overlap_min_rows > 0 && n >= m->overlap_min_rows; }
+
+int layers_micro_batches(const model_t *m, int n) { return layers_overlap(m, n) && n >= 2 ? 2 : 1; }
 
 /* The sequences' shares of rows [first, first + count) into out; their number. */
 static int split_seqs(const mla_seq_t *seqs, int n_seqs, int first, int count, mla_seq_t *out) {
@@ -115,7 +118,7 @@ static int micro_init(model_t *m, micro_t *mb, int j, int mbs, float *h, const m
     int hid = m->cfg.hidden_size, k = m->cfg.num_experts_per_tok > 0 ? m->cfg.num_experts_per_tok : 1;
     int first = j == 0 ? 0 : (n + 1) / 2, count = mbs == 1 ? n : j == 0 ? (n + 1) / 2 : n - (n + 1) / 2;
     mla_seq_t *out = m->micro_seqs + (size_t)j * (n_seqs + 1);
-    *mb = (micro_t){.h = h + (size_t)first * hid, .seqs = out, .n = count, .ticket = -1};
+    *mb = (micro_t){.h = h + (size_t)first * hid, .seqs = out, .n = count, .ticket = -1, .overlap = layers_overlap(m, n)};
     mb->n_seqs = split_seqs(seqs, n_seqs, first, count, out);
     float *b = scratch(&m->micro[j], (size_t)count * (3 * (size_t)hid + 2 * (size_t)k), err);
     if (!b) return -1;

@@ -27,13 +27,15 @@
 #include "coordinator/model/model.h"
 
 /* h[n, hidden] through layers[0 .. count) (decoder layer indices first ..
- * first + count), the rows split into seqs as for model_forward. Micro-batches:
- * two when m->overlap and n >= 2, else one. On failure no routed call is left
- * in flight. */
+ * first + count), the rows split into seqs as for model_forward. Overlap when
+ * n >= m->overlap_min_rows > 0: two micro-batches (one for a single row, which
+ * still runs its shared experts during the round trip); without, one
+ * micro-batch in the plain order. On failure no routed call is left in flight. */
 int layers_forward(model_t *m, const decoder_layer_t *layers, int first, int count, float *h, const mla_seq_t *seqs,
                    int n_seqs, int n, spex_err_t *err);
 
-/* How many micro-batches layers_forward uses for n rows. */
+/* Whether a step of n rows overlaps, and in how many micro-batches. */
+bool layers_overlap(const model_t *m, int n);
 int layers_micro_batches(const model_t *m, int n);
 
 #endif

@@ -14,7 +14,7 @@
  * A forward call takes a batch made of several sequences (each with its own
  * KV cache, its rows contiguous); attention is per sequence, everything else
  * runs on all rows at once. The routed experts run wherever the backend puts them.
- * With `overlap` set, a step of several rows goes through the decoder layers as
+ * With overlap (overlap_min_rows), a step of several rows goes through the decoder layers as
  * two micro-batches, pipelined so that one's routed experts are away while the
  * other's attention, router and shared experts run (layer_pipeline.h); the bits
  * are the same either way.
@@ -87,7 +87,8 @@ typedef struct model {
     arena_t micro[MOE_MAX_INFLIGHT];  /* per micro-batch: a layer's rows between its two stages */
     mla_seq_t *micro_seqs;        /* [micro_seqs_cap]: the micro-batches' shares of the sequences */
     int micro_seqs_cap;
-    bool overlap;                 /* micro-batch overlap of the routed round trip (default off; the CLI sets it) */
+    int overlap_min_rows;         /* overlap the routed round trip in steps of at least this many rows
+                                     (1: always, 0: never, the default; the CLI sets it) */
     arena_t step[3];              /* the same for the decode engine (decode/engine.c): a verify step's
                                      rows [0] stay alive while the MTP catch-up uses [1]; [2] lists
                                      the step's decoding sequences */

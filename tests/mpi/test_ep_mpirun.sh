@@ -125,7 +125,7 @@ PY
 done
 
 # ---- statistics
-mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --ep-stats "$tmp/st.json" >/dev/null 2>"$tmp/st.err" \
+mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --overlap on --ep-stats "$tmp/st.json" >/dev/null 2>"$tmp/st.err" \
     || fail "stats run exit $?"
 grep -q "expert parallelism: 2 worker rank" "$tmp/st.err" || fail "no summary table on stderr"
 /usr/bin/python3 - "$tmp/st.json" <<'PY' || fail "stats JSON content"
@@ -134,7 +134,7 @@ s = json.load(open(sys.argv[1]))
 assert s["world"] == 3 and s["dispatch_codec"] == "bf16+zstd" and s["combine"] == "presum"
 t = s["total"]
 assert t["rows"] == 2 * 12 and t["pairs"] == 4 * t["rows"], t
-o = s["overlap"]                                   # on by default under mpirun: 12 rows = 2 micro-batches
+o = s["overlap"]                                   # --overlap on: 12 rows = 2 micro-batches
 assert o["micro_batches"] == 2 and o["calls"] == t["calls"] == 4, o
 assert 0 < o["hidden_seconds"] <= o["comm_seconds"] and abs(o["hidden_fraction"] * o["comm_seconds"] - o["hidden_seconds"]) < 1e-9, o
 assert t["dispatch"]["messages"] == 8 and t["dispatch"]["raw_bytes"] > 0, t       # 2 MoE layers x 2 micro-batches x 2 ranks
@@ -146,7 +146,8 @@ for l in s["expert_load"]:
     assert sum(l["tokens_per_expert"]) == 48 and l["max"] >= l["mean"] == 3.0, l
 PY
 # --stats is the same file for logits; generate folds it into its own stats object
-mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --stats "$tmp/st2.json" >/dev/null 2>&1 || fail "logits --stats exit $?"
+mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --overlap on --stats "$tmp/st2.json" >/dev/null 2>&1 \
+    || fail "logits --stats exit $?"
 mpi 3 generate --model "$f32" --tokens $T -n 6 --spec-k 2 --stats "$tmp/gst.json" >/dev/null 2>&1 \
     || fail "generate --stats exit $?"
 /usr/bin/python3 - "$tmp/st.json" "$tmp/st2.json" "$tmp/gst.json" <<'PY' || fail "--stats JSON content"
@@ -157,6 +158,8 @@ assert g["generated_tokens"] == 6 and g["steps"] >= 1 and len(g["acceptance_by_p
 e = g["expert_parallelism"]
 assert e["world"] == 3 and e["dispatch_codec"] == "raw" and e["combine"] == "expert", e
 assert e["total"]["dispatch"]["messages"] > 0 and sum(r["rows"] for r in e["ranks"]) > 0, e["total"]
+o = e["overlap"]                                   # default: steps under 32 rows are not split
+assert o["micro_batches"] == 1 and o["calls"] == e["total"]["calls"] and 0 <= o["hidden_fraction"] < 1, o
 PY
 
 # ---- failures: non-zero within 10 s, the rank named

@@ -306,7 +306,7 @@ Test(ep, overlap_is_bit_identical, .timeout = 120) {
             ep_options_t o = opts("raw", "raw+zstd", EP_COMBINE_EXPERT);
             model_t *m = ep_model("tiny-f32", placement_case(cases[c]), &o, 0, NULL, &err);
             cr_assert(m, "%s", err.msg);
-            m->overlap = true;
+            m->overlap_min_rows = 1;
             score_result_t r = scores(m, dec);
             bool same;
             double d = compare(dec ? &refd : &ref, &r, &same);
@@ -331,7 +331,7 @@ Test(ep, overlap_with_in_process_experts_is_bit_identical) {
     model_dir(dir, sizeof dir, "tiny-f32");
     model_t *m = model_load(dir, NULL, &err);
     cr_assert(m, "%s", err.msg);
-    m->overlap = true;
+    m->overlap_min_rows = 1;
     score_result_t r = scores(m, false);
     bool same;
     double d = compare(&ref, &r, &same);
@@ -377,7 +377,7 @@ Test(ep, overlap_silent_worker_times_out_naming_the_rank) {
     o.rank_timeout = 0.2;
     model_t *m = ep_model("tiny-f32", placement_case(1), &o, 2, NULL, &err);
     cr_assert(m, "%s", err.msg);
-    m->overlap = true;
+    m->overlap_min_rows = 1;
     score_result_t r;
     cr_assert_neq(score_sequence(m, TOKENS, N_TOKENS, false, false, &r, &err), 0);
     cr_assert(strstr(err.msg, "rank 2 did not answer the dispatch of layer 1"), "%s", err.msg);
