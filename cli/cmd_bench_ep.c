@@ -1,7 +1,7 @@
 /* cmd_bench_ep.c - `spex bench ep`: what expert parallelism costs and buys.
  *
  *   mpirun -np 5 spex bench ep --model DIR [--ranks 1,2,3,4] [--prompt N] [--decode N] [--batch B]
- *                              [--overlap off,on] [--codecs raw,raw+zstd,...] [--reps 3] [--csv FILE]
+ *                              [--overlaps 0,1] [--codecs raw,raw+zstd,...] [--reps 3] [--csv FILE]
  * First a baseline with every expert in the coordinator (workers 0: no codec,
  * no messages, as --no-ep). Then for each number of worker ranks W (experts balanced over ranks 1..W; the
  * job's other ranks idle) it runs, on one random prompt:
@@ -12,7 +12,7 @@
  *     expert critical path, shown separately as expert), combine; in process
  *     (workers 0) expert is the routed experts' own compute; and `--batch` B
  *     sequences decoding together (B rows per step, `--decode` steps);
- *     each with micro-batch overlap off and on (`--overlap`), with the share
+ *     each with micro-batch overlap off and on (`--overlaps 0,1`: 0 off, 1 on), with the share
  *     of the expert round trip that overlap hid (ep_stats.h);
  *   - for every codec and both combine modes: one prefill, reporting wire bytes
  *     per token (dispatch + combine over all MoE layers), the f32 bytes they
@@ -63,7 +63,7 @@ static const cli_option_t BEP_OPTIONS[] = {
     CLI_OPT_INT("--prompt", NULL, "N", bep_opts_t, prompt, 1, 1 << 16, "prefill tokens"),
     CLI_OPT_INT("--decode", NULL, "N", bep_opts_t, decode, 0, 1 << 16, "single-token decode steps"),
     CLI_OPT_INT("--batch", NULL, "B", bep_opts_t, batch, 0, 1024, "sequences decoding together (0: no batch phase)"),
-    CLI_OPT_LIST("--overlap", "0,1", bep_opts_t, overlap, 0, 1, "micro-batch overlap settings to measure\n(0 off, 1 on)"),
+    CLI_OPT_LIST("--overlaps", "0,1", bep_opts_t, overlap, 0, 1, "micro-batch overlap settings to measure\n(0 off, 1 on)"),
     CLI_OPT_INT("--reps", NULL, "R", bep_opts_t, reps, 1, 100, "runs per figure (the fastest is kept)"),
     CLI_OPT_STRING("--codecs", "C,C,...", bep_opts_t, codec_list, "codecs to measure"),
     CLI_OPT_STRING("--csv", "FILE", bep_opts_t, csv, "one CSV row per measurement too"),
