@@ -14,6 +14,7 @@
 void cli_ep_init(cli_ep_t *ep) {
     memset(ep, 0, sizeof *ep);
     ep->combine = -1;
+    ep->overlap = -1;
     ep->rank_timeout = CLI_EP_DEFAULT_TIMEOUT;
     ep->idle_timeout = CLI_EP_DEFAULT_IDLE;
 }
@@ -45,6 +46,9 @@ static const cli_option_t EP_OPTIONS[] = {
     CLI_OPT_INT("--loopback-ranks", NULL, "N", cli_ep_t, loopback_ranks, 1, 256,
                 "without mpirun: N in-process worker ranks behind\nthe real wire (tests; default: experts in-process)"),
     CLI_OPT_FLAG("--no-ep", cli_ep_t, no_ep, "without mpirun: experts in-process, no codec or\nmessages (the default)"),
+    CLI_OPT_ENUM("--overlap", "on|off", cli_ep_t, overlap, CLI_EP_OVERLAP,
+                 "micro-batches: attention / shared experts run\nwhile rows are with the workers (same bits;\n"
+                 "default: on under mpirun for steps of 32+ rows,\noff in one process)"),
 };
 
 static const cli_option_t COMPUTE_OPTIONS[] = {
@@ -194,7 +198,9 @@ static model_t *model_load_ep(const char *dir, model_options_t *opt, cli_ep_t *e
     if (world == 1 && (ep->no_ep || (!wire && ep->loopback_ranks == 0))) {
         if (wire) { spex_fail(err, "%s has no effect with --no-ep (no expert ranks, no wire)", wire); return NULL; }
         opt->local_experts = true;
-        return model_load(dir, opt, err);
+        model_t *m = model_load(dir, opt, err);
+        if (m) m->overlap_min_rows = cli_ep_overlap(ep, m->experts);
+        return m;
     }
     if (world > 1 && ep->no_ep) { spex_fail(err, "--no-ep: only without mpirun (this job has %d ranks)", world); return NULL; }
     ep_options_t eo;
@@ -205,8 +211,14 @@ static model_t *model_load_ep(const char *dir, model_options_t *opt, cli_ep_t *e
     moe_backend_t *b = cli_ep_backend(dir, m, ep, 0, err);
     if (!b) { model_free(m); return NULL; }
     model_set_experts(m, b);
+    m->overlap_min_rows = cli_ep_overlap(ep, b);
     ep->backend = b;
     return m;
+}
+
+int cli_ep_overlap(const cli_ep_t *ep, const moe_backend_t *backend) {
+    if (ep->overlap >= 0) return ep->overlap == 0 ? 1 : 0;
+    return backend && ep_backend_stats((moe_backend_t *)backend) && mpi_world_size() > 1 ? CLI_EP_OVERLAP_MIN_ROWS : 0;
 }
 
 char *cli_ep_stats_json(cli_ep_t *ep, spex_err_t *err) {

@@ -14,6 +14,10 @@
  * A forward call takes a batch made of several sequences (each with its own
  * KV cache, its rows contiguous); attention is per sequence, everything else
  * runs on all rows at once. The routed experts run wherever the backend puts them.
+ * With overlap (overlap_min_rows), a step of several rows goes through the decoder layers as
+ * two micro-batches, pipelined so that one's routed experts are away while the
+ * other's attention, router and shared experts run (layer_pipeline.h); the bits
+ * are the same either way.
  *
  * Weights stay in the checkpoint's precision (core/linear.h) and every kernel
  * is row-independent (core/matmul.h, coordinator/model/mla.h): a row's logits are
@@ -64,6 +68,10 @@ typedef struct model_timing {
     double attention, routed, ffn, head;
 } model_timing_t;
 
+/* The model's grow-only forward buffers (model_t.scratch), one per role: calls
+ * nest (forward -> layer stage -> attention / FFN), so roles never share one. */
+enum { MODEL_S_H, MODEL_S_FFN, MODEL_S_ATTN, MODEL_S_HEAD, MODEL_S_COUNT };
+
 typedef struct model {
     spex_config_t cfg;
     char *dir;
@@ -77,7 +85,12 @@ typedef struct model {
     rope_t rope;
     moe_backend_t *experts;       /* owned */
     threadpool_t *pool;           /* owned; every kernel of this model runs on it */
-    arena_t scratch[5];           /* grow-only forward buffers (MODEL_S_* in model.c): no malloc per step */
+    arena_t scratch[MODEL_S_COUNT];   /* grow-only forward buffers (MODEL_S_*): no malloc per step */
+    arena_t micro[MOE_MAX_INFLIGHT];  /* per micro-batch: a layer's rows between its two stages */
+    mla_seq_t *micro_seqs;        /* [micro_seqs_cap]: the micro-batches' shares of the sequences */
+    int micro_seqs_cap;
+    int overlap_min_rows;         /* overlap the routed round trip in steps of at least this many rows
+                                     (1: always, 0: never, the default; the CLI sets it) */
     arena_t step[3];              /* the same for the decode engine (decode/engine.c): a verify step's
                                      rows [0] stay alive while the MTP catch-up uses [1]; [2] lists
                                      the step's decoding sequences */

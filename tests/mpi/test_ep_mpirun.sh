@@ -6,7 +6,9 @@
 #     F32 and FP8 checkpoints; lossy codecs (bf16, fp8) stay within their bounds;
 #   - greedy `spex generate` gives the same tokens, also with MTP speculation (--spec-k 1..4, every
 #     golden checkpoint, 2..5 ranks);
-#   - --ep-stats writes per layer / rank / expert-load JSON (also --stats: logits, and generate's stats object);
+#   - micro-batch overlap (--overlap on|off) changes no bit: logits (prefill, decode, MTP) on 2..5 ranks and
+#     greedy generation with speculation, either way equal to one process;
+#   - --ep-stats writes per layer / rank / expert-load / overlap JSON (also --stats: logits, and generate's stats object);
 #   - failures end the job non-zero within 10 s and name the rank: a stalled worker (our timeout),
 #     a worker killed with SIGKILL (the launcher), a worker that exits, a worker on another
 #     checkpoint, an unhosted expert in --placement;
@@ -53,6 +55,17 @@ same rr-np4 4 --placement "$tmp/rr.json"
 same replicas-np4 4 --placement "$tmp/replicas.json" --codec raw+zstd:3
 same uneven-np3 3 --placement "$tmp/uneven.json"
 same presum-np2 2 --combine presum          # one worker: pre-summing cannot change the order
+# micro-batch overlap on and off (default: on under mpirun), 2..5 ranks
+for np in 2 3 4 5; do
+    same overlap-on-np$np $np --overlap on
+    same overlap-off-np$np $np --overlap off
+done
+same overlap-replicas-np4 4 --placement "$tmp/replicas.json" --overlap on --codec raw+zstd
+"$spex" logits --model "$f32" --tokens $T --mtp --overlap on >"$tmp/ov1.json" 2>/dev/null || fail "overlap one process exit $?"
+cmp -s "$tmp/ref.json" "$tmp/ov1.json" || fail "overlap in one process differs"
+"$spex" logits --model "$f32" --tokens $T --mtp --overlap on --loopback-ranks 3 >"$tmp/ov3.json" 2>/dev/null \
+    || fail "overlap loopback exit $?"
+cmp -s "$tmp/ref.json" "$tmp/ov3.json" || fail "overlap over loopback ranks differs"
 
 # a placement derived from measured load (EPLB: per-layer tables with replicas) under real mpirun
 mpi 5 logits --model "$f32" --tokens $T --mtp --ep-stats "$tmp/load.json" >/dev/null 2>&1 || fail "load stats exit $?"
@@ -66,6 +79,10 @@ same eplb-np5-zstd 5 --placement "$tmp/eplb.json" --codec raw+zstd
 mpi 4 logits --model "$f32" --tokens $T --decode --placement "$tmp/replicas.json" >"$tmp/d4.json" 2>/dev/null \
     || fail "decode np4 exit $?"
 cmp -s "$tmp/refd.json" "$tmp/d4.json" || fail "decode with replicas differs from one process"
+for ov in on off; do
+    mpi 3 logits --model "$f32" --tokens $T --decode --overlap $ov >"$tmp/d3$ov.json" 2>/dev/null || fail "decode overlap $ov exit $?"
+    cmp -s "$tmp/refd.json" "$tmp/d3$ov.json" || fail "decode with --overlap $ov differs from one process"
+done
 
 "$spex" logits --model "$fp8" --tokens $T --no-ep >"$tmp/ref8.json" 2>/dev/null
 mpi 3 logits --model "$fp8" --tokens $T --placement-policy round-robin >"$tmp/fp8.json" 2>/dev/null || fail "fp8 np3 exit $?"
@@ -89,10 +106,12 @@ mpi 3 generate --model "$f32" --tokens 5,17,42 -n 24 --json --placement "$tmp/un
     || fail "generate np3 exit $?"
 mpi 4 generate --model "$f32" --tokens 5,17,42 -n 24 --json --spec-k 2 --codec raw+zstd >"$tmp/g4.json" 2>/dev/null \
     || fail "generate spec np4 exit $?"
-/usr/bin/python3 - "$tmp/g1.json" "$tmp/g3.json" "$tmp/g4.json" <<'PY' || fail "generated tokens differ"
+mpi 5 generate --model "$f32" --tokens 5,17,42 -n 24 --json --spec-k 3 --overlap off >"$tmp/g5.json" 2>/dev/null \
+    || fail "generate spec np5 overlap off exit $?"
+/usr/bin/python3 - "$tmp/g1.json" "$tmp/g3.json" "$tmp/g4.json" "$tmp/g5.json" <<'PY' || fail "generated tokens differ"
 import json, sys
-g = [json.load(open(f))["tokens"] for f in sys.argv[1:4]]
-assert len(g[0]) == 24 and g[0] == g[1] == g[2], g
+g = [json.load(open(f))["tokens"] for f in sys.argv[1:5]]
+assert len(g[0]) == 24 and g[0] == g[1] == g[2] == g[3], g
 PY
 # speculation under mpirun: greedy tokens with --spec-k 1..4 equal one process's --spec-k 0, on every
 # golden checkpoint (F32, BF16 without q_lora, FP8), each with its own prompt and a different layout
@@ -115,7 +134,7 @@ PY
 done
 
 # ---- statistics
-mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --ep-stats "$tmp/st.json" >/dev/null 2>"$tmp/st.err" \
+mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --overlap on --ep-stats "$tmp/st.json" >/dev/null 2>"$tmp/st.err" \
     || fail "stats run exit $?"
 grep -q "expert parallelism: 2 worker rank" "$tmp/st.err" || fail "no summary table on stderr"
 /usr/bin/python3 - "$tmp/st.json" <<'PY' || fail "stats JSON content"
@@ -124,7 +143,10 @@ s = json.load(open(sys.argv[1]))
 assert s["world"] == 3 and s["dispatch_codec"] == "bf16+zstd" and s["combine"] == "presum"
 t = s["total"]
 assert t["rows"] == 2 * 12 and t["pairs"] == 4 * t["rows"], t
-assert t["dispatch"]["messages"] == 4 and t["dispatch"]["raw_bytes"] > 0, t       # 2 MoE layers x 2 ranks
+o = s["overlap"]                                   # --overlap on: 12 rows = 2 micro-batches
+assert o["micro_batches"] == 2 and o["calls"] == t["calls"] == 4, o
+assert 0 < o["hidden_seconds"] <= o["comm_seconds"] and abs(o["hidden_fraction"] * o["comm_seconds"] - o["hidden_seconds"]) < 1e-9, o
+assert t["dispatch"]["messages"] == 8 and t["dispatch"]["raw_bytes"] > 0, t       # 2 MoE layers x 2 micro-batches x 2 ranks
 assert 1.5 < t["dispatch"]["ratio"] < 3, t["dispatch"]
 assert [l["layer"] for l in s["layers"]] == [1, 2]
 assert len(s["ranks"]) == 2 and all(r["weight_bytes"] > 0 and r["max_rss_bytes"] > 0 for r in s["ranks"])
@@ -133,7 +155,8 @@ for l in s["expert_load"]:
     assert sum(l["tokens_per_expert"]) == 48 and l["max"] >= l["mean"] == 3.0, l
 PY
 # --stats is the same file for logits; generate folds it into its own stats object
-mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --stats "$tmp/st2.json" >/dev/null 2>&1 || fail "logits --stats exit $?"
+mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --overlap on --stats "$tmp/st2.json" >/dev/null 2>&1 \
+    || fail "logits --stats exit $?"
 mpi 3 generate --model "$f32" --tokens $T -n 6 --spec-k 2 --stats "$tmp/gst.json" >/dev/null 2>&1 \
     || fail "generate --stats exit $?"
 /usr/bin/python3 - "$tmp/st.json" "$tmp/st2.json" "$tmp/gst.json" <<'PY' || fail "--stats JSON content"
@@ -144,6 +167,8 @@ assert g["generated_tokens"] == 6 and g["steps"] >= 1 and len(g["acceptance_by_p
 e = g["expert_parallelism"]
 assert e["world"] == 3 and e["dispatch_codec"] == "raw" and e["combine"] == "expert", e
 assert e["total"]["dispatch"]["messages"] > 0 and sum(r["rows"] for r in e["ranks"]) > 0, e["total"]
+o = e["overlap"]                                   # default: steps under 32 rows are not split
+assert o["micro_batches"] == 1 and o["calls"] == e["total"]["calls"] and 0 <= o["hidden_fraction"] < 1, o
 PY
 
 # ---- failures: non-zero within 10 s, the rank named
@@ -159,7 +184,10 @@ expect_fail() {  # expect_fail NAME PATTERN NP ARGS... (env set by the caller)
     [ -s "$tmp/$name.out" ] && fail "$name: printed to stdout"
 }
 SPEX_TEST_STALL=2:2 expect_fail stall "rank 2 did not answer the dispatch of layer 2" 3 \
-    logits --model "$f32" --tokens $T --rank-timeout 2
+    logits --model "$f32" --tokens $T --rank-timeout 2 --overlap off
+# with overlap the second dispatch is layer 1's second micro-batch, sent while the first is away
+SPEX_TEST_STALL=2:2 expect_fail stall-overlap "rank 2 did not answer the dispatch of layer 1" 3 \
+    logits --model "$f32" --tokens $T --rank-timeout 2 --overlap on
 SPEX_TEST_EXIT=1:1 OMPI_MCA_orte_abort_on_non_zero_status=0 expect_fail exit "rank 1 did not answer the dispatch of layer 1" 3 \
     logits --model "$f32" --tokens $T --rank-timeout 2
 SPEX_TEST_EXIT=1:1 expect_fail exit-launcher "exited" 3 logits --model "$f32" --tokens $T

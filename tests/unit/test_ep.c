@@ -301,3 +301,96 @@ Test(ep, worker_answers_bad_requests_with_errors) {
     free(hb);
     worker_free(w);
 }
+
+/* ---- micro-batch overlap (model.h: overlap; moe_backend.h: begin / end) */
+
+/* Prefill + MTP and cached decode with two micro-batches in flight: the same
+ * bits as the in-process experts, for several placements; the statistics see
+ * two calls in flight, and nothing hidden (loopback workers run in the wait). */
+Test(ep, overlap_is_bit_identical, .timeout = 120) {
+    score_result_t ref = reference(false), refd = reference(true);
+    int cases[] = {0, 2, 4};
+    for (int c = 0; c < 3; c++)
+        for (int dec = 0; dec < 2; dec++) {
+            spex_err_t err = {{0}};
+            ep_options_t o = opts("raw", "raw+zstd", EP_COMBINE_EXPERT);
+            model_t *m = ep_model("tiny-f32", placement_case(cases[c]), &o, 0, NULL, &err);
+            cr_assert(m, "%s", err.msg);
+            m->overlap_min_rows = 1;
+            score_result_t r = scores(m, dec);
+            bool same;
+            double d = compare(dec ? &refd : &ref, &r, &same);
+            cr_assert(same, "placement %d, %s: overlap changes the logits by %g", cases[c], dec ? "decode" : "prefill", d);
+            ep_stats_t *st = ep_backend_stats(m->experts);
+            ep_layer_stats_t t = ep_stats_total(st);
+            cr_assert_eq(st->overlap.micro_batches, dec ? 1 : 2, "one row per decode step, 12 in the prefill");
+            cr_assert_eq(st->overlap.calls, t.calls);
+            cr_assert_eq(st->overlap.hidden_seconds, 0.0);
+            cr_assert_gt(st->overlap.comm_seconds, 0.0);
+            score_result_free(&r);
+            model_free(m);
+        }
+    score_result_free(&ref);
+    score_result_free(&refd);
+}
+
+Test(ep, overlap_with_in_process_experts_is_bit_identical) {
+    score_result_t ref = reference(false);
+    char dir[1024];
+    spex_err_t err = {{0}};
+    model_dir(dir, sizeof dir, "tiny-f32");
+    model_t *m = model_load(dir, NULL, &err);
+    cr_assert(m, "%s", err.msg);
+    m->overlap_min_rows = 1;
+    score_result_t r = scores(m, false);
+    bool same;
+    double d = compare(&ref, &r, &same);
+    cr_assert(same, "in-process experts with overlap differ by %g", d);
+    score_result_free(&r);
+    score_result_free(&ref);
+    model_free(m);
+}
+
+/* Two calls in flight, ended in the opposite order: the first call's answers
+ * arrive while the second is awaited and are kept for it. Both results equal
+ * routed() on the same rows. */
+Test(ep, calls_in_flight_keep_each_others_answers) {
+    spex_err_t err = {{0}};
+    ep_options_t o = opts("raw", "raw", EP_COMBINE_EXPERT);
+    model_t *m = ep_model("tiny-f32", placement_case(4), &o, 0, NULL, &err);
+    cr_assert(m, "%s", err.msg);
+    enum { N = 6, K = 4, H = 128 };
+    cr_assert_eq(m->cfg.hidden_size, H);
+    static float x[2][N * H], want[2][N * H], got[2][N * H], w[N * K];
+    int32_t idx[N * K];
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < K; j++) idx[i * K + j] = i % 4 + 4 * j, w[i * K + j] = 0.25f + 0.1f * (float)j;
+    for (int b = 0; b < 2; b++)
+        for (int i = 0; i < N * H; i++) x[b][i] = (float)((i * 7 + b * 13) % 23) / 23.0f - 0.5f;
+    moe_backend_t *be = m->experts;
+    for (int b = 0; b < 2; b++) cr_assert_eq(be->routed(be, 1 + b, x[b], N, K, idx, w, want[b], &err), 0, "%s", err.msg);
+    int t0, t1, t2;
+    cr_assert_eq(be->begin(be, 1, x[0], N, K, idx, w, got[0], &t0, &err), 0, "%s", err.msg);
+    cr_assert_eq(be->begin(be, 2, x[1], N, K, idx, w, got[1], &t1, &err), 0, "%s", err.msg);
+    cr_assert_neq(be->begin(be, 1, x[0], N, K, idx, w, got[0], &t2, &err), 0, "a third call is refused");
+    cr_assert(strstr(err.msg, "in flight"), "%s", err.msg);
+    cr_assert_eq(be->end(be, t1, false, &err), 0, "%s", err.msg);
+    cr_assert_eq(be->end(be, t0, false, &err), 0, "%s", err.msg);
+    cr_assert_eq(memcmp(want, got, sizeof want), 0, "answers mixed up between calls in flight");
+    cr_assert_neq(be->end(be, t0, false, &err), 0, "a call ends once");
+    model_free(m);
+}
+
+Test(ep, overlap_silent_worker_times_out_naming_the_rank) {
+    spex_err_t err = {{0}};
+    ep_options_t o = opts("raw", "raw", EP_COMBINE_EXPERT);
+    o.rank_timeout = 0.2;
+    model_t *m = ep_model("tiny-f32", placement_case(1), &o, 2, NULL, &err);
+    cr_assert(m, "%s", err.msg);
+    m->overlap_min_rows = 1;
+    score_result_t r;
+    cr_assert_neq(score_sequence(m, TOKENS, N_TOKENS, false, false, &r, &err), 0);
+    cr_assert(strstr(err.msg, "rank 2 did not answer the dispatch of layer 1"), "%s", err.msg);
+    cr_assert_neq(score_sequence(m, TOKENS, N_TOKENS, false, false, &r, &err), 0, "a broken backend stays broken");
+    model_free(m);
+}
