@@ -144,11 +144,17 @@ struct seq_params cli_sampling_seq(const cli_sampling_t *s);
 cli_group_t cli_request_temperature_group(double *t);
 
 /* The limits of the continuous-batching scheduler (`serve`, `batch`):
- * --max-running, --max-prompt-tokens, --max-tokens-limit, --kv-capacity-tokens;
+ * --max-running, --max-prompt-tokens, --max-tokens-limit, --kv-capacity-tokens,
+ * --prefix-cache-mb, --no-prefix-cache;
  * 0 = the scheduler's default (from the context length). */
 typedef struct cli_sched {
     long max_running, max_prompt, max_tokens_limit, kv_capacity;
+    long prefix_cache_mb;     /* 0: the default, 256 */
+    bool no_prefix_cache;
 } cli_sched_t;
+
+/* The prefix cache budget in bytes these options ask for (0: off). */
+size_t cli_sched_prefix_bytes(const cli_sched_t *s);
 
 cli_group_t cli_sched_group(cli_sched_t *s);
 

@@ -429,6 +429,8 @@ static int batch_load(batch_t *b, spex_err_t *err) {
     model_options_t opt = {.load_mtp = b->c.sp.spec_k != 0, .local_experts = true, .progress = cli_progress,
                            .progress_user = "loading model"};
     if (!(b->m = cli_model_load(b->c.dir, &opt, &b->c.ep, err))) return -1;
+    size_t prefix = cli_sched_prefix_bytes(&b->c.sched);
+    if (prefix && model_set_prefix_cache(b->m, prefix, err)) return -1;
     int k = b->c.sp.spec_k >= 0 ? (int)b->c.sp.spec_k : b->m->n_mtp > 0 ? 2 : 0;
     const cli_sched_t *l = &b->c.sched;
     sched_config_t sc = {.max_running = (int)l->max_running, .max_queue = (int)l->max_running,

@@ -139,6 +139,8 @@ static int serve_load(serve_state_t *st, spex_err_t *err) {
     model_options_t opt = {.load_mtp = st->c.sp.spec_k != 0, .local_experts = true, .progress = cli_progress,
                            .progress_user = "loading model"};
     if (!(st->m = cli_model_load(st->c.dir, &opt, &st->c.ep, err))) return -1;   /* the workers' handshake */
+    size_t prefix = cli_sched_prefix_bytes(&st->c.sched);
+    if (prefix && model_set_prefix_cache(st->m, prefix, err)) return -1;
     int spec_k = st->c.sp.spec_k >= 0 ? (int)st->c.sp.spec_k : st->m->n_mtp > 0 ? 2 : 0;
     const cli_sched_t *l = &st->c.sched;
     sched_config_t sc = {.max_running = (int)l->max_running, .max_queue = (int)st->c.max_queue,

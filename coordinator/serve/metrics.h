@@ -22,6 +22,7 @@
 #ifndef SPEX_METRICS_H
 #define SPEX_METRICS_H
 
+#include "coordinator/model/prefix_cache.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,8 @@ typedef struct metrics_gauges {
     long kv_capacity_tokens;     /* the admission limit */
     size_t kv_bytes_per_token;   /* main + MTP layers */
     bool ready;
+    bool has_prefix;             /* the prefix cache is on: its totals below */
+    prefix_cache_stats_t prefix;
 } metrics_gauges_t;
 
 /* Filled by the distributed backend's provider (see scheduler.h); present=false

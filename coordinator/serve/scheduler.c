@@ -466,7 +466,9 @@ static void publish_gauges(scheduler_t *s) {
     for (int i = 0; i < s->n_running; i++) used += s->seqs[i] ? s->seqs[i]->pos : 0;
     metrics_gauges_t g = {.queue_depth = s->n_queued, .running = s->n_running, .kv_reserved_tokens = s->kv_reserved,
                           .kv_used_tokens = used, .kv_capacity_tokens = s->cfg.kv_capacity_tokens,
-                          .kv_bytes_per_token = s->kv_bytes_per_token, .ready = s->ready && s->healthy};
+                          .kv_bytes_per_token = s->kv_bytes_per_token, .ready = s->ready && s->healthy,
+                          .has_prefix = s->m->prefix != NULL};
+    if (s->m->prefix) g.prefix = prefix_cache_stats(s->m->prefix);
     metrics_set_gauges(s->cfg.metrics, &g);
 }
 
