@@ -6,7 +6,8 @@
  *      rank, with the ids and gate weights of its experts there;
  *   2. encodes each rank's rows with the dispatch codec and sends a dispatch
  *      frame (transport/wire.h) over the link;
- *   3. waits (bounded by rank_timeout) for every rank's combine frame, and
+ *   3. waits (bounded by rank_timeout) for every rank's combine frame (a
+ *      non-finite value in it is an error naming the rank and layer), and
  *   4. sums:
  *      EP_COMBINE_EXPERT: the worker returned w * expert(x) per (row, expert);
  *        each row adds its k vectors to zero in ascending expert id - exactly
@@ -40,6 +41,9 @@ typedef struct ep_options {
     codec_t dispatch, combine;   /* payload codecs */
     ep_combine_t mode;
     double rank_timeout;         /* s to wait for a worker's answer (silence while it loads experts) */
+    /* [n_layers * n_routed] content digests for the hello (ep_protocol.h), read
+     * only while the backend is created; NULL: worker contents not checked. */
+    const uint64_t *expert_digests;
 } ep_options_t;
 
 /* Takes ownership of `pl` and `link` (also on failure). `cleanup(cleanup_user)`

@@ -220,8 +220,23 @@ static void hello_add_layers(Spex__Hello *m, const ep_hello_t *hello, int rank, 
     m->layer_experts = hl->ptr;
 }
 
-/* The hello for one rank; ids[] receives its expert ids (the union over layers). */
-static Spex__Hello hello_for(const ep_hello_t *hello, int rank, int world, uint32_t *ids, hello_layers_t *hl) {
+/* m->expert_digests: the digests of the (layer, expert) pairs `rank` hosts, ascending. */
+static void hello_add_digests(Spex__Hello *m, const ep_hello_t *hello, int rank, uint64_t *digs, hello_layers_t *hl) {
+    size_t k = 0, E = (size_t)hello->n_routed;
+    if (!hello->expert_digests) return;
+    for (int l = 0; l < hello->n_layers; l++) {
+        int n = placement_rank_layer_experts(hello->pl, l, rank, hl->ex);
+        for (int i = 0; i < n; i++)
+            if (hello->expert_digests[(size_t)l * E + hl->ex[i]]) digs[k++] = hello->expert_digests[(size_t)l * E + hl->ex[i]];
+    }
+    m->n_expert_digests = k;
+    m->expert_digests = digs;
+}
+
+/* The hello for one rank; ids[] receives its expert ids (the union over
+ * layers), digs[n_layers * n_routed] its content digests. */
+static Spex__Hello hello_for(const ep_hello_t *hello, int rank, int world, uint32_t *ids, uint64_t *digs,
+                             hello_layers_t *hl) {
     Spex__Hello m = SPEX__HELLO__INIT;
     int n = placement_rank_experts(hello->pl, rank, hl->ex);
     for (int i = 0; i < n; i++) ids[i] = (uint32_t)hl->ex[i];
@@ -237,16 +252,18 @@ static Spex__Hello hello_for(const ep_hello_t *hello, int rank, int world, uint3
     m.combine_codec = (char *)hello->combine_codec;
     m.combine = hello->combine;
     hello_add_layers(&m, hello, rank, hl);
+    hello_add_digests(&m, hello, rank, digs, hl);
     return m;
 }
 
 static int send_hellos(ep_protocol_t *p, const ep_hello_t *hello, ep_stats_t *st, spex_err_t *err) {
     hello_layers_t hl = {0};
     uint32_t *ids = malloc(sizeof(uint32_t) * ((size_t)hello->n_routed + 1));
-    int rc = ids && !hello_layers_alloc(&hl, hello) ? 0 : spex_fail(err, "out of memory");
+    uint64_t *digs = malloc(sizeof(uint64_t) * ((size_t)hello->n_layers * (size_t)hello->n_routed + 1));
+    int rc = ids && digs && !hello_layers_alloc(&hl, hello) ? 0 : spex_fail(err, "out of memory");
     for (int r = 1; r < p->world && !rc; r++) {
         Spex__Header h = SPEX__HEADER__INIT;
-        Spex__Hello m = hello_for(hello, r, p->world, ids, &hl);
+        Spex__Hello m = hello_for(hello, r, p->world, ids, digs, &hl);
         st->rank[r].experts_hosted = (int64_t)m.n_experts;
         h.body_case = SPEX__HEADER__BODY_HELLO;
         h.hello = &m;
@@ -255,6 +272,7 @@ static int send_hellos(ep_protocol_t *p, const ep_hello_t *hello, ep_stats_t *st
     }
     hello_layers_free(&hl);
     free(ids);
+    free(digs);
     return rc;
 }
 

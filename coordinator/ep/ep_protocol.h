@@ -44,6 +44,9 @@ typedef struct ep_hello {
     const char *dispatch_codec, *combine_codec;   /* codec_name() spellings */
     Spex__CombineMode combine;
     const placement_t *pl;                        /* which experts each rank hosts */
+    /* [n_layers * n_routed] content digests (transport/expert_digest.h; 0 in
+     * dense layers), each rank gets its pairs'; NULL: contents not checked. */
+    const uint64_t *expert_digests;
 } ep_hello_t;
 
 /* Open the session: hello to every worker, wait for all acknowledgements.
