@@ -111,7 +111,8 @@ static bool workers_health(void *user, char *why, size_t why_len) {
     cli_ep_t *ep = user;
     spex_err_t err = {{0}};
     if (!ep->backend || ep_backend_fetch_worker_stats(ep->backend, &err) == 0) return true;
-    snprintf(why, why_len, "%s", err.msg);
+    const char *failure = ep_backend_failure(ep->backend, NULL, NULL);   /* sticky: the first, naming the rank */
+    snprintf(why, why_len, "%s", failure ? failure : err.msg);
     return false;
 }
 
@@ -126,6 +127,9 @@ static void workers_metrics(void *user, metrics_backend_t *out) {
     out->wire_bytes_compressed = (uint64_t)(t.dispatch.wire_bytes + t.combine.wire_bytes);
     out->n_ranks = st->world < METRICS_MAX_RANKS ? st->world : METRICS_MAX_RANKS;
     for (int r = 1; r < out->n_ranks; r++) out->expert_seconds[r] = st->rank[r].t_compute;
+    const char *cause = NULL;
+    if (ep_backend_failure(ep->backend, &out->failed_rank, &cause))
+        snprintf(out->failure_cause, sizeof out->failure_cause, "%s", cause ? cause : "unknown");
 }
 
 static int serve_load(serve_state_t *st, spex_err_t *err) {
@@ -193,6 +197,11 @@ int cmd_serve(int argc, char **argv) {
     http_server_drain(st.http, 5.0);   /* last events and [DONE] reach the clients */
     spex_log("serve: stopped");
     rc = cli_ep_finish("serve", &st.c.ep) ? 1 : 0;   /* --ep-stats */
+    const char *failure = st.c.ep.backend ? ep_backend_failure(st.c.ep.backend, NULL, NULL) : NULL;
+    if (failure) {   /* the job failed even if SIGTERM ended it: say so in the exit status */
+        spex_log("serve: exiting with status 1: expert parallelism failed: %s", failure);
+        rc = 1;
+    }
     goto done;
 fail:
     cli_error("serve", "%s", err.msg);

@@ -184,7 +184,7 @@ static cJSON *health_json(const char *status, const char *reason) {
 
 static enum MHD_Result get_health(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn) {
     const api_ctx_t *api = atomic_load(&srv->api);
-    char why[256] = "";
+    char why[SPEX_ERR_MSG_MAX] = "";
     if (!api) return respond_cjson(srv, c, cn, 503, health_json("loading", NULL));
     if (!scheduler_ready(api->sched, why, sizeof why))
         return respond_cjson(srv, c, cn, 503, health_json("unavailable", why));

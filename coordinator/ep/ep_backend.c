@@ -209,7 +209,8 @@ static void sum_rows(ep_backend_t *b, int layer, int n, int k, const int32_t *id
 static int ep_routed(moe_backend_t *self, int layer, const float *x, int n, int k, const int32_t *idx,
                      const float *w, float *out, spex_err_t *err) {
     ep_backend_t *b = (ep_backend_t *)self;
-    if (ep_protocol_broken(b->proto)) return spex_fail(err, "expert parallelism: a worker rank failed earlier");
+    const char *failure = ep_protocol_failure(b->proto, NULL, NULL);
+    if (failure) return spex_fail(err, "expert parallelism: a worker rank failed earlier: %s", failure);
     if (layer < 0 || layer >= b->n_layers || !config_layer_is_moe(&b->cfg, layer))
         return spex_fail(err, "experts: layer %d has no routed experts", layer);
     ep_layer_stats_t *ls = &b->st->layer[layer];
@@ -311,6 +312,10 @@ moe_backend_t *ep_backend_create(const spex_config_t *cfg, uint64_t model_id, pl
         return NULL;
     }
     return &b->base;
+}
+
+const char *ep_backend_failure(moe_backend_t *self, int *rank, const char **cause) {
+    return ep_backend_stats(self) ? ep_protocol_failure(((ep_backend_t *)self)->proto, rank, cause) : NULL;
 }
 
 ep_stats_t *ep_backend_stats(moe_backend_t *self) {

@@ -52,6 +52,10 @@ moe_backend_t *ep_backend_create(const spex_config_t *cfg, uint64_t model_id, pl
                                  const ep_options_t *o, void (*cleanup)(void *), void *cleanup_user,
                                  spex_err_t *err);
 
+/* The first worker failure (ep_protocol_failure: message, rank, cause), kept
+ * once the protocol broke; NULL while it works or if `b` is not an EP backend. */
+const char *ep_backend_failure(moe_backend_t *b, int *rank, const char **cause);
+
 /* The statistics so far; NULL if `b` is not an EP backend. */
 ep_stats_t *ep_backend_stats(moe_backend_t *b);
 

@@ -22,6 +22,9 @@ struct ep_protocol {
     Spex__CombineMode combine;   /* the session's, from the hello */
     bool in_session;      /* hello acknowledged, no bye or shutdown yet */
     bool broken;          /* a rank failed: no more requests, no bye */
+    int culprit;          /* the rank named by the first failure (-1: unknown) */
+    const char *cause;    /* its kind (ep_protocol_failure) */
+    char failure[SPEX_ERR_MSG_MAX];   /* its message */
 };
 
 typedef int (*answer_fn)(ep_protocol_t *p, void *user, int src, const wire_header_t *h, const uint8_t *pl,
@@ -40,6 +43,27 @@ typedef struct awaited {
 
 static const char BROKEN[] = "expert parallelism: a worker rank failed earlier";
 
+/* The protocol is broken from now on; the first failure is kept for reports. */
+static void mark_broken(ep_protocol_t *p, int rank, const char *cause, const spex_err_t *err) {
+    if (!p->broken) {
+        p->culprit = rank;
+        p->cause = cause;
+        snprintf(p->failure, sizeof p->failure, "%s", err->msg);
+    }
+    p->broken = true;
+}
+
+static int fail_broken(const ep_protocol_t *p, spex_err_t *err) {
+    return spex_fail(err, "%s: %s", BROKEN, p->failure);
+}
+
+const char *ep_protocol_failure(const ep_protocol_t *p, int *rank, const char **cause) {
+    if (!p->broken) return NULL;
+    if (rank) *rank = p->culprit;
+    if (cause) *cause = p->cause;
+    return p->failure;
+}
+
 /* ---------------------------------------------------------------- lifetime */
 
 ep_protocol_t *ep_protocol_create(link_t *link, double rank_timeout, spex_err_t *err) {
@@ -57,6 +81,7 @@ ep_protocol_t *ep_protocol_create(link_t *link, double rank_timeout, spex_err_t 
         return NULL;
     }
     p->link = link;
+    p->culprit = -1;
     p->world = link->world;
     p->rank_timeout = rank_timeout;
     return p;
@@ -72,8 +97,9 @@ static int send_to(ep_protocol_t *p, int rank, Spex__Header *h, const uint8_t *p
                    size_t *frame_len, spex_err_t *err) {
     h->step = p->step;
     if (wire_send(p->link, rank, h, payload, plen, frame_len, err) == 0) return 0;
-    p->broken = true;
-    return spex_err_prefix(err, "rank %d: ", rank);
+    spex_err_prefix(err, "rank %d: ", rank);
+    mark_broken(p, rank, "link", err);
+    return -1;
 }
 
 /* h to every worker; with answer_owed each then owes one. */
@@ -131,6 +157,7 @@ static int on_frame(ep_protocol_t *p, const awaited_t *a, int src, const uint8_t
     int rc = classify(p, a, src, h, err);
     if (rc == 1 && (!a->fn || (rc = a->fn(p, a->user, src, h, pl, plen, len, err)) == 0)) p->pending[src] = false;
     wire_header_free(h);
+    if (rc < 0) p->culprit = src;   /* await_session reports it */
     return rc < 0 ? -1 : 0;
 }
 
@@ -160,11 +187,15 @@ static int await_answers(ep_protocol_t *p, const awaited_t *a, char *late, size_
 /* A request's wait: every failure names the rank and breaks the protocol. */
 static int await_session(ep_protocol_t *p, const awaited_t *a, spex_err_t *err) {
     char late[256];
+    p->culprit = -1;
     int rc = await_answers(p, a, late, sizeof late, err);
-    if (rc == 1)
+    if (rc == 1) {
         spex_fail(err, "rank %s did not answer the %s within %.0f s (dead or stuck)", late, a->what, a->timeout);
+        mark_broken(p, atoi(late), "no_answer", err);
+    } else if (rc) {
+        mark_broken(p, p->culprit, p->culprit >= 0 ? "bad_answer" : "link", err);
+    }
     p->step++;
-    if (rc) p->broken = true;
     return rc ? -1 : 0;
 }
 
@@ -277,9 +308,9 @@ static int send_hellos(ep_protocol_t *p, const ep_hello_t *hello, ep_stats_t *st
 }
 
 int ep_protocol_hello(ep_protocol_t *p, const ep_hello_t *hello, ep_stats_t *st, spex_err_t *err) {
-    if (p->broken) return spex_fail(err, "%s", BROKEN);
+    if (p->broken) return fail_broken(p, err);
     if (send_hellos(p, hello, st, err)) {
-        p->broken = true;
+        mark_broken(p, -1, "link", err);
         return -1;
     }
     p->model_id = hello->model_id;
@@ -310,13 +341,14 @@ static int send_filled(ep_protocol_t *p, int rank, Spex__Header *h, size_t cap, 
     if (wire_end(&o, h, plen, &frame, &len, err)) return -1;
     if (frame_len) *frame_len = len;
     if (p->link->send(p->link, rank, frame, len, err) == 0) return 0;
-    p->broken = true;
-    return spex_err_prefix(err, "rank %d: ", rank);
+    spex_err_prefix(err, "rank %d: ", rank);
+    mark_broken(p, rank, "link", err);
+    return -1;
 }
 
 int ep_protocol_dispatch(ep_protocol_t *p, int rank, const ep_rows_t *rows, size_t cap, ep_fill_fn fill, void *user,
                          size_t *frame_len, spex_err_t *err) {
-    if (p->broken) return spex_fail(err, "%s", BROKEN);
+    if (p->broken) return fail_broken(p, err);
     if (!p->in_session) return spex_fail(err, "expert parallelism: dispatch outside a session");
     Spex__Header h = SPEX__HEADER__INIT;
     Spex__Dispatch d = SPEX__DISPATCH__INIT;
@@ -358,7 +390,7 @@ static int on_combine(ep_protocol_t *p, void *user, int src, const wire_header_t
 
 int ep_protocol_await_combine(ep_protocol_t *p, int layer, ep_combine_fn fn, void *user, double *t_wait,
                               spex_err_t *err) {
-    if (p->broken) return spex_fail(err, "%s", BROKEN);
+    if (p->broken) return fail_broken(p, err);
     char what[96];
     snprintf(what, sizeof what, "dispatch of layer %d (step %llu)", layer, (unsigned long long)p->step);
     combine_ctx_t c = {fn, user};
@@ -380,8 +412,25 @@ static int on_stats(ep_protocol_t *p, void *user, int src, const wire_header_t *
     return 0;
 }
 
+/* Receive and drop whatever arrived: the late answers of a rank that stalled
+ * and resumed after the protocol broke, which would otherwise stay blocked
+ * sending them (and then abort the job). */
+static void drain(ep_protocol_t *p) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int src;
+    spex_err_t e;
+    for (int n = 0; n < 64 && p->link->recv(p->link, LINK_ANY, spex_now(), &src, &buf, &len, &e) == 0; n++) {
+        free(buf);
+        buf = NULL;
+    }
+}
+
 int ep_protocol_fetch_stats(ep_protocol_t *p, ep_stats_t *st, spex_err_t *err) {
-    if (p->broken) return spex_fail(err, "%s", BROKEN);
+    if (p->broken) {
+        drain(p);
+        return fail_broken(p, err);
+    }
     Spex__Header h = SPEX__HEADER__INIT;
     Spex__StatsRequest q = SPEX__STATS_REQUEST__INIT;
     h.body_case = SPEX__HEADER__BODY_STATS_REQUEST;
