@@ -6,6 +6,8 @@
 
 #include "cli/cli_util.h"
 #include "coordinator/ep/ep_backend.h"
+#include "coordinator/ep/expert_manifest.h"
+#include "core/log.h"
 #include "core/model_id.h"
 #include "transport/codec.h"
 #include "transport/mpi_world.h"
@@ -138,6 +140,17 @@ static link_t *loopback(const char *dir, int world, loop_workers_t **out, spex_e
     return l;
 }
 
+/* Under mpirun: the digests of every expert, for the workers to check their
+ * weights against (in-process workers read these very files: not needed). */
+static uint64_t *worker_digests(const char *dir, const model_t *m, uint64_t id, spex_err_t *err) {
+    expert_manifest_info_t info;
+    uint64_t *d = expert_manifest_get(dir, &m->cfg, m->ts, id, &info, err);
+    if (d && !info.cached)
+        spex_log("expert digests: %.1f MB of routed expert weights hashed in %.3f s%s", (double)info.bytes / 1e6,
+                 info.seconds, info.written ? " (cached as " EXPERT_MANIFEST_NAME ")" : "");
+    return d;
+}
+
 moe_backend_t *cli_ep_backend(const char *dir, model_t *m, const cli_ep_t *ep, int workers, spex_err_t *err) {
     int world = mpi_world_size();
     ep_options_t eo;
@@ -149,12 +162,18 @@ moe_backend_t *cli_ep_backend(const char *dir, model_t *m, const cli_ep_t *ep, i
     loop_workers_t *lw = NULL;
     placement_t *pl = NULL;
     link_t *link = NULL;
+    uint64_t *digests = NULL;
     if (model_identity(dir, m->ts, &id, err) || !(pl = ep_placement(ep, m->cfg.n_routed_experts, workers + 1, err)))
         goto fail;
     pl->world = ew;   /* ranks above `workers` (if any) host nothing */
+    if (world > 1 && !(digests = worker_digests(dir, m, id, err))) goto fail;
     if (!(link = world > 1 ? link_mpi_create(err) : loopback(dir, ew, &lw, err))) goto fail;
-    return ep_backend_create(&m->cfg, id, pl, link, &eo, loop_workers_free, lw, err);
+    eo.expert_digests = digests;
+    moe_backend_t *b = ep_backend_create(&m->cfg, id, pl, link, &eo, loop_workers_free, lw, err);
+    free(digests);
+    return b;
 fail:
+    free(digests);
     placement_free(pl);
     return NULL;
 }

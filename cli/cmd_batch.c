@@ -37,6 +37,7 @@
 #include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/json_raw.h"
 #include "coordinator/decode/generate.h"
 #include "coordinator/serve/scheduler.h"
 #include "server/api.h"
@@ -112,8 +113,13 @@ static void set_free(strset_t *t) {
 
 /* ---------------------------------------------------------------- resuming */
 
-/* Canonical text of a JSON value (the key ids are compared by). Malloc'ed. */
-static char *json_key(const cJSON *v) { return cJSON_PrintUnformatted(v); }
+/* The text ids are compared by and echoed as, malloc'ed: a number exactly as
+ * written in the line (a double would round ids above 2^53: issue 16 item 5),
+ * a string in cJSON's canonical spelling (so "a" and "\u0061" are one id). */
+static char *json_key(const cJSON *v, const char *line, size_t len, const char *field) {
+    char *raw = cJSON_IsNumber(v) ? json_raw_member(line, len, field) : NULL;
+    return raw ? raw : cJSON_PrintUnformatted(v);
+}
 
 /* Collect `field` of every complete line of `path` into done; cut a truncated
  * last line off. A missing file is fine (nothing done yet). */
@@ -132,7 +138,7 @@ static int scan_done(const char *path, const char *field, strset_t *done, spex_e
         good_end += len;
         cJSON *o = cJSON_ParseWithLength(line, (size_t)len);
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-        char *key = v ? json_key(v) : NULL;
+        char *key = v ? json_key(v, line, (size_t)len, field) : NULL;
         if (!key) rc = spex_fail(err, "'%s' line %ld is not a JSON object with \"%s\"; fix or remove it", path, no, field);
         else rc = set_put_owned(done, key) ? spex_fail(err, "out of memory") : 0;
         cJSON_Delete(o);
@@ -297,7 +303,7 @@ static int submit_line(batch_t *b, char *line, size_t len) {
     cJSON *o = cJSON_ParseWithLength(line, len);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
     bool id_ok = cJSON_IsObject(o) && (cJSON_IsString(id) || cJSON_IsNumber(id));
-    char *key = id_ok ? json_key(id) : NULL;
+    char *key = id_ok ? json_key(id, line, len, "id") : NULL;
     int rc = 0;
     if (id_ok && !key) rc = -1;
     else if (!id_ok) rc = reported ? 0 : report_error(b, b->line_no, NULL, cJSON_IsObject(o) ? "\"id\" (a string or a "

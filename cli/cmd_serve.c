@@ -28,8 +28,8 @@
 
 typedef struct serve_cli {
     const char *dir, *host, *port_file, *api_key, *model_name;
-    long port, max_queue, max_body, max_conn;
-    double grace;
+    long port, max_queue, max_body, max_conn, max_per_client;
+    double grace, header_timeout, body_timeout, keepalive_timeout;
     cli_sched_t sched;       /* limits of the scheduler */
     cli_sampling_t sp;       /* --spec-k (-1: 2 if the model has an MTP module), --draft */
     cli_ep_t ep;             /* expert parallelism: workers under mpirun, loopback ranks, or --no-ep */
@@ -49,12 +49,21 @@ static const cli_option_t SERVE_OPTIONS[] = {
     CLI_OPT_STRING("--model-name", "NAME", serve_cli_t, model_name,
                    "name in /v1/models and responses (default: the\nmodel directory's name)"),
     CLI_OPT_INT("--max-connections", NULL, "N", serve_cli_t, max_conn, 4, 65536, "concurrent HTTP connections"),
+    CLI_OPT_INT("--max-connections-per-client", NULL, "N", serve_cli_t, max_per_client, 1, 65536,
+                "connections from one client address (default: a\nquarter of --max-connections, at least 8)"),
+    CLI_OPT_DOUBLE("--header-timeout", "SECONDS", serve_cli_t, header_timeout, 0.1, 3600,
+                   "time a new connection has to send its request header"),
+    CLI_OPT_DOUBLE("--body-timeout", "SECONDS", serve_cli_t, body_timeout, 0.1, 3600,
+                   "time from a request's header to the end of its body"),
+    CLI_OPT_DOUBLE("--keepalive-timeout", "SECONDS", serve_cli_t, keepalive_timeout, 0.1, 3600,
+                   "time an idle keep-alive connection is kept open"),
 };
 
 /* -1 to go on, else the exit status. */
 static int serve_parse(int argc, char **argv, serve_cli_t *c) {
     *c = (serve_cli_t){.host = "127.0.0.1", .port = 8080, .max_queue = 64, .max_body = 1 << 20, .grace = 30,
-                       .max_conn = 256, .sched = {.max_running = 16}};
+                       .max_conn = 256, .header_timeout = 5, .body_timeout = 10, .keepalive_timeout = 5,
+                       .sched = {.max_running = 16}};
     c->sp = cli_sampling_defaults();
     c->sp.spec_k = -1;
     cli_ep_init(&c->ep);
@@ -68,6 +77,7 @@ static int serve_parse(int argc, char **argv, serve_cli_t *c) {
     if (rc >= 0) return rc;
     if (!c->api_key) c->api_key = getenv("SPEX_API_KEY");
     if (c->api_key && !c->api_key[0]) c->api_key = NULL;
+    if (!c->max_per_client) c->max_per_client = c->max_conn / 4 > 8 ? c->max_conn / 4 : 8;
     return -1;
 }
 
@@ -111,7 +121,8 @@ static bool workers_health(void *user, char *why, size_t why_len) {
     cli_ep_t *ep = user;
     spex_err_t err = {{0}};
     if (!ep->backend || ep_backend_fetch_worker_stats(ep->backend, &err) == 0) return true;
-    snprintf(why, why_len, "%s", err.msg);
+    const char *failure = ep_backend_failure(ep->backend, NULL, NULL);   /* sticky: the first, naming the rank */
+    snprintf(why, why_len, "%s", failure ? failure : err.msg);
     return false;
 }
 
@@ -126,6 +137,9 @@ static void workers_metrics(void *user, metrics_backend_t *out) {
     out->wire_bytes_compressed = (uint64_t)(t.dispatch.wire_bytes + t.combine.wire_bytes);
     out->n_ranks = st->world < METRICS_MAX_RANKS ? st->world : METRICS_MAX_RANKS;
     for (int r = 1; r < out->n_ranks; r++) out->expert_seconds[r] = st->rank[r].t_compute;
+    const char *cause = NULL;
+    if (ep_backend_failure(ep->backend, &out->failed_rank, &cause))
+        snprintf(out->failure_cause, sizeof out->failure_cause, "%s", cause ? cause : "unknown");
 }
 
 static int serve_load(serve_state_t *st, spex_err_t *err) {
@@ -180,7 +194,9 @@ int cmd_serve(int argc, char **argv) {
     int rc = 1;
     http_config_t hc = {.host = st.c.host, .port = (int)st.c.port, .api_key = st.c.api_key,
                         .max_body_bytes = (size_t)st.c.max_body, .model_name = st.name,
-                        .max_connections = (unsigned)st.c.max_conn};
+                        .max_connections = (unsigned)st.c.max_conn, .max_per_client = (unsigned)st.c.max_per_client,
+                        .header_timeout = st.c.header_timeout, .body_timeout = st.c.body_timeout,
+                        .idle_timeout = st.c.keepalive_timeout};
     if (!(hc.metrics = st.metrics = metrics_create())) { cli_error("serve", "out of memory"); return 1; }
     if (!(st.http = http_server_start(&hc, &err))) goto fail;
     spex_log("serve: listening on http://%s:%d%s", st.c.host, http_server_port(st.http),
@@ -195,6 +211,11 @@ int cmd_serve(int argc, char **argv) {
     http_server_drain(st.http, 5.0);   /* last events and [DONE] reach the clients */
     spex_log("serve: stopped");
     rc = cli_ep_finish("serve", &st.c.ep) ? 1 : 0;   /* --ep-stats */
+    const char *failure = st.c.ep.backend ? ep_backend_failure(st.c.ep.backend, NULL, NULL) : NULL;
+    if (failure) {   /* the job failed even if SIGTERM ended it: say so in the exit status */
+        spex_log("serve: exiting with status 1: expert parallelism failed: %s", failure);
+        rc = 1;
+    }
     goto done;
 fail:
     cli_error("serve", "%s", err.msg);

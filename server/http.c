@@ -13,7 +13,9 @@
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +27,9 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
+#include "server/conn_guard.h"
 
 /* Status recorded for a client that hung up before its answer (nginx's convention). */
 #define STATUS_CLIENT_CLOSED 499
@@ -40,6 +44,10 @@ struct http_server {
     atomic_int active;      /* connections with a submitted request whose answer is not fully sent */
     int port;
     long started;
+    conn_guard_t *guard;    /* deadlines and slots per connection */
+    pthread_t sweeper;      /* enforces the guard's deadlines */
+    bool sweeping;
+    atomic_bool stop_sweeper;
 };
 
 typedef enum route { R_NONE, R_COMPLETIONS, R_CHAT, R_MODELS, R_MODEL, R_HEALTH, R_METRICS } route_t;
@@ -184,7 +192,7 @@ static cJSON *health_json(const char *status, const char *reason) {
 
 static enum MHD_Result get_health(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn) {
     const api_ctx_t *api = atomic_load(&srv->api);
-    char why[256] = "";
+    char why[SPEX_ERR_MSG_MAX] = "";
     if (!api) return respond_cjson(srv, c, cn, 503, health_json("loading", NULL));
     if (!scheduler_ready(api->sched, why, sizeof why))
         return respond_cjson(srv, c, cn, 503, health_json("unavailable", why));
@@ -397,6 +405,46 @@ static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection
     return rq.stream ? start_stream(srv, c, cn, &rq, req) : wait_and_respond(srv, c, cn, &rq, req);
 }
 
+
+/* ---------------------------------------------------------------- connection guard */
+
+static int slot_of(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci && ci->socket_context ? (int)(intptr_t)ci->socket_context - 1 : -1;
+}
+
+static void set_phase(http_server_t *srv, struct MHD_Connection *c, conn_phase_t phase) {
+    conn_guard_phase(srv->guard, slot_of(c), phase, spex_now());
+}
+
+/* Every TCP connection, from accept to close: a slot in the guard (stored as slot + 1). */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    http_server_t *srv = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        if (*socket_context) conn_guard_close(srv->guard, (int)(intptr_t)*socket_context - 1);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ad = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!fd) return;
+    const struct sockaddr *sa = ad ? ad->client_addr : NULL;
+    socklen_t len = !sa ? 0 : sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int slot = conn_guard_open(srv->guard, fd->connect_fd, sa, len, spex_now());
+    *socket_context = slot >= 0 ? (void *)(intptr_t)(slot + 1) : NULL;
+}
+
+static void *sweep_loop(void *arg) {
+    http_server_t *srv = arg;
+    struct timespec slice = {0, 100 * 1000 * 1000};
+    while (!atomic_load(&srv->stop_sweeper)) {
+        conn_guard_sweep(srv->guard, spex_now());
+        nanosleep(&slice, NULL);
+    }
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- MHD callbacks */
 
 /* First call: route, method, key and declared size, answered at once when wrong. */
@@ -428,6 +476,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!cn) {
         if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
         *con_cls = cn;
+        set_phase(srv, c, CG_BODY);   /* the header is in: the body has its own deadline */
         return on_headers(srv, c, cn, url, method);
     }
     if (*upload_data_size) {   /* body chunk: keep up to the limit, then only count */
@@ -438,6 +487,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         /* a client streaming far past the limit is cut off rather than read to the end */
         return cn->received > 16 * srv->cfg.max_body_bytes + (1u << 20) ? MHD_NO : MHD_YES;
     }
+    set_phase(srv, c, CG_BUSY);   /* the request is complete: no deadline while it is answered */
     switch (cn->route) {
     case R_HEALTH: return get_health(srv, c, cn);
     case R_METRICS: return get_metrics(srv, c, cn);
@@ -448,9 +498,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)c, (void)toe;
+    (void)toe;
     http_server_t *srv = cls;
     conn_t *cn = *con_cls;
+    set_phase(srv, c, CG_IDLE);   /* keep-alive: the next request has idle_timeout to arrive */
     if (!cn) return;
     if (cn->active) atomic_fetch_sub(&srv->active, 1);
     sb_free(&cn->body);
@@ -509,6 +560,18 @@ http_server_t *http_server_start(const http_config_t *cfg, spex_err_t *err) {
     srv->started = (long)time(NULL);
     atomic_init(&srv->api, NULL);
     atomic_init(&srv->active, 0);
+    atomic_init(&srv->stop_sweeper, false);
+    unsigned max_conn = cfg->max_connections ? cfg->max_connections : 256u;
+    conn_limits_t lim = {.max_conn = max_conn, .per_client = cfg->max_per_client ? cfg->max_per_client : max_conn,
+                         .header_timeout = cfg->header_timeout > 0 ? cfg->header_timeout : 10,
+                         .body_timeout = cfg->body_timeout > 0 ? cfg->body_timeout : 30,
+                         .idle_timeout = cfg->idle_timeout > 0 ? cfg->idle_timeout : 15};
+    if (!(srv->guard = conn_guard_create(&lim)) || pthread_create(&srv->sweeper, NULL, sweep_loop, srv)) {
+        spex_fail(err, "out of memory");
+        http_server_stop(srv);
+        return NULL;
+    }
+    srv->sweeping = true;
     int family = AF_INET;
     int fd = listen_on(cfg->host ? cfg->host : "127.0.0.1", cfg->port, &family, err);
     if (fd < 0) { http_server_stop(srv); return NULL; }
@@ -517,7 +580,9 @@ http_server_t *http_server_start(const http_config_t *cfg, spex_err_t *err) {
                      MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0);
     srv->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
                               MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                              MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections ? cfg->max_connections : 256u,
+                              MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+                              /* the guard holds max_conn; room beyond it for connections it is closing */
+                              MHD_OPTION_CONNECTION_LIMIT, max_conn * 2 + 8,
                               MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
     if (!srv->d) {
         close(fd);
@@ -548,6 +613,11 @@ void http_server_drain(http_server_t *srv, double timeout_s) {
 void http_server_stop(http_server_t *srv) {
     if (!srv) return;
     if (srv->d) MHD_stop_daemon(srv->d);
+    if (srv->sweeping) {
+        atomic_store(&srv->stop_sweeper, true);
+        pthread_join(srv->sweeper, NULL);
+    }
+    conn_guard_free(srv->guard);
     free(srv->api_key);
     free(srv->model_name);
     free(srv);

@@ -3,6 +3,7 @@
  * The messages themselves are ep_protocol.c's. */
 #include "ep_backend.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,6 +167,26 @@ typedef struct combine_ctx {
     ep_call_t *cl;
 } combine_ctx_t;
 
+/* Index of the first NaN or infinity in v[n], or n. */
+static size_t first_nonfinite(const float *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return i;
+    return n;
+}
+
+/* A rank's answer with NaN or infinity would silently become garbage text:
+ * name the rank, layer and vector (its expert in expert mode) instead. */
+static int check_finite(const ep_backend_t *b, int src, const Spex__Combine *c, const rank_batch_t *rb, spex_err_t *err) {
+    size_t n = (size_t)rb->n_vec * b->hidden, i = first_nonfinite(rb->vec, n);
+    if (i == n) return 0;
+    size_t v = i / (size_t)b->hidden;
+    char where[64];
+    if (b->o.mode == EP_COMBINE_EXPERT) snprintf(where, sizeof where, "expert %u", rb->experts[v]);
+    else snprintf(where, sizeof where, "token row %d", rb->rows[v]);
+    return spex_fail(err, "rank %d returned a non-finite value (%g) for layer %u, %s: its expert weights or inputs "
+                     "are corrupt", src, (double)rb->vec[i], c->layer, where);
+}
+
 /* A checked combine (ep_protocol.h): decode its vectors for sum_rows. */
 static int on_combine(void *user, int src, const Spex__Combine *c, const uint8_t *pl, size_t plen, size_t frame_len,
                       spex_err_t *err) {
@@ -182,7 +203,7 @@ static int on_combine(void *user, int src, const Spex__Combine *c, const uint8_t
     rb->cursor = 0;
     count_combine(b, x->cl, src, c, n, frame_len);
     x->cl->t_decode += spex_now() - t0;
-    return 0;
+    return check_finite(b, src, c, rb, err);
 }
 
 /* out[n, hidden] from the decoded vectors (see ep_backend.h for the orders). */
@@ -226,7 +247,8 @@ static ep_call_t *free_call(ep_backend_t *b, int *ticket) {
 static int ep_begin(moe_backend_t *self, int layer, const float *x, int n, int k, const int32_t *idx, const float *w,
                     float *out, int *ticket, spex_err_t *err) {
     ep_backend_t *b = (ep_backend_t *)self;
-    if (ep_protocol_broken(b->proto)) return spex_fail(err, "expert parallelism: a worker rank failed earlier");
+    const char *failure = ep_protocol_failure(b->proto, NULL, NULL);
+    if (failure) return spex_fail(err, "expert parallelism: a worker rank failed earlier: %s", failure);
     if (layer < 0 || layer >= b->n_layers || !config_layer_is_moe(&b->cfg, layer))
         return spex_fail(err, "experts: layer %d has no routed experts", layer);
     ep_call_t *cl = free_call(b, ticket);
@@ -345,7 +367,8 @@ static int ep_hello(ep_backend_t *b, spex_err_t *err) {
                     .dispatch_codec = b->st->dispatch_codec, .combine_codec = b->st->combine_codec,
                     .combine = b->o.mode == EP_COMBINE_EXPERT ? SPEX__COMBINE_MODE__COMBINE_EXPERT
                                                               : SPEX__COMBINE_MODE__COMBINE_PRESUM,
-                    .pl = b->pl};
+                    .pl = b->pl, .expert_digests = b->o.expert_digests};
+    b->o.expert_digests = NULL;   /* the caller's, valid only during create */
     if (ep_protocol_hello(b->proto, &h, b->st, err)) return -1;
     b->st->t_begin = b->st->t_end = spex_now();
     return 0;
@@ -381,6 +404,10 @@ moe_backend_t *ep_backend_create(const spex_config_t *cfg, uint64_t model_id, pl
         return NULL;
     }
     return &b->base;
+}
+
+const char *ep_backend_failure(moe_backend_t *self, int *rank, const char **cause) {
+    return ep_backend_stats(self) ? ep_protocol_failure(((ep_backend_t *)self)->proto, rank, cause) : NULL;
 }
 
 ep_stats_t *ep_backend_stats(moe_backend_t *self) {

@@ -35,6 +35,9 @@ struct ep_protocol {
     Spex__CombineMode combine;   /* the session's, from the hello */
     bool in_session;      /* hello acknowledged, no bye or shutdown yet */
     bool broken;          /* a rank failed: no more requests, no bye */
+    int culprit;          /* the rank named by the first failure (-1: unknown) */
+    const char *cause;    /* its kind (ep_protocol_failure) */
+    char failure[SPEX_ERR_MSG_MAX];   /* its message */
 };
 
 typedef int (*answer_fn)(ep_protocol_t *p, void *user, int src, const wire_header_t *h, const uint8_t *pl,
@@ -93,6 +96,27 @@ static bool dispatch_in_flight(const ep_protocol_t *p) {
     return false;
 }
 
+/* The protocol is broken from now on; the first failure is kept for reports. */
+static void mark_broken(ep_protocol_t *p, int rank, const char *cause, const spex_err_t *err) {
+    if (!p->broken) {
+        p->culprit = rank;
+        p->cause = cause;
+        snprintf(p->failure, sizeof p->failure, "%s", err->msg);
+    }
+    p->broken = true;
+}
+
+static int fail_broken(const ep_protocol_t *p, spex_err_t *err) {
+    return spex_fail(err, "%s: %s", BROKEN, p->failure);
+}
+
+const char *ep_protocol_failure(const ep_protocol_t *p, int *rank, const char **cause) {
+    if (!p->broken) return NULL;
+    if (rank) *rank = p->culprit;
+    if (cause) *cause = p->cause;
+    return p->failure;
+}
+
 /* ---------------------------------------------------------------- lifetime */
 
 ep_protocol_t *ep_protocol_create(link_t *link, double rank_timeout, spex_err_t *err) {
@@ -108,6 +132,7 @@ ep_protocol_t *ep_protocol_create(link_t *link, double rank_timeout, spex_err_t 
         return NULL;
     }
     p->link = link;
+    p->culprit = -1;
     p->world = link->world;
     p->rank_timeout = rank_timeout;
     return p;
@@ -125,8 +150,9 @@ static int send_to(ep_protocol_t *p, const call_t *c, int rank, Spex__Header *h,
                    size_t *frame_len, spex_err_t *err) {
     h->step = c->step;
     if (wire_send(p->link, rank, h, payload, plen, frame_len, err) == 0) return 0;
-    p->broken = true;
-    return spex_err_prefix(err, "rank %d: ", rank);
+    spex_err_prefix(err, "rank %d: ", rank);
+    mark_broken(p, rank, "link", err);
+    return -1;
 }
 
 /* h to every worker; with answer_owed each then owes call c one. */
@@ -206,6 +232,7 @@ static int on_frame(ep_protocol_t *p, const awaited_t *a, call_t *c, int src, ui
         *buf = NULL;
     }
     wire_header_free(h);
+    if (rc < 0) p->culprit = src;   /* await_session reports it */
     return rc < 0 ? -1 : 0;
 }
 
@@ -250,11 +277,15 @@ static int await_answers(ep_protocol_t *p, call_t *c, const awaited_t *a, char *
  * the call is closed either way. */
 static int await_session(ep_protocol_t *p, call_t *c, const awaited_t *a, spex_err_t *err) {
     char late[256];
+    p->culprit = -1;
     int rc = await_answers(p, c, a, late, sizeof late, err);
-    if (rc == 1)
+    if (rc == 1) {
         spex_fail(err, "rank %s did not answer the %s within %.0f s (dead or stuck)", late, a->what, a->timeout);
+        mark_broken(p, atoi(late), "no_answer", err);
+    } else if (rc) {
+        mark_broken(p, p->culprit, p->culprit >= 0 ? "bad_answer" : "link", err);
+    }
     call_close(c, p->world);
-    if (rc) p->broken = true;
     return rc ? -1 : 0;
 }
 
@@ -310,8 +341,23 @@ static void hello_add_layers(Spex__Hello *m, const ep_hello_t *hello, int rank, 
     m->layer_experts = hl->ptr;
 }
 
-/* The hello for one rank; ids[] receives its expert ids (the union over layers). */
-static Spex__Hello hello_for(const ep_hello_t *hello, int rank, int world, uint32_t *ids, hello_layers_t *hl) {
+/* m->expert_digests: the digests of the (layer, expert) pairs `rank` hosts, ascending. */
+static void hello_add_digests(Spex__Hello *m, const ep_hello_t *hello, int rank, uint64_t *digs, hello_layers_t *hl) {
+    size_t k = 0, E = (size_t)hello->n_routed;
+    if (!hello->expert_digests) return;
+    for (int l = 0; l < hello->n_layers; l++) {
+        int n = placement_rank_layer_experts(hello->pl, l, rank, hl->ex);
+        for (int i = 0; i < n; i++)
+            if (hello->expert_digests[(size_t)l * E + hl->ex[i]]) digs[k++] = hello->expert_digests[(size_t)l * E + hl->ex[i]];
+    }
+    m->n_expert_digests = k;
+    m->expert_digests = digs;
+}
+
+/* The hello for one rank; ids[] receives its expert ids (the union over
+ * layers), digs[n_layers * n_routed] its content digests. */
+static Spex__Hello hello_for(const ep_hello_t *hello, int rank, int world, uint32_t *ids, uint64_t *digs,
+                             hello_layers_t *hl) {
     Spex__Hello m = SPEX__HELLO__INIT;
     int n = placement_rank_experts(hello->pl, rank, hl->ex);
     for (int i = 0; i < n; i++) ids[i] = (uint32_t)hl->ex[i];
@@ -327,16 +373,18 @@ static Spex__Hello hello_for(const ep_hello_t *hello, int rank, int world, uint3
     m.combine_codec = (char *)hello->combine_codec;
     m.combine = hello->combine;
     hello_add_layers(&m, hello, rank, hl);
+    hello_add_digests(&m, hello, rank, digs, hl);
     return m;
 }
 
 static int send_hellos(ep_protocol_t *p, call_t *c, const ep_hello_t *hello, ep_stats_t *st, spex_err_t *err) {
     hello_layers_t hl = {0};
     uint32_t *ids = malloc(sizeof(uint32_t) * ((size_t)hello->n_routed + 1));
-    int rc = ids && !hello_layers_alloc(&hl, hello) ? 0 : spex_fail(err, "out of memory");
+    uint64_t *digs = malloc(sizeof(uint64_t) * ((size_t)hello->n_layers * (size_t)hello->n_routed + 1));
+    int rc = ids && digs && !hello_layers_alloc(&hl, hello) ? 0 : spex_fail(err, "out of memory");
     for (int r = 1; r < p->world && !rc; r++) {
         Spex__Header h = SPEX__HEADER__INIT;
-        Spex__Hello m = hello_for(hello, r, p->world, ids, &hl);
+        Spex__Hello m = hello_for(hello, r, p->world, ids, digs, &hl);
         st->rank[r].experts_hosted = (int64_t)m.n_experts;
         h.body_case = SPEX__HEADER__BODY_HELLO;
         h.hello = &m;
@@ -345,16 +393,17 @@ static int send_hellos(ep_protocol_t *p, call_t *c, const ep_hello_t *hello, ep_
     }
     hello_layers_free(&hl);
     free(ids);
+    free(digs);
     return rc;
 }
 
 int ep_protocol_hello(ep_protocol_t *p, const ep_hello_t *hello, ep_stats_t *st, spex_err_t *err) {
-    if (p->broken) return spex_fail(err, "%s", BROKEN);
+    if (p->broken) return fail_broken(p, err);
     if (dispatch_in_flight(p)) return spex_fail(err, "expert parallelism: hello while a dispatch is in flight");
     call_t *c = call_open(p, &p->calls[REQ]);
     if (send_hellos(p, c, hello, st, err)) {
         call_close(c, p->world);
-        p->broken = true;
+        mark_broken(p, -1, "link", err);
         return -1;
     }
     p->model_id = hello->model_id;
@@ -385,12 +434,13 @@ static int send_filled(ep_protocol_t *p, const call_t *c, int rank, Spex__Header
     if (wire_end(&o, h, plen, &frame, &len, err)) return -1;
     if (frame_len) *frame_len = len;
     if (p->link->send(p->link, rank, frame, len, err) == 0) return 0;
-    p->broken = true;
-    return spex_err_prefix(err, "rank %d: ", rank);
+    spex_err_prefix(err, "rank %d: ", rank);
+    mark_broken(p, rank, "link", err);
+    return -1;
 }
 
 int ep_protocol_call_open(ep_protocol_t *p, int layer, spex_err_t *err) {
-    if (p->broken) return spex_fail(err, "%s", BROKEN);
+    if (p->broken) return fail_broken(p, err);
     if (!p->in_session) return spex_fail(err, "expert parallelism: dispatch outside a session");
     for (int i = 0; i < EP_PROTOCOL_MAX_CALLS; i++)
         if (!p->calls[i].open) {
@@ -402,7 +452,7 @@ int ep_protocol_call_open(ep_protocol_t *p, int layer, spex_err_t *err) {
 
 /* The open dispatch call `call`, or NULL (err says why). */
 static call_t *dispatch_call(ep_protocol_t *p, int call, spex_err_t *err) {
-    if (p->broken) { spex_fail(err, "%s", BROKEN); return NULL; }
+    if (p->broken) { fail_broken(p, err); return NULL; }
     if (call < 0 || call >= EP_PROTOCOL_MAX_CALLS || !p->calls[call].open) {
         spex_fail(err, "expert parallelism: dispatch call %d is not open", call);
         return NULL;
@@ -480,8 +530,25 @@ static int on_stats(ep_protocol_t *p, void *user, int src, const wire_header_t *
     return 0;
 }
 
+/* Receive and drop whatever arrived: the late answers of a rank that stalled
+ * and resumed after the protocol broke, which would otherwise stay blocked
+ * sending them (and then abort the job). */
+static void drain(ep_protocol_t *p) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int src;
+    spex_err_t e;
+    for (int n = 0; n < 64 && p->link->recv(p->link, LINK_ANY, spex_now(), &src, &buf, &len, &e) == 0; n++) {
+        free(buf);
+        buf = NULL;
+    }
+}
+
 int ep_protocol_fetch_stats(ep_protocol_t *p, ep_stats_t *st, spex_err_t *err) {
-    if (p->broken) return spex_fail(err, "%s", BROKEN);
+    if (p->broken) {
+        drain(p);
+        return fail_broken(p, err);
+    }
     if (dispatch_in_flight(p)) return spex_fail(err, "expert parallelism: stats requested while a dispatch is in flight");
     Spex__Header h = SPEX__HEADER__INIT;
     Spex__StatsRequest q = SPEX__STATS_REQUEST__INIT;

@@ -45,6 +45,12 @@ int ep_protocol_world(const ep_protocol_t *p);
 bool ep_protocol_broken(const ep_protocol_t *p);
 /* The workers are in this process (loopback): they run inside the wait. */
 bool ep_protocol_in_process(const ep_protocol_t *p);
+/* Why the protocol broke: the first failure's message, kept for good (later
+ * requests fail with "a worker rank failed earlier: <it>"), or NULL while it
+ * works. *rank: the rank at fault (-1: unknown); *cause: "no_answer" (silent
+ * past the rank timeout), "bad_answer" (an error reply, a malformed or
+ * non-finite answer) or "link" (a send or receive failed). */
+const char *ep_protocol_failure(const ep_protocol_t *p, int *rank, const char **cause);
 
 typedef struct ep_hello {
     uint64_t model_id;
@@ -52,6 +58,9 @@ typedef struct ep_hello {
     const char *dispatch_codec, *combine_codec;   /* codec_name() spellings */
     Spex__CombineMode combine;
     const placement_t *pl;                        /* which experts each rank hosts */
+    /* [n_layers * n_routed] content digests (transport/expert_digest.h; 0 in
+     * dense layers), each rank gets its pairs'; NULL: contents not checked. */
+    const uint64_t *expert_digests;
 } ep_hello_t;
 
 /* Open the session: hello to every worker, wait for all acknowledgements.
@@ -95,7 +104,8 @@ typedef int (*ep_combine_fn)(void *user, int rank, const Spex__Combine *c, const
 int ep_protocol_await_combine(ep_protocol_t *p, int call, ep_combine_fn fn, void *user, double *t_wait,
                               spex_err_t *err);
 
-/* Ask every worker for its totals and put them into st->rank[]. */
+/* Ask every worker for its totals and put them into st->rank[]. On a broken
+ * protocol: drop whatever late answers arrived meanwhile, and fail. */
 int ep_protocol_fetch_stats(ep_protocol_t *p, ep_stats_t *st, spex_err_t *err);
 
 /* Tell every worker to stop (`code`: the coordinator's exit status) and wait

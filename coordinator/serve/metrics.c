@@ -238,6 +238,9 @@ static void render_backend(strbuf_t *o, const metrics_backend_t *b) {
     sb_printf(o, "spex_wire_bytes_total{kind=\"compressed\"} %llu\n", (unsigned long long)b->wire_bytes_compressed);
     head(o, "spex_expert_seconds_total", "counter", "Routed-expert compute time, by rank");
     for (int r = 0; r < b->n_ranks; r++) sb_printf(o, "spex_expert_seconds_total{rank=\"%d\"} %.9g\n", r, b->expert_seconds[r]);
+    head(o, "spex_worker_failed", "gauge", "1 for the worker rank whose failure broke expert parallelism (sticky)");
+    if (b->failed_rank > 0 || b->failure_cause[0])
+        sb_printf(o, "spex_worker_failed{rank=\"%d\",cause=\"%s\"} 1\n", b->failed_rank, b->failure_cause);
 }
 
 char *metrics_render(metrics_t *m, size_t *len) {

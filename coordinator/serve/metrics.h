@@ -53,6 +53,8 @@ typedef struct metrics_backend {
     uint64_t wire_bytes_raw, wire_bytes_compressed;
     int n_ranks;                              /* entries of expert_seconds */
     double expert_seconds[METRICS_MAX_RANKS]; /* routed-expert compute per rank */
+    int failed_rank;                          /* > 0: this worker failed (sticky), see failure_cause */
+    char failure_cause[16];                   /* "no_answer", "bad_answer", "link" */
 } metrics_backend_t;
 
 metrics_t *metrics_create(void);

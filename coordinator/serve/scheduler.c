@@ -63,7 +63,7 @@ struct scheduler {
     int n_running;
     long kv_reserved;
     bool closed, ready, healthy;
-    char why[256];
+    char why[SPEX_ERR_MSG_MAX];
     double next_health;
     int hint;                     /* index of the last sequence on_token saw */
 };
@@ -597,14 +597,18 @@ static void poll_health(scheduler_t *s) {
     double now = spex_now();
     if (!s->cfg.health || now < s->next_health) return;
     s->next_health = now + 1.0;
-    char why[256] = "";
+    char why[sizeof s->why] = "";
     bool ok = s->cfg.health(s->cfg.health_user, why, sizeof why);
+    if (!ok && !why[0]) snprintf(why, sizeof why, "a worker is not answering");
     pthread_mutex_lock(&s->mu);
+    bool changed = ok != s->healthy || (!ok && strcmp(why, s->why));
     s->healthy = ok;
-    if (!ok) snprintf(s->why, sizeof s->why, "%s", why[0] ? why : "a worker is not answering");
+    if (!ok) snprintf(s->why, sizeof s->why, "%s", why);
     else if (s->ready) s->why[0] = '\0';
     publish_gauges(s);
     pthread_mutex_unlock(&s->mu);
+    if (changed) spex_log(ok ? "health: ok again" : "health: unavailable (503): %s", why);
+    sample_backend(s);   /* a failure found while idle reaches /metrics too */
 }
 
 void scheduler_close(scheduler_t *s) {

@@ -9,7 +9,8 @@
 #   - a truncated last output line (a write cut by SIGKILL) is dropped and redone;
 #   - SIGTERM stops after the current step with exit 75 (requeue), the rerun finishes;
 #   - SIGKILL at random moments, rerun until exit 0: every id exactly once, and
-#     the same results as the clean run (seeds derive from the id).
+#     the same results as the clean run (seeds derive from the id);
+#   - numeric ids above 2^53 are echoed as written, do not collide, and resume.
 # Usage: test_batch.sh SPEX_BINARY TESTS_DATA_DIR
 set -u
 spex=$1
@@ -165,6 +166,22 @@ done
 [ $kills -ge 2 ] || fail "only $kills kills landed"
 [ "$(grep -c "resuming" "$tmp/kill.log")" -ge 2 ] || fail "the killed runs never resumed anything"
 check_results "$tmp/kill.jsonl" "$tmp/kill.jsonl.errors.jsonl" "$tmp/ref.jsonl" || fail "results after $kills SIGKILLs"
+
+# numeric ids above 2^53 are echoed exactly as written and do not collide (issue 16 item 5)
+cat >"$tmp/big.jsonl" <<'EOF2'
+{"id": 1234567890123456789, "prompt": [5, 6, 7], "max_tokens": 2, "temperature": 0}
+{"id": 1234567890123456788, "prompt": [5, 6, 7], "max_tokens": 2, "temperature": 0}
+{"id": 9007199254740993, "prompt": [5, 6], "max_tokens": 2, "temperature": 0}
+{"id": 1234567890123456789, "prompt": [5], "max_tokens": 2, "temperature": 0}
+EOF2
+"$spex" batch --model "$m" --input "$tmp/big.jsonl" --output "$tmp/big.out" 2>/dev/null || fail "big ids: exit $?"
+ids=$(grep -o '^{"id":[^,]*' "$tmp/big.out" | cut -d: -f2 | sort | tr '\n' ' ')
+[ "$ids" = "1234567890123456788 1234567890123456789 9007199254740993 " ] || fail "big ids echoed as: $ids"
+grep -q '"line":4,"id":1234567890123456789,.*duplicate' "$tmp/big.out.errors.jsonl" \
+    || fail "big ids: line 4 should be the only duplicate: $(cat "$tmp/big.out.errors.jsonl")"
+[ "$(wc -l <"$tmp/big.out.errors.jsonl")" = 1 ] || fail "big ids: $(wc -l <"$tmp/big.out.errors.jsonl") error lines"
+"$spex" batch --model "$m" --input "$tmp/big.jsonl" --output "$tmp/big.out" 2>"$tmp/big.log" || fail "big ids rerun"
+grep -q "0 results this run, 3 skipped" "$tmp/big.log" || fail "big ids rerun: $(tail -1 "$tmp/big.log")"
 
 # usage errors
 "$spex" batch --model "$m" --input "$tmp/in.jsonl" 2>/dev/null; [ $? -eq 2 ] || fail "missing --output: not exit 2"

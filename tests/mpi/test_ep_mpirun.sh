@@ -11,7 +11,8 @@
 #   - --ep-stats writes per layer / rank / expert-load / overlap JSON (also --stats: logits, and generate's stats object);
 #   - failures end the job non-zero within 10 s and name the rank: a stalled worker (our timeout),
 #     a worker killed with SIGKILL (the launcher), a worker that exits, a worker on another
-#     checkpoint, an unhosted expert in --placement;
+#     checkpoint, a worker whose expert weights differ under the same headers (content digests,
+#     cached beside the coordinator's checkpoint), an unhosted expert in --placement;
 #   - the workers read their options with rank 0's table and never fall back to a default: a bad
 #     --idle-timeout is exit 2 naming it, the --opt=value form works, and a worker that reads a bad
 #     value where rank 0 did not refuses the hello with the reason.
@@ -198,6 +199,33 @@ timeout 60 mpirun --oversubscribe -np 2 "$spex" logits --model "$f32" --tokens $
     -np 1 "$spex" logits --model "$data/golden/tiny-bf16-noq" --tokens $T >"$tmp/mm.out" 2>"$tmp/mm.err" && fail "mismatch: exit 0"
 grep -q "rank 2 refused the session: model identity" "$tmp/mm.err" || fail "mismatch: $(head -3 "$tmp/mm.err")"
 [ $((SECONDS - t0)) -le 10 ] || fail "mismatch took too long"
+
+# Same headers, other weights (issue 16 item 1): the high byte of every value of every expert's
+# down_proj flipped in a copy. The model identity cannot see it; the content digests in the hello do.
+mkdir -p "$tmp/same" "$tmp/flipped"
+cp "$f32/config.json" "$f32/model.safetensors" "$tmp/same/"
+cp "$f32/config.json" "$tmp/flipped/"
+python3 - "$f32/model.safetensors" "$tmp/flipped/model.safetensors" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]
+for name, t in json.loads(b[8:8 + n]).items():
+    if '.mlp.experts.' in name and name.endswith('down_proj.weight'):
+        a, e = t['data_offsets']
+        for i in range(8 + n + a + 3, 8 + n + e, 4):
+            b[i] ^= 0xff
+open(sys.argv[2], 'wb').write(b)
+PY
+timeout 60 mpirun --oversubscribe -np 2 "$spex" generate --model "$tmp/same" --tokens $T -n 8 : \
+    -np 1 "$spex" generate --model "$tmp/flipped" --tokens $T -n 8 >"$tmp/flip.out" 2>"$tmp/flip.err" \
+    && fail "other weights: exit 0 ($(head -c 200 "$tmp/flip.out"))"
+grep -q "rank 2 refused the session: expert weights differ from the coordinator's: layer 1 expert" "$tmp/flip.err" \
+    || fail "other weights: $(grep -v '^ *$' "$tmp/flip.err" | head -3)"
+[ -s "$tmp/same/spex-expert-digests.bin" ] || fail "the coordinator did not cache its expert digests"
+grep -q "expert digests: .* hashed in" "$tmp/flip.err" || fail "digest cost not logged"
+timeout 60 mpirun --oversubscribe -np 3 "$spex" generate --model "$tmp/same" --tokens $T -n 8 >"$tmp/same.out" 2>"$tmp/same.err" \
+    || fail "same weights refused: $(tail -2 "$tmp/same.err")"
+grep -q "hashed in" "$tmp/same.err" && fail "the cached digests were not used"
 
 # SIGKILL: rank 1 stalls (so the run is still going), then is killed; the launcher ends the job.
 t0=$SECONDS
