@@ -387,7 +387,7 @@ static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection
                     "the body is not valid JSON (error near byte %ld)", end ? (long)(end - body) : 0L);
     api_request_t rq;
     api_error_t e;
-    api_defaults_t d = {.temperature = 1.0f};
+    api_defaults_t d = api->defaults ? *api->defaults : (api_defaults_t){.temperature = 1.0f};
     int bad = api_parse_request(api, cn->route == R_CHAT ? API_CHAT : API_COMPLETION, root, &d, &rq, &e);
     cJSON_Delete(root);
     if (bad) return respond_error(srv, c, cn, &e);

@@ -40,6 +40,7 @@ typedef struct http_config {
     double body_timeout;       /* s from the header to the end of the body */
     double idle_timeout;       /* s a keep-alive connection may wait for its next request */
     metrics_t *metrics;        /* not owned; may be NULL */
+    const char *cors_origin;   /* Access-Control-Allow-Origin value; NULL = no CORS (OPTIONS gets 405) */
 } http_config_t;
 
 typedef struct http_server http_server_t;
