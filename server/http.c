@@ -30,6 +30,8 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "server/conn_guard.h"
+#include "server/cors.h"
+#include "server/tokenize_routes.h"
 
 /* Status recorded for a client that hung up before its answer (nginx's convention). */
 #define STATUS_CLIENT_CLOSED 499
@@ -50,7 +52,10 @@ struct http_server {
     atomic_bool stop_sweeper;
 };
 
-typedef enum route { R_NONE, R_COMPLETIONS, R_CHAT, R_MODELS, R_MODEL, R_HEALTH, R_METRICS } route_t;
+typedef enum route { R_NONE, R_COMPLETIONS, R_CHAT, R_MODELS, R_MODEL, R_HEALTH, R_METRICS, R_TOKENIZE, R_DETOKENIZE } route_t;
+
+/* Routes answered to POST (the others to GET). */
+static bool is_post(route_t r) { return r == R_COMPLETIONS || r == R_CHAT || r == R_TOKENIZE || r == R_DETOKENIZE; }
 
 typedef struct conn {
     route_t route;
@@ -89,8 +94,8 @@ static enum MHD_Result respond(http_server_t *srv, struct MHD_Connection *c, con
     struct MHD_Response *r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     if (!r) { free(data); return MHD_NO; }
     MHD_add_response_header(r, "Content-Type", ctype);
-    if (status == 405)
-        MHD_add_response_header(r, "Allow", cn->route == R_COMPLETIONS || cn->route == R_CHAT ? "POST" : "GET");
+    cors_headers(r, srv->cfg.cors_origin);
+    if (status == 405) MHD_add_response_header(r, "Allow", is_post(cn->route) ? "POST" : "GET");
     if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
@@ -129,6 +134,7 @@ static route_t route_of(const char *url, const char *model_name, const char **la
     static const struct { const char *path; route_t r; } table[] = {
         {"/v1/completions", R_COMPLETIONS}, {"/v1/chat/completions", R_CHAT}, {"/v1/models", R_MODELS},
         {"/health", R_HEALTH},               {"/metrics", R_METRICS},
+        {"/tokenize", R_TOKENIZE},           {"/detokenize", R_DETOKENIZE},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (!strcmp(url, table[i].path)) { *label = table[i].path; return table[i].r; }
@@ -138,7 +144,7 @@ static route_t route_of(const char *url, const char *model_name, const char **la
 }
 
 static bool method_ok(route_t r, const char *method) {
-    return !strcmp(method, r == R_COMPLETIONS || r == R_CHAT ? "POST" : "GET");
+    return !strcmp(method, is_post(r) ? "POST" : "GET");
 }
 
 /* Constant-time comparison, so response time says nothing about the key. */
@@ -199,12 +205,18 @@ static enum MHD_Result get_health(http_server_t *srv, struct MHD_Connection *c, 
     return respond_cjson(srv, c, cn, 200, health_json("ok", NULL));
 }
 
+/* "max_model_len": the context length (as vLLM), once the model is loaded; false when out of memory. */
+static bool add_max_model_len(const http_server_t *srv, cJSON *j) {
+    const api_ctx_t *api = atomic_load(&srv->api);
+    return !api || api->context <= 0 || cJSON_AddNumberToObject(j, "max_model_len", api->context);
+}
+
 /* The model object of /v1/models, NULL when out of memory. */
 static cJSON *model_json(const http_server_t *srv) {
     cJSON *j = cJSON_CreateObject();
     if (!cJSON_AddStringToObject(j, "id", srv->model_name) || !cJSON_AddStringToObject(j, "object", "model") ||
         !cJSON_AddNumberToObject(j, "created", (double)srv->started) ||
-        !cJSON_AddStringToObject(j, "owned_by", "spex")) {
+        !cJSON_AddStringToObject(j, "owned_by", "spex") || !add_max_model_len(srv, j)) {
         cJSON_Delete(j);
         return NULL;
     }
@@ -328,6 +340,7 @@ static enum MHD_Result start_stream(http_server_t *srv, struct MHD_Connection *c
     st->created = (long)time(NULL);
     api_new_id(rq->kind, st->id, sizeof st->id);
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
+    cors_headers(r, srv->cfg.cors_origin);
     MHD_add_response_header(r, "Cache-Control", "no-cache");
     enum MHD_Result ret = MHD_queue_response(c, 200, r);
     MHD_destroy_response(r);   /* stream_free runs when MHD is done with it */
@@ -405,6 +418,22 @@ static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection
     return rq.stream ? start_stream(srv, c, cn, &rq, req) : wait_and_respond(srv, c, cn, &rq, req);
 }
 
+/* POST /tokenize, /detokenize (server/tokenize_routes.h). */
+static enum MHD_Result post_tokens(http_server_t *srv, struct MHD_Connection *c, conn_t *cn) {
+    const api_ctx_t *api = atomic_load(&srv->api);
+    if (!api) return fail(srv, c, cn, 503, "server_error", "loading", "the model is still loading");
+    if (cn->too_large)
+        return fail(srv, c, cn, 413, "invalid_request_error", "request_too_large",
+                    "the request body exceeds %zu bytes", srv->cfg.max_body_bytes);
+    strbuf_t b = {0};
+    api_error_t e;
+    const char *body = cn->body.p ? cn->body.p : "";
+    int rc = cn->route == R_TOKENIZE ? tokenize_answer(api, body, cn->body.n, &b, &e)
+                                     : detokenize_answer(api, body, cn->body.n, &b, &e);
+    if (rc == 0) return respond_json(srv, c, cn, 200, &b);
+    sb_free(&b);
+    return respond_error(srv, c, cn, &e);
+}
 
 /* ---------------------------------------------------------------- connection guard */
 
@@ -454,6 +483,10 @@ static enum MHD_Result on_headers(http_server_t *srv, struct MHD_Connection *c, 
     if (cn->route == R_NONE)
         return fail(srv, c, cn, 404, "invalid_request_error", "not_found", "no such endpoint: %.200s %.200s", method,
                     url);
+    if (srv->cfg.cors_origin && !strcmp(method, "OPTIONS")) {   /* a browser's preflight (server/cors.h) */
+        metrics_request(srv->cfg.metrics, cn->endpoint, 204);
+        return cors_preflight(c, srv->cfg.cors_origin);
+    }
     if (!method_ok(cn->route, method))
         return fail(srv, c, cn, 405, "invalid_request_error", "method_not_allowed", "%s does not accept %.20s",
                     cn->endpoint, method);
@@ -493,6 +526,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     case R_METRICS: return get_metrics(srv, c, cn);
     case R_MODELS:
     case R_MODEL: return get_models(srv, c, cn);
+    case R_TOKENIZE:
+    case R_DETOKENIZE: return post_tokens(srv, c, cn);
     default: return post_completion(srv, c, cn);
     }
 }

@@ -2,6 +2,8 @@
  *
  *   POST /v1/completions, POST /v1/chat/completions   (stream: Server-Sent Events)
  *   GET  /v1/models, /v1/models/{name}, /health, /metrics
+ *   POST /tokenize, /detokenize                         (server/tokenize_routes.h)
+ *   OPTIONS (any of them), with a CORS origin             (server/cors.h)
  *
  * Threads: libmicrohttpd runs one thread per connection. A handler parses and
  * tokenizes the request, submits it to the scheduler, and then only waits on
