@@ -22,6 +22,7 @@
 #include "coordinator/ep/ep_backend.h"
 #include "coordinator/serve/metrics.h"
 #include "coordinator/serve/scheduler.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "server/api.h"
 #include "server/http.h"
@@ -31,7 +32,7 @@ typedef struct serve_cli {
     const char *dir, *host, *port_file, *api_key, *model_name;
     long port, max_queue, max_body, max_conn, max_per_client;
     double grace, header_timeout, body_timeout, keepalive_timeout;
-    const char *cors_origin;
+    const char *cors_origin, *tls_cert, *tls_key;
     bool no_gen_config;      /* --no-generation-config */
     cli_sched_t sched;       /* limits of the scheduler */
     cli_sampling_t sp;       /* --spec-k (-1: 2 if the model has an MTP module), --draft */
@@ -62,6 +63,8 @@ static const cli_option_t SERVE_OPTIONS[] = {
                    "time an idle keep-alive connection is kept open"),
     CLI_OPT_STRING("--cors-origin", "ORIGIN", serve_cli_t, cors_origin,
                    "answer browsers from ORIGIN ('*' = any): CORS\nheaders on every response, OPTIONS preflight 204"),
+    CLI_OPT_STRING("--tls-cert", "FILE", serve_cli_t, tls_cert, "serve HTTPS with this PEM certificate (chain)"),
+    CLI_OPT_STRING("--tls-key", "FILE", serve_cli_t, tls_key, "the PEM private key of --tls-cert"),
 };
 
 /* -1 to go on, else the exit status. */
@@ -82,6 +85,7 @@ static int serve_parse(int argc, char **argv, serve_cli_t *c) {
     if (rc >= 0) return rc;
     if (!c->api_key) c->api_key = getenv("SPEX_API_KEY");
     if (c->api_key && !c->api_key[0]) c->api_key = NULL;
+    if (!c->tls_cert != !c->tls_key) return cli_usage_error(&spec, "--tls-cert and --tls-key go together");
     if (!c->max_per_client) c->max_per_client = c->max_conn / 4 > 8 ? c->max_conn / 4 : 8;
     return -1;
 }
@@ -185,6 +189,18 @@ static int serve_load(serve_state_t *st, spex_err_t *err) {
     return 0;
 }
 
+/* --tls-cert / --tls-key read into hc (malloc'ed; freed by the caller). */
+static int read_tls(const serve_cli_t *c, http_config_t *hc, spex_err_t *err) {
+    if (!c->tls_cert) return 0;
+    char *cert = spex_read_file(c->tls_cert, 1u << 20, NULL, err);
+    if (!cert) return spex_err_prefix(err, "--tls-cert '%s': ", c->tls_cert);
+    char *key = spex_read_file(c->tls_key, 1u << 20, NULL, err);
+    if (!key) { free(cert); return spex_err_prefix(err, "--tls-key '%s': ", c->tls_key); }
+    hc->tls_cert_pem = cert;
+    hc->tls_key_pem = key;
+    return 0;
+}
+
 static void serve_free(serve_state_t *st) {
     http_server_stop(st->http);   /* joins the connection threads: nobody uses the scheduler after this */
     scheduler_free(st->sched);
@@ -209,8 +225,12 @@ int cmd_serve(int argc, char **argv) {
                         .header_timeout = st.c.header_timeout, .body_timeout = st.c.body_timeout,
                         .idle_timeout = st.c.keepalive_timeout, .cors_origin = st.c.cors_origin};
     if (!(hc.metrics = st.metrics = metrics_create())) { cli_error("serve", "out of memory"); return 1; }
-    if (!(st.http = http_server_start(&hc, &err))) goto fail;
-    spex_log("serve: listening on http://%s:%d%s", st.c.host, http_server_port(st.http),
+    if (read_tls(&st.c, &hc, &err)) goto fail;
+    st.http = http_server_start(&hc, &err);
+    free((char *)hc.tls_cert_pem);   /* the server keeps its own copies */
+    free((char *)hc.tls_key_pem);
+    if (!st.http) goto fail;
+    spex_log("serve: listening on %s://%s:%d%s", st.c.tls_cert ? "https" : "http", st.c.host, http_server_port(st.http),
              st.c.api_key ? " (API key required)" : "");
     if (st.c.port_file && write_port_file(st.c.port_file, http_server_port(st.http))) {
         spex_fail(&err, "cannot write --port-file '%s'", st.c.port_file);

@@ -42,6 +42,7 @@ struct http_server {
     struct MHD_Daemon *d;
     http_config_t cfg;
     char *api_key, *model_name;
+    char *tls_cert, *tls_key;   /* copies, valid while the daemon runs */
     _Atomic(const api_ctx_t *) api;
     atomic_int active;      /* connections with a submitted request whose answer is not fully sent */
     int port;
@@ -586,6 +587,20 @@ static int bound_port(int fd) {
                                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
+/* HTTPS options for MHD_OPTION_ARRAY when a certificate is configured (items stays {END} otherwise). */
+static int tls_options(http_server_t *srv, const http_config_t *cfg, struct MHD_OptionItem *items, spex_err_t *err) {
+    if (!cfg->tls_cert_pem && !cfg->tls_key_pem) return 0;
+    if (!cfg->tls_cert_pem || !cfg->tls_key_pem) return spex_fail(err, "--tls-cert and --tls-key go together");
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return spex_fail(err, "--tls-cert: this libmicrohttpd was built without TLS (GnuTLS) support");
+    if (!(srv->tls_cert = strdup(cfg->tls_cert_pem)) || !(srv->tls_key = strdup(cfg->tls_key_pem)))
+        return spex_fail(err, "out of memory");
+    items[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
+    items[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
+    items[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    return 0;
+}
+
 http_server_t *http_server_start(const http_config_t *cfg, spex_err_t *err) {
     http_server_t *srv = calloc(1, sizeof *srv);
     if (!srv) { spex_fail(err, "out of memory"); return NULL; }
@@ -611,17 +626,20 @@ http_server_t *http_server_start(const http_config_t *cfg, spex_err_t *err) {
     int fd = listen_on(cfg->host ? cfg->host : "127.0.0.1", cfg->port, &family, err);
     if (fd < 0) { http_server_stop(srv); return NULL; }
     srv->port = bound_port(fd);
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_AUTO |
+    struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};
+    if (tls_options(srv, cfg, tls, err)) { close(fd); http_server_stop(srv); return NULL; }
+    unsigned flags = (tls[0].option != MHD_OPTION_END ? MHD_USE_TLS : 0) | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_AUTO |
                      MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0);
     srv->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
                               MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
                               MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
                               /* the guard holds max_conn; room beyond it for connections it is closing */
                               MHD_OPTION_CONNECTION_LIMIT, max_conn * 2 + 8,
-                              MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
+                              MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!srv->d) {
         close(fd);
-        spex_fail(err, "libmicrohttpd could not start on port %d", srv->port);
+        spex_fail(err, "libmicrohttpd could not start on port %d%s", srv->port,
+                  srv->tls_cert ? " (is --tls-cert a PEM certificate matching the PEM key --tls-key?)" : "");
         http_server_stop(srv);
         return NULL;
     }
@@ -655,5 +673,7 @@ void http_server_stop(http_server_t *srv) {
     conn_guard_free(srv->guard);
     free(srv->api_key);
     free(srv->model_name);
+    free(srv->tls_cert);
+    free(srv->tls_key);
     free(srv);
 }

@@ -43,6 +43,7 @@ typedef struct http_config {
     double idle_timeout;       /* s a keep-alive connection may wait for its next request */
     metrics_t *metrics;        /* not owned; may be NULL */
     const char *cors_origin;   /* Access-Control-Allow-Origin value; NULL = no CORS (OPTIONS gets 405) */
+    const char *tls_cert_pem, *tls_key_pem;   /* both set: HTTPS (libmicrohttpd with GnuTLS); PEM text */
 } http_config_t;
 
 typedef struct http_server http_server_t;
