@@ -140,11 +140,13 @@ static cJSON *stats_json(const gen_stats_t *st, int spec_k) {
     return o;
 }
 
-static int print_json(const tokenizer_t *tok, const int32_t *gen, int n, const gen_stats_t *st, int spec_k) {
+static int print_json(const tokenizer_t *tok, const int32_t *gen, int n, const gen_stats_t *st, int spec_k,
+                      const eos_set_t *eos) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "tokens", cli_json_ids(gen, n));
     size_t len = 0;
-    char *text = tok ? tokenizer_decode(tok, gen, (size_t)n, true, &len, NULL) : NULL;
+    int n_text = n > 0 && eos_set_has(eos, gen[n - 1]) ? n - 1 : n;   /* a stop token has no text */
+    char *text = tok ? tokenizer_decode(tok, gen, (size_t)n_text, true, &len, NULL) : NULL;
     cli_json_add_text(o, "text", text ? text : "", len);
     free(text);
     cJSON_AddItemToObject(o, "stats", stats_json(st, spec_k));
@@ -192,7 +194,7 @@ int cmd_generate(int argc, char **argv) {
     sc.eos = &c.gp.eos;
     gen_stats_t st;
     if (generate(m, prompt, n_prompt, &c.gp, on_token, &sc, &gen, &n_gen, &st, &err)) goto fail;
-    if (c.json && print_json(tok, gen, n_gen, &st, c.gp.spec_k)) {
+    if (c.json && print_json(tok, gen, n_gen, &st, c.gp.spec_k, &c.gp.eos)) {
         spex_fail(&err, "out of memory");
         goto fail;
     }
