@@ -311,7 +311,7 @@ cli_group_t cli_sampling_group(cli_sampling_t *s, unsigned mask) {
 
 seq_params_t cli_sampling_seq(const cli_sampling_t *s) {
     return (seq_params_t){.spec_k = (int)s->spec_k, .sampled_drafts = s->draft == CLI_DRAFT_SAMPLED,
-                          .draft_min_p = (float)s->draft_min_p, .eos_id = -1,
+                          .draft_min_p = (float)s->draft_min_p,
                           .sampling = {.temperature = (float)s->temperature, .top_k = (int)s->top_k,
                                        .top_p = (float)s->top_p, .seed = (uint64_t)s->seed}};
 }

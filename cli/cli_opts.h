@@ -136,7 +136,7 @@ enum { CLI_S_TEMPERATURE = 1u << 0, CLI_S_TOP_P = 1u << 1, CLI_S_TOP_K = 1u << 2
 cli_sampling_t cli_sampling_defaults(void);
 /* The group over `s` with the entries in `mask` (CLI_S_*, 0 = all). */
 cli_group_t cli_sampling_group(cli_sampling_t *s, unsigned mask);
-/* The engine's parameters of one sequence from `s` (max_new_tokens 0, eos_id -1). */
+/* The engine's parameters of one sequence from `s` (max_new_tokens 0, no EOS). */
 struct seq_params cli_sampling_seq(const cli_sampling_t *s);
 
 /* The temperature of HTTP API requests (`spex batch` lines without one, `spex

@@ -34,6 +34,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli_ep.h"
+#include "cli/cli_genconf.h"
 #include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
@@ -54,6 +55,7 @@ typedef struct batch_cli {
     cli_sched_t sched;       /* limits */
     cli_sampling_t sp;       /* --spec-k (-1: 2 if the model has an MTP module), --draft */
     cli_ep_t ep;             /* expert parallelism: workers under mpirun, loopback ranks, or --no-ep */
+    bool no_gen_config;      /* --no-generation-config */
 } batch_cli_t;
 
 /* ---------------------------------------------------------------- a set of strings */
@@ -245,6 +247,7 @@ typedef struct batch {
     model_t *m;
     scheduler_t *sched;
     api_ctx_t api;
+    api_defaults_t defaults; /* --max-tokens / --temperature, else generation_config.json's, else OpenAI's */
     FILE *in;
     int out_fd, err_fd;
     strset_t done_ids, done_lines, seen;
@@ -271,8 +274,9 @@ static uint64_t seed_of(const char *key) { return fnv1a(key); }
 static int submit_parsed(batch_t *b, const cJSON *o, char **key) {
     api_request_t rq;
     api_error_t e;
-    api_defaults_t d = {.max_tokens = (int)b->c.max_tokens, .temperature = (float)b->c.temperature,
-                        .have_seed = true, .seed = seed_of(*key)};
+    api_defaults_t d = b->defaults;
+    d.have_seed = true;
+    d.seed = seed_of(*key);
     bool chat = cJSON_GetObjectItemCaseSensitive(o, "messages") != NULL;
     if (api_parse_request(&b->api, chat ? API_CHAT : API_COMPLETION, o, &d, &rq, &e))
         return report_error(b, b->line_no, *key, e.message, e.param);
@@ -395,7 +399,7 @@ static const cli_option_t BATCH_OPTIONS[] = {
 
 /* -1 to go on, else the exit status. */
 static int batch_parse(int argc, char **argv, batch_cli_t *c) {
-    *c = (batch_cli_t){.temperature = 1.0, .progress_interval = 10, .sched = {.max_running = 16}};
+    *c = (batch_cli_t){.temperature = -1 /* not given */, .progress_interval = 10, .sched = {.max_running = 16}};
     c->sp = cli_sampling_defaults();
     c->sp.spec_k = -1;
     cli_ep_init(&c->ep);
@@ -407,6 +411,7 @@ static int batch_parse(int argc, char **argv, batch_cli_t *c) {
              BATCH_EXIT_REQUEUE);
     cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, BATCH_OPTIONS, c),
                             cli_request_temperature_group(&c->temperature), cli_sched_group(&c->sched),
+                            cli_gen_config_group(&c->no_gen_config),
                             cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT | CLI_S_DRAFT_MIN_P), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
     cli_spec_t spec = CLI_SPEC("batch", "batch --model DIR --input IN.jsonl --output OUT.jsonl [options]", about, groups);
     return cli_run_parse(&spec, argc, argv, 1);
@@ -437,13 +442,19 @@ static int batch_load(batch_t *b, spex_err_t *err) {
     if (!(b->m = cli_model_load(b->c.dir, &opt, &b->c.ep, err))) return -1;
     size_t prefix = cli_sched_prefix_bytes(&b->c.sched);
     if (prefix && model_set_prefix_cache(b->m, prefix, err)) return -1;
+    gen_config_t gc;
+    if (cli_gen_config_load("batch", b->c.dir, b->c.no_gen_config, b->m->cfg.vocab_size, &gc, err)) return -1;
+    b->defaults = (api_defaults_t){.temperature = 1.0f};
+    cli_gen_config_api(&gc, &b->defaults);
+    if (b->c.temperature >= 0) b->defaults.temperature = (float)b->c.temperature;
+    if (b->c.max_tokens > 0) b->defaults.max_tokens = (int)b->c.max_tokens;
     int k = b->c.sp.spec_k >= 0 ? (int)b->c.sp.spec_k : b->m->n_mtp > 0 ? 2 : 0;
     const cli_sched_t *l = &b->c.sched;
     sched_config_t sc = {.max_running = (int)l->max_running, .max_queue = (int)l->max_running,
                          .kv_capacity_tokens = l->kv_capacity, .max_prompt_tokens = (int)l->max_prompt,
                          .max_tokens_limit = (int)l->max_tokens_limit, .spec_k = k,
                          .argmax_drafts = b->c.sp.draft == CLI_DRAFT_ARGMAX,
-                         .draft_min_p = (float)b->c.sp.draft_min_p};
+                         .draft_min_p = (float)b->c.sp.draft_min_p, .extra_eos = gc.eos};
     if (!(b->sched = scheduler_create(b->m, b->tok, &sc, err))) return -1;
     b->api = (api_ctx_t){.sched = b->sched, .tok = b->tok, .vocab_size = b->m->cfg.vocab_size};
     b->cap_fl = 2 * (int)b->c.sched.max_running;

@@ -218,8 +218,8 @@ static uint64_t random_seed(void) {
 
 static int parse_sampling(const cJSON *root, const api_defaults_t *d, api_request_t *r, api_error_t *e) {
     sampling_params_t *sp = &r->params.sampling;
-    double temp = d->temperature, top_p = 1;
-    long long top_k = 0, seed = 0;
+    double temp = d->temperature, top_p = d->top_p > 0 ? d->top_p : 1;
+    long long top_k = d->top_k, seed = 0;
     bool have_seed = false;
     if (get_number(root, "temperature", 0, 2, false, &temp, NULL, e) ||
         get_number(root, "top_p", 0, 1, true, &top_p, NULL, e) ||

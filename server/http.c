@@ -30,6 +30,8 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "server/conn_guard.h"
+#include "server/cors.h"
+#include "server/tokenize_routes.h"
 
 /* Status recorded for a client that hung up before its answer (nginx's convention). */
 #define STATUS_CLIENT_CLOSED 499
@@ -40,6 +42,7 @@ struct http_server {
     struct MHD_Daemon *d;
     http_config_t cfg;
     char *api_key, *model_name;
+    char *tls_cert, *tls_key;   /* copies, valid while the daemon runs */
     _Atomic(const api_ctx_t *) api;
     atomic_int active;      /* connections with a submitted request whose answer is not fully sent */
     int port;
@@ -50,7 +53,10 @@ struct http_server {
     atomic_bool stop_sweeper;
 };
 
-typedef enum route { R_NONE, R_COMPLETIONS, R_CHAT, R_MODELS, R_MODEL, R_HEALTH, R_METRICS } route_t;
+typedef enum route { R_NONE, R_COMPLETIONS, R_CHAT, R_MODELS, R_MODEL, R_HEALTH, R_METRICS, R_TOKENIZE, R_DETOKENIZE } route_t;
+
+/* Routes answered to POST (the others to GET). */
+static bool is_post(route_t r) { return r == R_COMPLETIONS || r == R_CHAT || r == R_TOKENIZE || r == R_DETOKENIZE; }
 
 typedef struct conn {
     route_t route;
@@ -89,8 +95,8 @@ static enum MHD_Result respond(http_server_t *srv, struct MHD_Connection *c, con
     struct MHD_Response *r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     if (!r) { free(data); return MHD_NO; }
     MHD_add_response_header(r, "Content-Type", ctype);
-    if (status == 405)
-        MHD_add_response_header(r, "Allow", cn->route == R_COMPLETIONS || cn->route == R_CHAT ? "POST" : "GET");
+    cors_headers(r, srv->cfg.cors_origin);
+    if (status == 405) MHD_add_response_header(r, "Allow", is_post(cn->route) ? "POST" : "GET");
     if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
@@ -129,6 +135,7 @@ static route_t route_of(const char *url, const char *model_name, const char **la
     static const struct { const char *path; route_t r; } table[] = {
         {"/v1/completions", R_COMPLETIONS}, {"/v1/chat/completions", R_CHAT}, {"/v1/models", R_MODELS},
         {"/health", R_HEALTH},               {"/metrics", R_METRICS},
+        {"/tokenize", R_TOKENIZE},           {"/detokenize", R_DETOKENIZE},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (!strcmp(url, table[i].path)) { *label = table[i].path; return table[i].r; }
@@ -138,7 +145,7 @@ static route_t route_of(const char *url, const char *model_name, const char **la
 }
 
 static bool method_ok(route_t r, const char *method) {
-    return !strcmp(method, r == R_COMPLETIONS || r == R_CHAT ? "POST" : "GET");
+    return !strcmp(method, is_post(r) ? "POST" : "GET");
 }
 
 /* Constant-time comparison, so response time says nothing about the key. */
@@ -199,12 +206,18 @@ static enum MHD_Result get_health(http_server_t *srv, struct MHD_Connection *c, 
     return respond_cjson(srv, c, cn, 200, health_json("ok", NULL));
 }
 
+/* "max_model_len": the context length (as vLLM), once the model is loaded; false when out of memory. */
+static bool add_max_model_len(const http_server_t *srv, cJSON *j) {
+    const api_ctx_t *api = atomic_load(&srv->api);
+    return !api || api->context <= 0 || cJSON_AddNumberToObject(j, "max_model_len", api->context);
+}
+
 /* The model object of /v1/models, NULL when out of memory. */
 static cJSON *model_json(const http_server_t *srv) {
     cJSON *j = cJSON_CreateObject();
     if (!cJSON_AddStringToObject(j, "id", srv->model_name) || !cJSON_AddStringToObject(j, "object", "model") ||
         !cJSON_AddNumberToObject(j, "created", (double)srv->started) ||
-        !cJSON_AddStringToObject(j, "owned_by", "spex")) {
+        !cJSON_AddStringToObject(j, "owned_by", "spex") || !add_max_model_len(srv, j)) {
         cJSON_Delete(j);
         return NULL;
     }
@@ -328,6 +341,7 @@ static enum MHD_Result start_stream(http_server_t *srv, struct MHD_Connection *c
     st->created = (long)time(NULL);
     api_new_id(rq->kind, st->id, sizeof st->id);
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
+    cors_headers(r, srv->cfg.cors_origin);
     MHD_add_response_header(r, "Cache-Control", "no-cache");
     enum MHD_Result ret = MHD_queue_response(c, 200, r);
     MHD_destroy_response(r);   /* stream_free runs when MHD is done with it */
@@ -387,7 +401,7 @@ static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection
                     "the body is not valid JSON (error near byte %ld)", end ? (long)(end - body) : 0L);
     api_request_t rq;
     api_error_t e;
-    api_defaults_t d = {.temperature = 1.0f};
+    api_defaults_t d = api->defaults ? *api->defaults : (api_defaults_t){.temperature = 1.0f};
     int bad = api_parse_request(api, cn->route == R_CHAT ? API_CHAT : API_COMPLETION, root, &d, &rq, &e);
     cJSON_Delete(root);
     if (bad) return respond_error(srv, c, cn, &e);
@@ -405,6 +419,22 @@ static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection
     return rq.stream ? start_stream(srv, c, cn, &rq, req) : wait_and_respond(srv, c, cn, &rq, req);
 }
 
+/* POST /tokenize, /detokenize (server/tokenize_routes.h). */
+static enum MHD_Result post_tokens(http_server_t *srv, struct MHD_Connection *c, conn_t *cn) {
+    const api_ctx_t *api = atomic_load(&srv->api);
+    if (!api) return fail(srv, c, cn, 503, "server_error", "loading", "the model is still loading");
+    if (cn->too_large)
+        return fail(srv, c, cn, 413, "invalid_request_error", "request_too_large",
+                    "the request body exceeds %zu bytes", srv->cfg.max_body_bytes);
+    strbuf_t b = {0};
+    api_error_t e;
+    const char *body = cn->body.p ? cn->body.p : "";
+    int rc = cn->route == R_TOKENIZE ? tokenize_answer(api, body, cn->body.n, &b, &e)
+                                     : detokenize_answer(api, body, cn->body.n, &b, &e);
+    if (rc == 0) return respond_json(srv, c, cn, 200, &b);
+    sb_free(&b);
+    return respond_error(srv, c, cn, &e);
+}
 
 /* ---------------------------------------------------------------- connection guard */
 
@@ -454,6 +484,10 @@ static enum MHD_Result on_headers(http_server_t *srv, struct MHD_Connection *c, 
     if (cn->route == R_NONE)
         return fail(srv, c, cn, 404, "invalid_request_error", "not_found", "no such endpoint: %.200s %.200s", method,
                     url);
+    if (srv->cfg.cors_origin && !strcmp(method, "OPTIONS")) {   /* a browser's preflight (server/cors.h) */
+        metrics_request(srv->cfg.metrics, cn->endpoint, 204);
+        return cors_preflight(c, srv->cfg.cors_origin);
+    }
     if (!method_ok(cn->route, method))
         return fail(srv, c, cn, 405, "invalid_request_error", "method_not_allowed", "%s does not accept %.20s",
                     cn->endpoint, method);
@@ -493,6 +527,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     case R_METRICS: return get_metrics(srv, c, cn);
     case R_MODELS:
     case R_MODEL: return get_models(srv, c, cn);
+    case R_TOKENIZE:
+    case R_DETOKENIZE: return post_tokens(srv, c, cn);
     default: return post_completion(srv, c, cn);
     }
 }
@@ -551,6 +587,20 @@ static int bound_port(int fd) {
                                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
+/* HTTPS options for MHD_OPTION_ARRAY when a certificate is configured (items stays {END} otherwise). */
+static int tls_options(http_server_t *srv, const http_config_t *cfg, struct MHD_OptionItem *items, spex_err_t *err) {
+    if (!cfg->tls_cert_pem && !cfg->tls_key_pem) return 0;
+    if (!cfg->tls_cert_pem || !cfg->tls_key_pem) return spex_fail(err, "--tls-cert and --tls-key go together");
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return spex_fail(err, "--tls-cert: this libmicrohttpd was built without TLS (GnuTLS) support");
+    if (!(srv->tls_cert = strdup(cfg->tls_cert_pem)) || !(srv->tls_key = strdup(cfg->tls_key_pem)))
+        return spex_fail(err, "out of memory");
+    items[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
+    items[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
+    items[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    return 0;
+}
+
 http_server_t *http_server_start(const http_config_t *cfg, spex_err_t *err) {
     http_server_t *srv = calloc(1, sizeof *srv);
     if (!srv) { spex_fail(err, "out of memory"); return NULL; }
@@ -576,17 +626,20 @@ http_server_t *http_server_start(const http_config_t *cfg, spex_err_t *err) {
     int fd = listen_on(cfg->host ? cfg->host : "127.0.0.1", cfg->port, &family, err);
     if (fd < 0) { http_server_stop(srv); return NULL; }
     srv->port = bound_port(fd);
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_AUTO |
+    struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};
+    if (tls_options(srv, cfg, tls, err)) { close(fd); http_server_stop(srv); return NULL; }
+    unsigned flags = (tls[0].option != MHD_OPTION_END ? MHD_USE_TLS : 0) | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_AUTO |
                      MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0);
     srv->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
                               MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
                               MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
                               /* the guard holds max_conn; room beyond it for connections it is closing */
                               MHD_OPTION_CONNECTION_LIMIT, max_conn * 2 + 8,
-                              MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
+                              MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!srv->d) {
         close(fd);
-        spex_fail(err, "libmicrohttpd could not start on port %d", srv->port);
+        spex_fail(err, "libmicrohttpd could not start on port %d%s", srv->port,
+                  srv->tls_cert ? " (is --tls-cert a PEM certificate matching the PEM key --tls-key?)" : "");
         http_server_stop(srv);
         return NULL;
     }
@@ -620,5 +673,7 @@ void http_server_stop(http_server_t *srv) {
     conn_guard_free(srv->guard);
     free(srv->api_key);
     free(srv->model_name);
+    free(srv->tls_cert);
+    free(srv->tls_key);
     free(srv);
 }

@@ -2,6 +2,8 @@
  *
  *   POST /v1/completions, POST /v1/chat/completions   (stream: Server-Sent Events)
  *   GET  /v1/models, /v1/models/{name}, /health, /metrics
+ *   POST /tokenize, /detokenize                         (server/tokenize_routes.h)
+ *   OPTIONS (any of them), with a CORS origin             (server/cors.h)
  *
  * Threads: libmicrohttpd runs one thread per connection. A handler parses and
  * tokenizes the request, submits it to the scheduler, and then only waits on
@@ -40,6 +42,8 @@ typedef struct http_config {
     double body_timeout;       /* s from the header to the end of the body */
     double idle_timeout;       /* s a keep-alive connection may wait for its next request */
     metrics_t *metrics;        /* not owned; may be NULL */
+    const char *cors_origin;   /* Access-Control-Allow-Origin value; NULL = no CORS (OPTIONS gets 405) */
+    const char *tls_cert_pem, *tls_key_pem;   /* both set: HTTPS (libmicrohttpd with GnuTLS); PEM text */
 } http_config_t;
 
 typedef struct http_server http_server_t;

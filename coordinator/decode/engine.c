@@ -83,7 +83,7 @@ void spec_stats_add(spec_stats_t *a, const spec_stats_t *b) {
 static bool seq_emit(sequence_t *s, int32_t tok, engine_token_fn cb, void *user) {
     s->out[s->n_out++] = tok;
     if (cb && cb(user, s, tok)) { s->done = true; s->finish_reason = "cancelled"; }
-    else if (tok == s->p.eos_id) { s->done = true; s->finish_reason = "stop"; }
+    else if (eos_set_has(&s->p.eos, tok)) { s->done = true; s->finish_reason = "stop"; }
     else if (s->n_out >= s->p.max_new_tokens) { s->done = true; s->finish_reason = "length"; }
     return !s->done;
 }

@@ -52,7 +52,7 @@ struct scheduler {
     const tokenizer_t *tok;
     sched_config_t cfg;
     int context;
-    int32_t eos_id;
+    eos_set_t eos;                /* the tokenizer's EOS + cfg.extra_eos */
     size_t kv_bytes_per_token;
     pthread_mutex_t mu;
     pthread_cond_t work;          /* engine thread waits here when idle */
@@ -112,7 +112,12 @@ scheduler_t *scheduler_create(model_t *m, const tokenizer_t *tok, const sched_co
     s->cfg = *cfg;
     s->context = m->rope.max_pos;
     apply_defaults(&s->cfg, s->context);
-    s->eos_id = tok ? tokenizer_eos_id(tok) : m->cfg.eos_token_id;
+    eos_set_add(&s->eos, tok ? tokenizer_eos_id(tok) : m->cfg.eos_token_id);
+    if (eos_set_merge(&s->eos, &cfg->extra_eos)) {
+        free(s);
+        spex_fail(err, "more than %d stop token ids", SPEX_MAX_EOS);
+        return NULL;
+    }
     s->kv_bytes_per_token = sizeof(float) * (size_t)model_cache_layers(m) *
                             (size_t)(m->cfg.kv_lora_rank + m->cfg.qk_rope_head_dim);
     s->run = calloc((size_t)s->cfg.max_running, sizeof *s->run);
@@ -189,7 +194,7 @@ static sched_status_t check_params(scheduler_t *s, const sched_params_t *p, sche
     *param = NULL;
     r->p = (seq_params_t){.max_new_tokens = max_tokens, .sampling = p->sampling, .spec_k = k,
                           .sampled_drafts = !c->argmax_drafts, .draft_min_p = c->draft_min_p,
-                          .eos_id = s->eos_id};
+                          .eos = s->eos};
     r->cap = cap;
     return SCHED_OK;
 }
@@ -424,7 +429,7 @@ static bool req_check_stop(sched_req_t *r) {
 static bool req_push_text(scheduler_t *s, sched_req_t *r, int32_t tok) {
     size_t len = 0;
     const char *b = s->tok && !tokenizer_is_special(s->tok, tok) ? tokenizer_token_bytes(s->tok, tok, &len) : NULL;
-    if (!b || len == 0) return false;
+    if (!b || len == 0 || eos_set_has(&s->eos, tok)) return false;   /* a stop token has no text */
     char *tail = sb_reserve(&r->text, len + 4);   /* a token's bytes + up to 3 held back */
     if (!tail) return false;   /* out of memory: the text stops growing */
     sb_commit(&r->text, utf8_stream_push(&r->u8, b, len, tail));

@@ -34,7 +34,7 @@ static void close_fx(fx_t *f) {
 }
 
 static int32_t *gen(model_t *m, const int32_t *prompt, int n, int k, int *n_out) {
-    seq_params_t p = {.max_new_tokens = 24, .spec_k = k, .sampling = {.top_p = 1.0f}, .eos_id = -1};
+    seq_params_t p = {.max_new_tokens = 24, .spec_k = k, .sampling = {.top_p = 1.0f}};
     int32_t *out;
     gen_stats_t st;
     spex_err_t err = {0};
