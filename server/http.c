@@ -29,10 +29,13 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "server/body_gate.h"
 #include "server/conn_guard.h"
 
 /* Status recorded for a client that hung up before its answer (nginx's convention). */
 #define STATUS_CLIENT_CLOSED 499
+/* Request bodies parsed at once (server/body_gate.h). */
+#define PARSE_SLOTS 2
 /* How long a waiting handler sleeps between checks of its socket. */
 #define WAIT_SLICE_SECONDS 0.25
 
@@ -45,6 +48,7 @@ struct http_server {
     int port;
     long started;
     conn_guard_t *guard;    /* deadlines and slots per connection */
+    body_gate_t *gate;      /* bodies parsed at once */
     pthread_t sweeper;      /* enforces the guard's deadlines */
     bool sweeping;
     atomic_bool stop_sweeper;
@@ -372,24 +376,32 @@ static enum MHD_Result wait_and_respond(http_server_t *srv, struct MHD_Connectio
     return ret;
 }
 
+/* The body as a request: JSON, then the schema. The tree lives only here. */
+static int parse_body(const api_ctx_t *api, const conn_t *cn, api_request_t *rq, api_error_t *e) {
+    /* ParseWithLengthOpts reports where parsing stopped through its own out
+     * parameter; cJSON_GetErrorPtr() is process-global, so racy across handlers */
+    const char *body = cn->body.p ? cn->body.p : "", *end = body;
+    cJSON *root = cJSON_ParseWithLengthOpts(body, cn->body.n, &end, 0);
+    if (!root)
+        return api_fail(e, 400, "invalid_request_error", NULL, "invalid_json",
+                        "the body is not valid JSON (error near byte %ld)", end ? (long)(end - body) : 0L);
+    api_defaults_t d = {.temperature = 1.0f};
+    int bad = api_parse_request(api, cn->route == R_CHAT ? API_CHAT : API_COMPLETION, root, &d, rq, e);
+    cJSON_Delete(root);
+    return bad;
+}
+
 static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection *c, conn_t *cn) {
     const api_ctx_t *api = atomic_load(&srv->api);
     if (!api) return fail(srv, c, cn, 503, "server_error", "loading", "the model is still loading");
     if (cn->too_large)
         return fail(srv, c, cn, 413, "invalid_request_error", "request_too_large",
                     "the request body exceeds %zu bytes", srv->cfg.max_body_bytes);
-    /* ParseWithLengthOpts reports where parsing stopped through its own out
-     * parameter; cJSON_GetErrorPtr() is process-global, so racy across handlers */
-    const char *body = cn->body.p ? cn->body.p : "", *end = body;
-    cJSON *root = cJSON_ParseWithLengthOpts(body, cn->body.n, &end, 0);
-    if (!root)
-        return fail(srv, c, cn, 400, "invalid_request_error", "invalid_json",
-                    "the body is not valid JSON (error near byte %ld)", end ? (long)(end - body) : 0L);
     api_request_t rq;
     api_error_t e;
-    api_defaults_t d = {.temperature = 1.0f};
-    int bad = api_parse_request(api, cn->route == R_CHAT ? API_CHAT : API_COMPLETION, root, &d, &rq, &e);
-    cJSON_Delete(root);
+    body_gate_enter(srv->gate);   /* the tree may be ~40x the body: a few at a time */
+    int bad = parse_body(api, cn, &rq, &e);
+    body_gate_leave(srv->gate, cn->body.n);
     if (bad) return respond_error(srv, c, cn, &e);
     sched_req_t *req;
     const char *param;
@@ -461,9 +473,11 @@ static enum MHD_Result on_headers(http_server_t *srv, struct MHD_Connection *c, 
         return fail(srv, c, cn, 401, "invalid_request_error", "invalid_api_key",
                     "a valid API key is needed: 'Authorization: Bearer <key>'");
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > srv->cfg.max_body_bytes)
+    unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+    if (declared > srv->cfg.max_body_bytes)
         return fail(srv, c, cn, 413, "invalid_request_error", "request_too_large",
                     "the request body exceeds %zu bytes", srv->cfg.max_body_bytes);
+    if (declared) sb_reserve(&cn->body, (size_t)declared);   /* exact size: no doubling */
     return MHD_YES;
 }
 
@@ -504,7 +518,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     set_phase(srv, c, CG_IDLE);   /* keep-alive: the next request has idle_timeout to arrive */
     if (!cn) return;
     if (cn->active) atomic_fetch_sub(&srv->active, 1);
+    size_t cap = cn->body.cap;
     sb_free(&cn->body);
+    body_gate_released(cap);
     free(cn);
     *con_cls = NULL;
 }
@@ -566,7 +582,7 @@ http_server_t *http_server_start(const http_config_t *cfg, spex_err_t *err) {
                          .header_timeout = cfg->header_timeout > 0 ? cfg->header_timeout : 10,
                          .body_timeout = cfg->body_timeout > 0 ? cfg->body_timeout : 30,
                          .idle_timeout = cfg->idle_timeout > 0 ? cfg->idle_timeout : 15};
-    if (!(srv->guard = conn_guard_create(&lim)) || pthread_create(&srv->sweeper, NULL, sweep_loop, srv)) {
+    if (!(srv->guard = conn_guard_create(&lim)) || !(srv->gate = body_gate_create(PARSE_SLOTS)) || pthread_create(&srv->sweeper, NULL, sweep_loop, srv)) {
         spex_fail(err, "out of memory");
         http_server_stop(srv);
         return NULL;
@@ -618,6 +634,7 @@ void http_server_stop(http_server_t *srv) {
         pthread_join(srv->sweeper, NULL);
     }
     conn_guard_free(srv->guard);
+    body_gate_free(srv->gate);
     free(srv->api_key);
     free(srv->model_name);
     free(srv);
