@@ -146,6 +146,23 @@ Test(config, bad_values) {
     expect_error("num_nextn_predict_layers", cJSON_CreateNumber(100000), "field 'num_nextn_predict_layers'", NULL);
 }
 
+/* Issue 16 item 7: INT_MAX layers plus an MTP layer (a signed overflow in
+ * num_hidden_layers + num_nextn_predict_layers under UBSan) and 2e9 layers
+ * (a per-layer loop before the cap) are refused by the cap, naming the field. */
+Test(config, huge_layer_counts_refused_before_use) {
+    const double counts[] = {2147483647.0, 2e9};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        cJSON *j = golden_json();
+        set(j, "num_hidden_layers", cJSON_CreateNumber(counts[i]));
+        set(j, "num_nextn_predict_layers", cJSON_CreateNumber(1));
+        spex_config_t c;
+        spex_err_t err = {0};
+        cr_assert_eq(parse_json(j, &c, &err), -1);
+        cr_assert(strstr(err.msg, "field 'num_hidden_layers'") && strstr(err.msg, "maximum 1024"), "%s", err.msg);
+        cJSON_Delete(j);
+    }
+}
+
 Test(config, rope_scaling_variants) {
     spex_config_t c;
     spex_err_t err = {0};
