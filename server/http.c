@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +32,7 @@
 #include "core/log.h"
 #include "server/body_gate.h"
 #include "server/conn_guard.h"
+#include "server/json_str.h"
 
 /* Status recorded for a client that hung up before its answer (nginx's convention). */
 #define STATUS_CLIENT_CLOSED 499
@@ -145,12 +147,14 @@ static bool method_ok(route_t r, const char *method) {
     return !strcmp(method, r == R_COMPLETIONS || r == R_CHAT ? "POST" : "GET");
 }
 
-/* Constant-time comparison, so response time says nothing about the key. */
+/* Constant-time comparison, so response time says nothing about the key. The
+ * scheme is case-insensitive (RFC 7235: "bearer KEY" is fine), then one or more spaces. */
 static bool authorized(const http_server_t *srv, struct MHD_Connection *c) {
     if (!srv->api_key) return true;
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7)) return false;
-    const char *k = h + 7, *want = srv->api_key;
+    if (!h || strncasecmp(h, "Bearer", 6) || h[6] != ' ') return false;
+    const char *k = h + 6, *want = srv->api_key;
+    while (*k == ' ') k++;
     size_t lk = strlen(k), lw = strlen(want);
     unsigned char diff = (unsigned char)(lk != lw);
     for (size_t i = 0; i < lw; i++) diff |= (unsigned char)(want[i] ^ (i < lk ? k[i] : 0));
@@ -378,13 +382,14 @@ static enum MHD_Result wait_and_respond(http_server_t *srv, struct MHD_Connectio
 
 /* The body as a request: JSON, then the schema. The tree lives only here. */
 static int parse_body(const api_ctx_t *api, const conn_t *cn, api_request_t *rq, api_error_t *e) {
-    /* ParseWithLengthOpts reports where parsing stopped through its own out
-     * parameter; cJSON_GetErrorPtr() is process-global, so racy across handlers */
-    const char *body = cn->body.p ? cn->body.p : "", *end = body;
-    cJSON *root = cJSON_ParseWithLengthOpts(body, cn->body.n, &end, 0);
+    /* json_parse_doc reports where parsing stopped through its own out
+     * parameters; cJSON_GetErrorPtr() is process-global, so racy across handlers */
+    const char *why = NULL;
+    size_t at = 0;
+    cJSON *root = json_parse_doc(cn->body.p ? cn->body.p : "", cn->body.n, &why, &at);
     if (!root)
-        return api_fail(e, 400, "invalid_request_error", NULL, "invalid_json",
-                        "the body is not valid JSON (error near byte %ld)", end ? (long)(end - body) : 0L);
+        return api_fail(e, 400, "invalid_request_error", NULL, "invalid_json", "the body is %s (error near byte %zu)",
+                        why, at);
     api_defaults_t d = {.temperature = 1.0f};
     int bad = api_parse_request(api, cn->route == R_CHAT ? API_CHAT : API_COMPLETION, root, &d, rq, e);
     cJSON_Delete(root);
@@ -459,6 +464,28 @@ static void *sweep_loop(void *arg) {
 
 /* ---------------------------------------------------------------- MHD callbacks */
 
+typedef struct lengths_seen {
+    const char *first;
+    bool differ;
+} lengths_seen_t;
+
+static enum MHD_Result note_length(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    lengths_seen_t *l = cls;
+    if (!key || strcasecmp(key, "Content-Length") || !value) return MHD_YES;
+    if (!l->first) l->first = value;
+    else if (strcmp(l->first, value)) l->differ = true;
+    return MHD_YES;
+}
+
+/* Two Content-Length headers that disagree make the body's end ambiguous
+ * (request smuggling behind a proxy): RFC 9110 says refuse (issue 16 item 7). */
+static bool lengths_conflict(struct MHD_Connection *c) {
+    lengths_seen_t l = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, note_length, &l);
+    return l.differ;
+}
+
 /* First call: route, method, key and declared size, answered at once when wrong. */
 static enum MHD_Result on_headers(http_server_t *srv, struct MHD_Connection *c, conn_t *cn, const char *url,
                                   const char *method) {
@@ -472,6 +499,9 @@ static enum MHD_Result on_headers(http_server_t *srv, struct MHD_Connection *c, 
     if (cn->route != R_HEALTH && !authorized(srv, c))
         return fail(srv, c, cn, 401, "invalid_request_error", "invalid_api_key",
                     "a valid API key is needed: 'Authorization: Bearer <key>'");
+    if (lengths_conflict(c))
+        return fail(srv, c, cn, 400, "invalid_request_error", "invalid_header",
+                    "two Content-Length headers with different values");
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
     if (declared > srv->cfg.max_body_bytes)

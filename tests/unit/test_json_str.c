@@ -1,0 +1,95 @@
+/* test_json_str.c - JSON strings with their length (server/json_str.h, issue 16
+ * items 4 and 7): the unescaper on every escape, NUL and surrogates; malformed
+ * tokens; string lengths recorded on a parsed tree (members, nested arrays,
+ * duplicate keys); trailing characters refused; member names with NUL refused. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "server/json_str.h"
+
+/* Decode token tok (a C string literal, so no NUL in it) and compare with want[0..want_len). */
+static void expect_decode(const char *tok, const char *want, size_t want_len) {
+    char out[256];
+    size_t len = 99;
+    size_t used = json_str_decode(tok, strlen(tok), out, &len);
+    cr_assert_eq(used, strlen(tok), "%s: used %zu of %zu", tok, used, strlen(tok));
+    cr_assert_eq(len, want_len, "%s: length %zu, want %zu", tok, len, want_len);
+    cr_assert(!memcmp(out, want, want_len), "%s: bytes differ", tok);
+    size_t len2;
+    cr_assert_eq(json_str_decode(tok, strlen(tok), NULL, &len2), used, "measuring only");
+    cr_assert_eq(len2, len);
+}
+
+Test(json_str, decodes_escapes_nul_and_surrogates) {
+    expect_decode("\"\"", "", 0);
+    expect_decode("\"hello\"", "hello", 5);
+    expect_decode("\"hello\\u0000 world\"", "hello\0 world", 12);
+    expect_decode("\"\\u0000\\u0000\"", "\0\0", 2);
+    expect_decode("\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", "\"\\/\b\f\n\r\t", 8);
+    expect_decode("\"\\u00e9\\u4e2D\"", "\xc3\xa9\xe4\xb8\xad", 5);
+    expect_decode("\"\\ud83d\\ude00\"", "\xf0\x9f\x98\x80", 4);
+    expect_decode("\"\xc3\xa9\x01\"", "\xc3\xa9\x01", 3);   /* raw bytes kept, as cJSON does */
+    /* the token ends at its closing quote, whatever follows */
+    size_t len;
+    cr_assert_eq(json_str_decode("\"ab\" , 1", 8, NULL, &len), 4);
+    cr_assert_eq(len, 2);
+    /* a raw NUL byte inside the token is a byte like any other */
+    cr_assert_eq(json_str_decode("\"a\0b\"", 5, NULL, &len), 5);
+    cr_assert_eq(len, 3);
+}
+
+Test(json_str, malformed_tokens) {
+    const char *bad[] = {"", "x", "\"abc", "\"\\", "\"\\x\"", "\"\\u12\"", "\"\\u12g4\"", "\"\\udc00\"",
+                         "\"\\ud800\"", "\"\\ud800\\u0041\"", "\"\\ud800x\""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t len;
+        cr_assert_eq(json_str_decode(bad[i], strlen(bad[i]), NULL, &len), 0, "'%s' accepted", bad[i]);
+    }
+}
+
+static cJSON *parse(const char *text, const char **why) {
+    size_t at;
+    *why = NULL;
+    return json_parse_doc(text, strlen(text), why, &at);
+}
+
+Test(json_str, tree_strings_carry_their_length) {
+    const char *why;
+    cJSON *r = parse(" {\"a\": \"x\\u0000y\", \"n\": [1, -2.5e3, true, null, {\"s\": \"\\u0000\"}],"
+                     " \"a\": \"\", \"m\": [[\"p\\u0000\", \"q\"]]} \n", &why);
+    cr_assert_not_null(r, "%s", why);
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(r, "a");
+    cr_assert_eq(json_str_len(a), 3);
+    cr_assert(!memcmp(a->valuestring, "x\0y", 3));
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "n"), 4), "s");
+    cr_assert_eq(json_str_len(s), 1);
+    cr_assert_eq(json_str_len(a->next->next), 0, "the duplicate \"a\" is empty");
+    const cJSON *m = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "m"), 0);
+    cr_assert_eq(json_str_len(cJSON_GetArrayItem(m, 0)), 2);
+    cr_assert_eq(json_str_len(cJSON_GetArrayItem(m, 1)), 1);
+    cr_assert(json_str_is(cJSON_GetArrayItem(m, 1), "q"));
+    cr_assert(!json_str_is(cJSON_GetArrayItem(m, 0), "p"), "\"p\\u0000\" is not \"p\"");
+    cJSON_Delete(r);
+    /* a bare string, and a tree parsed by cJSON alone (strlen fallback) */
+    r = parse("\"\\u0000\"", &why);
+    cr_assert_eq(json_str_len(r), 1);
+    cJSON_Delete(r);
+    r = cJSON_Parse("\"abc\"");
+    cr_assert_eq(json_str_len(r), 3);
+    cJSON_Delete(r);
+}
+
+Test(json_str, refuses_trailing_characters_and_nul_names) {
+    const char *why;
+    cr_assert_null(parse("{\"a\": 1} x", &why));
+    cr_assert(strstr(why, "characters follow"), "%s", why);
+    cr_assert_null(parse("{}{}", &why));
+    cr_assert_null(parse("[1] ]", &why));
+    cr_assert_null(parse("{\"a\": 1", &why));
+    cr_assert(strstr(why, "not valid JSON"), "%s", why);
+    cr_assert_null(parse("{\"id\\u0000x\": 1}", &why));
+    cr_assert(strstr(why, "member name"), "%s", why);
+    cJSON *r = parse("{\"a\": 1} \t\r\n", &why);
+    cr_assert_not_null(r, "%s", why);
+    cJSON_Delete(r);
+}
