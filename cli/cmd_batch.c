@@ -116,15 +116,15 @@ static void set_free(strset_t *t) {
 
 /* The text ids are compared by and echoed as, malloc'ed: a number exactly as
  * written in the line (a double would round ids above 2^53: issue 16 item 5),
- * a string in one canonical spelling of all its bytes (so "a" and "\u0061"
- * are one id, and "nul\u0000id" is not "nul": issue 16 item 4). */
+ * a string in cJSON's canonical spelling of all its bytes (so "a" and
+ * "\u0061" are one id, and "nul\u0000id" is not "nul": issue 16 item 4). */
 static char *json_key(const cJSON *v, const char *line, size_t len, const char *field) {
     if (cJSON_IsNumber(v)) {
         char *raw = json_raw_member(line, len, field);
         return raw ? raw : cJSON_PrintUnformatted(v);
     }
     strbuf_t b = {0};
-    sb_json_str(&b, v->valuestring, json_str_len(v));
+    json_str_spell(&b, v->valuestring, json_str_len(v));
     return sb_take(&b, NULL);
 }
 

@@ -179,3 +179,16 @@ size_t json_str_len(const cJSON *s) {
 bool json_str_is(const cJSON *s, const char *want) {
     return cJSON_IsString(s) && json_str_len(s) == strlen(want) && !memcmp(s->valuestring, want, json_str_len(s));
 }
+
+void json_str_spell(strbuf_t *b, const char *data, size_t len) {
+    sb_add(b, "\"", 1);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)data[i];
+        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\b' ? "\\b" : c == '\f' ? "\\f"
+                        : c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+        if (esc) sb_str(b, esc);
+        else if (c < 0x20) sb_printf(b, "\\u%04x", c);
+        else sb_add(b, &data[i], 1);
+    }
+    sb_add(b, "\"", 1);
+}

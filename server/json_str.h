@@ -16,6 +16,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/strbuf.h"
+
 /* Decode the JSON string token at s[0..n) (s[0] must be '"'). Writes the
  * decoded bytes to out when out is not NULL (at most n bytes: decoding never
  * grows the text) and their count to *out_len. Returns the token's length,
@@ -31,6 +33,12 @@ cJSON *json_parse_doc(const char *text, size_t len, const char **why, size_t *at
 
 /* The decoded length of a string node of a tree from json_parse_doc. */
 size_t json_str_len(const cJSON *s);
+
+/* Append data[0..len) as a JSON string spelled as cJSON_Print spells it
+ * (", \, \b \f \n \r \t escaped, other bytes below 0x20 as \u00xx, every other
+ * byte as is: invalid UTF-8 stays distinct) but through NUL bytes: the
+ * canonical text `spex batch` keys string ids by. */
+void json_str_spell(strbuf_t *b, const char *data, size_t len);
 
 /* s is a string node whose bytes equal the C string want. */
 bool json_str_is(const cJSON *s, const char *want);

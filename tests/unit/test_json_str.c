@@ -3,6 +3,7 @@
  * tokens; string lengths recorded on a parsed tree (members, nested arrays,
  * duplicate keys); trailing characters refused; member names with NUL refused. */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "server/json_str.h"
@@ -92,4 +93,27 @@ Test(json_str, refuses_trailing_characters_and_nul_names) {
     cJSON *r = parse("{\"a\": 1} \t\r\n", &why);
     cr_assert_not_null(r, "%s", why);
     cJSON_Delete(r);
+}
+
+/* Batch ids are keyed by this spelling: cJSON's for NUL-free strings (so
+ * outputs written before still resume), every byte kept, NUL as \u0000, and
+ * invalid UTF-8 left distinct (sb_json_str would make both U+FFFD). */
+Test(json_str, spells_ids_like_cjson_through_nul) {
+    const char *samples[] = {"plain", "q\"b\\s/", "\b\f\n\r\t\x01\x1f", "\xc3\xa9 \xe4\xb8\xad", "\xff", "\xfe", ""};
+    for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+        cJSON *str = cJSON_CreateString(samples[i]);
+        char *want = cJSON_PrintUnformatted(str);
+        strbuf_t b = {0};
+        json_str_spell(&b, samples[i], strlen(samples[i]));
+        char *got = sb_take(&b, NULL);
+        cr_assert_str_eq(got, want);
+        free(got);
+        cJSON_free(want);
+        cJSON_Delete(str);
+    }
+    strbuf_t b = {0};
+    json_str_spell(&b, "nul\0id", 6);
+    char *got = sb_take(&b, NULL);
+    cr_assert_str_eq(got, "\"nul\\u0000id\"");
+    free(got);
 }
