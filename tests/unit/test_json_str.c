@@ -3,6 +3,7 @@
  * tokens; string lengths recorded on a parsed tree (members, nested arrays,
  * duplicate keys); trailing characters refused; member names with NUL refused. */
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,4 +117,58 @@ Test(json_str, spells_ids_like_cjson_through_nul) {
     char *got = sb_take(&b, NULL);
     cr_assert_str_eq(got, "\"nul\\u0000id\"");
     free(got);
+}
+
+static uint64_t next_rand(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Random strings (NUL, control bytes, quotes, backslashes, UTF-8, bytes
+ * above 0x7f) spelled, nested in arrays and objects, parsed back: every
+ * string's bytes and length come back exactly, under cJSON and the walk. */
+Test(json_str, random_strings_round_trip) {
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    static const char alphabet[] = {'\0', '\x01', '\x1f', '"', '\\', '/', 'a', ' ', '\n', '\t', '\x7f', 'z'};
+    for (int round = 0; round < 500; round++) {
+        char strs[4][40];
+        size_t lens[4];
+        strbuf_t b = {0};
+        sb_str(&b, "{\"k\": [");
+        for (int i = 0; i < 4; i++) {
+            lens[i] = next_rand(&seed) % 40;
+            for (size_t j = 0; j < lens[i]; j++) {
+                uint64_t r = next_rand(&seed);
+                strs[i][j] = r % 3 ? alphabet[r % sizeof alphabet] : (char)(0xc3 * (j % 2 == 0));
+            }
+            /* keep high bytes as valid UTF-8 pairs: c3 followed by a9 */
+            for (size_t j = 0; j < lens[i]; j++)
+                if ((unsigned char)strs[i][j] == 0xc3) {
+                    if (j + 1 < lens[i]) strs[i][++j] = (char)0xa9;
+                    else strs[i][j] = 'x';
+                }
+            if (i) sb_str(&b, i == 2 ? ", {\"s\": " : ", ");
+            json_str_spell(&b, strs[i], lens[i]);
+            if (i == 2) sb_str(&b, "}");
+        }
+        sb_str(&b, "], \"n\": -1.5e2 }  ");
+        size_t len;
+        char *text = sb_take(&b, &len);
+        const char *why = NULL;
+        size_t at;
+        cJSON *r = json_parse_doc(text, len, &why, &at);
+        cr_assert_not_null(r, "round %d: %s at %zu: %s", round, why, at, text);
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(r, "k");
+        const cJSON *got[4] = {cJSON_GetArrayItem(k, 0), cJSON_GetArrayItem(k, 1),
+                               cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(k, 2), "s"), cJSON_GetArrayItem(k, 3)};
+        for (int i = 0; i < 4; i++) {
+            cr_assert_eq(json_str_len(got[i]), lens[i], "round %d string %d: %zu bytes, want %zu", round, i,
+                         json_str_len(got[i]), lens[i]);
+            cr_assert(!memcmp(got[i]->valuestring, strs[i], lens[i]), "round %d string %d differs", round, i);
+        }
+        cJSON_Delete(r);
+        free(text);
+    }
 }
