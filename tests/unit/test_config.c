@@ -155,6 +155,7 @@ Test(config, huge_layer_counts_refused_before_use) {
         cJSON *j = golden_json();
         set(j, "num_hidden_layers", cJSON_CreateNumber(counts[i]));
         set(j, "num_nextn_predict_layers", cJSON_CreateNumber(1));
+        set(j, "first_k_dense_replace", cJSON_CreateNumber(0));   /* all MoE: the old loop ran to the end */
         spex_config_t c;
         spex_err_t err = {0};
         cr_assert_eq(parse_json(j, &c, &err), -1);
