@@ -39,6 +39,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/json_raw.h"
+#include "server/json_str.h"
 #include "coordinator/decode/generate.h"
 #include "coordinator/serve/scheduler.h"
 #include "server/api.h"
@@ -117,10 +118,23 @@ static void set_free(strset_t *t) {
 
 /* The text ids are compared by and echoed as, malloc'ed: a number exactly as
  * written in the line (a double would round ids above 2^53: issue 16 item 5),
- * a string in cJSON's canonical spelling (so "a" and "\u0061" are one id). */
+ * a string in cJSON's canonical spelling of all its bytes (so "a" and
+ * "\u0061" are one id, and "nul\u0000id" is not "nul": issue 16 item 4). */
 static char *json_key(const cJSON *v, const char *line, size_t len, const char *field) {
-    char *raw = cJSON_IsNumber(v) ? json_raw_member(line, len, field) : NULL;
-    return raw ? raw : cJSON_PrintUnformatted(v);
+    if (cJSON_IsNumber(v)) {
+        char *raw = json_raw_member(line, len, field);
+        return raw ? raw : cJSON_PrintUnformatted(v);
+    }
+    strbuf_t b = {0};
+    json_str_spell(&b, v->valuestring, json_str_len(v));
+    return sb_take(&b, NULL);
+}
+
+/* A line as one JSON value with string lengths (server/json_str.h); NULL and
+ * *why when it is not. */
+static cJSON *parse_line(const char *line, size_t len, const char **why) {
+    size_t at;
+    return json_parse_doc(line, len, why, &at);
 }
 
 /* Collect `field` of every complete line of `path` into done; cut a truncated
@@ -138,7 +152,8 @@ static int scan_done(const char *path, const char *field, strset_t *done, spex_e
         if (line[len - 1] != '\n') { tail = true; break; }   /* killed in the middle of this write */
         no++;
         good_end += len;
-        cJSON *o = cJSON_ParseWithLength(line, (size_t)len);
+        const char *why;
+        cJSON *o = parse_line(line, (size_t)len - 1, &why);
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
         char *key = v ? json_key(v, line, (size_t)len, field) : NULL;
         if (!key) rc = spex_fail(err, "'%s' line %ld is not a JSON object with \"%s\"; fix or remove it", path, no, field);
@@ -304,14 +319,16 @@ static int submit_line(batch_t *b, char *line, size_t len) {
     char line_key[32];
     snprintf(line_key, sizeof line_key, "%ld", b->line_no);
     bool reported = set_has(&b->done_lines, line_key);
-    cJSON *o = cJSON_ParseWithLength(line, len);
+    const char *why = "not a JSON object";
+    cJSON *o = parse_line(line, len, &why);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
     bool id_ok = cJSON_IsObject(o) && (cJSON_IsString(id) || cJSON_IsNumber(id));
     char *key = id_ok ? json_key(id, line, len, "id") : NULL;
     int rc = 0;
     if (id_ok && !key) rc = -1;
     else if (!id_ok) rc = reported ? 0 : report_error(b, b->line_no, NULL, cJSON_IsObject(o) ? "\"id\" (a string or a "
-                                                      "number) is required" : "not a JSON object", cJSON_IsObject(o) ? "id" : NULL);
+                                                      "number) is required" : o ? "not a JSON object" : why,
+                                                      cJSON_IsObject(o) ? "id" : NULL);
     else if (set_has(&b->seen, key))
         rc = reported ? 0 : report_error(b, b->line_no, key, "duplicate id (an earlier line has it)", "id");
     else if (set_put(&b->seen, key)) rc = -1;
@@ -495,6 +512,22 @@ static void batch_free(batch_t *b) {
     set_free(&b->seen);
 }
 
+/* True when both paths name one existing file (device and inode: a symlink
+ * or another spelling of the input counts). */
+static bool same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* --output or the errors file being the input would append results to the
+ * file being read (and skip every id as done): a usage error (issue 16 item 7). */
+static const char *overlapping_file(const batch_cli_t *c, const char *errors_path) {
+    if (same_file(c->input, c->output)) return "--output is the --input file";
+    if (same_file(c->input, errors_path)) return "--errors is the --input file";
+    if (same_file(c->output, errors_path)) return "--errors is the --output file";
+    return NULL;
+}
+
 int cmd_batch(int argc, char **argv) {
     batch_t b = {.out_fd = -1, .err_fd = -1};
     int prc = batch_parse(argc, argv, &b.c);
@@ -502,6 +535,11 @@ int cmd_batch(int argc, char **argv) {
     char errors_path[4096];
     snprintf(errors_path, sizeof errors_path, "%s", b.c.errors ? b.c.errors : "");
     if (!b.c.errors) snprintf(errors_path, sizeof errors_path, "%s.errors.jsonl", b.c.output);
+    const char *overlap = overlapping_file(&b.c, errors_path);
+    if (overlap) {
+        cli_error("batch", "%s; results must go to another file", overlap);
+        return 2;
+    }
     volatile sig_atomic_t stop = 0;
     stop_signals_install(&stop);
     spex_err_t err = {0};

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,12 +30,16 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "server/body_gate.h"
 #include "server/conn_guard.h"
 #include "server/cors.h"
 #include "server/tokenize_routes.h"
+#include "server/json_str.h"
 
 /* Status recorded for a client that hung up before its answer (nginx's convention). */
 #define STATUS_CLIENT_CLOSED 499
+/* Request bodies parsed at once (server/body_gate.h). */
+#define PARSE_SLOTS 2
 /* How long a waiting handler sleeps between checks of its socket. */
 #define WAIT_SLICE_SECONDS 0.25
 
@@ -48,6 +53,7 @@ struct http_server {
     int port;
     long started;
     conn_guard_t *guard;    /* deadlines and slots per connection */
+    body_gate_t *gate;      /* bodies parsed at once */
     pthread_t sweeper;      /* enforces the guard's deadlines */
     bool sweeping;
     atomic_bool stop_sweeper;
@@ -148,12 +154,14 @@ static bool method_ok(route_t r, const char *method) {
     return !strcmp(method, is_post(r) ? "POST" : "GET");
 }
 
-/* Constant-time comparison, so response time says nothing about the key. */
+/* Constant-time comparison, so response time says nothing about the key. The
+ * scheme is case-insensitive (RFC 7235: "bearer KEY" is fine), then one or more spaces. */
 static bool authorized(const http_server_t *srv, struct MHD_Connection *c) {
     if (!srv->api_key) return true;
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7)) return false;
-    const char *k = h + 7, *want = srv->api_key;
+    if (!h || strncasecmp(h, "Bearer", 6) || h[6] != ' ') return false;
+    const char *k = h + 6, *want = srv->api_key;
+    while (*k == ' ') k++;
     size_t lk = strlen(k), lw = strlen(want);
     unsigned char diff = (unsigned char)(lk != lw);
     for (size_t i = 0; i < lw; i++) diff |= (unsigned char)(want[i] ^ (i < lk ? k[i] : 0));
@@ -386,24 +394,33 @@ static enum MHD_Result wait_and_respond(http_server_t *srv, struct MHD_Connectio
     return ret;
 }
 
+/* The body as a request: JSON, then the schema. The tree lives only here. */
+static int parse_body(const api_ctx_t *api, const conn_t *cn, api_request_t *rq, api_error_t *e) {
+    /* json_parse_doc reports where parsing stopped through its own out
+     * parameters; cJSON_GetErrorPtr() is process-global, so racy across handlers */
+    const char *why = NULL;
+    size_t at = 0;
+    cJSON *root = json_parse_doc(cn->body.p ? cn->body.p : "", cn->body.n, &why, &at);
+    if (!root)
+        return api_fail(e, 400, "invalid_request_error", NULL, "invalid_json", "the body is %s (error near byte %zu)",
+                        why, at);
+    api_defaults_t d = api->defaults ? *api->defaults : (api_defaults_t){.temperature = 1.0f};
+    int bad = api_parse_request(api, cn->route == R_CHAT ? API_CHAT : API_COMPLETION, root, &d, rq, e);
+    cJSON_Delete(root);
+    return bad;
+}
+
 static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection *c, conn_t *cn) {
     const api_ctx_t *api = atomic_load(&srv->api);
     if (!api) return fail(srv, c, cn, 503, "server_error", "loading", "the model is still loading");
     if (cn->too_large)
         return fail(srv, c, cn, 413, "invalid_request_error", "request_too_large",
                     "the request body exceeds %zu bytes", srv->cfg.max_body_bytes);
-    /* ParseWithLengthOpts reports where parsing stopped through its own out
-     * parameter; cJSON_GetErrorPtr() is process-global, so racy across handlers */
-    const char *body = cn->body.p ? cn->body.p : "", *end = body;
-    cJSON *root = cJSON_ParseWithLengthOpts(body, cn->body.n, &end, 0);
-    if (!root)
-        return fail(srv, c, cn, 400, "invalid_request_error", "invalid_json",
-                    "the body is not valid JSON (error near byte %ld)", end ? (long)(end - body) : 0L);
     api_request_t rq;
     api_error_t e;
-    api_defaults_t d = api->defaults ? *api->defaults : (api_defaults_t){.temperature = 1.0f};
-    int bad = api_parse_request(api, cn->route == R_CHAT ? API_CHAT : API_COMPLETION, root, &d, &rq, &e);
-    cJSON_Delete(root);
+    body_gate_enter(srv->gate);   /* the tree may be ~40x the body: a few at a time */
+    int bad = parse_body(api, cn, &rq, &e);
+    body_gate_leave(srv->gate, cn->body.n);
     if (bad) return respond_error(srv, c, cn, &e);
     sched_req_t *req;
     const char *param;
@@ -477,6 +494,28 @@ static void *sweep_loop(void *arg) {
 
 /* ---------------------------------------------------------------- MHD callbacks */
 
+typedef struct lengths_seen {
+    const char *first;
+    bool differ;
+} lengths_seen_t;
+
+static enum MHD_Result note_length(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    lengths_seen_t *l = cls;
+    if (!key || strcasecmp(key, "Content-Length") || !value) return MHD_YES;
+    if (!l->first) l->first = value;
+    else if (strcmp(l->first, value)) l->differ = true;
+    return MHD_YES;
+}
+
+/* Two Content-Length headers that disagree make the body's end ambiguous
+ * (request smuggling behind a proxy): RFC 9110 says refuse (issue 16 item 7). */
+static bool lengths_conflict(struct MHD_Connection *c) {
+    lengths_seen_t l = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, note_length, &l);
+    return l.differ;
+}
+
 /* First call: route, method, key and declared size, answered at once when wrong. */
 static enum MHD_Result on_headers(http_server_t *srv, struct MHD_Connection *c, conn_t *cn, const char *url,
                                   const char *method) {
@@ -494,10 +533,15 @@ static enum MHD_Result on_headers(http_server_t *srv, struct MHD_Connection *c, 
     if (cn->route != R_HEALTH && !authorized(srv, c))
         return fail(srv, c, cn, 401, "invalid_request_error", "invalid_api_key",
                     "a valid API key is needed: 'Authorization: Bearer <key>'");
+    if (lengths_conflict(c))
+        return fail(srv, c, cn, 400, "invalid_request_error", "invalid_header",
+                    "two Content-Length headers with different values");
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > srv->cfg.max_body_bytes)
+    unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+    if (declared > srv->cfg.max_body_bytes)
         return fail(srv, c, cn, 413, "invalid_request_error", "request_too_large",
                     "the request body exceeds %zu bytes", srv->cfg.max_body_bytes);
+    if (declared) sb_reserve(&cn->body, (size_t)declared);   /* exact size: no doubling */
     return MHD_YES;
 }
 
@@ -540,7 +584,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     set_phase(srv, c, CG_IDLE);   /* keep-alive: the next request has idle_timeout to arrive */
     if (!cn) return;
     if (cn->active) atomic_fetch_sub(&srv->active, 1);
+    size_t cap = cn->body.cap;
     sb_free(&cn->body);
+    body_gate_released(cap);
     free(cn);
     *con_cls = NULL;
 }
@@ -616,7 +662,7 @@ http_server_t *http_server_start(const http_config_t *cfg, spex_err_t *err) {
                          .header_timeout = cfg->header_timeout > 0 ? cfg->header_timeout : 10,
                          .body_timeout = cfg->body_timeout > 0 ? cfg->body_timeout : 30,
                          .idle_timeout = cfg->idle_timeout > 0 ? cfg->idle_timeout : 15};
-    if (!(srv->guard = conn_guard_create(&lim)) || pthread_create(&srv->sweeper, NULL, sweep_loop, srv)) {
+    if (!(srv->guard = conn_guard_create(&lim)) || !(srv->gate = body_gate_create(PARSE_SLOTS)) || pthread_create(&srv->sweeper, NULL, sweep_loop, srv)) {
         spex_fail(err, "out of memory");
         http_server_stop(srv);
         return NULL;
@@ -671,6 +717,7 @@ void http_server_stop(http_server_t *srv) {
         pthread_join(srv->sweeper, NULL);
     }
     conn_guard_free(srv->guard);
+    body_gate_free(srv->gate);
     free(srv->api_key);
     free(srv->model_name);
     free(srv->tls_cert);
