@@ -168,8 +168,8 @@ assert g["generated_tokens"] == 6 and g["steps"] >= 1 and len(g["acceptance_by_p
 e = g["expert_parallelism"]
 assert e["world"] == 3 and e["dispatch_codec"] == "raw" and e["combine"] == "expert", e
 assert e["total"]["dispatch"]["messages"] > 0 and sum(r["rows"] for r in e["ranks"]) > 0, e["total"]
-o = e["overlap"]                                   # default: steps under 32 rows are not split
-assert o["micro_batches"] == 1 and o["calls"] == e["total"]["calls"] and 0 <= o["hidden_fraction"] < 1, o
+o = e["overlap"]                                   # default: the 12-row prefill is split (8+ rows), decode steps not
+assert o["micro_batches"] == 2 and o["calls"] == e["total"]["calls"] and 0 <= o["hidden_fraction"] < 1, o
 PY
 
 # ---- failures: non-zero within 10 s, the rank named
