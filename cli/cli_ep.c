@@ -43,6 +43,8 @@ static const cli_option_t EP_OPTIONS[] = {
     CLI_OPT_DOUBLE("--rank-timeout", "SEC", cli_ep_t, rank_timeout, 0.01, 1e6, "coordinator's wait for a worker"),
     CLI_OPT_DOUBLE("--idle-timeout", "SEC", cli_ep_t, idle_timeout, 0, 1e9,
                    "worker's wait for the coordinator (0 = forever)"),
+    CLI_OPT_DOUBLE("--link-delay-ms", "D", cli_ep_t, link_delay_ms, 0, 1e4,
+                   "EMULATION: every rank holds each message it sends\nD ms before sending (latency for studies on one\nmachine; default 0)"),
     CLI_OPT_STRING("--ep-stats", "FILE", cli_ep_t, stats,
                    "bytes / messages / time / expert load as JSON,\nsummary on stderr"),
     CLI_OPT_INT("--loopback-ranks", NULL, "N", cli_ep_t, loopback_ranks, 1, 256,
@@ -168,6 +170,7 @@ moe_backend_t *cli_ep_backend(const char *dir, model_t *m, const cli_ep_t *ep, i
     pl->world = ew;   /* ranks above `workers` (if any) host nothing */
     if (world > 1 && !(digests = worker_digests(dir, m, id, err))) goto fail;
     if (!(link = world > 1 ? link_mpi_create(err) : loopback(dir, ew, &lw, err))) goto fail;
+    if (!(link = link_delay_wrap(link, ep->link_delay_ms / 1e3, err))) { loop_workers_free(lw); goto fail; }
     eo.expert_digests = digests;
     moe_backend_t *b = ep_backend_create(&m->cfg, id, pl, link, &eo, loop_workers_free, lw, err);
     free(digests);
@@ -182,7 +185,7 @@ fail:
 static const char *wire_option(const cli_ep_t *ep) {
     return ep->placement ? "--placement" : ep->policy ? "--placement-policy" : ep->codec ? "--codec"
          : ep->dispatch_codec ? "--dispatch-codec" : ep->combine_codec ? "--combine-codec"
-         : ep->combine >= 0 ? "--combine" : ep->stats ? "--ep-stats (--stats)" : NULL;
+         : ep->combine >= 0 ? "--combine" : ep->link_delay_ms > 0 ? "--link-delay-ms" : ep->stats ? "--ep-stats (--stats)" : NULL;
 }
 
 /* --bias-update-rate on a loaded model; refused with --combine expert, whose

@@ -4,7 +4,7 @@
  *
  * The options (--placement, --placement-policy, --codec, --dispatch-codec,
  * --combine-codec, --combine, --rank-timeout, --idle-timeout, --ep-stats,
- * --loopback-ranks, --no-ep, --overlap) are one table in cli_ep.c, with their help.
+ * --link-delay-ms, --loopback-ranks, --no-ep, --overlap) are one table in cli_ep.c, with their help.
  */
 #ifndef SPEX_CLI_EP_H
 #define SPEX_CLI_EP_H
@@ -20,6 +20,7 @@ typedef struct cli_ep {
     int combine;              /* -1: by the codecs, 0: expert, 1: presum (CLI_EP_COMBINE) */
     int overlap;              /* -1: by the backend (cli_ep_overlap), 0: on, 1: off (CLI_EP_OVERLAP) */
     double rank_timeout, idle_timeout;
+    double link_delay_ms;     /* emulated per-message latency on every rank's sends (transport/link_delay.c); 0 off */
     long loopback_ranks;      /* 0: not given (in-process experts unless a wire option asks for the wire) */
     bool no_ep;
     /* compute (cli_compute_group): threads, SIMD path, weight residency */

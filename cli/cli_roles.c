@@ -74,7 +74,7 @@ static int worker_main(const job_opts_t *jo, int rank) {
         w = refusing(rank, err.msg);
     }
     if (!w) return 1;
-    link_t *link = link_mpi_create(&err);
+    link_t *link = link_delay_wrap(link_mpi_create(&err), jo->ep.link_delay_ms / 1e3, &err);   /* 0: no delay */
     worker_run_options_t o = {.idle_timeout = jo->ep.idle_timeout,
                               .rank_timeout = jo->ep.rank_timeout,
                               .stall_at = test_hook("SPEX_TEST_STALL", rank),

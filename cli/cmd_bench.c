@@ -250,10 +250,12 @@ int cmd_bench(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "spec")) return bench_spec(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "ep")) return cmd_bench_ep(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "serve")) return bench_serve(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "scale")) return cmd_bench_scale(argc, argv);
     fprintf(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr,
-            "usage: [mpirun -np N] spex bench spec|ep|serve [options]   (spex bench NAME --help for the options)\n"
+            "usage: [mpirun -np N] spex bench spec|ep|scale|serve [options]   (spex bench NAME --help for the options)\n"
             "  spec   MTP speculation: K = 0..max-k interleaved, tokens/s, acceptance, speedup\n"
             "  ep     expert parallelism: tokens/s, wire bytes per token per codec, time split\n"
+            "  scale  one scaling-study point: B sequences x K drafts, tokens/s, time split, bytes (launch/scaling-study)\n"
             "  serve  load generator for a running `spex serve`: req/s, tokens/s, TTFT, ITL\n");
     return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
 }

@@ -25,5 +25,6 @@ int cmd_serve(int argc, char **argv);
 int cmd_batch(int argc, char **argv);
 int cmd_placement(int argc, char **argv);
 int cmd_bench_ep(int argc, char **argv);
+int cmd_bench_scale(int argc, char **argv);
 
 #endif

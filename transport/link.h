@@ -56,4 +56,10 @@ link_t *link_loop_create(int world, link_loop_handler_t handler, void *user, spe
 /* MPI_COMM_WORLD point to point (MPI must be initialised: transport/mpi_world.h). */
 link_t *link_mpi_create(spex_err_t *err);
 
+/* Link emulation (link_delay.c): `inner` with every frame it sends held back
+ * `delay` seconds first (a per-message latency applied by the sending side, for
+ * scaling studies on one machine: --link-delay-ms). Takes ownership of `inner`
+ * (also on failure); delay <= 0 returns `inner` itself; NULL inner gives NULL. */
+link_t *link_delay_wrap(link_t *inner, double delay, spex_err_t *err);
+
 #endif

@@ -3,7 +3,7 @@
 # cluster (no root needed): spex-mpirun turns hostfile + worker count into the
 # right mpirun command (rank 0 alone first, --map-by, oversubscription and
 # mpi_yield_when_idle, interface selection, spex arguments passed through
-# verbatim) and SIGTERM to it stops a 3-rank `spex serve` gracefully; the sbatch scripts parse and carry the Slurm settings they
+# verbatim) and SIGTERM to it stops a 3-rank `spex serve` gracefully; the sbatch scripts (scaling.sbatch too: its --dry-run srun steps) parse and carry the Slurm settings they
 # document; bad usage fails with exit 2 and a message.
 # Usage: test_launch_cli.sh SPEX_BINARY TESTS_DATA_DIR
 set -uo pipefail
@@ -87,6 +87,21 @@ for f in serve batch; do
         && fail "$f.sbatch ran without SPEX_MODEL"
     grep -q SPEX_MODEL "$work/err" || fail "$f.sbatch: no message about SPEX_MODEL"
 done
+# scaling.sbatch: the sweep inside an allocation, one srun step per point (printed by --dry-run)
+s=$src/launch/slurm/scaling.sbatch
+bash -n "$s" || fail "scaling.sbatch: syntax"
+for l in "--ntasks=" "--requeue" "--open-mode=append"; do
+    grep -q "^#SBATCH $l" "$s" || fail "scaling.sbatch lacks #SBATCH $l"
+done
+env -u SPEX_MODEL SLURM_JOB_ID=1 bash "$s" >/dev/null 2>"$work/err" && fail "scaling.sbatch ran without SPEX_MODEL"
+grep -q SPEX_MODEL "$work/err" || fail "scaling.sbatch: no message about SPEX_MODEL"
+SPEX_MODEL=$data/golden/tiny-f32 SPEX_BIN=$spex SPEX_SRC=$src SLURM_JOB_ID=7 SPEX_SCALE_OUT=$work/scale.csv \
+    SPEX_SCALE_ARGS="--workers 1,2 --batch 4 --spec-k 0 --codec fp8 --dry-run" bash "$s" >"$work/out" 2>&1 \
+    || fail "scaling.sbatch --dry-run: $(cat "$work/out")"
+grep -q "srun --mpi=pmix -n 3 $spex bench scale --model $data/golden/tiny-f32 --batch 4 --spec-k 0 --codec fp8" "$work/out" \
+    || fail "scaling.sbatch: no srun step for 2 workers: $(cat "$work/out")"
+[ ! -e "$work/scale.csv" ] || fail "scaling.sbatch --dry-run wrote a CSV"
+
 b=$src/launch/slurm/batch.sbatch
 for l in "--requeue" "--signal=B:USR1@" "--open-mode=append"; do
     grep -q "^#SBATCH $l" "$b" || fail "batch.sbatch lacks #SBATCH $l"
