@@ -84,17 +84,6 @@ static int bep_parse(int argc, char **argv, bep_opts_t *o) {
     return o->n_codecs ? -1 : cli_usage_error(&spec, "--codecs: no codec given");
 }
 
-static ep_layer_stats_t delta(ep_layer_stats_t a, ep_layer_stats_t b) {
-    ep_layer_stats_t d = b;
-    d.calls -= a.calls, d.rows -= a.rows, d.pairs -= a.pairs;
-    d.dispatch.messages -= a.dispatch.messages, d.dispatch.raw_bytes -= a.dispatch.raw_bytes;
-    d.dispatch.wire_bytes -= a.dispatch.wire_bytes;
-    d.combine.messages -= a.combine.messages, d.combine.raw_bytes -= a.combine.raw_bytes;
-    d.combine.wire_bytes -= a.combine.wire_bytes;
-    d.t_dispatch -= a.t_dispatch, d.t_wait -= a.t_wait, d.t_combine -= a.t_combine, d.t_expert -= a.t_expert;
-    return d;
-}
-
 typedef struct measure {
     ep_stats_t *st;            /* NULL: in-process experts */
     ep_layer_stats_t before;
@@ -114,7 +103,7 @@ static measure_t measure_start(model_t *m) {
 static void measure_end(model_t *m, const measure_t *ms, long tokens, bep_run_t *run) {
     run->seconds = spex_now() - ms->t0;
     run->tokens = tokens;
-    run->d = ms->st ? delta(ms->before, ep_stats_total(ms->st)) : ms->before;
+    run->d = ms->st ? ep_layer_stats_delta(ms->before, ep_stats_total(ms->st)) : ms->before;
     run->ov = (ep_overlap_t){0};
     if (ms->st) {
         run->ov.micro_batches = ms->st->overlap.micro_batches;

@@ -43,6 +43,17 @@ static void io_add(ep_io_t *a, const ep_io_t *b) {
     a->wire_bytes += b->wire_bytes;
 }
 
+ep_layer_stats_t ep_layer_stats_delta(ep_layer_stats_t a, ep_layer_stats_t b) {
+    ep_layer_stats_t d = b;
+    d.calls -= a.calls, d.rows -= a.rows, d.pairs -= a.pairs;
+    d.dispatch.messages -= a.dispatch.messages, d.dispatch.raw_bytes -= a.dispatch.raw_bytes;
+    d.dispatch.wire_bytes -= a.dispatch.wire_bytes;
+    d.combine.messages -= a.combine.messages, d.combine.raw_bytes -= a.combine.raw_bytes;
+    d.combine.wire_bytes -= a.combine.wire_bytes;
+    d.t_dispatch -= a.t_dispatch, d.t_wait -= a.t_wait, d.t_combine -= a.t_combine, d.t_expert -= a.t_expert;
+    return d;
+}
+
 ep_layer_stats_t ep_stats_total(const ep_stats_t *s) {
     ep_layer_stats_t t = {0};
     for (int l = 0; l < s->n_layers; l++) {

@@ -69,6 +69,8 @@ void ep_stats_free(ep_stats_t *s);
 
 /* Totals over layers. */
 ep_layer_stats_t ep_stats_total(const ep_stats_t *s);
+/* What the counters of b added since a (a benchmark phase's own share). */
+ep_layer_stats_t ep_layer_stats_delta(ep_layer_stats_t a, ep_layer_stats_t b);
 
 /* The whole record as JSON (totals, per layer, per rank, expert load). */
 int ep_stats_write_json(const ep_stats_t *s, const char *path, spex_err_t *err);
