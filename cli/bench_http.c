@@ -127,3 +127,43 @@ int http_post_sse(const http_target_t *t, const char *path, const char *body, si
     curl_easy_cleanup(r.curl);
     return rc;
 }
+
+/* libcurl's write callback of http_get: the whole body into a strbuf. */
+static size_t on_get_body(char *data, size_t size, size_t nmemb, void *user) {
+    strbuf_t *b = user;
+    sb_add(b, data, size * nmemb);
+    return b->oom ? 0 : size * nmemb;
+}
+
+static int get_result(const http_target_t *t, const strbuf_t *body, CURLcode cc, long st, const char *why,
+                      spex_err_t *err) {
+    if (body->oom) return spex_fail(err, "out of memory");
+    if (cc != CURLE_OK)
+        return spex_fail(err, "cannot reach %s:%d: %s", t->host, t->port, why[0] ? why : curl_easy_strerror(cc));
+    if (st != 200) return spex_fail(err, "HTTP %ld: %.300s", st, body->p ? body->p : "(no answer)");
+    return 0;
+}
+
+int http_get(const http_target_t *t, const char *path, strbuf_t *body, spex_err_t *err) {
+    CURL *c = curl_easy_init();
+    struct curl_slist *headers = request_headers(t);
+    char *url = request_url(t, path), why[CURL_ERROR_SIZE] = "";
+    int rc = -1;
+    if (!c || !headers || !url) {
+        spex_fail(err, "out of memory");
+    } else {
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_get_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, why);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        CURLcode cc = curl_easy_perform(c);
+        rc = get_result(t, body, cc, response_status(c), why, err);
+    }
+    if (!body->p) sb_str(body, "");
+    free(url);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(c);
+    return rc;
+}

@@ -3,13 +3,15 @@
  * answers with, event by event as it arrives (so a caller can timestamp
  * tokens). libcurl does the HTTP (connection, chunked transfer, status); this
  * file only splits the body into events. One connection per request. A non-200
- * answer is returned as an error carrying the status and the start of its body. */
+ * answer is returned as an error carrying the status and the start of its body.
+ * http_get fetches a whole small body (GET /metrics before and after a row). */
 #ifndef SPEX_CLI_BENCH_HTTP_H
 #define SPEX_CLI_BENCH_HTTP_H
 
 #include <stddef.h>
 
 #include "core/error.h"
+#include "core/strbuf.h"
 
 /* Called with one event's data (NUL-terminated, without "data: "); return
  * nonzero to stop reading (the connection is closed). */
@@ -31,5 +33,9 @@ void http_global_cleanup(void);
  * err (and *status, if not NULL, the HTTP status or 0 when there was none). */
 int http_post_sse(const http_target_t *t, const char *path, const char *body, size_t len, sse_event_fn on_event,
                   void *user, int *status, spex_err_t *err);
+
+/* GET path; on a 200, 0 with the body in *body (NUL-terminated, the caller
+ * sb_frees it); -1 with err otherwise. */
+int http_get(const http_target_t *t, const char *path, strbuf_t *body, spex_err_t *err);
 
 #endif

@@ -6,6 +6,8 @@
 
 #include "cli/cli_util.h"
 #include "coordinator/ep/ep_backend.h"
+#include "coordinator/ep/expert_manifest.h"
+#include "core/log.h"
 #include "core/model_id.h"
 #include "transport/codec.h"
 #include "transport/mpi_world.h"
@@ -14,6 +16,7 @@
 void cli_ep_init(cli_ep_t *ep) {
     memset(ep, 0, sizeof *ep);
     ep->combine = -1;
+    ep->overlap = -1;
     ep->rank_timeout = CLI_EP_DEFAULT_TIMEOUT;
     ep->idle_timeout = CLI_EP_DEFAULT_IDLE;
 }
@@ -47,6 +50,9 @@ static const cli_option_t EP_OPTIONS[] = {
     CLI_OPT_INT("--loopback-ranks", NULL, "N", cli_ep_t, loopback_ranks, 1, 256,
                 "without mpirun: N in-process worker ranks behind\nthe real wire (tests; default: experts in-process)"),
     CLI_OPT_FLAG("--no-ep", cli_ep_t, no_ep, "without mpirun: experts in-process, no codec or\nmessages (the default)"),
+    CLI_OPT_ENUM("--overlap", "on|off", cli_ep_t, overlap, CLI_EP_OVERLAP,
+                 "micro-batches: attention / shared experts run\nwhile rows are with the workers (same bits;\n"
+                 "default: on under mpirun for steps of 8+ rows,\noff in one process)"),
 };
 
 static const cli_option_t COMPUTE_OPTIONS[] = {
@@ -136,6 +142,17 @@ static link_t *loopback(const char *dir, int world, loop_workers_t **out, spex_e
     return l;
 }
 
+/* Under mpirun: the digests of every expert, for the workers to check their
+ * weights against (in-process workers read these very files: not needed). */
+static uint64_t *worker_digests(const char *dir, const model_t *m, uint64_t id, spex_err_t *err) {
+    expert_manifest_info_t info;
+    uint64_t *d = expert_manifest_get(dir, &m->cfg, m->ts, id, &info, err);
+    if (d && !info.cached)
+        spex_log("expert digests: %.1f MB of routed expert weights hashed in %.3f s%s", (double)info.bytes / 1e6,
+                 info.seconds, info.written ? " (cached as " EXPERT_MANIFEST_NAME ")" : "");
+    return d;
+}
+
 moe_backend_t *cli_ep_backend(const char *dir, model_t *m, const cli_ep_t *ep, int workers, spex_err_t *err) {
     int world = mpi_world_size();
     ep_options_t eo;
@@ -147,13 +164,19 @@ moe_backend_t *cli_ep_backend(const char *dir, model_t *m, const cli_ep_t *ep, i
     loop_workers_t *lw = NULL;
     placement_t *pl = NULL;
     link_t *link = NULL;
+    uint64_t *digests = NULL;
     if (model_identity(dir, m->ts, &id, err) || !(pl = ep_placement(ep, m->cfg.n_routed_experts, workers + 1, err)))
         goto fail;
     pl->world = ew;   /* ranks above `workers` (if any) host nothing */
+    if (world > 1 && !(digests = worker_digests(dir, m, id, err))) goto fail;
     if (!(link = world > 1 ? link_mpi_create(err) : loopback(dir, ew, &lw, err))) goto fail;
     if (!(link = link_delay_wrap(link, ep->link_delay_ms / 1e3, err))) { loop_workers_free(lw); goto fail; }
-    return ep_backend_create(&m->cfg, id, pl, link, &eo, loop_workers_free, lw, err);
+    eo.expert_digests = digests;
+    moe_backend_t *b = ep_backend_create(&m->cfg, id, pl, link, &eo, loop_workers_free, lw, err);
+    free(digests);
+    return b;
 fail:
+    free(digests);
     placement_free(pl);
     return NULL;
 }
@@ -197,7 +220,9 @@ static model_t *model_load_ep(const char *dir, model_options_t *opt, cli_ep_t *e
     if (world == 1 && (ep->no_ep || (!wire && ep->loopback_ranks == 0))) {
         if (wire) { spex_fail(err, "%s has no effect with --no-ep (no expert ranks, no wire)", wire); return NULL; }
         opt->local_experts = true;
-        return model_load(dir, opt, err);
+        model_t *m = model_load(dir, opt, err);
+        if (m) m->overlap_min_rows = cli_ep_overlap(ep, m->experts);
+        return m;
     }
     if (world > 1 && ep->no_ep) { spex_fail(err, "--no-ep: only without mpirun (this job has %d ranks)", world); return NULL; }
     ep_options_t eo;
@@ -208,8 +233,14 @@ static model_t *model_load_ep(const char *dir, model_options_t *opt, cli_ep_t *e
     moe_backend_t *b = cli_ep_backend(dir, m, ep, 0, err);
     if (!b) { model_free(m); return NULL; }
     model_set_experts(m, b);
+    m->overlap_min_rows = cli_ep_overlap(ep, b);
     ep->backend = b;
     return m;
+}
+
+int cli_ep_overlap(const cli_ep_t *ep, const moe_backend_t *backend) {
+    if (ep->overlap >= 0) return ep->overlap == 0 ? 1 : 0;
+    return backend && ep_backend_stats((moe_backend_t *)backend) && mpi_world_size() > 1 ? CLI_EP_OVERLAP_MIN_ROWS : 0;
 }
 
 char *cli_ep_stats_json(cli_ep_t *ep, spex_err_t *err) {

@@ -4,7 +4,7 @@
  *
  * The options (--placement, --placement-policy, --codec, --dispatch-codec,
  * --combine-codec, --combine, --rank-timeout, --idle-timeout, --ep-stats,
- * --link-delay-ms, --loopback-ranks, --no-ep) are one table in cli_ep.c, with their help.
+ * --link-delay-ms, --loopback-ranks, --no-ep, --overlap) are one table in cli_ep.c, with their help.
  */
 #ifndef SPEX_CLI_EP_H
 #define SPEX_CLI_EP_H
@@ -18,6 +18,7 @@
 typedef struct cli_ep {
     const char *placement, *policy, *codec, *dispatch_codec, *combine_codec, *stats;
     int combine;              /* -1: by the codecs, 0: expert, 1: presum (CLI_EP_COMBINE) */
+    int overlap;              /* -1: by the backend (cli_ep_overlap), 0: on, 1: off (CLI_EP_OVERLAP) */
     double rank_timeout, idle_timeout;
     double link_delay_ms;     /* emulated per-message latency on every rank's sends (transport/link_delay.c); 0 off */
     long loopback_ranks;      /* 0: not given (in-process experts unless a wire option asks for the wire) */
@@ -36,6 +37,7 @@ typedef struct cli_ep {
 #define CLI_EP_DEFAULT_TIMEOUT 20.0
 #define CLI_EP_DEFAULT_IDLE 600.0
 #define CLI_EP_COMBINE "expert|presum"
+#define CLI_EP_OVERLAP "on|off"
 #define CLI_SIMD_CHOICES "auto|avx512|avx2|portable"
 #define CLI_WEIGHTS_CHOICES "copy|mmap"
 
@@ -64,6 +66,16 @@ model_t *cli_model_load(const char *dir, model_options_t *opt, cli_ep_t *ep, spe
  * worker ranks 1..workers (0 = all the job's workers; without mpirun: that
  * many loopback ranks). For benchmarks that compare layouts in one job. */
 moe_backend_t *cli_ep_backend(const char *dir, model_t *m, const cli_ep_t *ep, int workers, spex_err_t *err);
+
+/* From how many rows a step overlaps the routed experts' round trip
+ * (model.h overlap_min_rows): --overlap on 1, off 0; by default
+ * CLI_EP_OVERLAP_MIN_ROWS with MPI worker ranks (measured on a quiet machine:
+ * a 64-row prefill +24%, an 8-sequence step 1.6x, a 1-row decode step slower;
+ * docs/expert-parallelism.md)
+ * and 0 in one process (in-process experts or loopback ranks run on the
+ * caller's thread: nothing to overlap with). */
+#define CLI_EP_OVERLAP_MIN_ROWS 8
+int cli_ep_overlap(const cli_ep_t *ep, const moe_backend_t *backend);
 
 /* The expert-parallel statistics as JSON text (caller frees), with the
  * workers' counters fetched: for commands that fold them into a stats file of

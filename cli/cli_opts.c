@@ -311,7 +311,7 @@ cli_group_t cli_sampling_group(cli_sampling_t *s, unsigned mask) {
 
 seq_params_t cli_sampling_seq(const cli_sampling_t *s) {
     return (seq_params_t){.spec_k = (int)s->spec_k, .sampled_drafts = s->draft == CLI_DRAFT_SAMPLED,
-                          .draft_min_p = (float)s->draft_min_p, .eos_id = -1,
+                          .draft_min_p = (float)s->draft_min_p,
                           .sampling = {.temperature = (float)s->temperature, .top_k = (int)s->top_k,
                                        .top_p = (float)s->top_p, .seed = (uint64_t)s->seed}};
 }
@@ -337,9 +337,16 @@ static const cli_option_t SCHED[] = {
                 "largest max_tokens accepted (default: context - 1)"),
     CLI_OPT_INT("--kv-capacity-tokens", NULL, "N", cli_sched_t, kv_capacity, 1, 1L << 40,
                 "sum of KV cache capacities over running sequences\n(default: max-running x context)"),
+    CLI_OPT_INT("--prefix-cache-mb", NULL, "MB", cli_sched_t, prefix_cache_mb, 1, 1L << 30,
+                "prompt prefix cache: KV rows of earlier prompts\nand answers, reused (default 256)"),
+    CLI_OPT_FLAG("--no-prefix-cache", cli_sched_t, no_prefix_cache, "recompute every prompt from its first token"),
 };
 
 cli_group_t cli_sched_group(cli_sched_t *s) { return (cli_group_t)CLI_GROUP("scheduler", SCHED, s); }
+
+size_t cli_sched_prefix_bytes(const cli_sched_t *s) {
+    return s->no_prefix_cache ? 0 : (size_t)(s->prefix_cache_mb > 0 ? s->prefix_cache_mb : 256) << 20;
+}
 
 typedef struct model_dir {
     const char *dir;

@@ -136,7 +136,7 @@ enum { CLI_S_TEMPERATURE = 1u << 0, CLI_S_TOP_P = 1u << 1, CLI_S_TOP_K = 1u << 2
 cli_sampling_t cli_sampling_defaults(void);
 /* The group over `s` with the entries in `mask` (CLI_S_*, 0 = all). */
 cli_group_t cli_sampling_group(cli_sampling_t *s, unsigned mask);
-/* The engine's parameters of one sequence from `s` (max_new_tokens 0, eos_id -1). */
+/* The engine's parameters of one sequence from `s` (max_new_tokens 0, no EOS). */
 struct seq_params cli_sampling_seq(const cli_sampling_t *s);
 
 /* The temperature of HTTP API requests (`spex batch` lines without one, `spex
@@ -144,11 +144,17 @@ struct seq_params cli_sampling_seq(const cli_sampling_t *s);
 cli_group_t cli_request_temperature_group(double *t);
 
 /* The limits of the continuous-batching scheduler (`serve`, `batch`):
- * --max-running, --max-prompt-tokens, --max-tokens-limit, --kv-capacity-tokens;
+ * --max-running, --max-prompt-tokens, --max-tokens-limit, --kv-capacity-tokens,
+ * --prefix-cache-mb, --no-prefix-cache;
  * 0 = the scheduler's default (from the context length). */
 typedef struct cli_sched {
     long max_running, max_prompt, max_tokens_limit, kv_capacity;
+    long prefix_cache_mb;     /* 0: the default, 256 */
+    bool no_prefix_cache;
 } cli_sched_t;
+
+/* The prefix cache budget in bytes these options ask for (0: off). */
+size_t cli_sched_prefix_bytes(const cli_sched_t *s);
 
 cli_group_t cli_sched_group(cli_sched_t *s);
 

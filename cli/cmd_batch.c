@@ -34,9 +34,12 @@
 #include <cjson/cJSON.h>
 
 #include "cli/cli_ep.h"
+#include "cli/cli_genconf.h"
 #include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/json_raw.h"
+#include "server/json_str.h"
 #include "coordinator/decode/generate.h"
 #include "coordinator/serve/scheduler.h"
 #include "server/api.h"
@@ -51,8 +54,9 @@ typedef struct batch_cli {
     long max_tokens;
     double temperature, progress_interval;
     cli_sched_t sched;       /* limits */
-    cli_sampling_t sp;       /* --spec-k (-1: 2 if the model has an MTP module), --draft */
+    cli_sampling_t sp;       /* --spec-k (default 0: what measures fastest on the shipped model), --draft */
     cli_ep_t ep;             /* expert parallelism: workers under mpirun, loopback ranks, or --no-ep */
+    bool no_gen_config;      /* --no-generation-config */
 } batch_cli_t;
 
 /* ---------------------------------------------------------------- a set of strings */
@@ -112,8 +116,26 @@ static void set_free(strset_t *t) {
 
 /* ---------------------------------------------------------------- resuming */
 
-/* Canonical text of a JSON value (the key ids are compared by). Malloc'ed. */
-static char *json_key(const cJSON *v) { return cJSON_PrintUnformatted(v); }
+/* The text ids are compared by and echoed as, malloc'ed: a number exactly as
+ * written in the line (a double would round ids above 2^53: issue 16 item 5),
+ * a string in cJSON's canonical spelling of all its bytes (so "a" and
+ * "\u0061" are one id, and "nul\u0000id" is not "nul": issue 16 item 4). */
+static char *json_key(const cJSON *v, const char *line, size_t len, const char *field) {
+    if (cJSON_IsNumber(v)) {
+        char *raw = json_raw_member(line, len, field);
+        return raw ? raw : cJSON_PrintUnformatted(v);
+    }
+    strbuf_t b = {0};
+    json_str_spell(&b, v->valuestring, json_str_len(v));
+    return sb_take(&b, NULL);
+}
+
+/* A line as one JSON value with string lengths (server/json_str.h); NULL and
+ * *why when it is not. */
+static cJSON *parse_line(const char *line, size_t len, const char **why) {
+    size_t at;
+    return json_parse_doc(line, len, why, &at);
+}
 
 /* Collect `field` of every complete line of `path` into done; cut a truncated
  * last line off. A missing file is fine (nothing done yet). */
@@ -130,9 +152,10 @@ static int scan_done(const char *path, const char *field, strset_t *done, spex_e
         if (line[len - 1] != '\n') { tail = true; break; }   /* killed in the middle of this write */
         no++;
         good_end += len;
-        cJSON *o = cJSON_ParseWithLength(line, (size_t)len);
+        const char *why;
+        cJSON *o = parse_line(line, (size_t)len - 1, &why);
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-        char *key = v ? json_key(v) : NULL;
+        char *key = v ? json_key(v, line, (size_t)len, field) : NULL;
         if (!key) rc = spex_fail(err, "'%s' line %ld is not a JSON object with \"%s\"; fix or remove it", path, no, field);
         else rc = set_put_owned(done, key) ? spex_fail(err, "out of memory") : 0;
         cJSON_Delete(o);
@@ -239,6 +262,7 @@ typedef struct batch {
     model_t *m;
     scheduler_t *sched;
     api_ctx_t api;
+    api_defaults_t defaults; /* --max-tokens / --temperature, else generation_config.json's, else OpenAI's */
     FILE *in;
     int out_fd, err_fd;
     strset_t done_ids, done_lines, seen;
@@ -265,8 +289,9 @@ static uint64_t seed_of(const char *key) { return fnv1a(key); }
 static int submit_parsed(batch_t *b, const cJSON *o, char **key) {
     api_request_t rq;
     api_error_t e;
-    api_defaults_t d = {.max_tokens = (int)b->c.max_tokens, .temperature = (float)b->c.temperature,
-                        .have_seed = true, .seed = seed_of(*key)};
+    api_defaults_t d = b->defaults;
+    d.have_seed = true;
+    d.seed = seed_of(*key);
     bool chat = cJSON_GetObjectItemCaseSensitive(o, "messages") != NULL;
     if (api_parse_request(&b->api, chat ? API_CHAT : API_COMPLETION, o, &d, &rq, &e))
         return report_error(b, b->line_no, *key, e.message, e.param);
@@ -294,14 +319,16 @@ static int submit_line(batch_t *b, char *line, size_t len) {
     char line_key[32];
     snprintf(line_key, sizeof line_key, "%ld", b->line_no);
     bool reported = set_has(&b->done_lines, line_key);
-    cJSON *o = cJSON_ParseWithLength(line, len);
+    const char *why = "not a JSON object";
+    cJSON *o = parse_line(line, len, &why);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
     bool id_ok = cJSON_IsObject(o) && (cJSON_IsString(id) || cJSON_IsNumber(id));
-    char *key = id_ok ? json_key(id) : NULL;
+    char *key = id_ok ? json_key(id, line, len, "id") : NULL;
     int rc = 0;
     if (id_ok && !key) rc = -1;
     else if (!id_ok) rc = reported ? 0 : report_error(b, b->line_no, NULL, cJSON_IsObject(o) ? "\"id\" (a string or a "
-                                                      "number) is required" : "not a JSON object", cJSON_IsObject(o) ? "id" : NULL);
+                                                      "number) is required" : o ? "not a JSON object" : why,
+                                                      cJSON_IsObject(o) ? "id" : NULL);
     else if (set_has(&b->seen, key))
         rc = reported ? 0 : report_error(b, b->line_no, key, "duplicate id (an earlier line has it)", "id");
     else if (set_put(&b->seen, key)) rc = -1;
@@ -389,18 +416,19 @@ static const cli_option_t BATCH_OPTIONS[] = {
 
 /* -1 to go on, else the exit status. */
 static int batch_parse(int argc, char **argv, batch_cli_t *c) {
-    *c = (batch_cli_t){.temperature = 1.0, .progress_interval = 10, .sched = {.max_running = 16}};
+    *c = (batch_cli_t){.temperature = -1 /* not given */, .progress_interval = 10, .sched = {.max_running = 16}};
     c->sp = cli_sampling_defaults();
-    c->sp.spec_k = -1;
+    c->sp.spec_k = 0;   /* `spex bench spec` on the shipped model: every K > 0 is slower on this CPU */
     cli_ep_init(&c->ep);
     char about[512];
     snprintf(about, sizeof about,
              "Rerunning the same command resumes: ids already in OUT are skipped. Exit status: 0 all done,\n"
              "%d stopped by SIGTERM/SIGINT with work left (rerun to resume), 1 error, 2 usage.\n"
-             "--spec-k defaults to 2 if the model has an MTP module. Documentation: docs/serving.md",
+             "--spec-k defaults to 0 (measured fastest on the shipped model). Documentation: docs/serving.md",
              BATCH_EXIT_REQUEUE);
     cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, BATCH_OPTIONS, c),
                             cli_request_temperature_group(&c->temperature), cli_sched_group(&c->sched),
+                            cli_gen_config_group(&c->no_gen_config),
                             cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT | CLI_S_DRAFT_MIN_P), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
     cli_spec_t spec = CLI_SPEC("batch", "batch --model DIR --input IN.jsonl --output OUT.jsonl [options]", about, groups);
     return cli_run_parse(&spec, argc, argv, 1);
@@ -429,13 +457,21 @@ static int batch_load(batch_t *b, spex_err_t *err) {
     model_options_t opt = {.load_mtp = b->c.sp.spec_k != 0, .local_experts = true, .progress = cli_progress,
                            .progress_user = "loading model"};
     if (!(b->m = cli_model_load(b->c.dir, &opt, &b->c.ep, err))) return -1;
+    size_t prefix = cli_sched_prefix_bytes(&b->c.sched);
+    if (prefix && model_set_prefix_cache(b->m, prefix, err)) return -1;
+    gen_config_t gc;
+    if (cli_gen_config_load("batch", b->c.dir, b->c.no_gen_config, b->m->cfg.vocab_size, &gc, err)) return -1;
+    b->defaults = (api_defaults_t){.temperature = 1.0f};
+    cli_gen_config_api(&gc, &b->defaults);
+    if (b->c.temperature >= 0) b->defaults.temperature = (float)b->c.temperature;
+    if (b->c.max_tokens > 0) b->defaults.max_tokens = (int)b->c.max_tokens;
     int k = b->c.sp.spec_k >= 0 ? (int)b->c.sp.spec_k : b->m->n_mtp > 0 ? 2 : 0;
     const cli_sched_t *l = &b->c.sched;
     sched_config_t sc = {.max_running = (int)l->max_running, .max_queue = (int)l->max_running,
                          .kv_capacity_tokens = l->kv_capacity, .max_prompt_tokens = (int)l->max_prompt,
                          .max_tokens_limit = (int)l->max_tokens_limit, .spec_k = k,
                          .argmax_drafts = b->c.sp.draft == CLI_DRAFT_ARGMAX,
-                         .draft_min_p = (float)b->c.sp.draft_min_p};
+                         .draft_min_p = (float)b->c.sp.draft_min_p, .extra_eos = gc.eos};
     if (!(b->sched = scheduler_create(b->m, b->tok, &sc, err))) return -1;
     b->api = (api_ctx_t){.sched = b->sched, .tok = b->tok, .vocab_size = b->m->cfg.vocab_size};
     b->cap_fl = 2 * (int)b->c.sched.max_running;
@@ -476,6 +512,22 @@ static void batch_free(batch_t *b) {
     set_free(&b->seen);
 }
 
+/* True when both paths name one existing file (device and inode: a symlink
+ * or another spelling of the input counts). */
+static bool same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* --output or the errors file being the input would append results to the
+ * file being read (and skip every id as done): a usage error (issue 16 item 7). */
+static const char *overlapping_file(const batch_cli_t *c, const char *errors_path) {
+    if (same_file(c->input, c->output)) return "--output is the --input file";
+    if (same_file(c->input, errors_path)) return "--errors is the --input file";
+    if (same_file(c->output, errors_path)) return "--errors is the --output file";
+    return NULL;
+}
+
 int cmd_batch(int argc, char **argv) {
     batch_t b = {.out_fd = -1, .err_fd = -1};
     int prc = batch_parse(argc, argv, &b.c);
@@ -483,6 +535,11 @@ int cmd_batch(int argc, char **argv) {
     char errors_path[4096];
     snprintf(errors_path, sizeof errors_path, "%s", b.c.errors ? b.c.errors : "");
     if (!b.c.errors) snprintf(errors_path, sizeof errors_path, "%s.errors.jsonl", b.c.output);
+    const char *overlap = overlapping_file(&b.c, errors_path);
+    if (overlap) {
+        cli_error("batch", "%s; results must go to another file", overlap);
+        return 2;
+    }
     volatile sig_atomic_t stop = 0;
     stop_signals_install(&stop);
     spex_err_t err = {0};

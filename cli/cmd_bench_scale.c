@@ -66,17 +66,6 @@ static int bsc_parse(int argc, char **argv, bsc_opts_t *o) {
     return cli_run_parse(&spec, argc, argv, 2);
 }
 
-static ep_layer_stats_t delta(ep_layer_stats_t a, ep_layer_stats_t b) {
-    ep_layer_stats_t d = b;
-    d.calls -= a.calls, d.rows -= a.rows, d.pairs -= a.pairs;
-    d.dispatch.messages -= a.dispatch.messages, d.dispatch.raw_bytes -= a.dispatch.raw_bytes;
-    d.dispatch.wire_bytes -= a.dispatch.wire_bytes;
-    d.combine.messages -= a.combine.messages, d.combine.raw_bytes -= a.combine.raw_bytes;
-    d.combine.wire_bytes -= a.combine.wire_bytes;
-    d.t_dispatch -= a.t_dispatch, d.t_wait -= a.t_wait, d.t_combine -= a.t_combine, d.t_expert -= a.t_expert;
-    return d;
-}
-
 /* What the phase can be measured by: a copy of the statistics counters it changes. */
 typedef struct bsc_mark {
     double t, attention;
@@ -103,7 +92,7 @@ static void measure(const model_t *m, const ep_stats_t *st, const bsc_mark_t *k,
     p->tokens = tokens;
     p->steps = steps;
     p->attention = m->timing.attention - k->attention;
-    p->d = st ? delta(k->total, ep_stats_total(st)) : (ep_layer_stats_t){0};
+    p->d = st ? ep_layer_stats_delta(k->total, ep_stats_total(st)) : (ep_layer_stats_t){0};
     double mx = 0, mean = 0;
     for (int l = 0; st && l < st->n_layers; l++) {
         int64_t lmax = 0, sum = 0;
@@ -126,7 +115,7 @@ static int run_once(model_t *m, const bsc_opts_t *o, uint64_t seed, bsc_phase_t 
     sequence_t **seqs = calloc((size_t)B, sizeof *seqs);
     int32_t *prompt = malloc(sizeof(int32_t) * (size_t)P);
     if (!seqs || !prompt) { spex_fail(err, "out of memory"); goto done; }
-    seq_params_t p = {.max_new_tokens = (int)o->n, .spec_k = (int)o->spec_k, .eos_id = -1,
+    seq_params_t p = {.max_new_tokens = (int)o->n, .spec_k = (int)o->spec_k,   /* eos: empty, none */
                       .sampling = {.temperature = 0, .top_k = 0, .top_p = 1}};
     uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
     for (int b = 0; b < B; b++) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/cli_ep.h"
+#include "cli/cli_genconf.h"
 #include "cli/cli_json.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
@@ -22,7 +23,7 @@ typedef struct gen_cli {
     long n;
     cli_sampling_t sp;
     const char *stats_file;
-    bool json, no_bos;
+    bool json, no_bos, no_gen_config;
     cli_ep_t ep;
     seq_params_t gp;   /* from the options above */
 } gen_cli_t;
@@ -31,12 +32,14 @@ typedef struct stream_ctx {
     const tokenizer_t *tok;
     utf8_stream_t utf8;
     bool print;
+    const eos_set_t *eos;   /* stop tokens print nothing */
 } stream_ctx_t;
 
 static const cli_option_t GEN_OPTIONS[] = {
     CLI_OPT_STRING("--prompt", "TEXT", gen_cli_t, prompt, "the prompt as text (needs tokenizer.json)"),
     CLI_OPT_STRING("--tokens", "ID,ID,...", gen_cli_t, tokens, "the prompt as token ids"),
-    CLI_OPT_INT("--max-tokens", "-n", "N", gen_cli_t, n, 0, 1 << 24, "tokens to generate"),
+    CLI_OPT_INT("--max-tokens", "-n", "N", gen_cli_t, n, 0, 1 << 24,
+                "tokens to generate (default: generation_config.json's\nmax_new_tokens, else 64)"),
     CLI_OPT_FLAG("--json", gen_cli_t, json, "print {tokens, text, stats} instead of streaming text"),
     CLI_OPT_STRING("--stats", "FILE", gen_cli_t, stats_file,
                    "write the stats object (timings, speculation\nacceptance; with the experts behind the wire also\n"
@@ -46,26 +49,44 @@ static const cli_option_t GEN_OPTIONS[] = {
 
 /* Parses into c; -1 to go on, else the exit status. */
 static int gen_parse(int argc, char **argv, gen_cli_t *c) {
-    c->n = 64;
+    c->n = -1;   /* -1: not given (generation_config.json's, else the default) */
     c->sp = cli_sampling_defaults();
+    c->sp.temperature = c->sp.top_p = -1;
+    c->sp.top_k = -1;
     cli_ep_init(&c->ep);
     cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, GEN_OPTIONS, c), cli_sampling_group(&c->sp, 0),
-                            cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
+                            cli_gen_config_group(&c->no_gen_config), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
     cli_spec_t spec = CLI_SPEC("generate", "generate --model DIR (--prompt TEXT | --tokens ID,ID,...) [options]",
-                               "Streams the text as it is generated (token ids without tokenizer.json).", groups);
+                               "Streams the text as it is generated (token ids without tokenizer.json). --temperature, --top-p,\n"
+                               "--top-k and -n not given come from the model's generation_config.json, else greedy,\n"
+                               "1, 0 (off) and 64; its eos_token_id ids stop generation too.", groups);
     int rc = cli_run_parse(&spec, argc, argv, 1);
     if (rc >= 0) return rc;
     if (!c->prompt == !c->tokens) return cli_usage_error(&spec, "need exactly one of --prompt / --tokens");
-    c->gp = cli_sampling_seq(&c->sp);
-    c->gp.max_new_tokens = (int)c->n;
+    c->gp.spec_k = (int)c->sp.spec_k;   /* the rest once generation_config.json is read (gen_resolve) */
     return -1;
+}
+
+/* The sequence's parameters: options given win, then generation_config.json, then the defaults. */
+static int gen_resolve(gen_cli_t *c, const model_t *m, const tokenizer_t *tok, spex_err_t *err) {
+    gen_config_t gc;
+    if (cli_gen_config_load("generate", c->dir, c->no_gen_config, m->cfg.vocab_size, &gc, err)) return -1;
+    cli_sampling_t *sp = &c->sp;
+    if (sp->temperature < 0) sp->temperature = gc.has_temperature ? gc.temperature : 0;
+    if (sp->top_p < 0) sp->top_p = gc.has_top_p ? gc.top_p : 1;
+    if (sp->top_k < 0) sp->top_k = gc.has_top_k ? gc.top_k : 0;
+    if (c->n < 0) c->n = gc.has_max_new_tokens ? gc.max_new_tokens : 64;
+    c->gp = cli_sampling_seq(sp);
+    c->gp.max_new_tokens = (int)c->n;
+    eos_set_add(&c->gp.eos, tok ? tokenizer_eos_id(tok) : m->cfg.eos_token_id);
+    return eos_set_merge(&c->gp.eos, &gc.eos) ? spex_fail(err, "more than %d stop token ids", SPEX_MAX_EOS) : 0;
 }
 
 static int on_token(void *user, int32_t tok) {
     stream_ctx_t *s = user;
     if (!s->print) return 0;
     if (!s->tok) { printf("%d ", (int)tok); fflush(stdout); return 0; }
-    if (tokenizer_is_special(s->tok, tok)) return 0;
+    if (tokenizer_is_special(s->tok, tok) || eos_set_has(s->eos, tok)) return 0;
     size_t len;
     const char *b = tokenizer_token_bytes(s->tok, tok, &len);
     if (!b) return 0;
@@ -119,11 +140,13 @@ static cJSON *stats_json(const gen_stats_t *st, int spec_k) {
     return o;
 }
 
-static int print_json(const tokenizer_t *tok, const int32_t *gen, int n, const gen_stats_t *st, int spec_k) {
+static int print_json(const tokenizer_t *tok, const int32_t *gen, int n, const gen_stats_t *st, int spec_k,
+                      const eos_set_t *eos) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "tokens", cli_json_ids(gen, n));
     size_t len = 0;
-    char *text = tok ? tokenizer_decode(tok, gen, (size_t)n, true, &len, NULL) : NULL;
+    int n_text = n > 0 && eos_set_has(eos, gen[n - 1]) ? n - 1 : n;   /* a stop token has no text */
+    char *text = tok ? tokenizer_decode(tok, gen, (size_t)n_text, true, &len, NULL) : NULL;
     cli_json_add_text(o, "text", text ? text : "", len);
     free(text);
     cJSON_AddItemToObject(o, "stats", stats_json(st, spec_k));
@@ -165,12 +188,13 @@ int cmd_generate(int argc, char **argv) {
     int n_prompt = 0, n_gen = 0, rc = 1;
     model_options_t opt = {.load_mtp = c.gp.spec_k > 0, .local_experts = true, .progress = cli_progress, .progress_user = "loading model"};
     model_t *m = NULL;
-    if (gen_prompt(&c, tok, &prompt, &n_prompt, &err) || !(m = cli_model_load(c.dir, &opt, &c.ep, &err))) goto fail;
-    c.gp.eos_id = tok ? tokenizer_eos_id(tok) : m->cfg.eos_token_id;
     stream_ctx_t sc = {.tok = tok, .print = !c.json};
+    if (gen_prompt(&c, tok, &prompt, &n_prompt, &err) || !(m = cli_model_load(c.dir, &opt, &c.ep, &err))) goto fail;
+    if (gen_resolve(&c, m, tok, &err)) goto fail;
+    sc.eos = &c.gp.eos;
     gen_stats_t st;
     if (generate(m, prompt, n_prompt, &c.gp, on_token, &sc, &gen, &n_gen, &st, &err)) goto fail;
-    if (c.json && print_json(tok, gen, n_gen, &st, c.gp.spec_k)) {
+    if (c.json && print_json(tok, gen, n_gen, &st, c.gp.spec_k, &c.gp.eos)) {
         spex_fail(&err, "out of memory");
         goto fail;
     }

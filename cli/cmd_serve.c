@@ -15,12 +15,14 @@
 #include <unistd.h>
 
 #include "cli/cli_ep.h"
+#include "cli/cli_genconf.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/serve/chat.h"
 #include "coordinator/ep/ep_backend.h"
 #include "coordinator/serve/metrics.h"
 #include "coordinator/serve/scheduler.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "server/api.h"
 #include "server/http.h"
@@ -28,10 +30,12 @@
 
 typedef struct serve_cli {
     const char *dir, *host, *port_file, *api_key, *model_name;
-    long port, max_queue, max_body, max_conn;
-    double grace;
+    long port, max_queue, max_body, max_conn, max_per_client;
+    double grace, header_timeout, body_timeout, keepalive_timeout;
+    const char *cors_origin, *tls_cert, *tls_key;
+    bool no_gen_config;      /* --no-generation-config */
     cli_sched_t sched;       /* limits of the scheduler */
-    cli_sampling_t sp;       /* --spec-k (-1: 2 if the model has an MTP module), --draft */
+    cli_sampling_t sp;       /* --spec-k (default 0: what measures fastest on the shipped model), --draft */
     cli_ep_t ep;             /* expert parallelism: workers under mpirun, loopback ranks, or --no-ep */
 } serve_cli_t;
 
@@ -49,25 +53,40 @@ static const cli_option_t SERVE_OPTIONS[] = {
     CLI_OPT_STRING("--model-name", "NAME", serve_cli_t, model_name,
                    "name in /v1/models and responses (default: the\nmodel directory's name)"),
     CLI_OPT_INT("--max-connections", NULL, "N", serve_cli_t, max_conn, 4, 65536, "concurrent HTTP connections"),
+    CLI_OPT_INT("--max-connections-per-client", NULL, "N", serve_cli_t, max_per_client, 1, 65536,
+                "connections from one client address (default: a\nquarter of --max-connections, at least 8)"),
+    CLI_OPT_DOUBLE("--header-timeout", "SECONDS", serve_cli_t, header_timeout, 0.1, 3600,
+                   "time a new connection has to send its request header"),
+    CLI_OPT_DOUBLE("--body-timeout", "SECONDS", serve_cli_t, body_timeout, 0.1, 3600,
+                   "time from a request's header to the end of its body"),
+    CLI_OPT_DOUBLE("--keepalive-timeout", "SECONDS", serve_cli_t, keepalive_timeout, 0.1, 3600,
+                   "time an idle keep-alive connection is kept open"),
+    CLI_OPT_STRING("--cors-origin", "ORIGIN", serve_cli_t, cors_origin,
+                   "answer browsers from ORIGIN ('*' = any): CORS\nheaders on every response, OPTIONS preflight 204"),
+    CLI_OPT_STRING("--tls-cert", "FILE", serve_cli_t, tls_cert, "serve HTTPS with this PEM certificate (chain)"),
+    CLI_OPT_STRING("--tls-key", "FILE", serve_cli_t, tls_key, "the PEM private key of --tls-cert"),
 };
 
 /* -1 to go on, else the exit status. */
 static int serve_parse(int argc, char **argv, serve_cli_t *c) {
     *c = (serve_cli_t){.host = "127.0.0.1", .port = 8080, .max_queue = 64, .max_body = 1 << 20, .grace = 30,
-                       .max_conn = 256, .sched = {.max_running = 16}};
+                       .max_conn = 256, .header_timeout = 5, .body_timeout = 10, .keepalive_timeout = 5,
+                       .sched = {.max_running = 16}};
     c->sp = cli_sampling_defaults();
-    c->sp.spec_k = -1;
+    c->sp.spec_k = 0;   /* `spex bench spec` on the shipped model: every K > 0 is slower on this CPU */
     cli_ep_init(&c->ep);
-    cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, SERVE_OPTIONS, c), cli_sched_group(&c->sched),
+    cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, SERVE_OPTIONS, c), cli_sched_group(&c->sched), cli_gen_config_group(&c->no_gen_config),
                             cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT | CLI_S_DRAFT_MIN_P), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
     cli_spec_t spec = CLI_SPEC("serve", "serve --model DIR [options]",
                                "Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, /health,\n"
-                               "/metrics. --spec-k defaults to 2 if the model has an MTP module. Documentation:\n"
+                               "/metrics, POST /tokenize, /detokenize. --spec-k defaults to 0 (measured fastest on the shipped model). Documentation:\n"
                                "docs/serving.md", groups);
     int rc = cli_run_parse(&spec, argc, argv, 1);
     if (rc >= 0) return rc;
     if (!c->api_key) c->api_key = getenv("SPEX_API_KEY");
     if (c->api_key && !c->api_key[0]) c->api_key = NULL;
+    if (!c->tls_cert != !c->tls_key) return cli_usage_error(&spec, "--tls-cert and --tls-key go together");
+    if (!c->max_per_client) c->max_per_client = c->max_conn / 4 > 8 ? c->max_conn / 4 : 8;
     return -1;
 }
 
@@ -100,6 +119,7 @@ typedef struct serve_state {
     model_t *m;
     scheduler_t *sched;
     api_ctx_t api;
+    api_defaults_t defaults; /* OpenAI's, with generation_config.json's on top */
 } serve_state_t;
 
 static void quiesce_http(void *user) { http_server_quiesce(user); }
@@ -111,7 +131,8 @@ static bool workers_health(void *user, char *why, size_t why_len) {
     cli_ep_t *ep = user;
     spex_err_t err = {{0}};
     if (!ep->backend || ep_backend_fetch_worker_stats(ep->backend, &err) == 0) return true;
-    snprintf(why, why_len, "%s", err.msg);
+    const char *failure = ep_backend_failure(ep->backend, NULL, NULL);   /* sticky: the first, naming the rank */
+    snprintf(why, why_len, "%s", failure ? failure : err.msg);
     return false;
 }
 
@@ -126,6 +147,9 @@ static void workers_metrics(void *user, metrics_backend_t *out) {
     out->wire_bytes_compressed = (uint64_t)(t.dispatch.wire_bytes + t.combine.wire_bytes);
     out->n_ranks = st->world < METRICS_MAX_RANKS ? st->world : METRICS_MAX_RANKS;
     for (int r = 1; r < out->n_ranks; r++) out->expert_seconds[r] = st->rank[r].t_compute;
+    const char *cause = NULL;
+    if (ep_backend_failure(ep->backend, &out->failed_rank, &cause))
+        snprintf(out->failure_cause, sizeof out->failure_cause, "%s", cause ? cause : "unknown");
 }
 
 static int serve_load(serve_state_t *st, spex_err_t *err) {
@@ -139,6 +163,12 @@ static int serve_load(serve_state_t *st, spex_err_t *err) {
     model_options_t opt = {.load_mtp = st->c.sp.spec_k != 0, .local_experts = true, .progress = cli_progress,
                            .progress_user = "loading model"};
     if (!(st->m = cli_model_load(st->c.dir, &opt, &st->c.ep, err))) return -1;   /* the workers' handshake */
+    size_t prefix = cli_sched_prefix_bytes(&st->c.sched);
+    if (prefix && model_set_prefix_cache(st->m, prefix, err)) return -1;
+    gen_config_t gc;
+    if (cli_gen_config_load("serve", st->c.dir, st->c.no_gen_config, st->m->cfg.vocab_size, &gc, err)) return -1;
+    st->defaults = (api_defaults_t){.temperature = 1.0f};
+    cli_gen_config_api(&gc, &st->defaults);
     int spec_k = st->c.sp.spec_k >= 0 ? (int)st->c.sp.spec_k : st->m->n_mtp > 0 ? 2 : 0;
     const cli_sched_t *l = &st->c.sched;
     sched_config_t sc = {.max_running = (int)l->max_running, .max_queue = (int)st->c.max_queue,
@@ -147,14 +177,27 @@ static int serve_load(serve_state_t *st, spex_err_t *err) {
                          .argmax_drafts = st->c.sp.draft == CLI_DRAFT_ARGMAX,
                          .draft_min_p = (float)st->c.sp.draft_min_p, .metrics = st->metrics, .on_shutdown = quiesce_http,
                          .shutdown_user = st->http, .health = workers_health, .health_user = &st->c.ep,
-                         .backend_metrics = workers_metrics, .backend_user = &st->c.ep};
+                         .backend_metrics = workers_metrics, .backend_user = &st->c.ep, .extra_eos = gc.eos};
     if (!(st->sched = scheduler_create(st->m, st->tok, &sc, err))) return -1;
     st->api = (api_ctx_t){.sched = st->sched, .tok = st->tok, .model_name = st->name,
-                          .vocab_size = st->m->cfg.vocab_size};
+                          .vocab_size = st->m->cfg.vocab_size, .defaults = &st->defaults,
+                          .context = scheduler_context(st->sched)};
     const sched_config_t *eff = scheduler_config(st->sched);
     spex_log("serve: model '%s' ready: context %d, spec-k %d, max-running %d, max-queue %d, kv capacity %ld tokens",
              st->name, scheduler_context(st->sched), spec_k, eff->max_running, eff->max_queue,
              eff->kv_capacity_tokens);
+    return 0;
+}
+
+/* --tls-cert / --tls-key read into hc (malloc'ed; freed by the caller). */
+static int read_tls(const serve_cli_t *c, http_config_t *hc, spex_err_t *err) {
+    if (!c->tls_cert) return 0;
+    char *cert = spex_read_file(c->tls_cert, 1u << 20, NULL, err);
+    if (!cert) return spex_err_prefix(err, "--tls-cert '%s': ", c->tls_cert);
+    char *key = spex_read_file(c->tls_key, 1u << 20, NULL, err);
+    if (!key) { free(cert); return spex_err_prefix(err, "--tls-key '%s': ", c->tls_key); }
+    hc->tls_cert_pem = cert;
+    hc->tls_key_pem = key;
     return 0;
 }
 
@@ -178,10 +221,16 @@ int cmd_serve(int argc, char **argv) {
     int rc = 1;
     http_config_t hc = {.host = st.c.host, .port = (int)st.c.port, .api_key = st.c.api_key,
                         .max_body_bytes = (size_t)st.c.max_body, .model_name = st.name,
-                        .max_connections = (unsigned)st.c.max_conn};
+                        .max_connections = (unsigned)st.c.max_conn, .max_per_client = (unsigned)st.c.max_per_client,
+                        .header_timeout = st.c.header_timeout, .body_timeout = st.c.body_timeout,
+                        .idle_timeout = st.c.keepalive_timeout, .cors_origin = st.c.cors_origin};
     if (!(hc.metrics = st.metrics = metrics_create())) { cli_error("serve", "out of memory"); return 1; }
-    if (!(st.http = http_server_start(&hc, &err))) goto fail;
-    spex_log("serve: listening on http://%s:%d%s", st.c.host, http_server_port(st.http),
+    if (read_tls(&st.c, &hc, &err)) goto fail;
+    st.http = http_server_start(&hc, &err);
+    free((char *)hc.tls_cert_pem);   /* the server keeps its own copies */
+    free((char *)hc.tls_key_pem);
+    if (!st.http) goto fail;
+    spex_log("serve: listening on %s://%s:%d%s", st.c.tls_cert ? "https" : "http", st.c.host, http_server_port(st.http),
              st.c.api_key ? " (API key required)" : "");
     if (st.c.port_file && write_port_file(st.c.port_file, http_server_port(st.http))) {
         spex_fail(&err, "cannot write --port-file '%s'", st.c.port_file);
@@ -193,6 +242,11 @@ int cmd_serve(int argc, char **argv) {
     http_server_drain(st.http, 5.0);   /* last events and [DONE] reach the clients */
     spex_log("serve: stopped");
     rc = cli_ep_finish("serve", &st.c.ep) ? 1 : 0;   /* --ep-stats */
+    const char *failure = st.c.ep.backend ? ep_backend_failure(st.c.ep.backend, NULL, NULL) : NULL;
+    if (failure) {   /* the job failed even if SIGTERM ended it: say so in the exit status */
+        spex_log("serve: exiting with status 1: expert parallelism failed: %s", failure);
+        rc = 1;
+    }
     goto done;
 fail:
     cli_error("serve", "%s", err.msg);

@@ -20,6 +20,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "coordinator/tokenizer/tokenizer.h"
+#include "server/json_str.h"
 
 typedef struct tok_cli {
     const char *cmd;   /* "tokenize" or "detokenize" */
@@ -50,32 +51,26 @@ static int parse_args(int argc, char **argv, tok_cli_t *c) {
     return cli_run_parse(&spec, argc, argv, 1);
 }
 
-/* cJSON turns "\u0000" into a NUL that silently ends its string, so refuse it. */
-static bool json_has_nul_escape(const char *s) {
-    for (; *s; s++) {
-        if (*s != '\\') continue;
-        if (s[1] == 'u' && !strncmp(s + 2, "0000", 4)) return true;
-        if (s[1]) s++; /* skip the escaped character, e.g. the second \ of \\ */
-    }
-    return false;
-}
-
 /* Parse a whole line (NUL-terminated at len) as one JSON value; trailing
  * garbage after the value is an error, not ignored. */
 static cJSON *parse_line(const char *line, size_t len) {
     return cJSON_ParseWithLengthOpts(line, len + 1, NULL, 1);
 }
 
-/* One line of tokenize: JSON string -> printed id array. */
+/* One line of tokenize: JSON string -> printed id array. The string keeps
+ * its length: "\u0000" and raw NUL bytes are encoded like any other
+ * character, as Hugging Face tokenizers does (issue 16 item 4). */
 static int tokenize_line(const tokenizer_t *tok, bool bos, const char *line, size_t len, spex_err_t *err) {
-    cJSON *j = parse_line(line, len);
+    const char *why = NULL;
+    size_t at = 0;
+    cJSON *j = json_parse_doc(line, len, &why, &at);
     int rc = 0;
-    if (!j) rc = spex_fail(err, "not valid JSON (unterminated string, bad escape or lone \\ud800-style surrogate?)");
+    if (!j) rc = spex_fail(err, "%s near byte %zu (unterminated string, bad escape or lone \\ud800-style surrogate?)",
+                           why, at);
     else if (!cJSON_IsString(j)) rc = spex_fail(err, "expected a JSON string");
-    else if (json_has_nul_escape(line)) rc = spex_fail(err, "\\u0000 (NUL) in strings is not supported");
     int32_t *ids = NULL;
     size_t n = 0;
-    if (!rc) rc = tokenizer_encode(tok, j->valuestring, strlen(j->valuestring), bos, &ids, &n, err);
+    if (!rc) rc = tokenizer_encode(tok, j->valuestring, json_str_len(j), bos, &ids, &n, err);
     if (!rc) {
         cli_print_ids(stdout, ids, (int)n);
         fputc('\n', stdout);

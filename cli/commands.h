@@ -10,6 +10,7 @@ typedef struct spex_command {
     const char *name;
     spex_cmd_fn fn;
     const char *summary;
+    const char *subcommands;   /* "spec|ep|serve" for bench (each has its own --help), else NULL */
 } spex_command_t;
 
 int cmd_inspect(int argc, char **argv);

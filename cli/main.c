@@ -5,22 +5,24 @@
 #include <string.h>
 
 #include "cli/cli_ep.h"
+#include "cli/cli_man.h"
 #include "cli/commands.h"
 
 static const spex_command_t COMMANDS[] = {
     /* One line per subcommand: name, entry point (NULL: handled by run()), summary for `spex help`. */
-    {"help", NULL, "this list"},
-    {"inspect", cmd_inspect, "print a checkpoint's config, tensors, parameter counts and bytes by dtype"},
-    {"synth", cmd_synth, "write a random DeepSeek-V3-architecture checkpoint (any config, any dtype)"},
-    {"tokenize", cmd_tokenize, "JSON strings on stdin -> JSON id arrays on stdout"},
-    {"detokenize", cmd_detokenize, "JSON id arrays on stdin -> JSON strings on stdout"},
-    {"logits", cmd_logits, "print next-token logits for a token sequence as JSON (prefill, decode, MTP)"},
-    {"generate", cmd_generate, "generate text from a prompt"},
-    {"perplexity", cmd_perplexity, "perplexity and bits per byte of a text file"},
-    {"bench", cmd_bench, "benchmarks: `bench spec` (MTP speculation), `bench ep` (expert parallelism), `bench scale` (a scaling-study point), `bench serve` (HTTP load)"},
-    {"placement", cmd_placement, "print the expert -> rank table for a model and world size (docs/expert-parallelism.md)"},
-    {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching (docs/serving.md)"},
-    {"batch", cmd_batch, "resumable JSONL batch generation with continuous batching (docs/serving.md)"},
+    {"help", NULL, "this list", NULL},
+    {"inspect", cmd_inspect, "print a checkpoint's config, tensors, parameter counts and bytes by dtype", NULL},
+    {"synth", cmd_synth, "write a random DeepSeek-V3-architecture checkpoint (any config, any dtype)", NULL},
+    {"tokenize", cmd_tokenize, "JSON strings on stdin -> JSON id arrays on stdout", NULL},
+    {"detokenize", cmd_detokenize, "JSON id arrays on stdin -> JSON strings on stdout", NULL},
+    {"logits", cmd_logits, "print next-token logits for a token sequence as JSON (prefill, decode, MTP)", NULL},
+    {"generate", cmd_generate, "generate text from a prompt", NULL},
+    {"perplexity", cmd_perplexity, "perplexity and bits per byte of a text file", NULL},
+    {"bench", cmd_bench, "benchmarks: `bench spec` (MTP speculation), `bench ep` (expert parallelism), `bench scale` (a scaling-study point), `bench serve` (HTTP load)",
+     "spec|ep|scale|serve"},
+    {"placement", cmd_placement, "print the expert -> rank table for a model and world size (docs/expert-parallelism.md)", NULL},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching (docs/serving.md)", NULL},
+    {"batch", cmd_batch, "resumable JSONL batch generation with continuous batching (docs/serving.md)", NULL},
 };
 
 static void usage(FILE *out) {
@@ -43,4 +45,10 @@ static int run(int argc, char **argv) {
     return 2;
 }
 
-int main(int argc, char **argv) { return cli_ep_main(argc, argv, run); }
+int main(int argc, char **argv) {
+    /* hidden, for the build (cli_man.h): before any MPI set-up, since they fork */
+    size_t n = sizeof COMMANDS / sizeof COMMANDS[0];
+    if (argc == 2 && !strcmp(argv[1], "help-man")) return cli_man_page(COMMANDS, n, stdout);
+    if (argc == 2 && !strcmp(argv[1], "help-completion")) return cli_bash_completion(COMMANDS, n, stdout);
+    return cli_ep_main(argc, argv, run);
+}

@@ -184,12 +184,17 @@ static int parse_quant(const jctx_t *c, const cJSON *root, int block[2]) {
     return 0;
 }
 
-/* Does any main or MTP layer use the dense FFN (so intermediate_size is needed)? */
+/* Does any main or MTP layer use the dense FFN (so intermediate_size is needed)?
+ * Asked before the values are validated, so in closed form over 64 bits: the
+ * sum overflowed an int for INT_MAX layers plus an MTP layer (UBSan), and a
+ * loop over 2e9 layers spun for seconds before the cap refused them (issue 16
+ * item 7). Layer l is MoE iff experts exist, l >= first_k_dense_replace and
+ * l % moe_layer_freq == 0 (config_layer_is_moe); a bad freq is refused later. */
 static bool any_dense_layer(const spex_config_t *cfg) {
-    int n = cfg->num_hidden_layers + cfg->num_nextn_predict_layers;
-    for (int l = 0; l < n; l++)
-        if (!config_layer_is_moe(cfg, l)) return true;
-    return false;
+    long long n = (long long)cfg->num_hidden_layers + cfg->num_nextn_predict_layers;
+    if (n <= 0 || cfg->moe_layer_freq <= 0) return false;
+    if (cfg->n_routed_experts <= 0 || cfg->first_k_dense_replace > 0) return true;   /* layer 0 is dense */
+    return cfg->moe_layer_freq > 1 && n >= 2;                                        /* layer 1 is dense */
 }
 
 static int parse_dims(const jctx_t *c, const cJSON *r, spex_config_t *cfg) {

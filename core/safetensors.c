@@ -137,10 +137,10 @@ static int entry_type(const cJSON *e, const char *path, st_tensor_t *t, spex_err
     for (int i = 0; i < t->ndim; i++) {
         if (!json_uint(cJSON_GetArrayItem(sh, i), &t->shape[i]))
             return spex_fail(err, "%s: tensor '%s': shape[%d] is not a non-negative integer", path, t->name, i);
-        numel *= (double)t->shape[i];
-        t->numel *= t->shape[i];
+        numel *= (double)t->shape[i];   /* checked in double before the exact product can overflow */
         if (numel * (double)dtype_size(t->dtype) >= ST_MAX_EXACT)
             return spex_fail(err, "%s: tensor '%s': shape too large", path, t->name);
+        t->numel *= t->shape[i];
     }
     t->nbytes = (size_t)t->numel * dtype_size(t->dtype);
     return 0;

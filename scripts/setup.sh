@@ -10,7 +10,7 @@ pkgs=(build-essential cmake pkg-config git
       libonig-dev                         # tokenizer pre-tokenizer regexes
       libmicrohttpd-dev                   # HTTP front end
       libcjson-dev                        # config.json, tokenizer.json, CLI JSON
-      libxxhash-dev                       # XXH32 message checksum on the wire (transport/codec.c)
+      libxxhash-dev                       # XXH32 wire checksum, XXH3 expert digests (transport/)
       libcurl4-openssl-dev                # HTTP client of the serve load generator (spex bench serve)
       curl
       # cluster launch and its tests (launch/, ansible/, tests/cluster/): Slurm started by hand,

@@ -2,6 +2,7 @@
  * returns -1 with the error filled, so api_parse_request reads as a list. */
 #include "api.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 
 #include "coordinator/serve/chat.h"
+#include "server/json_str.h"
 
 #define BAD_REQUEST(e, param, ...) api_fail(e, 400, "invalid_request_error", param, "invalid_value", __VA_ARGS__)
 
@@ -87,13 +89,14 @@ static int ids_from_array(const api_ctx_t *ctx, const cJSON *arr, api_request_t 
     return 0;
 }
 
-static int encode(const api_ctx_t *ctx, const char *text, bool add_bos, const char *param, api_request_t *r,
-                  api_error_t *e) {
+static int encode(const api_ctx_t *ctx, const char *text, size_t len, bool add_bos, const char *param,
+                  api_request_t *r, api_error_t *e) {
+    if (len == 0) return BAD_REQUEST(e, param, "the prompt is empty");
     if (!ctx->tok)
         return BAD_REQUEST(e, param, "this model has no tokenizer.json: send the prompt as an array of token ids");
     spex_err_t err = {0};
     size_t n = 0;
-    if (tokenizer_encode(ctx->tok, text, strlen(text), add_bos, &r->prompt, &n, &err))
+    if (tokenizer_encode(ctx->tok, text, len, add_bos, &r->prompt, &n, &err))
         return BAD_REQUEST(e, param, "cannot tokenize: %s", err.msg);
     if (n == 0) return BAD_REQUEST(e, param, "the prompt is empty");
     r->n_prompt = (int)n;
@@ -110,34 +113,40 @@ static int parse_prompt(const api_ctx_t *ctx, const cJSON *root, api_request_t *
     }
     if (cJSON_IsString(p)) {
         bool bos = ctx->tok && tokenizer_bos_id(ctx->tok) >= 0 && tokenizer_add_bos_default(ctx->tok);
-        return encode(ctx, p->valuestring, bos, "prompt", r, e);
+        return encode(ctx, p->valuestring, json_str_len(p), bos, "prompt", r, e);
     }
     if (cJSON_IsArray(p)) return ids_from_array(ctx, p, r, e);
     return BAD_REQUEST(e, "prompt", "'prompt' must be a string or an array of token ids");
 }
 
-/* Message content: a string, or text parts concatenated. Malloc'ed. */
-static char *message_content(const cJSON *c, int i, api_error_t *e) {
-    if (cJSON_IsString(c)) return strdup(c->valuestring);
+/* Message content: a string, or text parts concatenated, with its length in
+ * *len (NUL bytes included). Malloc'ed. */
+static char *message_content(const cJSON *c, int i, size_t *len, api_error_t *e) {
+    strbuf_t b = {0};
+    sb_str(&b, "");
+    if (cJSON_IsString(c)) {
+        sb_add(&b, c->valuestring, json_str_len(c));
+        char *s = sb_take(&b, len);
+        if (!s) api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+        return s;
+    }
     if (!cJSON_IsArray(c)) {
         BAD_REQUEST(e, "messages", "messages[%d].content must be a string or an array of text parts", i);
         return NULL;
     }
-    strbuf_t b = {0};
-    sb_str(&b, "");
     const cJSON *part;
     cJSON_ArrayForEach(part, c) {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
-        if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") || !cJSON_IsString(text)) {
+        if (!json_str_is(type, "text") || !cJSON_IsString(text)) {
             sb_free(&b);
             BAD_REQUEST(e, "messages", "messages[%d].content: only parts {\"type\": \"text\", \"text\": ...} are "
                                        "supported", i);
             return NULL;
         }
-        sb_str(&b, text->valuestring);
+        sb_add(&b, text->valuestring, json_str_len(text));
     }
-    char *s = sb_take(&b, NULL);
+    char *s = sb_take(&b, len);
     if (!s) api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     return s;
 }
@@ -154,8 +163,13 @@ static int render_chat(const api_ctx_t *ctx, const cJSON *msgs, api_request_t *r
             BAD_REQUEST(e, "messages", "messages[%d] must be an object with a string 'role'", i);
             goto done;
         }
-        if (!(content[i] = message_content(cJSON_GetObjectItemCaseSensitive(it, "content"), i, e))) goto done;
-        m[i] = (chat_message_t){role->valuestring, content[i]};
+        if (json_str_len(role) != strlen(role->valuestring)) {
+            BAD_REQUEST(e, "messages", "messages[%d].role holds a NUL character", i);
+            goto done;
+        }
+        size_t len = 0;
+        if (!(content[i] = message_content(cJSON_GetObjectItemCaseSensitive(it, "content"), i, &len, e))) goto done;
+        m[i] = (chat_message_t){role->valuestring, content[i], len};
     }
     spex_err_t err = {0};
     int32_t bos = ctx->tok ? tokenizer_bos_id(ctx->tok) : -1;
@@ -163,9 +177,10 @@ static int render_chat(const api_ctx_t *ctx, const cJSON *msgs, api_request_t *r
     const char *bos_bytes = bos >= 0 ? tokenizer_token_bytes(ctx->tok, bos, &bos_len) : NULL;
     char bos_str[256] = "";
     if (bos_bytes && bos_len < sizeof bos_str) memcpy(bos_str, bos_bytes, bos_len), bos_str[bos_len] = '\0';
-    char *text = chat_render(m, n, bos_str, true, &err);
+    size_t text_len = 0;
+    char *text = chat_render_len(m, n, bos_str, true, &text_len, &err);
     if (!text) { BAD_REQUEST(e, "messages", "%s", err.msg); goto done; }
-    rc = encode(ctx, text, false, "messages", r, e);
+    rc = encode(ctx, text, text_len, false, "messages", r, e);
     free(text);
 done:
     for (int i = 0; content && i < n; i++) free(content[i]);
@@ -189,6 +204,8 @@ static int parse_stop(const cJSON *root, api_request_t *r, api_error_t *e) {
     if (!st) return 0;
     if (cJSON_IsString(st)) {
         if (!st->valuestring[0]) return BAD_REQUEST(e, "stop", "stop strings must not be empty");
+        if (json_str_len(st) != strlen(st->valuestring))
+            return BAD_REQUEST(e, "stop", "stop strings must not hold a NUL character");
         if (!(r->stop[r->n_stop++] = strdup(st->valuestring))) return api_fail(e, 500, "server_error", NULL, NULL, "oom");
         return 0;
     }
@@ -199,6 +216,8 @@ static int parse_stop(const cJSON *root, api_request_t *r, api_error_t *e) {
     cJSON_ArrayForEach(it, st) {
         if (!cJSON_IsString(it) || !it->valuestring[0])
             return BAD_REQUEST(e, "stop", "'stop' must hold non-empty strings");
+        if (json_str_len(it) != strlen(it->valuestring))
+            return BAD_REQUEST(e, "stop", "stop strings must not hold a NUL character");
         if (strlen(it->valuestring) > SCHED_MAX_STOP_LEN)
             return BAD_REQUEST(e, "stop", "stop strings are limited to %d bytes", SCHED_MAX_STOP_LEN);
         if (!(r->stop[r->n_stop++] = strdup(it->valuestring))) return api_fail(e, 500, "server_error", NULL, NULL, "oom");
@@ -218,8 +237,8 @@ static uint64_t random_seed(void) {
 
 static int parse_sampling(const cJSON *root, const api_defaults_t *d, api_request_t *r, api_error_t *e) {
     sampling_params_t *sp = &r->params.sampling;
-    double temp = d->temperature, top_p = 1;
-    long long top_k = 0, seed = 0;
+    double temp = d->temperature, top_p = d->top_p > 0 ? d->top_p : 1;
+    long long top_k = d->top_k, seed = 0;
     bool have_seed = false;
     if (get_number(root, "temperature", 0, 2, false, &temp, NULL, e) ||
         get_number(root, "top_p", 0, 1, true, &top_p, NULL, e) ||
@@ -227,7 +246,9 @@ static int parse_sampling(const cJSON *root, const api_defaults_t *d, api_reques
         get_int(root, "seed", -9.2e18, 9.2e18, &seed, &have_seed, e))
         return -1;
     sp->temperature = (float)temp;
-    sp->top_p = (float)top_p;
+    /* top_p is in (0, 1] as a double; a tiny one such as 1e-300 is 0 as a float:
+     * keep it positive (only the most likely token) rather than refuse it */
+    sp->top_p = fmaxf((float)top_p, FLT_MIN);
     sp->top_k = top_k < 0 ? 0 : (int)top_k;
     sp->seed = have_seed ? (uint64_t)seed : d->have_seed ? d->seed : random_seed();
     return 0;
@@ -262,7 +283,7 @@ static int check_model(const api_ctx_t *ctx, const cJSON *root, api_error_t *e) 
     const cJSON *m = field(root, "model");
     if (!m || !ctx->model_name) return 0;
     if (!cJSON_IsString(m)) return BAD_REQUEST(e, "model", "'model' must be a string");
-    if (strcmp(m->valuestring, ctx->model_name))
+    if (!json_str_is(m, ctx->model_name))
         return api_fail(e, 404, "invalid_request_error", "model", "model_not_found",
                         "the model '%.200s' does not exist; this server serves '%s'", m->valuestring, ctx->model_name);
     return 0;

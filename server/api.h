@@ -40,12 +40,16 @@ typedef struct api_ctx {
     const tokenizer_t *tok;      /* required for text prompts and chat */
     const char *model_name;      /* NULL: the request's "model" is not checked (batch) */
     int vocab_size;
+    const struct api_defaults *defaults;   /* serve: what requests leave out (NULL: OpenAI's, temperature 1) */
+    int context;                 /* the model's context length (/v1/models max_model_len) */
 } api_ctx_t;
 
 /* Defaults for fields a request leaves out. */
 typedef struct api_defaults {
     int max_tokens;              /* 0 = OpenAI's: 16 for completions, as many as fit for chat */
     float temperature;           /* OpenAI: 1 */
+    float top_p;                 /* 0 = 1 (off) */
+    int top_k;                   /* 0 = off */
     bool have_seed;              /* else a random seed per request */
     uint64_t seed;
 } api_defaults_t;

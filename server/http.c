@@ -13,11 +13,14 @@
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,10 +28,18 @@
 #include <cjson/cJSON.h>
 #include <microhttpd.h>
 
+#include "core/clock.h"
 #include "core/log.h"
+#include "server/body_gate.h"
+#include "server/conn_guard.h"
+#include "server/cors.h"
+#include "server/tokenize_routes.h"
+#include "server/json_str.h"
 
 /* Status recorded for a client that hung up before its answer (nginx's convention). */
 #define STATUS_CLIENT_CLOSED 499
+/* Request bodies parsed at once (server/body_gate.h). */
+#define PARSE_SLOTS 2
 /* How long a waiting handler sleeps between checks of its socket. */
 #define WAIT_SLICE_SECONDS 0.25
 
@@ -36,13 +47,22 @@ struct http_server {
     struct MHD_Daemon *d;
     http_config_t cfg;
     char *api_key, *model_name;
+    char *tls_cert, *tls_key;   /* copies, valid while the daemon runs */
     _Atomic(const api_ctx_t *) api;
     atomic_int active;      /* connections with a submitted request whose answer is not fully sent */
     int port;
     long started;
+    conn_guard_t *guard;    /* deadlines and slots per connection */
+    body_gate_t *gate;      /* bodies parsed at once */
+    pthread_t sweeper;      /* enforces the guard's deadlines */
+    bool sweeping;
+    atomic_bool stop_sweeper;
 };
 
-typedef enum route { R_NONE, R_COMPLETIONS, R_CHAT, R_MODELS, R_MODEL, R_HEALTH, R_METRICS } route_t;
+typedef enum route { R_NONE, R_COMPLETIONS, R_CHAT, R_MODELS, R_MODEL, R_HEALTH, R_METRICS, R_TOKENIZE, R_DETOKENIZE } route_t;
+
+/* Routes answered to POST (the others to GET). */
+static bool is_post(route_t r) { return r == R_COMPLETIONS || r == R_CHAT || r == R_TOKENIZE || r == R_DETOKENIZE; }
 
 typedef struct conn {
     route_t route;
@@ -81,8 +101,8 @@ static enum MHD_Result respond(http_server_t *srv, struct MHD_Connection *c, con
     struct MHD_Response *r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
     if (!r) { free(data); return MHD_NO; }
     MHD_add_response_header(r, "Content-Type", ctype);
-    if (status == 405)
-        MHD_add_response_header(r, "Allow", cn->route == R_COMPLETIONS || cn->route == R_CHAT ? "POST" : "GET");
+    cors_headers(r, srv->cfg.cors_origin);
+    if (status == 405) MHD_add_response_header(r, "Allow", is_post(cn->route) ? "POST" : "GET");
     if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
@@ -121,6 +141,7 @@ static route_t route_of(const char *url, const char *model_name, const char **la
     static const struct { const char *path; route_t r; } table[] = {
         {"/v1/completions", R_COMPLETIONS}, {"/v1/chat/completions", R_CHAT}, {"/v1/models", R_MODELS},
         {"/health", R_HEALTH},               {"/metrics", R_METRICS},
+        {"/tokenize", R_TOKENIZE},           {"/detokenize", R_DETOKENIZE},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (!strcmp(url, table[i].path)) { *label = table[i].path; return table[i].r; }
@@ -130,15 +151,17 @@ static route_t route_of(const char *url, const char *model_name, const char **la
 }
 
 static bool method_ok(route_t r, const char *method) {
-    return !strcmp(method, r == R_COMPLETIONS || r == R_CHAT ? "POST" : "GET");
+    return !strcmp(method, is_post(r) ? "POST" : "GET");
 }
 
-/* Constant-time comparison, so response time says nothing about the key. */
+/* Constant-time comparison, so response time says nothing about the key. The
+ * scheme is case-insensitive (RFC 7235: "bearer KEY" is fine), then one or more spaces. */
 static bool authorized(const http_server_t *srv, struct MHD_Connection *c) {
     if (!srv->api_key) return true;
     const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7)) return false;
-    const char *k = h + 7, *want = srv->api_key;
+    if (!h || strncasecmp(h, "Bearer", 6) || h[6] != ' ') return false;
+    const char *k = h + 6, *want = srv->api_key;
+    while (*k == ' ') k++;
     size_t lk = strlen(k), lw = strlen(want);
     unsigned char diff = (unsigned char)(lk != lw);
     for (size_t i = 0; i < lw; i++) diff |= (unsigned char)(want[i] ^ (i < lk ? k[i] : 0));
@@ -184,11 +207,17 @@ static cJSON *health_json(const char *status, const char *reason) {
 
 static enum MHD_Result get_health(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn) {
     const api_ctx_t *api = atomic_load(&srv->api);
-    char why[256] = "";
+    char why[SPEX_ERR_MSG_MAX] = "";
     if (!api) return respond_cjson(srv, c, cn, 503, health_json("loading", NULL));
     if (!scheduler_ready(api->sched, why, sizeof why))
         return respond_cjson(srv, c, cn, 503, health_json("unavailable", why));
     return respond_cjson(srv, c, cn, 200, health_json("ok", NULL));
+}
+
+/* "max_model_len": the context length (as vLLM), once the model is loaded; false when out of memory. */
+static bool add_max_model_len(const http_server_t *srv, cJSON *j) {
+    const api_ctx_t *api = atomic_load(&srv->api);
+    return !api || api->context <= 0 || cJSON_AddNumberToObject(j, "max_model_len", api->context);
 }
 
 /* The model object of /v1/models, NULL when out of memory. */
@@ -196,7 +225,7 @@ static cJSON *model_json(const http_server_t *srv) {
     cJSON *j = cJSON_CreateObject();
     if (!cJSON_AddStringToObject(j, "id", srv->model_name) || !cJSON_AddStringToObject(j, "object", "model") ||
         !cJSON_AddNumberToObject(j, "created", (double)srv->started) ||
-        !cJSON_AddStringToObject(j, "owned_by", "spex")) {
+        !cJSON_AddStringToObject(j, "owned_by", "spex") || !add_max_model_len(srv, j)) {
         cJSON_Delete(j);
         return NULL;
     }
@@ -320,6 +349,7 @@ static enum MHD_Result start_stream(http_server_t *srv, struct MHD_Connection *c
     st->created = (long)time(NULL);
     api_new_id(rq->kind, st->id, sizeof st->id);
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
+    cors_headers(r, srv->cfg.cors_origin);
     MHD_add_response_header(r, "Cache-Control", "no-cache");
     enum MHD_Result ret = MHD_queue_response(c, 200, r);
     MHD_destroy_response(r);   /* stream_free runs when MHD is done with it */
@@ -364,24 +394,33 @@ static enum MHD_Result wait_and_respond(http_server_t *srv, struct MHD_Connectio
     return ret;
 }
 
+/* The body as a request: JSON, then the schema. The tree lives only here. */
+static int parse_body(const api_ctx_t *api, const conn_t *cn, api_request_t *rq, api_error_t *e) {
+    /* json_parse_doc reports where parsing stopped through its own out
+     * parameters; cJSON_GetErrorPtr() is process-global, so racy across handlers */
+    const char *why = NULL;
+    size_t at = 0;
+    cJSON *root = json_parse_doc(cn->body.p ? cn->body.p : "", cn->body.n, &why, &at);
+    if (!root)
+        return api_fail(e, 400, "invalid_request_error", NULL, "invalid_json", "the body is %s (error near byte %zu)",
+                        why, at);
+    api_defaults_t d = api->defaults ? *api->defaults : (api_defaults_t){.temperature = 1.0f};
+    int bad = api_parse_request(api, cn->route == R_CHAT ? API_CHAT : API_COMPLETION, root, &d, rq, e);
+    cJSON_Delete(root);
+    return bad;
+}
+
 static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection *c, conn_t *cn) {
     const api_ctx_t *api = atomic_load(&srv->api);
     if (!api) return fail(srv, c, cn, 503, "server_error", "loading", "the model is still loading");
     if (cn->too_large)
         return fail(srv, c, cn, 413, "invalid_request_error", "request_too_large",
                     "the request body exceeds %zu bytes", srv->cfg.max_body_bytes);
-    /* ParseWithLengthOpts reports where parsing stopped through its own out
-     * parameter; cJSON_GetErrorPtr() is process-global, so racy across handlers */
-    const char *body = cn->body.p ? cn->body.p : "", *end = body;
-    cJSON *root = cJSON_ParseWithLengthOpts(body, cn->body.n, &end, 0);
-    if (!root)
-        return fail(srv, c, cn, 400, "invalid_request_error", "invalid_json",
-                    "the body is not valid JSON (error near byte %ld)", end ? (long)(end - body) : 0L);
     api_request_t rq;
     api_error_t e;
-    api_defaults_t d = {.temperature = 1.0f};
-    int bad = api_parse_request(api, cn->route == R_CHAT ? API_CHAT : API_COMPLETION, root, &d, &rq, &e);
-    cJSON_Delete(root);
+    body_gate_enter(srv->gate);   /* the tree may be ~40x the body: a few at a time */
+    int bad = parse_body(api, cn, &rq, &e);
+    body_gate_leave(srv->gate, cn->body.n);
     if (bad) return respond_error(srv, c, cn, &e);
     sched_req_t *req;
     const char *param;
@@ -397,7 +436,85 @@ static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection
     return rq.stream ? start_stream(srv, c, cn, &rq, req) : wait_and_respond(srv, c, cn, &rq, req);
 }
 
+/* POST /tokenize, /detokenize (server/tokenize_routes.h). */
+static enum MHD_Result post_tokens(http_server_t *srv, struct MHD_Connection *c, conn_t *cn) {
+    const api_ctx_t *api = atomic_load(&srv->api);
+    if (!api) return fail(srv, c, cn, 503, "server_error", "loading", "the model is still loading");
+    if (cn->too_large)
+        return fail(srv, c, cn, 413, "invalid_request_error", "request_too_large",
+                    "the request body exceeds %zu bytes", srv->cfg.max_body_bytes);
+    strbuf_t b = {0};
+    api_error_t e;
+    const char *body = cn->body.p ? cn->body.p : "";
+    int rc = cn->route == R_TOKENIZE ? tokenize_answer(api, body, cn->body.n, &b, &e)
+                                     : detokenize_answer(api, body, cn->body.n, &b, &e);
+    if (rc == 0) return respond_json(srv, c, cn, 200, &b);
+    sb_free(&b);
+    return respond_error(srv, c, cn, &e);
+}
+
+/* ---------------------------------------------------------------- connection guard */
+
+static int slot_of(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci && ci->socket_context ? (int)(intptr_t)ci->socket_context - 1 : -1;
+}
+
+static void set_phase(http_server_t *srv, struct MHD_Connection *c, conn_phase_t phase) {
+    conn_guard_phase(srv->guard, slot_of(c), phase, spex_now());
+}
+
+/* Every TCP connection, from accept to close: a slot in the guard (stored as slot + 1). */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    http_server_t *srv = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        if (*socket_context) conn_guard_close(srv->guard, (int)(intptr_t)*socket_context - 1);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ad = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!fd) return;
+    const struct sockaddr *sa = ad ? ad->client_addr : NULL;
+    socklen_t len = !sa ? 0 : sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int slot = conn_guard_open(srv->guard, fd->connect_fd, sa, len, spex_now());
+    *socket_context = slot >= 0 ? (void *)(intptr_t)(slot + 1) : NULL;
+}
+
+static void *sweep_loop(void *arg) {
+    http_server_t *srv = arg;
+    struct timespec slice = {0, 100 * 1000 * 1000};
+    while (!atomic_load(&srv->stop_sweeper)) {
+        conn_guard_sweep(srv->guard, spex_now());
+        nanosleep(&slice, NULL);
+    }
+    return NULL;
+}
+
 /* ---------------------------------------------------------------- MHD callbacks */
+
+typedef struct lengths_seen {
+    const char *first;
+    bool differ;
+} lengths_seen_t;
+
+static enum MHD_Result note_length(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    lengths_seen_t *l = cls;
+    if (!key || strcasecmp(key, "Content-Length") || !value) return MHD_YES;
+    if (!l->first) l->first = value;
+    else if (strcmp(l->first, value)) l->differ = true;
+    return MHD_YES;
+}
+
+/* Two Content-Length headers that disagree make the body's end ambiguous
+ * (request smuggling behind a proxy): RFC 9110 says refuse (issue 16 item 7). */
+static bool lengths_conflict(struct MHD_Connection *c) {
+    lengths_seen_t l = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, note_length, &l);
+    return l.differ;
+}
 
 /* First call: route, method, key and declared size, answered at once when wrong. */
 static enum MHD_Result on_headers(http_server_t *srv, struct MHD_Connection *c, conn_t *cn, const char *url,
@@ -406,16 +523,25 @@ static enum MHD_Result on_headers(http_server_t *srv, struct MHD_Connection *c, 
     if (cn->route == R_NONE)
         return fail(srv, c, cn, 404, "invalid_request_error", "not_found", "no such endpoint: %.200s %.200s", method,
                     url);
+    if (srv->cfg.cors_origin && !strcmp(method, "OPTIONS")) {   /* a browser's preflight (server/cors.h) */
+        metrics_request(srv->cfg.metrics, cn->endpoint, 204);
+        return cors_preflight(c, srv->cfg.cors_origin);
+    }
     if (!method_ok(cn->route, method))
         return fail(srv, c, cn, 405, "invalid_request_error", "method_not_allowed", "%s does not accept %.20s",
                     cn->endpoint, method);
     if (cn->route != R_HEALTH && !authorized(srv, c))
         return fail(srv, c, cn, 401, "invalid_request_error", "invalid_api_key",
                     "a valid API key is needed: 'Authorization: Bearer <key>'");
+    if (lengths_conflict(c))
+        return fail(srv, c, cn, 400, "invalid_request_error", "invalid_header",
+                    "two Content-Length headers with different values");
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > srv->cfg.max_body_bytes)
+    unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+    if (declared > srv->cfg.max_body_bytes)
         return fail(srv, c, cn, 413, "invalid_request_error", "request_too_large",
                     "the request body exceeds %zu bytes", srv->cfg.max_body_bytes);
+    if (declared) sb_reserve(&cn->body, (size_t)declared);   /* exact size: no doubling */
     return MHD_YES;
 }
 
@@ -428,6 +554,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!cn) {
         if (!(cn = calloc(1, sizeof *cn))) return MHD_NO;
         *con_cls = cn;
+        set_phase(srv, c, CG_BODY);   /* the header is in: the body has its own deadline */
         return on_headers(srv, c, cn, url, method);
     }
     if (*upload_data_size) {   /* body chunk: keep up to the limit, then only count */
@@ -438,22 +565,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         /* a client streaming far past the limit is cut off rather than read to the end */
         return cn->received > 16 * srv->cfg.max_body_bytes + (1u << 20) ? MHD_NO : MHD_YES;
     }
+    set_phase(srv, c, CG_BUSY);   /* the request is complete: no deadline while it is answered */
     switch (cn->route) {
     case R_HEALTH: return get_health(srv, c, cn);
     case R_METRICS: return get_metrics(srv, c, cn);
     case R_MODELS:
     case R_MODEL: return get_models(srv, c, cn);
+    case R_TOKENIZE:
+    case R_DETOKENIZE: return post_tokens(srv, c, cn);
     default: return post_completion(srv, c, cn);
     }
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)c, (void)toe;
+    (void)toe;
     http_server_t *srv = cls;
     conn_t *cn = *con_cls;
+    set_phase(srv, c, CG_IDLE);   /* keep-alive: the next request has idle_timeout to arrive */
     if (!cn) return;
     if (cn->active) atomic_fetch_sub(&srv->active, 1);
+    size_t cap = cn->body.cap;
     sb_free(&cn->body);
+    body_gate_released(cap);
     free(cn);
     *con_cls = NULL;
 }
@@ -500,6 +633,20 @@ static int bound_port(int fd) {
                                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
 }
 
+/* HTTPS options for MHD_OPTION_ARRAY when a certificate is configured (items stays {END} otherwise). */
+static int tls_options(http_server_t *srv, const http_config_t *cfg, struct MHD_OptionItem *items, spex_err_t *err) {
+    if (!cfg->tls_cert_pem && !cfg->tls_key_pem) return 0;
+    if (!cfg->tls_cert_pem || !cfg->tls_key_pem) return spex_fail(err, "--tls-cert and --tls-key go together");
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return spex_fail(err, "--tls-cert: this libmicrohttpd was built without TLS (GnuTLS) support");
+    if (!(srv->tls_cert = strdup(cfg->tls_cert_pem)) || !(srv->tls_key = strdup(cfg->tls_key_pem)))
+        return spex_fail(err, "out of memory");
+    items[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key};
+    items[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert};
+    items[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    return 0;
+}
+
 http_server_t *http_server_start(const http_config_t *cfg, spex_err_t *err) {
     http_server_t *srv = calloc(1, sizeof *srv);
     if (!srv) { spex_fail(err, "out of memory"); return NULL; }
@@ -509,19 +656,36 @@ http_server_t *http_server_start(const http_config_t *cfg, spex_err_t *err) {
     srv->started = (long)time(NULL);
     atomic_init(&srv->api, NULL);
     atomic_init(&srv->active, 0);
+    atomic_init(&srv->stop_sweeper, false);
+    unsigned max_conn = cfg->max_connections ? cfg->max_connections : 256u;
+    conn_limits_t lim = {.max_conn = max_conn, .per_client = cfg->max_per_client ? cfg->max_per_client : max_conn,
+                         .header_timeout = cfg->header_timeout > 0 ? cfg->header_timeout : 10,
+                         .body_timeout = cfg->body_timeout > 0 ? cfg->body_timeout : 30,
+                         .idle_timeout = cfg->idle_timeout > 0 ? cfg->idle_timeout : 15};
+    if (!(srv->guard = conn_guard_create(&lim)) || !(srv->gate = body_gate_create(PARSE_SLOTS)) || pthread_create(&srv->sweeper, NULL, sweep_loop, srv)) {
+        spex_fail(err, "out of memory");
+        http_server_stop(srv);
+        return NULL;
+    }
+    srv->sweeping = true;
     int family = AF_INET;
     int fd = listen_on(cfg->host ? cfg->host : "127.0.0.1", cfg->port, &family, err);
     if (fd < 0) { http_server_stop(srv); return NULL; }
     srv->port = bound_port(fd);
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_AUTO |
+    struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};
+    if (tls_options(srv, cfg, tls, err)) { close(fd); http_server_stop(srv); return NULL; }
+    unsigned flags = (tls[0].option != MHD_OPTION_END ? MHD_USE_TLS : 0) | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_AUTO |
                      MHD_USE_ERROR_LOG | (family == AF_INET6 ? MHD_USE_IPv6 : 0);
     srv->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
                               MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                              MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections ? cfg->max_connections : 256u,
-                              MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_END);
+                              MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+                              /* the guard holds max_conn; room beyond it for connections it is closing */
+                              MHD_OPTION_CONNECTION_LIMIT, max_conn * 2 + 8,
+                              MHD_OPTION_CONNECTION_TIMEOUT, 300u, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!srv->d) {
         close(fd);
-        spex_fail(err, "libmicrohttpd could not start on port %d", srv->port);
+        spex_fail(err, "libmicrohttpd could not start on port %d%s", srv->port,
+                  srv->tls_cert ? " (is --tls-cert a PEM certificate matching the PEM key --tls-key?)" : "");
         http_server_stop(srv);
         return NULL;
     }
@@ -548,7 +712,15 @@ void http_server_drain(http_server_t *srv, double timeout_s) {
 void http_server_stop(http_server_t *srv) {
     if (!srv) return;
     if (srv->d) MHD_stop_daemon(srv->d);
+    if (srv->sweeping) {
+        atomic_store(&srv->stop_sweeper, true);
+        pthread_join(srv->sweeper, NULL);
+    }
+    conn_guard_free(srv->guard);
+    body_gate_free(srv->gate);
     free(srv->api_key);
     free(srv->model_name);
+    free(srv->tls_cert);
+    free(srv->tls_key);
     free(srv);
 }

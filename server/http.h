@@ -2,6 +2,8 @@
  *
  *   POST /v1/completions, POST /v1/chat/completions   (stream: Server-Sent Events)
  *   GET  /v1/models, /v1/models/{name}, /health, /metrics
+ *   POST /tokenize, /detokenize                         (server/tokenize_routes.h)
+ *   OPTIONS (any of them), with a CORS origin             (server/cors.h)
  *
  * Threads: libmicrohttpd runs one thread per connection. A handler parses and
  * tokenizes the request, submits it to the scheduler, and then only waits on
@@ -16,7 +18,10 @@
  *
  * Security: binds 127.0.0.1 unless told otherwise; with an API key every
  * endpoint except /health needs "Authorization: Bearer <key>"; bodies are
- * limited in size; nothing a request says can name a file. */
+ * limited in size; nothing a request says can name a file. Connections are
+ * bounded by server/conn_guard.h: header, body and keep-alive deadlines, a
+ * per-client-address cap, and eviction of connections that only hold a slot,
+ * so idle or byte-by-byte clients cannot lock out others (/health included). */
 #ifndef SPEX_HTTP_H
 #define SPEX_HTTP_H
 
@@ -32,7 +37,13 @@ typedef struct http_config {
     size_t max_body_bytes;     /* larger bodies get 413 */
     const char *model_name;    /* for /v1/models and the responses' "model" */
     unsigned max_connections;  /* concurrent connections (threads) */
+    unsigned max_per_client;   /* connections from one client address (0 = max_connections) */
+    double header_timeout;     /* s from accept (or the last answer) to a complete header (server/conn_guard.h) */
+    double body_timeout;       /* s from the header to the end of the body */
+    double idle_timeout;       /* s a keep-alive connection may wait for its next request */
     metrics_t *metrics;        /* not owned; may be NULL */
+    const char *cors_origin;   /* Access-Control-Allow-Origin value; NULL = no CORS (OPTIONS gets 405) */
+    const char *tls_cert_pem, *tls_key_pem;   /* both set: HTTPS (libmicrohttpd with GnuTLS); PEM text */
 } http_config_t;
 
 typedef struct http_server http_server_t;

@@ -15,6 +15,7 @@
 #include "core/model_id.h"
 #include "core/safetensors.h"
 #include "transport/codec.h"
+#include "transport/expert_digest.h"
 #include "transport/wire.h"
 
 struct worker {
@@ -35,6 +36,7 @@ struct worker {
     codec_ctx_t *ctx;
     Spex__Stats st;          /* session totals */
     char *refusal;           /* set: no model, refuse every hello with this */
+    uint64_t *digests;       /* [n_layers * n_experts] content digests computed so far (0: not yet) */
     void (*progress)(void *user, int done, int total);
     void *progress_user;
 };
@@ -96,6 +98,7 @@ void worker_free(worker_t *w) {
     arena_free(&w->rows);
     codec_ctx_free(w->ctx);
     tensor_store_free(w->ts);
+    free(w->digests);
     free(w->dir);
     free(w->refusal);
     free(w);
@@ -155,24 +158,64 @@ static int hello_hosted(const worker_t *w, const Spex__Hello *m, bool *want, spe
     return 0;
 }
 
-static int load_experts(worker_t *w, const Spex__Hello *m, spex_err_t *err) {
-    size_t slots = (size_t)w->n_layers * (size_t)(w->n_experts > 0 ? w->n_experts : 1);
-    bool *want = calloc(slots, sizeof *want);
-    if (!want) return spex_fail(err, "out of memory loading experts");
-    if (hello_hosted(w, m, want, err)) { free(want); return -1; }
+static int load_experts(worker_t *w, const bool *want, spex_err_t *err) {
     if (w->shard) {   /* a new session over the same shard: keep the weights */
         const bool *have = expert_shard_hosted(w->shard);
         bool same = true;
         for (int l = 0; l < w->n_layers && same; l++)
             if (config_layer_is_moe(&w->cfg, l))
                 same = !memcmp(have + (size_t)l * w->n_experts, want + (size_t)l * w->n_experts, (size_t)w->n_experts);
-        if (same) { free(want); return 0; }
+        if (same) return 0;
     }
     unload_experts(w);
     w->shard = expert_shard_create_layers(&w->cfg, w->ts, want, w->progress, w->progress_user, err);
-    free(want);
     if (!w->shard) spex_err_prefix(err, "hello: ");
     return w->shard ? 0 : -1;
+}
+
+/* This worker's digest of (layer l, expert e), computed once over its own files. */
+static int pair_digest(worker_t *w, int l, int e, expert_digest_buf_t *buf, uint64_t *d, spex_err_t *err) {
+    size_t slots = (size_t)w->n_layers * (size_t)w->n_experts, i = (size_t)l * w->n_experts + e;
+    if (!w->digests && !(w->digests = calloc(slots, sizeof *w->digests)))
+        return spex_fail(err, "out of memory for expert digests");
+    if (!w->digests[i] && expert_digest_one(w->ts, l, e, buf, &w->digests[i], NULL, err)) return -1;
+    *d = w->digests[i];
+    return 0;
+}
+
+/* The hello's content digests against this worker's files, pair by pair in
+ * ascending (layer, expert) order (none sent: not checked). */
+static int check_digests(worker_t *w, const Spex__Hello *m, const bool *want, spex_err_t *err) {
+    if (m->n_expert_digests == 0) return 0;
+    size_t k = 0, differ = 0;
+    int first_l = -1, first_e = -1, rc = 0;
+    expert_digest_buf_t buf = {0};
+    for (int l = 0; l < w->n_layers && !rc; l++)
+        for (int e = 0; e < w->n_experts && config_layer_is_moe(&w->cfg, l); e++) {
+            uint64_t d = 0;
+            if (!want[(size_t)l * w->n_experts + e]) continue;
+            if (k >= m->n_expert_digests) rc = spex_fail(err, "hello: %zu expert digests for more pairs", k);
+            if (rc || (rc = pair_digest(w, l, e, &buf, &d, err))) break;
+            if (d != m->expert_digests[k++] && differ++ == 0) first_l = l, first_e = e;
+        }
+    expert_digest_buf_free(&buf);
+    if (rc) return -1;
+    if (k != m->n_expert_digests) return spex_fail(err, "hello: %zu expert digests for %zu hosted pairs", m->n_expert_digests, k);
+    if (differ)
+        return spex_fail(err, "expert weights differ from the coordinator's: layer %d expert %d (and %zu more of %zu "
+                         "pairs) has other bytes under the same headers (checkpoint '%s' is not the coordinator's "
+                         "model)", first_l, first_e, differ - 1, k, w->dir);
+    return 0;
+}
+
+/* Hosted pairs from the hello, checked against the coordinator's digests, then loaded. */
+static int take_experts(worker_t *w, const Spex__Hello *m, spex_err_t *err) {
+    size_t slots = (size_t)w->n_layers * (size_t)(w->n_experts > 0 ? w->n_experts : 1);
+    bool *want = calloc(slots, sizeof *want);
+    if (!want) return spex_fail(err, "out of memory loading experts");
+    int rc = hello_hosted(w, m, want, err) || check_digests(w, m, want, err) || load_experts(w, want, err) ? -1 : 0;
+    free(want);
+    return rc;
 }
 
 /* Why a hello cannot be accepted, or NULL. */
@@ -200,7 +243,7 @@ static int on_hello(worker_t *w, const Spex__Header *h, uint8_t **reply, size_t 
     const char *bad = hello_mismatch(w, m, why, sizeof why);
     if (!bad && (codec_parse(m->dispatch_codec, &w->dcodec, &e) || codec_parse(m->combine_codec, &w->ccodec, &e)))
         bad = e.msg;
-    if (!bad && load_experts(w, m, &e)) bad = e.msg;
+    if (!bad && take_experts(w, m, &e)) bad = e.msg;
     Spex__Header out = SPEX__HEADER__INIT;
     Spex__HelloAck ack = SPEX__HELLO_ACK__INIT;
     ack.model_id = w->model_id;

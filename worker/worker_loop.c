@@ -56,6 +56,12 @@ static int test_fault(const worker_run_options_t *o, const uint8_t *buf, size_t 
     return 0;
 }
 
+static int flush(link_t *link, const worker_run_options_t *o, spex_err_t *err) {
+    int rc = link->flush(link, spex_now() + o->rank_timeout, err);
+    if (rc == 1) return spex_err_prefix(err, "rank %d: the coordinator did not take a reply: ", link->self);
+    return rc;
+}
+
 int worker_run(worker_t *w, link_t *link, const worker_run_options_t *o, spex_err_t *err) {
     loop_ctx_t ctx = {link, 0.0};
     worker_set_progress(w, send_loading, &ctx);
@@ -76,9 +82,11 @@ int worker_run(worker_t *w, link_t *link, const worker_run_options_t *o, spex_er
         rc = worker_handle(w, buf, len, &reply, &rlen, &stop, err);
         free(buf);
         if (rc) return -1;
+        /* The previous reply must have been taken before this one goes out; this
+         * one may stay in flight while the next request is read: the coordinator
+         * takes it when it needs it (micro-batch overlap), not at once. */
+        if (reply && flush(link, o, err)) { free(reply); return -1; }
         if (reply && link->send(link, 0, reply, rlen, err)) return -1;
-        if (link->flush(link, spex_now() + o->rank_timeout, err) == 1)
-            return spex_err_prefix(err, "rank %d: the coordinator did not take a reply: ", link->self);
-        if (stop) return 0;
+        if (stop) return flush(link, o, err);
     }
 }

@@ -83,7 +83,7 @@ void spec_stats_add(spec_stats_t *a, const spec_stats_t *b) {
 static bool seq_emit(sequence_t *s, int32_t tok, engine_token_fn cb, void *user) {
     s->out[s->n_out++] = tok;
     if (cb && cb(user, s, tok)) { s->done = true; s->finish_reason = "cancelled"; }
-    else if (tok == s->p.eos_id) { s->done = true; s->finish_reason = "stop"; }
+    else if (eos_set_has(&s->p.eos, tok)) { s->done = true; s->finish_reason = "stop"; }
     else if (s->n_out >= s->p.max_new_tokens) { s->done = true; s->finish_reason = "length"; }
     return !s->done;
 }
@@ -207,31 +207,35 @@ static int mtp_forward_all(model_t *m, int use, int n_use, rows_t *r, spex_err_t
     return 0;
 }
 
-/* Run the prompt (own forward call), emit the first token, draft d1. */
+/* Run the prompt (own forward call; rows [0, c) restored from the prefix
+ * cache are skipped), emit the first token, draft d1. */
 static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *user, spex_err_t *err) {
-    int n = s->n_prompt;
+    bool mtp = s->p.spec_k > 0 && m->n_mtp > 0;
+    int n = s->n_prompt, c = m->prefix ? prefix_cache_restore(m->prefix, s->prompt, n, s->kv, mtp) : 0, rn = n - c;
     rows_t r;
     float *probs;
-    if (rows_alloc(&r, m, 0, n, 1, (size_t)m->cfg.vocab_size, &probs, err)) return -1;
+    if (rows_alloc(&r, m, 0, rn, 1, (size_t)m->cfg.vocab_size, &probs, err)) return -1;
     double t0 = spex_now();
     int rc = -1;
-    r.want[n - 1] = 1;
-    mla_seq_t seq = {s->kv, n};
-    if (model_forward(m, s->prompt, &seq, 1, r.hidden, r.want, r.logits, err)) goto done;
+    r.want[rn - 1] = 1;
+    mla_seq_t seq = {s->kv, rn};
+    if (model_forward(m, s->prompt + c, &seq, 1, r.hidden, r.want, r.logits, err)) goto done;
     s->started = true;
     s->pos = n;
     s->last = sampler_sample(&s->p.sampling, r.logits, r.V, &s->rng, probs);
     if (seq_emit(s, s->last, cb, user) && seq_max_drafts(s) > 0) {
-        /* MTP rows t = 0..n-1: (h_t, token_{t+1}), token_n = the token just emitted */
-        memcpy(r.tokens, s->prompt + 1, sizeof(int32_t) * (size_t)(n - 1));
-        r.tokens[n - 1] = s->last;
+        /* MTP rows t = c..n-1: (h_t, token_{t+1}), token_n = the token just emitted */
+        memcpy(r.tokens, s->prompt + c + 1, sizeof(int32_t) * (size_t)(rn - 1));
+        r.tokens[rn - 1] = s->last;
         r.seqs[0] = seq;
         r.n_seqs = 1;
         if (mtp_forward_all(m, 0, s->p.spec_k, &r, err)) goto done;
-        memcpy(s->mtp_hidden, r.hidden_out + (size_t)(n - 1) * r.hid, sizeof(float) * r.hid);
+        s->mtp_canon = n;
+        memcpy(s->mtp_hidden, r.hidden_out + (size_t)(rn - 1) * r.hid, sizeof(float) * r.hid);
         s->drafts[0] = seq_draft(s, r.logits, 0, r.V);
         s->n_drafts = 1;
     }
+    if (m->prefix) prefix_cache_insert(m->prefix, s->prompt, n, s->kv, s->mtp_canon);
     rc = 0;
 done:
     s->prefill_seconds = spex_now() - t0;
@@ -292,6 +296,7 @@ static int phase_catchup(model_t *m, rows_t *v, const int *accepted, const int *
         memcpy(s->mtp_hidden, r.hidden_out + (size_t)last * r.hid, sizeof(float) * r.hid);
         s->drafts[0] = seq_draft(s, r.logits + (size_t)c * r.V, 0, r.V);
         s->n_drafts = 1;
+        s->mtp_canon = s->pos;
     }
     rows_free(&r);
     return rc;
@@ -374,6 +379,18 @@ static int phase_chain(model_t *m, sequence_t **seqs, int n_seqs, int j, spex_er
     return rc;
 }
 
+/* A finished sequence's prompt and output (their cached rows) into the prefix cache. */
+static void remember(model_t *m, sequence_t *s) {
+    s->cache_saved = true;
+    int n = s->n_prompt + s->n_out;
+    int32_t *t = malloc(sizeof(int32_t) * (size_t)n);
+    if (!t) return;   /* only a lost cache entry */
+    memcpy(t, s->prompt, sizeof(int32_t) * (size_t)s->n_prompt);
+    memcpy(t + s->n_prompt, s->out, sizeof(int32_t) * (size_t)s->n_out);
+    prefix_cache_insert(m->prefix, t, n, s->kv, s->mtp_canon);
+    free(t);
+}
+
 int engine_step(model_t *m, sequence_t **seqs, int n_seqs, engine_token_fn on_token, void *user, spex_err_t *err) {
     size_t words = (sizeof(sequence_t *) * (size_t)(n_seqs > 0 ? n_seqs : 1) + sizeof(float) - 1) / sizeof(float);
     sequence_t **dec = (sequence_t **)arena_floats(&m->step[2], words);
@@ -396,5 +413,7 @@ int engine_step(model_t *m, sequence_t **seqs, int n_seqs, engine_token_fn on_to
             seqs[i]->decode_seconds += dt;
             seqs[i]->stats.draft_seconds += dt;
         }
+    for (int i = 0; i < n_seqs && m->prefix && rc == 0; i++)
+        if (seqs[i]->done && seqs[i]->started && !seqs[i]->cache_saved) remember(m, seqs[i]);
     return rc;
 }

@@ -26,6 +26,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "coordinator/decode/eos_set.h"
 #include "coordinator/decode/sampler.h"
 #include "coordinator/model/model.h"
 
@@ -41,7 +42,7 @@ typedef struct seq_params {
      * maximum). 0 = always spec_k. Any value keeps the output distribution:
      * the decision uses only draft-side information. */
     float draft_min_p;
-    int32_t eos_id;          /* -1 = none */
+    eos_set_t eos;           /* stop tokens (empty = none): any of them ends the sequence */
 } seq_params_t;
 
 typedef struct spec_stats {
@@ -71,6 +72,8 @@ typedef struct sequence {
     float *q;                /* [spec_k, vocab]: draft distributions (sampled drafts) */
     float *mtp_hidden;       /* [hidden]: MTP hidden of the last draft step */
     bool started, done;
+    int mtp_canon;           /* MTP rows [0, mtp_canon) are canonical (from main hidden states) */
+    bool cache_saved;        /* done and remembered by the prefix cache */
     const char *finish_reason;   /* "stop", "length", "cancelled" */
     spec_stats_t stats;
     double prefill_seconds, decode_seconds;

@@ -6,7 +6,8 @@
  *      rank, with the ids and gate weights of its experts there;
  *   2. encodes each rank's rows with the dispatch codec and sends a dispatch
  *      frame (transport/wire.h) over the link;
- *   3. waits (bounded by rank_timeout) for every rank's combine frame, and
+ *   3. waits (bounded by rank_timeout) for every rank's combine frame (a
+ *      non-finite value in it is an error naming the rank and layer), and
  *   4. sums:
  *      EP_COMBINE_EXPERT: the worker returned w * expert(x) per (row, expert);
  *        each row adds its k vectors to zero in ascending expert id - exactly
@@ -40,6 +41,9 @@ typedef struct ep_options {
     codec_t dispatch, combine;   /* payload codecs */
     ep_combine_t mode;
     double rank_timeout;         /* s to wait for a worker's answer (silence while it loads experts) */
+    /* [n_layers * n_routed] content digests for the hello (ep_protocol.h), read
+     * only while the backend is created; NULL: worker contents not checked. */
+    const uint64_t *expert_digests;
 } ep_options_t;
 
 /* Takes ownership of `pl` and `link` (also on failure). `cleanup(cleanup_user)`
@@ -47,6 +51,10 @@ typedef struct ep_options {
 moe_backend_t *ep_backend_create(const spex_config_t *cfg, uint64_t model_id, placement_t *pl, link_t *link,
                                  const ep_options_t *o, void (*cleanup)(void *), void *cleanup_user,
                                  spex_err_t *err);
+
+/* The first worker failure (ep_protocol_failure: message, rank, cause), kept
+ * once the protocol broke; NULL while it works or if `b` is not an EP backend. */
+const char *ep_backend_failure(moe_backend_t *b, int *rank, const char **cause);
 
 /* The statistics so far; NULL if `b` is not an EP backend. */
 ep_stats_t *ep_backend_stats(moe_backend_t *b);

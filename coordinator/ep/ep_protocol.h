@@ -5,12 +5,18 @@
  * An ep_protocol_t is the coordinator's end of one link (transport/link.h):
  *   hello       every worker gets the model identity, the shape, its expert
  *               ids and the codecs, and must acknowledge (a refusal names it)
- *   dispatch    one frame to a rank, then ep_protocol_await_combine() for
- *               every rank sent to (each combine is handed to the caller)
+ *   dispatch    a call (ep_protocol_call_open) sends one frame to each rank
+ *               that has rows, then ep_protocol_await_combine() collects the
+ *               combine of every rank sent to (each is handed to the caller).
+ *               Up to EP_PROTOCOL_MAX_CALLS calls may be in flight at once
+ *               (micro-batches: one call's rows are with the workers while
+ *               the coordinator prepares the next); a combine that arrives
+ *               for one call while another is awaited is kept until its own
+ *               call is awaited (workers answer in the order they were sent to)
  *   stats       every worker's totals (weights, peak RSS, busy/idle time)
  *   bye         end of the session (a worker keeps its weights for the next)
  *   shutdown    every worker acknowledges and stops: the end of the job
- * It keeps the step counter and which ranks owe an answer until when. Every
+ * It keeps the step counter and, per call, which ranks owe an answer until when. Every
  * wait is bounded by the rank timeout (a "loading" message restarts a rank's
  * clock while it reads its experts). A rank that stays silent, answers with an
  * error or out of turn is named in the error, and the protocol is broken from
@@ -37,6 +43,14 @@ void ep_protocol_free(ep_protocol_t *p);
 
 int ep_protocol_world(const ep_protocol_t *p);
 bool ep_protocol_broken(const ep_protocol_t *p);
+/* The workers are in this process (loopback): they run inside the wait. */
+bool ep_protocol_in_process(const ep_protocol_t *p);
+/* Why the protocol broke: the first failure's message, kept for good (later
+ * requests fail with "a worker rank failed earlier: <it>"), or NULL while it
+ * works. *rank: the rank at fault (-1: unknown); *cause: "no_answer" (silent
+ * past the rank timeout), "bad_answer" (an error reply, a malformed or
+ * non-finite answer) or "link" (a send or receive failed). */
+const char *ep_protocol_failure(const ep_protocol_t *p, int *rank, const char **cause);
 
 typedef struct ep_hello {
     uint64_t model_id;
@@ -44,6 +58,9 @@ typedef struct ep_hello {
     const char *dispatch_codec, *combine_codec;   /* codec_name() spellings */
     Spex__CombineMode combine;
     const placement_t *pl;                        /* which experts each rank hosts */
+    /* [n_layers * n_routed] content digests (transport/expert_digest.h; 0 in
+     * dense layers), each rank gets its pairs'; NULL: contents not checked. */
+    const uint64_t *expert_digests;
 } ep_hello_t;
 
 /* Open the session: hello to every worker, wait for all acknowledgements.
@@ -62,12 +79,19 @@ typedef struct ep_rows {
 /* Writes a payload of at most `cap` bytes at dst (*len = bytes written). */
 typedef int (*ep_fill_fn)(void *user, uint8_t *dst, size_t cap, size_t *len, spex_err_t *err);
 
-/* Send the rows to `rank`, who then owes a combine. The payload (the rows
+/* Most dispatch calls in flight at once. */
+#define EP_PROTOCOL_MAX_CALLS 2
+
+/* Open a dispatch call for `layer`: its id (>= 0), or -1 when the protocol is
+ * broken, outside a session or EP_PROTOCOL_MAX_CALLS calls are open. */
+int ep_protocol_call_open(ep_protocol_t *p, int layer, spex_err_t *err);
+
+/* Send call `call`'s rows to `rank`, who then owes a combine. The payload (the rows
  * encoded with the session's dispatch codec, at most `cap` bytes) is written
  * by fill(user, ...) straight into the frame after its header: no copy.
  * *frame_len = the bytes sent. */
-int ep_protocol_dispatch(ep_protocol_t *p, int rank, const ep_rows_t *rows, size_t cap, ep_fill_fn fill, void *user,
-                         size_t *frame_len, spex_err_t *err);
+int ep_protocol_dispatch(ep_protocol_t *p, int call, int rank, const ep_rows_t *rows, size_t cap, ep_fill_fn fill,
+                         void *user, size_t *frame_len, spex_err_t *err);
 
 /* One rank's combine, already checked against its dispatch (layer, codec, and
  * c->vectors: one per pair in expert mode, one per row in presum mode);
@@ -75,12 +99,13 @@ int ep_protocol_dispatch(ep_protocol_t *p, int rank, const ep_rows_t *rows, size
 typedef int (*ep_combine_fn)(void *user, int rank, const Spex__Combine *c, const uint8_t *payload, size_t plen,
                              size_t frame_len, spex_err_t *err);
 
-/* Wait for the combine of every rank dispatched to since the last wait, for
- * `layer`. *t_wait += seconds spent waiting for frames. */
-int ep_protocol_await_combine(ep_protocol_t *p, int layer, ep_combine_fn fn, void *user, double *t_wait,
+/* Wait for the combine of every rank call `call` dispatched to, then close the
+ * call (also on failure). *t_wait += seconds spent waiting for frames. */
+int ep_protocol_await_combine(ep_protocol_t *p, int call, ep_combine_fn fn, void *user, double *t_wait,
                               spex_err_t *err);
 
-/* Ask every worker for its totals and put them into st->rank[]. */
+/* Ask every worker for its totals and put them into st->rank[]. On a broken
+ * protocol: drop whatever late answers arrived meanwhile, and fail. */
 int ep_protocol_fetch_stats(ep_protocol_t *p, ep_stats_t *st, spex_err_t *err);
 
 /* Tell every worker to stop (`code`: the coordinator's exit status) and wait

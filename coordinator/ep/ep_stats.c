@@ -43,6 +43,17 @@ static void io_add(ep_io_t *a, const ep_io_t *b) {
     a->wire_bytes += b->wire_bytes;
 }
 
+ep_layer_stats_t ep_layer_stats_delta(ep_layer_stats_t a, ep_layer_stats_t b) {
+    ep_layer_stats_t d = b;
+    d.calls -= a.calls, d.rows -= a.rows, d.pairs -= a.pairs;
+    d.dispatch.messages -= a.dispatch.messages, d.dispatch.raw_bytes -= a.dispatch.raw_bytes;
+    d.dispatch.wire_bytes -= a.dispatch.wire_bytes;
+    d.combine.messages -= a.combine.messages, d.combine.raw_bytes -= a.combine.raw_bytes;
+    d.combine.wire_bytes -= a.combine.wire_bytes;
+    d.t_dispatch -= a.t_dispatch, d.t_wait -= a.t_wait, d.t_combine -= a.t_combine, d.t_expert -= a.t_expert;
+    return d;
+}
+
 ep_layer_stats_t ep_stats_total(const ep_stats_t *s) {
     ep_layer_stats_t t = {0};
     for (int l = 0; l < s->n_layers; l++) {
@@ -172,6 +183,20 @@ static cJSON *load_json(const ep_stats_t *s) {
     return arr;
 }
 
+static double hidden_fraction(const ep_overlap_t *o) {
+    return o->comm_seconds > 0 ? o->hidden_seconds / o->comm_seconds : 0;
+}
+
+static cJSON *overlap_json(const ep_overlap_t *o) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "micro_batches", o->micro_batches);
+    cJSON_AddNumberToObject(j, "calls", (double)o->calls);
+    cJSON_AddNumberToObject(j, "comm_seconds", o->comm_seconds);
+    cJSON_AddNumberToObject(j, "hidden_seconds", o->hidden_seconds);
+    cJSON_AddNumberToObject(j, "hidden_fraction", hidden_fraction(o));
+    return j;
+}
+
 static cJSON *stats_json(const ep_stats_t *s) {
     cJSON *root = cJSON_CreateObject();
     ep_layer_stats_t t = ep_stats_total(s);
@@ -183,6 +208,7 @@ static cJSON *stats_json(const ep_stats_t *s) {
     cJSON_AddNumberToObject(root, "wall_seconds", wall);
     cJSON_AddNumberToObject(root, "other_seconds", wall - t.t_dispatch - t.t_wait - t.t_combine);
     cJSON_AddItemToObject(root, "total", layer_json(&t));
+    cJSON_AddItemToObject(root, "overlap", overlap_json(&s->overlap));
     cJSON *layers = cJSON_AddArrayToObject(root, "layers");
     for (int l = 0; l < s->n_layers; l++) {
         if (!s->layer[l].calls) continue;
@@ -230,6 +256,9 @@ void ep_stats_print(const ep_stats_t *s, FILE *f) {
     fprintf(f, "  coordinator %.3f s: other (attention, dense, shared) %.3f, dispatch %.3f, wait %.3f "
             "(expert critical path %.3f), combine %.3f\n",
             wall, wall - t.t_dispatch - t.t_wait - t.t_combine, t.t_dispatch, t.t_wait, t.t_expert, t.t_combine);
+    fprintf(f, "  overlap: %d micro-batch(es) in flight at most; round trip %.3f s, %.3f s of it hidden (%.0f%%)\n",
+            s->overlap.micro_batches, s->overlap.comm_seconds, s->overlap.hidden_seconds,
+            100 * hidden_fraction(&s->overlap));
     fprintf(f, "  %-5s %8s %9s %9s %12s %12s %9s %9s\n", "rank", "experts", "rows", "pairs", "in bytes",
             "out bytes", "compute", "codec");
     for (int r = 1; r < s->world; r++) {

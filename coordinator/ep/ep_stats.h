@@ -12,7 +12,13 @@
  *   expert = per call the slowest rank's compute, summed (the critical path).
  *   load: tokens routed to each expert of each layer (max/mean = imbalance),
  *   and (row, expert) pairs computed by each rank in each layer (the busiest
- *   rank sets the layer's time; `spex placement --from-stats` balances it). */
+ *   rank sets the layer's time; `spex placement --from-stats` balances it).
+ *   overlap: how much of the expert round trip the coordinator spent computing
+ *   (other micro-batches' attention, routers, shared experts) rather than
+ *   blocked waiting: per call, comm = last dispatch frame sent (or the previous
+ *   call's answers in, if later: a worker serves calls in turn) -> last answer
+ *   in (decoding excluded), hidden = comm - the time blocked on the link
+ *   (in-process loopback workers run inside the wait: hidden 0). */
 #ifndef SPEX_EP_STATS_H
 #define SPEX_EP_STATS_H
 
@@ -41,6 +47,12 @@ typedef struct ep_rank_stats {
     double busy_seconds, idle_seconds;
 } ep_rank_stats_t;
 
+typedef struct ep_overlap {
+    int64_t calls;
+    int micro_batches;                  /* most calls in flight at once (1: no micro-batch overlap) */
+    double comm_seconds, hidden_seconds;
+} ep_overlap_t;
+
 typedef struct ep_stats {
     int n_layers, n_experts, world;
     char dispatch_codec[32], combine_codec[32], combine_mode[16];
@@ -48,6 +60,7 @@ typedef struct ep_stats {
     ep_rank_stats_t *rank;              /* [world] (rank 0 unused) */
     int64_t *tokens;                    /* [n_layers * n_experts] */
     int64_t *rank_pairs;                /* [n_layers * world] pairs each rank computed per layer */
+    ep_overlap_t overlap;
     double t_begin, t_end;              /* spex_now() at creation / last update */
 } ep_stats_t;
 
@@ -56,6 +69,8 @@ void ep_stats_free(ep_stats_t *s);
 
 /* Totals over layers. */
 ep_layer_stats_t ep_stats_total(const ep_stats_t *s);
+/* What the counters of b added since a (a benchmark phase's own share). */
+ep_layer_stats_t ep_layer_stats_delta(ep_layer_stats_t a, ep_layer_stats_t b);
 
 /* The whole record as JSON (totals, per layer, per rank, expert load). */
 int ep_stats_write_json(const ep_stats_t *s, const char *path, spex_err_t *err);

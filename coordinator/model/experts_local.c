@@ -23,6 +23,18 @@ static int local_routed(moe_backend_t *self, int layer, const float *x, int n, i
     return expert_shard_apply(b->shard, b->ex, layer, &r, true, out, b->counts + (size_t)layer * b->n_experts, err);
 }
 
+/* In process there is nothing to overlap with: begin() does the work. */
+static int local_begin(moe_backend_t *self, int layer, const float *x, int n, int k, const int32_t *idx,
+                       const float *w, float *out, int *ticket, spex_err_t *err) {
+    *ticket = 0;
+    return local_routed(self, layer, x, n, k, idx, w, out, err);
+}
+
+static int local_end(moe_backend_t *self, int ticket, bool out_discard, spex_err_t *err) {
+    (void)self, (void)ticket, (void)out_discard, (void)err;
+    return 0;
+}
+
 static void local_destroy(moe_backend_t *self) {
     experts_local_t *b = (experts_local_t *)self;
     if (!b) return;
@@ -42,6 +54,8 @@ moe_backend_t *experts_local_create(const spex_config_t *cfg, const tensor_store
         return NULL;
     }
     b->base.routed = local_routed;
+    b->base.begin = local_begin;
+    b->base.end = local_end;
     b->base.destroy = local_destroy;
     b->n_layers = cfg->num_hidden_layers + cfg->num_nextn_predict_layers;
     b->n_experts = cfg->n_routed_experts;

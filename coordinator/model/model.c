@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "core/kernels.h"
 #include "coordinator/model/experts_local.h"
+#include "coordinator/model/layer_pipeline.h"
 
 /* ---------------------------------------------------------------- loading */
 
@@ -143,6 +144,15 @@ fail:
     return NULL;
 }
 
+int model_set_prefix_cache(model_t *m, size_t max_bytes, spex_err_t *err) {
+    prefix_cache_t *pc = prefix_cache_create(m->cfg.num_hidden_layers, m->n_mtp,
+                                             m->cfg.kv_lora_rank + m->cfg.qk_rope_head_dim, max_bytes, err);
+    if (!pc) return -1;
+    prefix_cache_free(m->prefix);
+    m->prefix = pc;
+    return 0;
+}
+
 int model_set_bias_update(model_t *m, float rate, int window, spex_err_t *err) {
     const spex_config_t *c = &m->cfg;
     if (c->n_routed_experts <= 0) return spex_fail(err, "--bias-update-rate: the model has no routed experts");
@@ -169,9 +179,12 @@ void model_free(model_t *m) {
     rope_free(&m->rope);
     if (m->experts) m->experts->destroy(m->experts);
     bias_balance_free(m->balance);
+    prefix_cache_free(m->prefix);
     threadpool_free(m->pool);
     for (size_t i = 0; i < sizeof m->scratch / sizeof m->scratch[0]; i++) arena_free(&m->scratch[i]);
     for (size_t i = 0; i < sizeof m->step / sizeof m->step[0]; i++) arena_free(&m->step[i]);
+    for (size_t i = 0; i < sizeof m->micro / sizeof m->micro[0]; i++) arena_free(&m->micro[i]);
+    free(m->micro_seqs);
     tensor_store_free(m->ts);
     free(m->dir);
     free(m);
@@ -186,73 +199,10 @@ int model_cache_layers(const model_t *m) { return m->cfg.num_hidden_layers + m->
 
 /* ---------------------------------------------------------------- forward */
 
-/* The model's grow-only buffers, one per role (calls nest: forward -> layer -> ffn). */
-enum { MODEL_S_H, MODEL_S_LAYER, MODEL_S_FFN, MODEL_S_ATTN, MODEL_S_HEAD };
-
 static float *scratch(model_t *m, int role, size_t floats, spex_err_t *err) {
     float *p = arena_floats(&m->scratch[role], floats);
     if (!p) spex_fail(err, "out of memory for %zu MB of scratch", floats * sizeof(float) >> 20);
     return p;
-}
-
-/* f[n, hidden] = FFN(x[n, hidden]) for a dense or MoE layer. */
-static int layer_ffn(model_t *m, const decoder_layer_t *d, int layer, const float *x, float *f, int n,
-                     spex_err_t *err) {
-    const spex_config_t *c = &m->cfg;
-    int hid = c->hidden_size;
-    if (!d->moe) {
-        float *s = scratch(m, MODEL_S_FFN, 2 * (size_t)n * c->intermediate_size, err);
-        if (!s) return -1;
-        expert_forward(&m->ex, &d->dense, x, f, n, s);
-        return 0;
-    }
-    int k = c->num_experts_per_tok, E = c->n_routed_experts;
-    int inter = c->moe_intermediate_size * (c->n_shared_experts > 0 ? c->n_shared_experts : 1);
-    size_t need = (size_t)n * k * 2 + (size_t)n * 2 * E + (size_t)n * 2 * inter + (size_t)n * hid;
-    float *buf = scratch(m, MODEL_S_FFN, need, err);
-    if (!buf) return -1;
-    int32_t *idx = (int32_t *)buf;
-    float *w = buf + (size_t)n * k, *rscratch = w + (size_t)n * k, *shared = rscratch + (size_t)n * 2 * E;
-    float *escratch = shared + (size_t)n * hid;
-    router_select(&m->ex, &d->router, x, n, idx, w, rscratch);
-    if (m->balance && layer < c->num_hidden_layers) bias_balance_observe(m->balance, layer, idx, n);
-    int rc = 0;
-    if (!m->experts) rc = spex_fail(err, "layer %d: no backend for routed experts", layer);
-    else {
-        double t0 = spex_now();
-        rc = m->experts->routed(m->experts, layer, x, n, k, idx, w, f, err);
-        m->timing.routed += spex_now() - t0;
-    }
-    if (rc == 0 && d->has_shared) {
-        expert_forward(&m->ex, &d->shared, x, shared, n, escratch);
-        for (size_t i = 0; i < (size_t)n * hid; i++) f[i] += shared[i];   /* routed + shared */
-    }
-    if (rc) spex_err_prefix(err, "layer %d: ", layer);
-    return rc;
-}
-
-/* h[n, hidden] += attn(norm(h)); h += ffn(norm(h)). */
-static int layer_forward(model_t *m, const decoder_layer_t *d, int layer, float *h, const mla_seq_t *seqs,
-                         int n_seqs, int n, spex_err_t *err) {
-    int hid = m->cfg.hidden_size;
-    float eps = (float)m->cfg.rms_norm_eps;
-    float *xn = scratch(m, MODEL_S_LAYER, (size_t)n * hid * 2, err);
-    if (!xn) return -1;
-    float *y = xn + (size_t)n * hid;
-    int rc = 0;
-    double t0 = spex_now();
-    rmsnorm(xn, h, d->attn_norm, n, hid, eps);
-    if (mla_forward(&m->ex, &d->attn, &m->rope, layer, seqs, n_seqs, xn, y, &m->scratch[MODEL_S_ATTN], err))
-        return spex_err_prefix(err, "layer %d attention: ", layer);
-    for (size_t i = 0; i < (size_t)n * hid; i++) h[i] += y[i];
-    double t1 = spex_now(), routed0 = m->timing.routed;
-    m->timing.attention += t1 - t0;
-    rmsnorm(xn, h, d->ffn_norm, n, hid, eps);
-    rc = layer_ffn(m, d, layer, xn, y, n, err);
-    m->timing.ffn += spex_now() - t1 - (m->timing.routed - routed0);
-    if (rc) return rc;
-    for (size_t i = 0; i < (size_t)n * hid; i++) h[i] += y[i];
-    return 0;
 }
 
 /* logits[count, vocab] = head(hidden rows with want != 0). */
@@ -296,9 +246,7 @@ int model_forward(model_t *m, const int32_t *tokens, const mla_seq_t *seqs, int 
     if (!h) return -1;
     for (int i = 0; i < n; i++)                                         /* embed */
         wview_row_f32(&m->embed.w, tokens[i], h + (size_t)i * hid);
-    int rc = 0;
-    for (int l = 0; l < m->cfg.num_hidden_layers && !rc; l++)
-        rc = layer_forward(m, &m->layers[l], l, h, seqs, n_seqs, n, err);
+    int rc = layers_forward(m, m->layers, 0, m->cfg.num_hidden_layers, h, seqs, n_seqs, n, err);
     if (!rc) {
         double t0 = spex_now();
         rmsnorm(h, h, m->final_norm, n, hid, (float)m->cfg.rms_norm_eps);   /* model.norm */
@@ -328,7 +276,7 @@ int model_mtp_forward(model_t *m, int k, const int32_t *tokens, const float *hid
     }
     linear_apply(&m->ex, &t->eh_proj, cat, h, n);  /* h[n, hidden] */
     int layer = m->cfg.num_hidden_layers + k;
-    int rc = layer_forward(m, &t->block, layer, h, seqs, n_seqs, n, err);
+    int rc = layers_forward(m, &t->block, layer, 1, h, seqs, n_seqs, n, err);
     if (!rc) {
         rmsnorm(h, h, t->head_norm, n, hid, eps);
         rc = head_forward(m, &t->head, h, n, want, logits, err);

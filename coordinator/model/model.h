@@ -14,6 +14,10 @@
  * A forward call takes a batch made of several sequences (each with its own
  * KV cache, its rows contiguous); attention is per sequence, everything else
  * runs on all rows at once. The routed experts run wherever the backend puts them.
+ * With overlap (overlap_min_rows), a step of several rows goes through the decoder layers as
+ * two micro-batches, pipelined so that one's routed experts are away while the
+ * other's attention, router and shared experts run (layer_pipeline.h); the bits
+ * are the same either way.
  *
  * Weights stay in the checkpoint's precision (core/linear.h) and every kernel
  * is row-independent (core/matmul.h, coordinator/model/mla.h): a row's logits are
@@ -34,6 +38,7 @@
 #include "coordinator/model/bias_balance.h"
 #include "coordinator/model/mla.h"
 #include "coordinator/model/moe_backend.h"
+#include "coordinator/model/prefix_cache.h"
 #include "coordinator/model/router.h"
 
 typedef struct decoder_layer {
@@ -63,6 +68,10 @@ typedef struct model_timing {
     double attention, routed, ffn, head;
 } model_timing_t;
 
+/* The model's grow-only forward buffers (model_t.scratch), one per role: calls
+ * nest (forward -> layer stage -> attention / FFN), so roles never share one. */
+enum { MODEL_S_H, MODEL_S_FFN, MODEL_S_ATTN, MODEL_S_HEAD, MODEL_S_COUNT };
+
 typedef struct model {
     spex_config_t cfg;
     char *dir;
@@ -76,13 +85,20 @@ typedef struct model {
     rope_t rope;
     moe_backend_t *experts;       /* owned */
     threadpool_t *pool;           /* owned; every kernel of this model runs on it */
-    arena_t scratch[5];           /* grow-only forward buffers (MODEL_S_* in model.c): no malloc per step */
+    arena_t scratch[MODEL_S_COUNT];   /* grow-only forward buffers (MODEL_S_*): no malloc per step */
+    arena_t micro[MOE_MAX_INFLIGHT];  /* per micro-batch: a layer's rows between its two stages */
+    mla_seq_t *micro_seqs;        /* [micro_seqs_cap]: the micro-batches' shares of the sequences */
+    int micro_seqs_cap;
+    int overlap_min_rows;         /* overlap the routed round trip in steps of at least this many rows
+                                     (1: always, 0: never, the default; the CLI sets it) */
     arena_t step[3];              /* the same for the decode engine (decode/engine.c): a verify step's
                                      rows [0] stay alive while the MTP catch-up uses [1]; [2] lists
                                      the step's decoding sequences */
     exec_t ex;                    /* pool + SIMD path */
     model_timing_t timing;        /* accumulated by every forward */
     bias_balance_t *balance;      /* owned; NULL unless dynamic routing bias is on */
+    prefix_cache_t *prefix;       /* owned; NULL unless the prompt (prefix) cache is on: the decode
+                                     engine restores cached prompt prefixes and remembers new ones */
 } model_t;
 
 typedef struct model_options {
@@ -106,6 +122,9 @@ void model_free(model_t *m);
  * layers: every `window` rows of a layer, each expert's selection bias moves
  * by `rate` towards balance. Changes outputs; off unless called. */
 int model_set_bias_update(model_t *m, float rate, int window, spex_err_t *err);
+
+/* Turn on the prefix cache (prefix_cache.h) with room for max_bytes of KV rows. */
+int model_set_prefix_cache(model_t *m, size_t max_bytes, spex_err_t *err);
 
 /* Replace the routed-expert backend (takes ownership; frees the old one). */
 void model_set_experts(model_t *m, moe_backend_t *backend);

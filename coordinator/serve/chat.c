@@ -23,8 +23,17 @@ static int check_roles(const chat_message_t *msgs, int n, spex_err_t *err) {
     return 0;
 }
 
+static void add_content(strbuf_t *b, const chat_message_t *m) {
+    sb_add(b, m->content, m->content_len ? m->content_len : strlen(m->content));
+}
+
 char *chat_render(const chat_message_t *msgs, int n, const char *bos_token, bool add_generation_prompt,
                   spex_err_t *err) {
+    return chat_render_len(msgs, n, bos_token, add_generation_prompt, NULL, err);
+}
+
+char *chat_render_len(const chat_message_t *msgs, int n, const char *bos_token, bool add_generation_prompt,
+                      size_t *len, spex_err_t *err) {
     if (check_roles(msgs, n, err)) return NULL;
     strbuf_t b = {0};
     sb_str(&b, bos_token ? bos_token : "");
@@ -32,21 +41,21 @@ char *chat_render(const chat_message_t *msgs, int n, const char *bos_token, bool
     for (int i = 0; i < n; i++) {   /* system prompts, hoisted and joined */
         if (strcmp(msgs[i].role, "system")) continue;
         if (!first_system) sb_str(&b, "\n\n");
-        sb_str(&b, msgs[i].content);
+        add_content(&b, &msgs[i]);
         first_system = false;
     }
     for (int i = 0; i < n; i++) {
         if (!strcmp(msgs[i].role, "user")) {
             sb_str(&b, CHAT_USER);
-            sb_str(&b, msgs[i].content);
+            add_content(&b, &msgs[i]);
         } else if (!strcmp(msgs[i].role, "assistant")) {
             sb_str(&b, CHAT_ASSISTANT);
-            sb_str(&b, msgs[i].content);
+            add_content(&b, &msgs[i]);
             sb_str(&b, CHAT_EOS);
         }
     }
     if (add_generation_prompt) sb_str(&b, CHAT_ASSISTANT);
-    char *text = sb_take(&b, NULL);
+    char *text = sb_take(&b, len);
     if (!text) spex_fail(err, "messages: out of memory");
     return text;
 }

@@ -24,12 +24,14 @@
 #define SPEX_CHAT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "core/error.h"
 
 typedef struct chat_message {
     const char *role;      /* "system", "user" or "assistant" */
-    const char *content;   /* NUL-terminated text */
+    const char *content;   /* the text */
+    size_t content_len;    /* its bytes, NUL bytes included; 0 = strlen(content) */
 } chat_message_t;
 
 #define CHAT_USER "<｜User｜>"
@@ -40,6 +42,9 @@ typedef struct chat_message {
  * malloc'ed NUL-terminated string, or NULL with err = "messages[i].role: ...". */
 char *chat_render(const chat_message_t *msgs, int n, const char *bos_token, bool add_generation_prompt,
                   spex_err_t *err);
+/* The same with the rendered length in *len, for contents that hold NUL bytes. */
+char *chat_render_len(const chat_message_t *msgs, int n, const char *bos_token, bool add_generation_prompt,
+                      size_t *len, spex_err_t *err);
 
 /* How a model directory's tokenizer_config.json relates to the built-in format:
  * CHAT_TEMPLATE_DEEPSEEK (its chat_template uses DeepSeek's markers),

@@ -205,6 +205,15 @@ static void render_gauges(strbuf_t *o, const metrics_gauges_t *g) {
           (double)g->kv_reserved_tokens * (double)g->kv_bytes_per_token);
     gauge(o, "spex_kv_cache_usage_ratio", "Reserved / capacity",
           g->kv_capacity_tokens > 0 ? (double)g->kv_reserved_tokens / (double)g->kv_capacity_tokens : 0);
+    if (!g->has_prefix) return;
+    const prefix_cache_stats_t *p = &g->prefix;
+    counter(o, "spex_prefix_cache_lookups_total", "Prompts looked up in the prefix cache", p->lookups);
+    counter(o, "spex_prefix_cache_hits_total", "Prompts that found a cached prefix", p->hits);
+    counter(o, "spex_prefix_cache_hit_tokens_total", "Prompt tokens restored instead of computed", p->hit_tokens);
+    counter(o, "spex_prefix_cache_evicted_blocks_total", "16-token blocks evicted (least recently used)",
+            p->evicted_blocks);
+    gauge(o, "spex_prefix_cache_bytes", "Bytes of KV rows held by the prefix cache", (double)p->bytes);
+    gauge(o, "spex_prefix_cache_max_bytes", "Prefix cache budget (--prefix-cache-mb)", (double)p->max_bytes);
 }
 
 static void render_spec(strbuf_t *o, const spec_stats_t *s) {
@@ -229,6 +238,9 @@ static void render_backend(strbuf_t *o, const metrics_backend_t *b) {
     sb_printf(o, "spex_wire_bytes_total{kind=\"compressed\"} %llu\n", (unsigned long long)b->wire_bytes_compressed);
     head(o, "spex_expert_seconds_total", "counter", "Routed-expert compute time, by rank");
     for (int r = 0; r < b->n_ranks; r++) sb_printf(o, "spex_expert_seconds_total{rank=\"%d\"} %.9g\n", r, b->expert_seconds[r]);
+    head(o, "spex_worker_failed", "gauge", "1 for the worker rank whose failure broke expert parallelism (sticky)");
+    if (b->failed_rank > 0 || b->failure_cause[0])
+        sb_printf(o, "spex_worker_failed{rank=\"%d\",cause=\"%s\"} 1\n", b->failed_rank, b->failure_cause);
 }
 
 char *metrics_render(metrics_t *m, size_t *len) {

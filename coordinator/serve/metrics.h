@@ -22,6 +22,7 @@
 #ifndef SPEX_METRICS_H
 #define SPEX_METRICS_H
 
+#include "coordinator/model/prefix_cache.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,8 @@ typedef struct metrics_gauges {
     long kv_capacity_tokens;     /* the admission limit */
     size_t kv_bytes_per_token;   /* main + MTP layers */
     bool ready;
+    bool has_prefix;             /* the prefix cache is on: its totals below */
+    prefix_cache_stats_t prefix;
 } metrics_gauges_t;
 
 /* Filled by the distributed backend's provider (see scheduler.h); present=false
@@ -50,6 +53,8 @@ typedef struct metrics_backend {
     uint64_t wire_bytes_raw, wire_bytes_compressed;
     int n_ranks;                              /* entries of expert_seconds */
     double expert_seconds[METRICS_MAX_RANKS]; /* routed-expert compute per rank */
+    int failed_rank;                          /* > 0: this worker failed (sticky), see failure_cause */
+    char failure_cause[16];                   /* "no_answer", "bad_answer", "link" */
 } metrics_backend_t;
 
 metrics_t *metrics_create(void);

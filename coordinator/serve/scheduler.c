@@ -52,7 +52,7 @@ struct scheduler {
     const tokenizer_t *tok;
     sched_config_t cfg;
     int context;
-    int32_t eos_id;
+    eos_set_t eos;                /* the tokenizer's EOS + cfg.extra_eos */
     size_t kv_bytes_per_token;
     pthread_mutex_t mu;
     pthread_cond_t work;          /* engine thread waits here when idle */
@@ -63,7 +63,7 @@ struct scheduler {
     int n_running;
     long kv_reserved;
     bool closed, ready, healthy;
-    char why[256];
+    char why[SPEX_ERR_MSG_MAX];
     double next_health;
     int hint;                     /* index of the last sequence on_token saw */
 };
@@ -112,7 +112,12 @@ scheduler_t *scheduler_create(model_t *m, const tokenizer_t *tok, const sched_co
     s->cfg = *cfg;
     s->context = m->rope.max_pos;
     apply_defaults(&s->cfg, s->context);
-    s->eos_id = tok ? tokenizer_eos_id(tok) : m->cfg.eos_token_id;
+    eos_set_add(&s->eos, tok ? tokenizer_eos_id(tok) : m->cfg.eos_token_id);
+    if (eos_set_merge(&s->eos, &cfg->extra_eos)) {
+        free(s);
+        spex_fail(err, "more than %d stop token ids", SPEX_MAX_EOS);
+        return NULL;
+    }
     s->kv_bytes_per_token = sizeof(float) * (size_t)model_cache_layers(m) *
                             (size_t)(m->cfg.kv_lora_rank + m->cfg.qk_rope_head_dim);
     s->run = calloc((size_t)s->cfg.max_running, sizeof *s->run);
@@ -189,7 +194,7 @@ static sched_status_t check_params(scheduler_t *s, const sched_params_t *p, sche
     *param = NULL;
     r->p = (seq_params_t){.max_new_tokens = max_tokens, .sampling = p->sampling, .spec_k = k,
                           .sampled_drafts = !c->argmax_drafts, .draft_min_p = c->draft_min_p,
-                          .eos_id = s->eos_id};
+                          .eos = s->eos};
     r->cap = cap;
     return SCHED_OK;
 }
@@ -424,7 +429,7 @@ static bool req_check_stop(sched_req_t *r) {
 static bool req_push_text(scheduler_t *s, sched_req_t *r, int32_t tok) {
     size_t len = 0;
     const char *b = s->tok && !tokenizer_is_special(s->tok, tok) ? tokenizer_token_bytes(s->tok, tok, &len) : NULL;
-    if (!b || len == 0) return false;
+    if (!b || len == 0 || eos_set_has(&s->eos, tok)) return false;   /* a stop token has no text */
     char *tail = sb_reserve(&r->text, len + 4);   /* a token's bytes + up to 3 held back */
     if (!tail) return false;   /* out of memory: the text stops growing */
     sb_commit(&r->text, utf8_stream_push(&r->u8, b, len, tail));
@@ -466,7 +471,9 @@ static void publish_gauges(scheduler_t *s) {
     for (int i = 0; i < s->n_running; i++) used += s->seqs[i] ? s->seqs[i]->pos : 0;
     metrics_gauges_t g = {.queue_depth = s->n_queued, .running = s->n_running, .kv_reserved_tokens = s->kv_reserved,
                           .kv_used_tokens = used, .kv_capacity_tokens = s->cfg.kv_capacity_tokens,
-                          .kv_bytes_per_token = s->kv_bytes_per_token, .ready = s->ready && s->healthy};
+                          .kv_bytes_per_token = s->kv_bytes_per_token, .ready = s->ready && s->healthy,
+                          .has_prefix = s->m->prefix != NULL};
+    if (s->m->prefix) g.prefix = prefix_cache_stats(s->m->prefix);
     metrics_set_gauges(s->cfg.metrics, &g);
 }
 
@@ -595,14 +602,18 @@ static void poll_health(scheduler_t *s) {
     double now = spex_now();
     if (!s->cfg.health || now < s->next_health) return;
     s->next_health = now + 1.0;
-    char why[256] = "";
+    char why[sizeof s->why] = "";
     bool ok = s->cfg.health(s->cfg.health_user, why, sizeof why);
+    if (!ok && !why[0]) snprintf(why, sizeof why, "a worker is not answering");
     pthread_mutex_lock(&s->mu);
+    bool changed = ok != s->healthy || (!ok && strcmp(why, s->why));
     s->healthy = ok;
-    if (!ok) snprintf(s->why, sizeof s->why, "%s", why[0] ? why : "a worker is not answering");
+    if (!ok) snprintf(s->why, sizeof s->why, "%s", why);
     else if (s->ready) s->why[0] = '\0';
     publish_gauges(s);
     pthread_mutex_unlock(&s->mu);
+    if (changed) spex_log(ok ? "health: ok again" : "health: unavailable (503): %s", why);
+    sample_backend(s);   /* a failure found while idle reaches /metrics too */
 }
 
 void scheduler_close(scheduler_t *s) {

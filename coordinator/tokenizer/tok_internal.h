@@ -82,6 +82,7 @@ typedef struct tok_bpe_ctx {
     int32_t *prev, *next;
     struct tok_heap_entry *heap;
     size_t cap;          /* capacity of sym/prev/next/heap */
+    OnigMatchParam *mp;  /* per-search retry limit, scaled to the subject (tok_pretok.c) */
 } tok_bpe_ctx_t;
 
 /* Append the ids of one piece (raw bytes; ByteLevel mapping is implicit) to

@@ -82,6 +82,12 @@ static int emit(tok_bpe_ctx_t *c, OnigRegion *region, size_t step, const char *s
 }
 
 /* Next match of a literal pattern at or after `from`; false if none. */
+/* Backtracking steps allowed per regex search: Oniguruma's default plus a
+ * few per byte of subject (the pre-tokenizer patterns need about one per byte
+ * of a whitespace run). */
+#define TOK_RETRY_BASE 10000000UL
+#define TOK_RETRY_PER_BYTE 16UL
+
 static bool find_literal(const tok_split_t *sp, const char *s, size_t n, size_t from, size_t *a, size_t *b) {
     if (sp->literal_len == 0 || from > n) return false;
     const char *hit = memmem(s + from, n - from, sp->literal, sp->literal_len);
@@ -94,11 +100,16 @@ static bool find_literal(const tok_split_t *sp, const char *s, size_t n, size_t 
 /* Next regex match at or after `from`, with the onig crate's empty-match rule.
  * Returns 1 found, 0 none, -1 error. *last_end is the end of the previous match
  * (SIZE_MAX for none). */
-static int find_regex(const tok_split_t *sp, OnigRegion *region, const char *s, size_t n, size_t from,
-                      size_t *last_end, size_t *a, size_t *b, spex_err_t *err) {
+static int find_regex(const tok_split_t *sp, OnigRegion *region, OnigMatchParam *mp, const char *s, size_t n,
+                      size_t from, size_t *last_end, size_t *a, size_t *b, spex_err_t *err) {
     const UChar *us = (const UChar *)s;
     while (from <= n) {
-        int r = onig_search(sp->re, us, us + n, us + from, us + n, region, ONIG_OPTION_NONE);
+        /* Oniguruma's default of 10^7 backtracking steps per match refused 10 MB
+         * of spaces (\s*[\r\n]+ backtracks once per space before \s+(?!\S)
+         * matches them all; issue 16 item 7). A limit proportional to the rest of
+         * the subject keeps each search linear and every valid input encodable. */
+        onig_set_retry_limit_in_match_of_match_param(mp, TOK_RETRY_BASE + TOK_RETRY_PER_BYTE * (n - from));
+        int r = onig_search_with_param(sp->re, us, us + n, us + from, us + n, region, ONIG_OPTION_NONE, mp);
         if (r == ONIG_MISMATCH) return 0;
         if (r < 0) {
             UChar msg[ONIG_MAX_ERROR_MESSAGE_LEN];
@@ -124,7 +135,7 @@ static int split_step(tok_bpe_ctx_t *c, OnigRegion *region, size_t step, const c
     size_t prev = 0, from = 0, last_end = SIZE_MAX, a = 0, b = 0;
     for (;;) {
         int found;
-        if (sp->re) found = find_regex(sp, region, s, n, from, &last_end, &a, &b, err);
+        if (sp->re) found = find_regex(sp, region, c->mp, s, n, from, &last_end, &a, &b, err);
         else found = find_literal(sp, s, n, from, &a, &b);
         if (found < 0) return -1;
         if (!found) break;

@@ -43,10 +43,13 @@ int tokenizer_encode(const tokenizer_t *t, const char *text, size_t len, bool ad
     tok_ids_t out = {0};
     tok_bpe_ctx_t ctx = {.t = t, .out = &out};
     OnigRegion *region = onig_region_new();
-    int rc = region ? 0 : spex_fail(err, "out of memory");
+    ctx.mp = onig_new_match_param();
+    if (ctx.mp) onig_initialize_match_param(ctx.mp);
+    int rc = region && ctx.mp ? 0 : spex_fail(err, "out of memory");
     if (!rc && add_bos && !tok_ids_push(&out, t->bos_id)) rc = spex_fail(err, "out of memory");
     if (!rc && len) rc = tok_encode_span(&ctx, region, 0, text, len, err);
     if (region) onig_region_free(region, 1);
+    if (ctx.mp) onig_free_match_param(ctx.mp);
     tok_bpe_ctx_free(&ctx);
     if (rc) {
         free(out.v);

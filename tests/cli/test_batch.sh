@@ -9,7 +9,10 @@
 #   - a truncated last output line (a write cut by SIGKILL) is dropped and redone;
 #   - SIGTERM stops after the current step with exit 75 (requeue), the rerun finishes;
 #   - SIGKILL at random moments, rerun until exit 0: every id exactly once, and
-#     the same results as the clean run (seeds derive from the id).
+#     the same results as the clean run (seeds derive from the id);
+#   - numeric ids above 2^53 are echoed as written, do not collide, and resume;
+#   - string ids holding \u0000 stay distinct, a NUL in a prompt counts, a line with trailing
+#     characters is an error, and --output (or --errors) naming the input is a usage error.
 # Usage: test_batch.sh SPEX_BINARY TESTS_DATA_DIR
 set -u
 spex=$1
@@ -165,6 +168,56 @@ done
 [ $kills -ge 2 ] || fail "only $kills kills landed"
 [ "$(grep -c "resuming" "$tmp/kill.log")" -ge 2 ] || fail "the killed runs never resumed anything"
 check_results "$tmp/kill.jsonl" "$tmp/kill.jsonl.errors.jsonl" "$tmp/ref.jsonl" || fail "results after $kills SIGKILLs"
+
+# numeric ids above 2^53 are echoed exactly as written and do not collide (issue 16 item 5)
+cat >"$tmp/big.jsonl" <<'EOF2'
+{"id": 1234567890123456789, "prompt": [5, 6, 7], "max_tokens": 2, "temperature": 0}
+{"id": 1234567890123456788, "prompt": [5, 6, 7], "max_tokens": 2, "temperature": 0}
+{"id": 9007199254740993, "prompt": [5, 6], "max_tokens": 2, "temperature": 0}
+{"id": 1234567890123456789, "prompt": [5], "max_tokens": 2, "temperature": 0}
+EOF2
+"$spex" batch --model "$m" --input "$tmp/big.jsonl" --output "$tmp/big.out" 2>/dev/null || fail "big ids: exit $?"
+ids=$(grep -o '^{"id":[^,]*' "$tmp/big.out" | cut -d: -f2 | sort | tr '\n' ' ')
+[ "$ids" = "1234567890123456788 1234567890123456789 9007199254740993 " ] || fail "big ids echoed as: $ids"
+grep -q '"line":4,"id":1234567890123456789,.*duplicate' "$tmp/big.out.errors.jsonl" \
+    || fail "big ids: line 4 should be the only duplicate: $(cat "$tmp/big.out.errors.jsonl")"
+[ "$(wc -l <"$tmp/big.out.errors.jsonl")" = 1 ] || fail "big ids: $(wc -l <"$tmp/big.out.errors.jsonl") error lines"
+"$spex" batch --model "$m" --input "$tmp/big.jsonl" --output "$tmp/big.out" 2>"$tmp/big.log" || fail "big ids rerun"
+grep -q "0 results this run, 3 skipped" "$tmp/big.log" || fail "big ids rerun: $(tail -1 "$tmp/big.log")"
+
+# string ids keep their NUL (issue 16 item 4): "nul\u0000id", "nul\u0000id2" and "nul" are three
+# ids, echoed with the \u0000; a NUL inside a prompt counts (more prompt tokens than without it);
+# a line with characters after its JSON object is an error, not run (issue 16 item 7)
+cat >"$tmp/nul.jsonl" <<'EOF2'
+{"id": "nul\u0000id", "prompt": "hello", "max_tokens": 1, "temperature": 0}
+{"id": "nul\u0000id2", "prompt": "hello", "max_tokens": 1, "temperature": 0}
+{"id": "nul", "prompt": "hello\u0000 world", "max_tokens": 1, "temperature": 0}
+{"id": "tail", "prompt": "hello", "max_tokens": 1} {"id": "x"}
+EOF2
+"$spex" batch --model "$m" --input "$tmp/nul.jsonl" --output "$tmp/nul.out" 2>/dev/null || fail "NUL ids: exit $?"
+ids=$(grep -o '^{"id":"[^"]*"' "$tmp/nul.out" | cut -d: -f2 | sort | tr '\n' ' ')
+[ "$ids" = '"nul" "nul\u0000id" "nul\u0000id2" ' ] || fail "NUL ids echoed as: $ids"
+[ "$(grep -c duplicate "$tmp/nul.out.errors.jsonl")" = 0 ] || fail "NUL ids: a duplicate was reported"
+py - "$tmp/nul.out" <<'PY' || fail "NUL in a prompt: not counted"
+import json, sys
+r = {o["id"]: o for o in map(json.loads, open(sys.argv[1]))}
+sys.exit(0 if r["nul"]["usage"]["prompt_tokens"] > r["nul\u0000id"]["usage"]["prompt_tokens"] else 1)
+PY
+grep -q '"line":4,.*JSON value' "$tmp/nul.out.errors.jsonl" \
+    || fail "trailing garbage line not refused: $(cat "$tmp/nul.out.errors.jsonl")"
+
+# --output (or --errors) naming the input file, also through a symlink: usage error, input untouched
+cp "$tmp/big.jsonl" "$tmp/same.jsonl"
+ln -s "$tmp/same.jsonl" "$tmp/link.jsonl"
+for out in "$tmp/same.jsonl" "$tmp/link.jsonl" "$tmp/../$(basename "$tmp")/same.jsonl"; do
+    "$spex" batch --model "$m" --input "$tmp/same.jsonl" --output "$out" 2>"$tmp/same.log"
+    rc=$?
+    [ $rc -eq 2 ] || fail "--output $out = --input: exit $rc, want 2"
+    grep -q "is the --input file" "$tmp/same.log" || fail "--output = --input message: $(cat "$tmp/same.log")"
+done
+"$spex" batch --model "$m" --input "$tmp/same.jsonl" --output "$tmp/other.jsonl" --errors "$tmp/link.jsonl" 2>/dev/null
+[ $? -eq 2 ] || fail "--errors = --input: not exit 2"
+cmp -s "$tmp/same.jsonl" "$tmp/big.jsonl" || fail "--output = --input: the input was changed"
 
 # usage errors
 "$spex" batch --model "$m" --input "$tmp/in.jsonl" 2>/dev/null; [ $? -eq 2 ] || fail "missing --output: not exit 2"

@@ -10,7 +10,8 @@
 # tokens equal `spex generate`'s), chat, SSE streaming for both (chunk format,
 # [DONE], streamed text == non-streamed text, usage chunk), error objects for
 # 400 (bad JSON, wrong types, prompt too long, n > 1), 401, 404, 405, 413, 429,
-# /metrics, `spex bench serve`, 32 concurrent clients with greedy batch-invariance, a client that
+# /metrics, `spex bench serve` (single requests, and multi-turn chats with and without the prefix
+# cache), 32 concurrent clients with greedy batch-invariance, a client that
 # hangs up cancels its sequence (stream and non-stream), SIGTERM exits 0.
 # Usage: test_serve.sh SPEX_BINARY TESTS_DATA_DIR
 set -u
@@ -231,6 +232,38 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 assert [(r["spec_k"], r["clients"]) for r in rows] == [("0", "1"), ("0", "4"), ("2", "1"), ("2", "4")], rows
 assert all(r["errors"] == "0" and float(r["tokens_per_s"]) > 0 and float(r["ttft_p50_ms"]) > 0 for r in rows), rows
 PY
+
+# multi-turn chats (--turns): TTFT of turn 1 and turn T, and the prefix cache hit rate from /metrics; the
+# random 4096-context model, so three turns of the conversation fit; "off" when the server has no cache
+bench_turns() {  # bench_turns NAME URL WANT_RATE(on|off)
+    "$spex" bench serve --port "${2##*:}" --turns 3 --requests 2 --concurrency 1 --spec 0 --max-tokens 4 \
+        --csv "$tmp/$1.csv" >"$tmp/$1.out" 2>"$tmp/$1.err" || fail "bench serve --turns exit $?: $(cat "$tmp/$1.err")"
+    grep -q '^| spec_k | clients | chats | errors | tokens/s | turn 1 TTFT p50 ms .* turn 3 TTFT p50 ms .* prefix hit rate | hits/lookups |$' \
+        "$tmp/$1.out" || fail "bench serve --turns table: $(cat "$tmp/$1.out")"
+    py - "$tmp/$1.csv" "$3" <<'PY' || fail "bench serve --turns csv ($3): $(cat "$tmp/$1.csv")"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert len(rows) == 1, rows
+r = rows[0]
+assert (r["chats"], r["turns"], r["errors"]) == ("2", "3", "0"), r
+assert float(r["tokens_per_s"]) > 0 and float(r["ttft1_p50_ms"]) > 0 and float(r["ttft_last_p50_ms"]) > 0, r
+assert float(r["ttft_last_over_first"]) > 0, r
+if sys.argv[2] == "on":
+    assert 0 < float(r["prefix_hit_rate"]) <= 1, r
+    assert 0 < int(r["prefix_hits"]) <= int(r["prefix_lookups"]) == 6, r
+else:
+    assert (r["prefix_hit_rate"], r["prefix_hits"], r["prefix_lookups"]) == ("off", "off", "off"), r
+PY
+}
+serve_start pc --model "$tmp/slow"
+bench_turns turns_on "$pc_url" on
+grep -q '| 0 | 1 | 2 | 0 | .* | 0\.[0-9]* | [0-9]*/6 |$' "$tmp/turns_on.out" || fail "bench serve --turns row: $(cat "$tmp/turns_on.out")"
+kill -TERM "$pc_pid"
+serve_start pn --model "$tmp/slow" --no-prefix-cache
+bench_turns turns_off "$pn_url" off
+grep -q '| off | - |$' "$tmp/turns_off.out" || fail "bench serve --turns without cache: $(cat "$tmp/turns_off.out")"
+kill -TERM "$pn_pid"
+wait "$pc_pid" "$pn_pid"
 
 # SIGTERM while idle: exit 0
 kill -TERM "$t_pid"

@@ -5,7 +5,8 @@
 #     concurrent clients, SSE with [DONE], /metrics carries bytes on the wire and expert time per
 #     rank; a job-wide SIGTERM (as Slurm's scancel --signal=TERM) mid-stream: the stream ends with
 #     the shutdown error and [DONE], the workers are shut down by rank 0, mpirun exits 0;
-#   - a stalled worker: the request fails with 500 naming the rank, /health turns 503;
+#   - a stalled worker (SIGSTOP, later SIGCONT): the request fails with 500 naming the rank; /health
+#     (503), the log and /metrics (spex_worker_failed) keep naming it; SIGTERM then exits non-zero;
 #   - batch: same results as the single-process run; a job-wide SIGTERM exits 75, the rerun completes.
 # Usage: test_serve_mpirun.sh SPEX_BINARY TESTS_DATA_DIR
 set -u
@@ -94,14 +95,34 @@ wait "$cpid"
 tail -c 300 "$tmp/term.sse" | grep -q 'shutting_down' || fail "no shutdown error in the stream: $(tail -c 200 "$tmp/term.sse")"
 tail -c 20 "$tmp/term.sse" | grep -q '^data: \[DONE\]' || fail "no [DONE] after shutdown"
 
-# a worker that stops answering: 500 naming the rank, /health 503
-SPEX_TEST_STALL=2:30 start c --model "$tmp/tiny" --spec-k 0 --rank-timeout 1
+# a worker that stops answering (SIGSTOP: a real stall, resumed later with SIGCONT, as in issue 16
+# item 6): 500 naming the rank; /health, the log and /metrics keep naming rank 2 and the cause after
+# the worker resumes and many health polls later; SIGTERM then ends the job with a failure status.
+start c --model "$tmp/tiny" --spec-k 0 --rank-timeout 2
+rank2=""
+for p in $(ranks_of "$c_pid"); do
+    tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=2 && rank2=$p
+done
+[ -n "$rank2" ] || fail "no rank 2 process found"
+kill -STOP "$rank2"
 code=$(post "$c_url" '{"prompt":[5,6,7],"max_tokens":100,"temperature":0}' "$tmp/dead.json")
+kill -CONT "$rank2"
 [ "$code" = 500 ] || fail "stalled worker: status $code: $(cat "$tmp/dead.json")"
 grep -q 'rank 2' "$tmp/dead.json" || fail "the 500 does not name rank 2: $(cat "$tmp/dead.json")"
-for _ in $(seq 1 100); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$c_url/health")" = 503 ] && break; sleep 0.05; done
-[ "$(curl -s -o /dev/null -w '%{http_code}' "$c_url/health")" = 503 ] || fail "/health not 503 after a worker failed"
-{ killtree "$c_pid"; wait "$c_pid"; } 2>/dev/null
+sleep 3    # the worker is back; several health polls (one a second) happen meanwhile
+hcode=$(curl -s -o "$tmp/health.json" -w '%{http_code}' "$c_url/health")
+[ "$hcode" = 503 ] || fail "/health $hcode after a worker failed"
+grep -q 'rank 2 did not answer' "$tmp/health.json" || fail "/health lost the rank and cause: $(cat "$tmp/health.json")"
+curl -s "$c_url/metrics" >"$tmp/fail.metrics"
+grep -q '^spex_worker_failed{rank="2",cause="no_answer"} 1' "$tmp/fail.metrics" \
+    || fail "/metrics: no spex_worker_failed for rank 2: $(grep -i worker_failed "$tmp/fail.metrics")"
+grep -q '^spex_ready 0' "$tmp/fail.metrics" || fail "/metrics: spex_ready is not 0"
+grep -q 'health: unavailable (503): .*rank 2 did not answer' "$tmp/c.log" || fail "the log does not say rank 2 failed"
+kill -TERM $(ranks_of "$c_pid")
+wait "$c_pid"
+rc=$?
+[ $rc -ne 0 ] || fail "SIGTERM after a worker failure: exit 0, the job's failure is lost"
+grep -q 'exiting with status 1: expert parallelism failed: .*rank 2' "$tmp/c.log" || fail "no exit reason in the log"
 
 # ---------------------------------------------------------------- batch
 py >"$tmp/in.jsonl" <<'PY'

@@ -61,6 +61,32 @@ check "detokenize non-integer message" grep -q "line 2" "$TMP/err"
 printf '"a" "b"\n' | "$SPEX" tokenize --model "$DATA" >/dev/null 2>"$TMP/err"
 check "trailing garbage exit 1" test $? -eq 1
 
+# NUL inside strings (issue 16 item 4): "\u0000" and a raw NUL byte are encoded like any other
+# character, as Hugging Face does: the gap between the pre-tokenizer's matches is its own piece,
+# byte-level 0x00 is "\u0100" (id 191), so "hello\u0000 world" = ids("hello") + [191] + ids(" world").
+printf '"hello"\n" world"\n"hello\\u0000 world"\n"hello\000 world"\n"\\u0000"\n' \
+    | "$SPEX" tokenize --model "$DATA" >"$TMP/nul" 2>"$TMP/err"
+check "NUL lines exit 0" test $? -eq 0
+want_nul=$(/usr/bin/python3 -c '
+import json, sys
+a, b = (json.loads(l) for l in open(sys.argv[1]).read().split("\n")[:2])
+print(json.dumps(a + [191] + b, separators=(",", ":")))' "$TMP/nul")
+check "\\u0000 encoded as a byte" test "$(sed -n 3p "$TMP/nul")" = "$want_nul"
+check "raw NUL byte encoded as a byte" test "$(sed -n 4p "$TMP/nul")" = "$want_nul"
+check "lone NUL is id 191" test "$(sed -n 5p "$TMP/nul")" = "[191]"
+printf '[191,191]\n' | "$SPEX" detokenize --model "$DATA" >"$TMP/out"
+check "NUL decodes back" test "$(cat "$TMP/out")" = '"\u0000\u0000"'
+
+# 10 MB of spaces tokenize (issue 16 item 7: Oniguruma's retry-limit-in-match used to refuse them);
+# \s+(?!\S) makes the whole run one piece, which BPE cuts into the longest space token.
+/usr/bin/python3 -c 'import json; print(json.dumps(" " * (10 << 20)))' >"$TMP/spaces"
+"$SPEX" tokenize --model "$DATA" <"$TMP/spaces" >"$TMP/out" 2>"$TMP/err"
+check "10 MB of spaces exit 0" test $? -eq 0
+check "10 MB of spaces ids" /usr/bin/python3 -c '
+import json, sys
+ids = json.load(open(sys.argv[1]))
+sys.exit(0 if len(ids) == 81920 and set(ids) == {69933} else 1)' "$TMP/out"
+
 # Usage and load errors.
 "$SPEX" tokenize --help >"$TMP/out"
 check "--help exit 0" test $? -eq 0

@@ -20,7 +20,7 @@ bound=${SPEX_LINKCUT_BOUND:-60}   # seconds from the cut to the end of the job
 
 timeout 30 "$nc" up --hosts 3 >/dev/null || die "netns-cluster up"
 spex_has_mpi "$spex" || die "$spex is not built with MPI (expert parallelism)"
-# a long context: 16000 tokens take well over the 2 s before the cut, even on a fast machine
+# a long context: 16000 tokens take well over the time to the cut, even on a fast machine
 "$spex" synth --out "$work/model" --preset small --vocab 320 --max-pos 16384 >/dev/null || die "spex synth"
 what="spex generate, expert workers on h2 and h3, --rank-timeout 5"
 cmd=("$src/launch/spex-mpirun" --workers 2 --spex "$spex" -- generate --model "$work/model" --tokens 5,17,42 \
@@ -28,7 +28,10 @@ cmd=("$src/launch/spex-mpirun" --workers 2 --spex "$spex" -- generate --model "$
 note "running $what"
 timeout -s KILL $((bound + 60)) "$nc" run -- "${cmd[@]}" >"$work/out" 2>"$work/err" &
 job=$!
-sleep 2
+# cut only once tokens stream (every rank started and exchanging data): a fixed
+# sleep cut the link while mpirun was still starting its daemons on a loaded machine
+for _ in $(seq 600); do [ -s "$work/out" ] && break; kill -0 $job 2>/dev/null || break; sleep 0.1; done
+[ -s "$work/out" ] || die "no token within 60 s of the start: $(tail -20 "$work/err")"
 kill -0 $job 2>/dev/null || die "the job ended before the link was cut: $(tail -20 "$work/err")"
 note "cutting h3's link"
 "$nc" link h3 down

@@ -6,10 +6,13 @@
 #     F32 and FP8 checkpoints; lossy codecs (bf16, fp8) stay within their bounds;
 #   - greedy `spex generate` gives the same tokens, also with MTP speculation (--spec-k 1..4, every
 #     golden checkpoint, 2..5 ranks);
-#   - --ep-stats writes per layer / rank / expert-load JSON (also --stats: logits, and generate's stats object);
+#   - micro-batch overlap (--overlap on|off) changes no bit: logits (prefill, decode, MTP) on 2..5 ranks and
+#     greedy generation with speculation, either way equal to one process;
+#   - --ep-stats writes per layer / rank / expert-load / overlap JSON (also --stats: logits, and generate's stats object);
 #   - failures end the job non-zero within 10 s and name the rank: a stalled worker (our timeout),
 #     a worker killed with SIGKILL (the launcher), a worker that exits, a worker on another
-#     checkpoint, an unhosted expert in --placement;
+#     checkpoint, a worker whose expert weights differ under the same headers (content digests,
+#     cached beside the coordinator's checkpoint), an unhosted expert in --placement;
 #   - the workers read their options with rank 0's table and never fall back to a default: a bad
 #     --idle-timeout is exit 2 naming it, the --opt=value form works, and a worker that reads a bad
 #     value where rank 0 did not refuses the hello with the reason.
@@ -53,6 +56,17 @@ same rr-np4 4 --placement "$tmp/rr.json"
 same replicas-np4 4 --placement "$tmp/replicas.json" --codec raw+zstd:3
 same uneven-np3 3 --placement "$tmp/uneven.json"
 same presum-np2 2 --combine presum          # one worker: pre-summing cannot change the order
+# micro-batch overlap on and off (default: on under mpirun), 2..5 ranks
+for np in 2 3 4 5; do
+    same overlap-on-np$np $np --overlap on
+    same overlap-off-np$np $np --overlap off
+done
+same overlap-replicas-np4 4 --placement "$tmp/replicas.json" --overlap on --codec raw+zstd
+"$spex" logits --model "$f32" --tokens $T --mtp --overlap on >"$tmp/ov1.json" 2>/dev/null || fail "overlap one process exit $?"
+cmp -s "$tmp/ref.json" "$tmp/ov1.json" || fail "overlap in one process differs"
+"$spex" logits --model "$f32" --tokens $T --mtp --overlap on --loopback-ranks 3 >"$tmp/ov3.json" 2>/dev/null \
+    || fail "overlap loopback exit $?"
+cmp -s "$tmp/ref.json" "$tmp/ov3.json" || fail "overlap over loopback ranks differs"
 
 # a placement derived from measured load (EPLB: per-layer tables with replicas) under real mpirun
 mpi 5 logits --model "$f32" --tokens $T --mtp --ep-stats "$tmp/load.json" >/dev/null 2>&1 || fail "load stats exit $?"
@@ -66,6 +80,10 @@ same eplb-np5-zstd 5 --placement "$tmp/eplb.json" --codec raw+zstd
 mpi 4 logits --model "$f32" --tokens $T --decode --placement "$tmp/replicas.json" >"$tmp/d4.json" 2>/dev/null \
     || fail "decode np4 exit $?"
 cmp -s "$tmp/refd.json" "$tmp/d4.json" || fail "decode with replicas differs from one process"
+for ov in on off; do
+    mpi 3 logits --model "$f32" --tokens $T --decode --overlap $ov >"$tmp/d3$ov.json" 2>/dev/null || fail "decode overlap $ov exit $?"
+    cmp -s "$tmp/refd.json" "$tmp/d3$ov.json" || fail "decode with --overlap $ov differs from one process"
+done
 
 "$spex" logits --model "$fp8" --tokens $T --no-ep >"$tmp/ref8.json" 2>/dev/null
 mpi 3 logits --model "$fp8" --tokens $T --placement-policy round-robin >"$tmp/fp8.json" 2>/dev/null || fail "fp8 np3 exit $?"
@@ -89,10 +107,12 @@ mpi 3 generate --model "$f32" --tokens 5,17,42 -n 24 --json --placement "$tmp/un
     || fail "generate np3 exit $?"
 mpi 4 generate --model "$f32" --tokens 5,17,42 -n 24 --json --spec-k 2 --codec raw+zstd >"$tmp/g4.json" 2>/dev/null \
     || fail "generate spec np4 exit $?"
-/usr/bin/python3 - "$tmp/g1.json" "$tmp/g3.json" "$tmp/g4.json" <<'PY' || fail "generated tokens differ"
+mpi 5 generate --model "$f32" --tokens 5,17,42 -n 24 --json --spec-k 3 --overlap off >"$tmp/g5.json" 2>/dev/null \
+    || fail "generate spec np5 overlap off exit $?"
+/usr/bin/python3 - "$tmp/g1.json" "$tmp/g3.json" "$tmp/g4.json" "$tmp/g5.json" <<'PY' || fail "generated tokens differ"
 import json, sys
-g = [json.load(open(f))["tokens"] for f in sys.argv[1:4]]
-assert len(g[0]) == 24 and g[0] == g[1] == g[2], g
+g = [json.load(open(f))["tokens"] for f in sys.argv[1:5]]
+assert len(g[0]) == 24 and g[0] == g[1] == g[2] == g[3], g
 PY
 # speculation under mpirun: greedy tokens with --spec-k 1..4 equal one process's --spec-k 0, on every
 # golden checkpoint (F32, BF16 without q_lora, FP8), each with its own prompt and a different layout
@@ -115,7 +135,7 @@ PY
 done
 
 # ---- statistics
-mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --ep-stats "$tmp/st.json" >/dev/null 2>"$tmp/st.err" \
+mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --overlap on --ep-stats "$tmp/st.json" >/dev/null 2>"$tmp/st.err" \
     || fail "stats run exit $?"
 grep -q "expert parallelism: 2 worker rank" "$tmp/st.err" || fail "no summary table on stderr"
 /usr/bin/python3 - "$tmp/st.json" <<'PY' || fail "stats JSON content"
@@ -124,7 +144,10 @@ s = json.load(open(sys.argv[1]))
 assert s["world"] == 3 and s["dispatch_codec"] == "bf16+zstd" and s["combine"] == "presum"
 t = s["total"]
 assert t["rows"] == 2 * 12 and t["pairs"] == 4 * t["rows"], t
-assert t["dispatch"]["messages"] == 4 and t["dispatch"]["raw_bytes"] > 0, t       # 2 MoE layers x 2 ranks
+o = s["overlap"]                                   # --overlap on: 12 rows = 2 micro-batches
+assert o["micro_batches"] == 2 and o["calls"] == t["calls"] == 4, o
+assert 0 < o["hidden_seconds"] <= o["comm_seconds"] and abs(o["hidden_fraction"] * o["comm_seconds"] - o["hidden_seconds"]) < 1e-9, o
+assert t["dispatch"]["messages"] == 8 and t["dispatch"]["raw_bytes"] > 0, t       # 2 MoE layers x 2 micro-batches x 2 ranks
 assert 1.5 < t["dispatch"]["ratio"] < 3, t["dispatch"]
 assert [l["layer"] for l in s["layers"]] == [1, 2]
 assert len(s["ranks"]) == 2 and all(r["weight_bytes"] > 0 and r["max_rss_bytes"] > 0 for r in s["ranks"])
@@ -133,7 +156,8 @@ for l in s["expert_load"]:
     assert sum(l["tokens_per_expert"]) == 48 and l["max"] >= l["mean"] == 3.0, l
 PY
 # --stats is the same file for logits; generate folds it into its own stats object
-mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --stats "$tmp/st2.json" >/dev/null 2>&1 || fail "logits --stats exit $?"
+mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --overlap on --stats "$tmp/st2.json" >/dev/null 2>&1 \
+    || fail "logits --stats exit $?"
 mpi 3 generate --model "$f32" --tokens $T -n 6 --spec-k 2 --stats "$tmp/gst.json" >/dev/null 2>&1 \
     || fail "generate --stats exit $?"
 /usr/bin/python3 - "$tmp/st.json" "$tmp/st2.json" "$tmp/gst.json" <<'PY' || fail "--stats JSON content"
@@ -144,6 +168,8 @@ assert g["generated_tokens"] == 6 and g["steps"] >= 1 and len(g["acceptance_by_p
 e = g["expert_parallelism"]
 assert e["world"] == 3 and e["dispatch_codec"] == "raw" and e["combine"] == "expert", e
 assert e["total"]["dispatch"]["messages"] > 0 and sum(r["rows"] for r in e["ranks"]) > 0, e["total"]
+o = e["overlap"]                                   # default: the 12-row prefill is split (8+ rows), decode steps not
+assert o["micro_batches"] == 2 and o["calls"] == e["total"]["calls"] and 0 <= o["hidden_fraction"] < 1, o
 PY
 
 # ---- failures: non-zero within 10 s, the rank named
@@ -159,7 +185,10 @@ expect_fail() {  # expect_fail NAME PATTERN NP ARGS... (env set by the caller)
     [ -s "$tmp/$name.out" ] && fail "$name: printed to stdout"
 }
 SPEX_TEST_STALL=2:2 expect_fail stall "rank 2 did not answer the dispatch of layer 2" 3 \
-    logits --model "$f32" --tokens $T --rank-timeout 2
+    logits --model "$f32" --tokens $T --rank-timeout 2 --overlap off
+# with overlap the second dispatch is layer 1's second micro-batch, sent while the first is away
+SPEX_TEST_STALL=2:2 expect_fail stall-overlap "rank 2 did not answer the dispatch of layer 1" 3 \
+    logits --model "$f32" --tokens $T --rank-timeout 2 --overlap on
 SPEX_TEST_EXIT=1:1 OMPI_MCA_orte_abort_on_non_zero_status=0 expect_fail exit "rank 1 did not answer the dispatch of layer 1" 3 \
     logits --model "$f32" --tokens $T --rank-timeout 2
 SPEX_TEST_EXIT=1:1 expect_fail exit-launcher "exited" 3 logits --model "$f32" --tokens $T
@@ -170,6 +199,33 @@ timeout 60 mpirun --oversubscribe -np 2 "$spex" logits --model "$f32" --tokens $
     -np 1 "$spex" logits --model "$data/golden/tiny-bf16-noq" --tokens $T >"$tmp/mm.out" 2>"$tmp/mm.err" && fail "mismatch: exit 0"
 grep -q "rank 2 refused the session: model identity" "$tmp/mm.err" || fail "mismatch: $(head -3 "$tmp/mm.err")"
 [ $((SECONDS - t0)) -le 10 ] || fail "mismatch took too long"
+
+# Same headers, other weights (issue 16 item 1): the high byte of every value of every expert's
+# down_proj flipped in a copy. The model identity cannot see it; the content digests in the hello do.
+mkdir -p "$tmp/same" "$tmp/flipped"
+cp "$f32/config.json" "$f32/model.safetensors" "$tmp/same/"
+cp "$f32/config.json" "$tmp/flipped/"
+python3 - "$f32/model.safetensors" "$tmp/flipped/model.safetensors" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]
+for name, t in json.loads(b[8:8 + n]).items():
+    if '.mlp.experts.' in name and name.endswith('down_proj.weight'):
+        a, e = t['data_offsets']
+        for i in range(8 + n + a + 3, 8 + n + e, 4):
+            b[i] ^= 0xff
+open(sys.argv[2], 'wb').write(b)
+PY
+timeout 60 mpirun --oversubscribe -np 2 "$spex" generate --model "$tmp/same" --tokens $T -n 8 : \
+    -np 1 "$spex" generate --model "$tmp/flipped" --tokens $T -n 8 >"$tmp/flip.out" 2>"$tmp/flip.err" \
+    && fail "other weights: exit 0 ($(head -c 200 "$tmp/flip.out"))"
+grep -q "rank 2 refused the session: expert weights differ from the coordinator's: layer 1 expert" "$tmp/flip.err" \
+    || fail "other weights: $(grep -v '^ *$' "$tmp/flip.err" | head -3)"
+[ -s "$tmp/same/spex-expert-digests.bin" ] || fail "the coordinator did not cache its expert digests"
+grep -q "expert digests: .* hashed in" "$tmp/flip.err" || fail "digest cost not logged"
+timeout 60 mpirun --oversubscribe -np 3 "$spex" generate --model "$tmp/same" --tokens $T -n 8 >"$tmp/same.out" 2>"$tmp/same.err" \
+    || fail "same weights refused: $(tail -2 "$tmp/same.err")"
+grep -q "hashed in" "$tmp/same.err" && fail "the cached digests were not used"
 
 # SIGKILL: rank 1 stalls (so the run is still going), then is killed; the launcher ends the job.
 t0=$SECONDS

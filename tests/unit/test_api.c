@@ -131,7 +131,7 @@ Test(api, chat_prompt_is_the_rendered_template) {
                                  "\"there\"}]}]}",
                        &r, &e),
                  0, "%s", e.message);
-    chat_message_t m[] = {{"system", "Be kind."}, {"user", "Hi there"}};
+    chat_message_t m[] = {{"system", "Be kind.", 0}, {"user", "Hi there", 0}};
     spex_err_t err = {0};
     char *text = chat_render(m, 2, "<｜begin▁of▁sentence｜>", true, &err);
     int32_t *ids;

@@ -23,29 +23,29 @@ static void expect(const chat_message_t *m, int n, bool gen, const char *want) {
 }
 
 Test(chat, single_user_turn) {
-    chat_message_t m[] = {{"user", "Hello"}};
+    chat_message_t m[] = {{"user", "Hello", 0}};
     expect(m, 1, true, BOS "<｜User｜>Hello<｜Assistant｜>");
 }
 
 Test(chat, system_and_history) {
-    chat_message_t m[] = {{"system", "Be brief."}, {"user", "Hi"}, {"assistant", "Hello!"}, {"user", "How are you?"}};
+    chat_message_t m[] = {{"system", "Be brief.", 0}, {"user", "Hi", 0}, {"assistant", "Hello!", 0}, {"user", "How are you?", 0}};
     expect(m, 4, true,
            BOS "Be brief.<｜User｜>Hi<｜Assistant｜>Hello!<｜end▁of▁sentence｜><｜User｜>How are you?<｜Assistant｜>");
 }
 
 Test(chat, system_messages_are_hoisted_and_joined) {
-    chat_message_t m[] = {{"user", "a"}, {"system", "S1"}, {"assistant", "b"}, {"system", "S2"}};
+    chat_message_t m[] = {{"user", "a", 0}, {"system", "S1", 0}, {"assistant", "b", 0}, {"system", "S2", 0}};
     expect(m, 4, false, BOS "S1\n\nS2<｜User｜>a<｜Assistant｜>b<｜end▁of▁sentence｜>");
 }
 
 Test(chat, empty_system_and_newlines) {
-    chat_message_t m[] = {{"system", ""}, {"user", "multi\nline"}};
+    chat_message_t m[] = {{"system", "", 0}, {"user", "multi\nline", 0}};
     expect(m, 2, true, BOS "<｜User｜>multi\nline<｜Assistant｜>");
 }
 
 Test(chat, no_bos) {
     spex_err_t err = {0};
-    chat_message_t m[] = {{"user", "x"}};
+    chat_message_t m[] = {{"user", "x", 0}};
     char *got = chat_render(m, 1, NULL, true, &err);
     cr_assert_str_eq(got, "<｜User｜>x<｜Assistant｜>");
     free(got);
@@ -53,11 +53,11 @@ Test(chat, no_bos) {
 
 Test(chat, refuses_unsupported_roles) {
     spex_err_t err = {0};
-    chat_message_t m[] = {{"user", "x"}, {"tool", "{}"}};
+    chat_message_t m[] = {{"user", "x", 0}, {"tool", "{}", 0}};
     cr_assert_null(chat_render(m, 2, BOS, true, &err));
     cr_assert(strstr(err.msg, "messages[1].role"), "%s", err.msg);
     cr_assert_null(chat_render(m, 0, BOS, true, &err));
-    chat_message_t missing[] = {{"user", NULL}};
+    chat_message_t missing[] = {{"user", NULL, 0}};
     cr_assert_null(chat_render(missing, 1, BOS, true, &err));
     cr_assert(strstr(err.msg, "messages[0].content"), "%s", err.msg);
 }

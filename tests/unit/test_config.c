@@ -146,6 +146,49 @@ Test(config, bad_values) {
     expect_error("num_nextn_predict_layers", cJSON_CreateNumber(100000), "field 'num_nextn_predict_layers'", NULL);
 }
 
+/* Issue 16 item 7: INT_MAX layers plus an MTP layer (a signed overflow in
+ * num_hidden_layers + num_nextn_predict_layers under UBSan) and 2e9 layers
+ * (a per-layer loop before the cap) are refused by the cap, naming the field. */
+Test(config, huge_layer_counts_refused_before_use) {
+    const double counts[] = {2147483647.0, 2e9};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        cJSON *j = golden_json();
+        set(j, "num_hidden_layers", cJSON_CreateNumber(counts[i]));
+        set(j, "num_nextn_predict_layers", cJSON_CreateNumber(1));
+        set(j, "first_k_dense_replace", cJSON_CreateNumber(0));   /* all MoE: the old loop ran to the end */
+        spex_config_t c;
+        spex_err_t err = {0};
+        cr_assert_eq(parse_json(j, &c, &err), -1);
+        cr_assert(strstr(err.msg, "field 'num_hidden_layers'") && strstr(err.msg, "maximum 1024"), "%s", err.msg);
+        cJSON_Delete(j);
+    }
+}
+
+/* intermediate_size is required exactly when some layer is dense: the closed
+ * form (any_dense_layer) against config_layer_is_moe over every layer. */
+Test(config, intermediate_size_required_iff_a_dense_layer) {
+    for (int layers = 1; layers <= 4; layers++)
+        for (int mtp = 0; mtp <= 1; mtp++)
+            for (int first_k = 0; first_k <= 2; first_k++)
+                for (int freq = 1; freq <= 3; freq++) {
+                    cJSON *j = golden_json();
+                    set(j, "num_hidden_layers", cJSON_CreateNumber(layers));
+                    set(j, "num_nextn_predict_layers", cJSON_CreateNumber(mtp));
+                    set(j, "first_k_dense_replace", cJSON_CreateNumber(first_k));
+                    set(j, "moe_layer_freq", cJSON_CreateNumber(freq));
+                    spex_config_t c;
+                    spex_err_t err = {0};
+                    cr_assert_eq(parse_json(j, &c, &err), 0, "%s", err.msg);
+                    bool dense = false;
+                    for (int l = 0; l < layers + mtp; l++) dense |= !config_layer_is_moe(&c, l);
+                    cJSON_DeleteItemFromObjectCaseSensitive(j, "intermediate_size");
+                    int rc = parse_json(j, &c, &err);
+                    cr_assert_eq(rc, dense ? -1 : 0, "layers %d mtp %d first_k %d freq %d: %s", layers, mtp, first_k,
+                                 freq, err.msg);
+                    cJSON_Delete(j);
+                }
+}
+
 Test(config, rope_scaling_variants) {
     spex_config_t c;
     spex_err_t err = {0};

@@ -8,16 +8,27 @@
  *   - COMBINE_PRESUM is bit-identical with one worker and within 1e-4 otherwise;
  *   - bf16 / fp8 stay within the bounds documented in docs/expert-parallelism.md;
  *   - failures name the rank: a worker on another checkpoint refuses the hello,
+ *     so does one whose expert bytes differ under the same headers (content
+ *     digests in the hello, issue 16 item 1), a rank that returns NaN or
+ *     infinity fails the call naming rank and layer, and the coordinator's
+ *     digest manifest is cached, reused and rebuilt when a file changes,
  *     a worker that never answers times out, a dispatch for an expert the
  *     worker does not host and garbage frames get error replies. */
 #include <criterion/criterion.h>
+#include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "coordinator/ep/ep_backend.h"
 #include "coordinator/decode/score.h"
+#include "core/checkpoint.h"
 #include "core/model_id.h"
+#include "coordinator/ep/expert_manifest.h"
+#include "transport/expert_digest.h"
 #include "testutil.h"
 #include "transport/wire.h"
 #include "worker/worker.h"
@@ -56,7 +67,8 @@ static model_t *ep_model(const char *fixture, placement_t *pl, const ep_options_
                          spex_err_t *err) {
     char dir[1024], wdir[1024];
     model_dir(dir, sizeof dir, fixture);
-    model_dir(wdir, sizeof wdir, worker_fixture ? worker_fixture : fixture);
+    if (worker_fixture && worker_fixture[0] == '/') snprintf(wdir, sizeof wdir, "%s", worker_fixture);
+    else model_dir(wdir, sizeof wdir, worker_fixture ? worker_fixture : fixture);
     model_options_t mo = {.load_mtp = true, .local_experts = false};
     model_t *m = model_load(dir, &mo, err);
     cr_assert(m, "%s", err->msg);
@@ -300,4 +312,262 @@ Test(ep, worker_answers_bad_requests_with_errors) {
     free(buf);
     free(hb);
     worker_free(w);
+}
+
+/* ---- micro-batch overlap (model.h: overlap; moe_backend.h: begin / end) */
+
+/* Prefill + MTP and cached decode with two micro-batches in flight: the same
+ * bits as the in-process experts, for several placements; the statistics see
+ * two calls in flight, and nothing hidden (loopback workers run in the wait). */
+Test(ep, overlap_is_bit_identical, .timeout = 120) {
+    score_result_t ref = reference(false), refd = reference(true);
+    int cases[] = {0, 2, 4};
+    for (int c = 0; c < 3; c++)
+        for (int dec = 0; dec < 2; dec++) {
+            spex_err_t err = {{0}};
+            ep_options_t o = opts("raw", "raw+zstd", EP_COMBINE_EXPERT);
+            model_t *m = ep_model("tiny-f32", placement_case(cases[c]), &o, 0, NULL, &err);
+            cr_assert(m, "%s", err.msg);
+            m->overlap_min_rows = 1;
+            score_result_t r = scores(m, dec);
+            bool same;
+            double d = compare(dec ? &refd : &ref, &r, &same);
+            cr_assert(same, "placement %d, %s: overlap changes the logits by %g", cases[c], dec ? "decode" : "prefill", d);
+            ep_stats_t *st = ep_backend_stats(m->experts);
+            ep_layer_stats_t t = ep_stats_total(st);
+            cr_assert_eq(st->overlap.micro_batches, dec ? 1 : 2, "one row per decode step, 12 in the prefill");
+            cr_assert_eq(st->overlap.calls, t.calls);
+            cr_assert_eq(st->overlap.hidden_seconds, 0.0);
+            cr_assert_gt(st->overlap.comm_seconds, 0.0);
+            score_result_free(&r);
+            model_free(m);
+        }
+    score_result_free(&ref);
+    score_result_free(&refd);
+}
+
+Test(ep, overlap_with_in_process_experts_is_bit_identical) {
+    score_result_t ref = reference(false);
+    char dir[1024];
+    spex_err_t err = {{0}};
+    model_dir(dir, sizeof dir, "tiny-f32");
+    model_t *m = model_load(dir, NULL, &err);
+    cr_assert(m, "%s", err.msg);
+    m->overlap_min_rows = 1;
+    score_result_t r = scores(m, false);
+    bool same;
+    double d = compare(&ref, &r, &same);
+    cr_assert(same, "in-process experts with overlap differ by %g", d);
+    score_result_free(&r);
+    score_result_free(&ref);
+    model_free(m);
+}
+
+/* Two calls in flight, ended in the opposite order: the first call's answers
+ * arrive while the second is awaited and are kept for it. Both results equal
+ * routed() on the same rows. */
+Test(ep, calls_in_flight_keep_each_others_answers) {
+    spex_err_t err = {{0}};
+    ep_options_t o = opts("raw", "raw", EP_COMBINE_EXPERT);
+    model_t *m = ep_model("tiny-f32", placement_case(4), &o, 0, NULL, &err);
+    cr_assert(m, "%s", err.msg);
+    enum { N = 6, K = 4, H = 128 };
+    cr_assert_eq(m->cfg.hidden_size, H);
+    static float x[2][N * H], want[2][N * H], got[2][N * H], w[N * K];
+    int32_t idx[N * K];
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < K; j++) idx[i * K + j] = i % 4 + 4 * j, w[i * K + j] = 0.25f + 0.1f * (float)j;
+    for (int b = 0; b < 2; b++)
+        for (int i = 0; i < N * H; i++) x[b][i] = (float)((i * 7 + b * 13) % 23) / 23.0f - 0.5f;
+    moe_backend_t *be = m->experts;
+    for (int b = 0; b < 2; b++) cr_assert_eq(be->routed(be, 1 + b, x[b], N, K, idx, w, want[b], &err), 0, "%s", err.msg);
+    int t0, t1, t2;
+    cr_assert_eq(be->begin(be, 1, x[0], N, K, idx, w, got[0], &t0, &err), 0, "%s", err.msg);
+    cr_assert_eq(be->begin(be, 2, x[1], N, K, idx, w, got[1], &t1, &err), 0, "%s", err.msg);
+    cr_assert_neq(be->begin(be, 1, x[0], N, K, idx, w, got[0], &t2, &err), 0, "a third call is refused");
+    cr_assert(strstr(err.msg, "in flight"), "%s", err.msg);
+    cr_assert_eq(be->end(be, t1, false, &err), 0, "%s", err.msg);
+    cr_assert_eq(be->end(be, t0, false, &err), 0, "%s", err.msg);
+    cr_assert_eq(memcmp(want, got, sizeof want), 0, "answers mixed up between calls in flight");
+    cr_assert_neq(be->end(be, t0, false, &err), 0, "a call ends once");
+    model_free(m);
+}
+
+Test(ep, overlap_silent_worker_times_out_naming_the_rank) {
+    spex_err_t err = {{0}};
+    ep_options_t o = opts("raw", "raw", EP_COMBINE_EXPERT);
+    o.rank_timeout = 0.2;
+    model_t *m = ep_model("tiny-f32", placement_case(1), &o, 2, NULL, &err);
+    cr_assert(m, "%s", err.msg);
+    m->overlap_min_rows = 1;
+    score_result_t r;
+    cr_assert_neq(score_sequence(m, TOKENS, N_TOKENS, false, false, &r, &err), 0);
+    cr_assert(strstr(err.msg, "rank 2 did not answer the dispatch of layer 1"), "%s", err.msg);
+    cr_assert_neq(score_sequence(m, TOKENS, N_TOKENS, false, false, &r, &err), 0, "a broken backend stays broken");
+    model_free(m);
+}
+
+/* ---------------------------------------------------------------- content checks (issue 16 item 1) */
+
+typedef void (*mutate_fn)(uint8_t *bytes, size_t n);
+
+static void write_bytes(const char *path, const char *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "%s", path);
+    cr_assert_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+/* A copy of golden tiny-f32 in a new directory `out` in which every tensor
+ * named prefix...suffix went through mutate() (data only: headers, and so the
+ * model identity, unchanged; mutate NULL: an exact copy). */
+static void corrupted_copy(char *out, size_t cap, const char *prefix, const char *suffix, mutate_fn mutate) {
+    char src[1024], path[1100];
+    size_t len;
+    snprintf(out, cap, "/tmp/spex-digest-XXXXXX");
+    cr_assert(mkdtemp(out));
+    model_dir(src, sizeof src, "tiny-f32");
+    snprintf(path, sizeof path, "%s/config.json", src);
+    char *cfg = test_read_file(path, &len);
+    snprintf(path, sizeof path, "%s/config.json", out);
+    write_bytes(path, cfg, len);
+    free(cfg);
+    snprintf(path, sizeof path, "%s/model.safetensors", src);
+    char *st = test_read_file(path, &len);
+    uint64_t hl = 0;
+    memcpy(&hl, st, 8);
+    cJSON *h = cJSON_ParseWithLength(st + 8, hl), *t;
+    int hits = 0;
+    cJSON_ArrayForEach(t, h) {
+        size_t ln = strlen(t->string), ls = strlen(suffix);
+        if (!mutate || strncmp(t->string, prefix, strlen(prefix)) || ln < ls || strcmp(t->string + ln - ls, suffix))
+            continue;
+        cJSON *off = cJSON_GetObjectItem(t, "data_offsets");
+        size_t a = (size_t)cJSON_GetArrayItem(off, 0)->valuedouble, b = (size_t)cJSON_GetArrayItem(off, 1)->valuedouble;
+        mutate((uint8_t *)st + 8 + hl + a, b - a);
+        hits++;
+    }
+    cr_assert(!mutate || hits > 0, "no tensor %s...%s", prefix, suffix);
+    cJSON_Delete(h);
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    write_bytes(path, st, len);
+    free(st);
+}
+
+static void remove_copy(const char *dir) {
+    char path[1100];
+    const char *files[] = {"config.json", "model.safetensors", EXPERT_MANIFEST_NAME};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static void flip_one_byte(uint8_t *p, size_t n) { p[n / 2] ^= 0x01; }
+
+static void high_bytes_flipped(uint8_t *p, size_t n) {   /* the issue's reproduction, for f32 */
+    for (size_t i = 3; i < n; i += 4) p[i] ^= 0xff;
+}
+
+/* The coordinator's digests of golden/tiny-f32, computed from its own files. */
+static uint64_t *golden_digests(void) {
+    char dir[1024];
+    spex_err_t err = {{0}};
+    spex_config_t cfg;
+    model_dir(dir, sizeof dir, "tiny-f32");
+    tensor_store_t *ts = checkpoint_open(dir, &cfg, &err);
+    cr_assert(ts, "%s", err.msg);
+    uint64_t *d = calloc((size_t)(cfg.num_hidden_layers + cfg.num_nextn_predict_layers) * cfg.n_routed_experts, 8);
+    cr_assert_eq(expert_digest_all(&cfg, ts, d, NULL, &err), 0, "%s", err.msg);
+    tensor_store_free(ts);
+    return d;
+}
+
+Test(ep, worker_with_other_weights_under_the_same_headers_is_refused) {
+    char copy[64];
+    spex_err_t err = {{0}};
+    uint64_t *digests = golden_digests();
+    ep_options_t o = opts("raw", "raw", EP_COMBINE_EXPERT);
+    o.expert_digests = digests;
+    corrupted_copy(copy, sizeof copy, "model.layers.2.mlp.experts.5.", "down_proj.weight", flip_one_byte);
+    cr_assert_null(ep_model("tiny-f32", placement_case(0), &o, 0, copy, &err), "a one-byte difference was accepted");
+    cr_assert(strstr(err.msg, "rank 1 refused the session: expert weights differ from the coordinator's: layer 2 "
+                              "expert 5 (and 0 more"), "%s", err.msg);
+    remove_copy(copy);
+    /* the issue's corruption (high byte of every value), every expert of layer 1 */
+    corrupted_copy(copy, sizeof copy, "model.layers.1.mlp.experts.", ".down_proj.weight", high_bytes_flipped);
+    o.expert_digests = digests;
+    cr_assert_null(ep_model("tiny-f32", placement_case(0), &o, 0, copy, &err));
+    cr_assert(strstr(err.msg, "layer 1 expert 0 (and 15 more of 48 pairs)"), "%s", err.msg);
+    remove_copy(copy);
+    /* an identical copy passes, and answers exactly as one process */
+    corrupted_copy(copy, sizeof copy, "", "", NULL);
+    o.expert_digests = digests;
+    model_t *m = ep_model("tiny-f32", placement_case(2), &o, 0, copy, &err);
+    cr_assert(m, "%s", err.msg);
+    score_result_t r = scores(m, false), ref = reference(false);
+    bool same;
+    compare(&r, &ref, &same);
+    cr_assert(same);
+    score_result_free(&r), score_result_free(&ref);
+    model_free(m);
+    remove_copy(copy);
+    free(digests);
+}
+
+static void nan_in_every_row(uint8_t *p, size_t n) {   /* down_proj [hidden, inter]: row 0, column 0 */
+    float nan = NAN;
+    (void)n;
+    memcpy(p, &nan, sizeof nan);
+}
+
+Test(ep, nonfinite_answer_names_rank_and_layer) {
+    char copy[64];
+    spex_err_t err = {{0}};
+    ep_options_t o = opts("raw", "raw", EP_COMBINE_EXPERT);   /* no digests: only the second guard */
+    corrupted_copy(copy, sizeof copy, "model.layers.2.mlp.experts.", ".down_proj.weight", nan_in_every_row);
+    model_t *m = ep_model("tiny-f32", placement_case(0), &o, 0, copy, &err);
+    cr_assert(m, "%s", err.msg);
+    score_result_t r;
+    cr_assert_neq(score_sequence(m, TOKENS, N_TOKENS, false, false, &r, &err), 0, "NaN from a rank went unnoticed");
+    cr_assert(strstr(err.msg, "rank 1 returned a non-finite value (nan) for layer 2, expert "), "%s", err.msg);
+    model_free(m);
+    remove_copy(copy);
+}
+
+Test(ep, digest_manifest_is_cached_and_rebuilt_when_a_file_changes) {
+    char copy[64], path[1100];
+    spex_err_t err = {{0}};
+    spex_config_t cfg;
+    uint64_t id, *golden = golden_digests();
+    corrupted_copy(copy, sizeof copy, "", "", NULL);
+    tensor_store_t *ts = checkpoint_open(copy, &cfg, &err);
+    cr_assert(ts, "%s", err.msg);
+    cr_assert_eq(model_identity(copy, ts, &id, &err), 0);
+    size_t n = (size_t)(cfg.num_hidden_layers + cfg.num_nextn_predict_layers) * cfg.n_routed_experts;
+    expert_manifest_info_t info;
+    uint64_t *d1 = expert_manifest_get(copy, &cfg, ts, id, &info, &err);
+    cr_assert(d1 && !info.cached && info.written && info.bytes > 0, "%s", err.msg);
+    cr_assert(!memcmp(d1, golden, n * 8));
+    uint64_t *d2 = expert_manifest_get(copy, &cfg, ts, id, &info, &err);
+    cr_assert(d2 && info.cached && info.bytes == 0, "the second start did not use the manifest");
+    cr_assert(!memcmp(d2, golden, n * 8));
+    /* a file that changed (its mtime) invalidates it */
+    snprintf(path, sizeof path, "%s/model.safetensors", copy);
+    struct timespec ts2[2] = {{0, UTIME_OMIT}, {12345, 0}};
+    cr_assert_eq(utimensat(AT_FDCWD, path, ts2, 0), 0);
+    uint64_t *d3 = expert_manifest_get(copy, &cfg, ts, id, &info, &err);
+    cr_assert(d3 && !info.cached && info.written);
+    /* so does a damaged manifest */
+    snprintf(path, sizeof path, "%s/%s", copy, EXPERT_MANIFEST_NAME);
+    FILE *f = fopen(path, "r+b");
+    fseek(f, 40, SEEK_SET);
+    fputc(0x5a, f);
+    fclose(f);
+    uint64_t *d4 = expert_manifest_get(copy, &cfg, ts, id, &info, &err);
+    cr_assert(d4 && !info.cached && !memcmp(d4, golden, n * 8));
+    free(d1), free(d2), free(d3), free(d4), free(golden);
+    tensor_store_free(ts);
+    remove_copy(copy);
 }

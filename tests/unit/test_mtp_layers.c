@@ -98,7 +98,7 @@ Test(mtp_layers, draft_step_j_uses_module_j_minus_1_mod_count) {
         for (int i = 0; i < n; i++) prompt[i] = (int32_t)((trial * 53 + i * 29 + 3) % f.m->cfg.vocab_size);
         int32_t first, want[3];
         reference_drafts(f.m, prompt, n, 1, &first, want);
-        seq_params_t p = {.max_new_tokens = 20, .spec_k = 3, .sampling = {.top_p = 1.0f}, .eos_id = -1};
+        seq_params_t p = {.max_new_tokens = 20, .spec_k = 3, .sampling = {.top_p = 1.0f}};
         spex_err_t err = {0};
         sequence_t *s = sequence_create(f.m, prompt, n, &p, &err);
         cr_assert_not_null(s, "%s", err.msg);
@@ -126,7 +126,7 @@ Test(mtp_layers, greedy_identical_with_two_modules, .timeout = 120) {
     int nb, ns;
     gen_stats_t st;
     spex_err_t err = {0};
-    seq_params_t p = {.max_new_tokens = 40, .sampling = {.top_p = 1.0f}, .eos_id = -1};
+    seq_params_t p = {.max_new_tokens = 40, .sampling = {.top_p = 1.0f}};
     cr_assert_eq(generate(f.m, prompt, 5, &p, NULL, NULL, &base, &nb, &st, &err), 0, "%s", err.msg);
     for (int k = 1; k <= 4; k++) {
         p.spec_k = k;

@@ -262,6 +262,11 @@ Test(safetensors_bad, entry_fields) {
     expect_open_error(&t, "model.safetensors", "tensor 'w'", "end before begin");
     write_st(&t, "model.safetensors", ONE("F32", "[3]", 0, 8), 8);
     expect_open_error(&t, "model.safetensors", "tensor 'w'", "needs 12");
+    /* 2^32 x 2^32: refused before the element count overflows int64 (UBSan: issue 16 item 7) */
+    write_st(&t, "model.safetensors", ONE("F32", "[4294967296,4294967296]", 0, 8), 8);
+    expect_open_error(&t, "model.safetensors", "tensor 'w'", "shape too large");
+    write_st(&t, "model.safetensors", ONE("U8", "[4294967296,4294967296,4294967296]", 0, 8), 8);
+    expect_open_error(&t, "model.safetensors", "tensor 'w'", "shape too large");
     tmp_clean(&t);
 }
 

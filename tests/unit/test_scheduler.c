@@ -77,7 +77,7 @@ Test(scheduler, greedy_tokens_do_not_depend_on_batching) {
     for (int i = 0; i < N; i++) {   /* each alone, through generate() without speculation */
         lens[i] = 3 + (i * 7) % 30;
         make_prompt(prompts[i], lens[i], (unsigned)i + 1);
-        seq_params_t p = {.max_new_tokens = MAXT, .sampling = {.temperature = 0, .top_p = 1}, .eos_id = 1};
+        seq_params_t p = {.max_new_tokens = MAXT, .sampling = {.temperature = 0, .top_p = 1}, .eos = {1, {1}}};
         gen_stats_t st;
         spex_err_t err = {0};
         cr_assert_eq(generate(m, prompts[i], lens[i], &p, NULL, NULL, &ref[i], &n_ref[i], &st, &err), 0, "%s", err.msg);

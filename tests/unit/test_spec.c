@@ -60,7 +60,7 @@ static void greedy_identity(const char *name) {
     for (int trial = 0; trial < 6; trial++) {
         int n = 1 + trial * 2;
         for (int i = 0; i < n; i++) prompt[i] = (int32_t)((trial * 97 + i * 31 + 5) % m->cfg.vocab_size);
-        seq_params_t p = {.max_new_tokens = 40, .sampling = {.top_p = 1.0f}, .eos_id = -1};
+        seq_params_t p = {.max_new_tokens = 40, .sampling = {.top_p = 1.0f}};
         int nb = run(m, prompt, n, &p, base, 64);
         for (int k = 1; k <= 4; k++) {
             p.spec_k = k;
@@ -90,8 +90,7 @@ Test(spec, adaptive_draft_length_stops_early) {
     model_t *m = load_golden("tiny-f32");
     int32_t prompt[3] = {5, 17, 42};
     for (int a = 0; a <= 1; a++) {
-        seq_params_t p = {.max_new_tokens = 30, .spec_k = 3, .draft_min_p = (float)a, .sampling = {.top_p = 1.0f},
-                          .eos_id = -1};
+        seq_params_t p = {.max_new_tokens = 30, .spec_k = 3, .draft_min_p = (float)a, .sampling = {.top_p = 1.0f}};
         int32_t *gen;
         int n;
         gen_stats_t st;
@@ -103,7 +102,7 @@ Test(spec, adaptive_draft_length_stops_early) {
         else cr_assert(st.spec.proposed > 2 * st.spec.steps, "draft_min_p 0: %ld drafts in %ld steps",
                        st.spec.proposed, st.spec.steps);
     }
-    seq_params_t bad = {.max_new_tokens = 3, .spec_k = 2, .draft_min_p = 1.5f, .sampling = {.top_p = 1.0f}, .eos_id = -1};
+    seq_params_t bad = {.max_new_tokens = 3, .spec_k = 2, .draft_min_p = 1.5f, .sampling = {.top_p = 1.0f}};
     int32_t *gen;
     int n;
     gen_stats_t st;
@@ -183,7 +182,6 @@ static void pair_hist(model_t *m, int spec_k, bool sampled, float min_p, int n, 
     for (int s = 0; s < n; s++) {
         /* 4 tokens wanted so that the second one comes out of a verify step with drafts */
         seq_params_t p = {.max_new_tokens = 4, .spec_k = spec_k, .sampled_drafts = sampled, .draft_min_p = min_p,
-                          .eos_id = -1,
                           .sampling = {.temperature = 1.0f, .top_k = 3, .top_p = 1.0f, .seed = 1000 + (uint64_t)s}};
         int32_t *gen;
         int k;

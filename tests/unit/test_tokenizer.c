@@ -154,6 +154,29 @@ Test(tokenizer, deepseek_more_hf_cases) {
     tokenizer_free(t);
 }
 
+/* Issue 16 item 4: a NUL is a byte like any other. On DeepSeek-V3's
+ * pre-tokenizer no pattern matches a NUL followed by a space, so (Split,
+ * Isolated, as in HF tokenizers) it is a gap piece of its own: byte-level 0x00
+ * is U+0100, id 191. Every control character survives a round trip. */
+Test(tokenizer, nul_and_control_characters) {
+    tokenizer_t *t = load_ds();
+    int32_t *a, *b, *c;
+    size_t na, nb, nc;
+    encode_ok(t, "hello", 5, false, &a, &na);
+    encode_ok(t, " world", 6, false, &b, &nb);
+    encode_ok(t, "hello\0 world", 12, false, &c, &nc);
+    cr_assert_eq(nc, na + 1 + nb, "%zu ids, want %zu", nc, na + 1 + nb);
+    cr_assert(!memcmp(c, a, na * sizeof *a) && c[na] == 191 && !memcmp(c + na + 1, b, nb * sizeof *b));
+    free(a), free(b), free(c);
+    encode_ok(t, "\0", 1, false, &c, &nc);
+    cr_assert(nc == 1 && c[0] == 191, "a lone NUL: %zu ids, first %d", nc, nc ? c[0] : -1);
+    free(c);
+    char ctl[64];
+    for (int i = 0; i < 32; i++) ctl[2 * i] = (char)i, ctl[2 * i + 1] = i % 2 ? 'x' : ' ';
+    assert_round_trip(t, ctl, sizeof ctl);
+    tokenizer_free(t);
+}
+
 Test(tokenizer, special_tokens_and_bos) {
     tokenizer_t *t = load_ds();
     int32_t *hi, *ids;

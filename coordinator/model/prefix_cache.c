@@ -1,0 +1,198 @@
+/* prefix_cache.c - see prefix_cache.h. Shapes: a node's rows are
+ * [n_main + n_mtp layers, PREFIX_BLOCK positions, width floats]. */
+#include "prefix_cache.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct pc_node {
+    int32_t tok[PREFIX_BLOCK];
+    struct pc_node *parent;
+    struct pc_node **kids;
+    int n_kids, cap_kids;
+    float *rows;          /* [layers, PREFIX_BLOCK, width]; NULL for the root */
+    int mtp_rows;         /* leading positions whose MTP rows are held */
+    uint64_t used;        /* LRU tick */
+    int slot;             /* index in prefix_cache.all */
+} pc_node_t;
+
+struct prefix_cache {
+    int n_main, n_mtp, width;
+    size_t node_bytes;
+    uint64_t tick;
+    pc_node_t root;
+    pc_node_t **all;      /* every non-root node, for the LRU scan */
+    int n_all, cap_all;
+    prefix_cache_stats_t st;
+};
+
+prefix_cache_t *prefix_cache_create(int n_main, int n_mtp, int width, size_t max_bytes, spex_err_t *err) {
+    if (n_main <= 0 || n_mtp < 0 || width <= 0) {
+        spex_fail(err, "prefix cache: invalid shape (%d main layers, %d MTP layers, width %d)", n_main, n_mtp, width);
+        return NULL;
+    }
+    prefix_cache_t *pc = calloc(1, sizeof *pc);
+    if (!pc) {
+        spex_fail(err, "prefix cache: out of memory");
+        return NULL;
+    }
+    pc->n_main = n_main, pc->n_mtp = n_mtp, pc->width = width;
+    pc->node_bytes = sizeof(float) * (size_t)(n_main + n_mtp) * PREFIX_BLOCK * (size_t)width + sizeof(pc_node_t);
+    pc->st.max_bytes = max_bytes;
+    return pc;
+}
+
+static void node_free(pc_node_t *n) {
+    free(n->rows);
+    free(n->kids);
+}
+
+void prefix_cache_free(prefix_cache_t *pc) {
+    if (!pc) return;
+    for (int i = 0; i < pc->n_all; i++) {
+        node_free(pc->all[i]);
+        free(pc->all[i]);
+    }
+    free(pc->all);
+    free(pc->root.kids);
+    free(pc);
+}
+
+static pc_node_t *find_kid(const pc_node_t *n, const int32_t *tok) {
+    for (int i = 0; i < n->n_kids; i++)
+        if (!memcmp(n->kids[i]->tok, tok, sizeof n->kids[i]->tok)) return n->kids[i];
+    return NULL;
+}
+
+/* Row of layer l, position p (0..PREFIX_BLOCK) of a node. */
+static float *node_row(const prefix_cache_t *pc, const pc_node_t *n, int l, int p) {   /* [width] */
+    return n->rows + ((size_t)l * PREFIX_BLOCK + (size_t)p) * (size_t)pc->width;
+}
+
+/* Rows of positions [b0 + p0, b0 + p1) of layers [first, first + layers): node -> kv. */
+static void rows_to_kv(const prefix_cache_t *pc, const pc_node_t *n, kv_cache_t *kv, int first, int layers, int b0,
+                       int p0, int p1) {
+    for (int l = first; l < first + layers; l++)
+        for (int p = p0; p < p1; p++)
+            memcpy(kv->rows[l] + (size_t)(b0 + p) * (size_t)kv->width, node_row(pc, n, l, p),
+                   sizeof(float) * (size_t)pc->width);
+}
+
+/* The same rows kv -> node. */
+static void rows_from_kv(const prefix_cache_t *pc, pc_node_t *n, const kv_cache_t *kv, int first, int layers, int b0,
+                         int p0, int p1) {
+    for (int l = first; l < first + layers; l++)
+        for (int p = p0; p < p1; p++)
+            memcpy(node_row(pc, n, l, p), kv->rows[l] + (size_t)(b0 + p) * (size_t)kv->width,
+                   sizeof(float) * (size_t)pc->width);
+}
+
+int prefix_cache_restore(prefix_cache_t *pc, const int32_t *tokens, int n, kv_cache_t *kv, int with_mtp) {
+    pc->st.lookups++;
+    bool mtp = with_mtp && pc->n_mtp > 0;
+    const pc_node_t *node = &pc->root;
+    pc_node_t *path[4096];
+    int depth = 0;
+    /* whole blocks, leaving at least one token; with MTP, a block must hold the
+     * MTP rows of every position that will be restored */
+    while ((depth + 1) * PREFIX_BLOCK <= n - 1 && depth < 4096) {
+        pc_node_t *kid = find_kid(node, tokens + depth * PREFIX_BLOCK);
+        if (!kid || (mtp && kid->mtp_rows < PREFIX_BLOCK - 1)) break;
+        path[depth++] = kid;
+        node = kid;
+        if (mtp && kid->mtp_rows < PREFIX_BLOCK) break;   /* its last MTP row is missing: nothing can follow */
+    }
+    if (depth == 0) return 0;
+    int L = depth * PREFIX_BLOCK, keep = L - 1;
+    for (int d = 0; d < depth; d++) {
+        int b0 = d * PREFIX_BLOCK, p1 = keep - b0 < PREFIX_BLOCK ? keep - b0 : PREFIX_BLOCK;
+        rows_to_kv(pc, path[d], kv, 0, pc->n_main, b0, 0, p1);
+        if (mtp) rows_to_kv(pc, path[d], kv, pc->n_main, pc->n_mtp, b0, 0, p1);
+        path[d]->used = ++pc->tick;
+    }
+    for (int l = 0; l < pc->n_main; l++) kv->len[l] = keep;
+    for (int l = pc->n_main; l < pc->n_main + pc->n_mtp && l < kv->n_layers; l++) kv->len[l] = mtp ? keep : 0;
+    pc->st.hits++;
+    pc->st.hit_tokens += (uint64_t)keep;
+    return keep;
+}
+
+/* Remove node (a leaf) from its parent and the LRU list. */
+static void unlink_leaf(prefix_cache_t *pc, pc_node_t *n) {
+    pc_node_t *p = n->parent;
+    for (int i = 0; i < p->n_kids; i++)
+        if (p->kids[i] == n) { p->kids[i] = p->kids[--p->n_kids]; break; }
+    pc->all[n->slot] = pc->all[--pc->n_all];
+    pc->all[n->slot]->slot = n->slot;
+    node_free(n);
+    free(n);
+    pc->st.bytes -= pc->node_bytes;
+    pc->st.evicted_blocks++;
+}
+
+/* Evict least-recently-used leaves not used since `before` until one more node fits. */
+static bool make_room(prefix_cache_t *pc, uint64_t before) {
+    while (pc->st.bytes + pc->node_bytes > pc->st.max_bytes) {
+        pc_node_t *victim = NULL;
+        for (int i = 0; i < pc->n_all; i++) {
+            pc_node_t *c = pc->all[i];
+            if (c->n_kids == 0 && c->used < before && (!victim || c->used < victim->used)) victim = c;
+        }
+        if (!victim) return false;
+        unlink_leaf(pc, victim);
+    }
+    return true;
+}
+
+static pc_node_t *add_kid(prefix_cache_t *pc, pc_node_t *parent, const int32_t *tok, uint64_t before) {
+    if (!make_room(pc, before)) return NULL;
+    pc_node_t *n = calloc(1, sizeof *n);
+    if (!n || !(n->rows = malloc(pc->node_bytes - sizeof *n))) goto oom;
+    if (parent->n_kids == parent->cap_kids) {
+        int cap = parent->cap_kids ? 2 * parent->cap_kids : 4;
+        pc_node_t **k = realloc(parent->kids, sizeof *k * (size_t)cap);
+        if (!k) goto oom;
+        parent->kids = k, parent->cap_kids = cap;
+    }
+    if (pc->n_all == pc->cap_all) {
+        int cap = pc->cap_all ? 2 * pc->cap_all : 64;
+        pc_node_t **a = realloc(pc->all, sizeof *a * (size_t)cap);
+        if (!a) goto oom;
+        pc->all = a, pc->cap_all = cap;
+    }
+    memcpy(n->tok, tok, sizeof n->tok);
+    n->parent = parent;
+    n->slot = pc->n_all;
+    pc->all[pc->n_all++] = n;
+    parent->kids[parent->n_kids++] = n;
+    pc->st.bytes += pc->node_bytes;
+    pc->st.inserted_blocks++;
+    return n;
+oom:
+    if (n) node_free(n);
+    free(n);
+    return NULL;
+}
+
+void prefix_cache_insert(prefix_cache_t *pc, const int32_t *tokens, int n, const kv_cache_t *kv, int mtp_rows) {
+    int avail = n < kv->len[0] ? n : kv->len[0];
+    uint64_t start = pc->tick + 1;   /* nodes touched by this insert are not evicted by it */
+    pc_node_t *node = &pc->root;
+    for (int b0 = 0; b0 + PREFIX_BLOCK <= avail; b0 += PREFIX_BLOCK) {
+        pc_node_t *kid = find_kid(node, tokens + b0);
+        if (!kid) {
+            if (!(kid = add_kid(pc, node, tokens + b0, start))) return;   /* full of what is in use */
+            rows_from_kv(pc, kid, kv, 0, pc->n_main, b0, 0, PREFIX_BLOCK);
+        }
+        int want = mtp_rows - b0 < PREFIX_BLOCK ? mtp_rows - b0 : PREFIX_BLOCK;
+        if (pc->n_mtp > 0 && want > kid->mtp_rows) {
+            rows_from_kv(pc, kid, kv, pc->n_main, pc->n_mtp, b0, kid->mtp_rows, want);
+            kid->mtp_rows = want;
+        }
+        kid->used = ++pc->tick;
+        node = kid;
+    }
+}
+
+prefix_cache_stats_t prefix_cache_stats(const prefix_cache_t *pc) { return pc->st; }

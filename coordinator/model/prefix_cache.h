@@ -1,0 +1,58 @@
+/* prefix_cache.h - a radix tree of token prefixes holding their latent KV rows
+ * (RadixAttention, as in SGLang), so a prompt that starts like an earlier one
+ * (the same system prompt, the earlier turns of a chat) skips recomputing it.
+ *
+ * Keys are blocks of PREFIX_BLOCK tokens: a node is one block, its path from
+ * the root the tokens before it. A node holds, for each of its positions, the
+ * cache row [c_kv | k_pe] of every main layer, and of every MTP layer for the
+ * leading positions whose MTP row is canonical (computed from the main hidden
+ * state h_t and token t+1, as kv_cache.h's invariant says).
+ *
+ * Why results do not change: every row of the KV cache is a function of the
+ * tokens before it only, computed by row-independent kernels (decode equals
+ * prefill to the bit), so a restored row is the row a prefill would compute.
+ * Restoring L matched tokens puts back rows [0, L-1) and leaves token L-1 to
+ * the prefill: its hidden state feeds the MTP row at L-1 and the logits that
+ * pick the first token, and neither is stored.
+ *
+ * Entries are copied in and out (an MLA row is kv_lora + rope floats per
+ * layer: cheap), evicted least-recently-used leaf first within max_bytes.
+ * Used by the engine thread only (no locking). */
+#ifndef SPEX_PREFIX_CACHE_H
+#define SPEX_PREFIX_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coordinator/model/kv_cache.h"
+#include "core/error.h"
+
+enum { PREFIX_BLOCK = 16 };
+
+typedef struct prefix_cache prefix_cache_t;
+
+typedef struct prefix_cache_stats {
+    uint64_t lookups, hits;       /* restores asked / that found at least one block */
+    uint64_t hit_tokens;          /* prompt tokens not recomputed */
+    uint64_t inserted_blocks, evicted_blocks;
+    size_t bytes, max_bytes;      /* held / allowed */
+} prefix_cache_stats_t;
+
+/* A cache for sequences with n_main main layers and n_mtp MTP layers of
+ * `width` floats per row (kv_cache_t's layout), holding at most max_bytes. */
+prefix_cache_t *prefix_cache_create(int n_main, int n_mtp, int width, size_t max_bytes, spex_err_t *err);
+void prefix_cache_free(prefix_cache_t *pc);
+
+/* Put the longest cached prefix of tokens[0, n) (whole blocks, at most n-1
+ * tokens) into an empty kv: rows [0, L-1) of the main layers, and of the MTP
+ * layers too when with_mtp (then only blocks with their MTP rows match).
+ * Returns L-1, the prompt tokens now cached (0 on a miss). */
+int prefix_cache_restore(prefix_cache_t *pc, const int32_t *tokens, int n, kv_cache_t *kv, int with_mtp);
+
+/* Remember the whole blocks of tokens[0, n) whose main rows kv holds
+ * (positions < kv->len[0]); MTP rows for positions < mtp_rows. */
+void prefix_cache_insert(prefix_cache_t *pc, const int32_t *tokens, int n, const kv_cache_t *kv, int mtp_rows);
+
+prefix_cache_stats_t prefix_cache_stats(const prefix_cache_t *pc);
+
+#endif

@@ -1,0 +1,121 @@
+/* test_prefix_cache.c - the prompt prefix cache (coordinator/model/prefix_cache.h):
+ * generation with the cache gives exactly the tokens it gives without (hit,
+ * partial hit, extension of a finished chat turn; with and without
+ * speculation), hits are counted, and eviction keeps within the byte budget. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coordinator/decode/generate.h"
+#include "coordinator/model/model.h"
+#include "tools/synth.h"
+
+typedef struct { char dir[64]; model_t *m; } fx_t;
+
+static void open_fx(fx_t *f) {
+    snprintf(f->dir, sizeof f->dir, "/tmp/spex-prefix-XXXXXX");
+    cr_assert_not_null(mkdtemp(f->dir));
+    spex_config_t cfg;
+    spex_err_t err = {0};
+    cr_assert_eq(synth_preset("tiny", &cfg, &err), 0, "%s", err.msg);
+    synth_opts_t o = {.dtype = SYNTH_F32, .seed = 17, .shards = 1};
+    cr_assert_eq(synth_write(f->dir, &cfg, &o, &err), 0, "%s", err.msg);
+    f->m = model_load(f->dir, NULL, &err);
+    cr_assert_not_null(f->m, "%s", err.msg);
+    cr_assert_gt(f->m->n_mtp, 0);
+}
+
+static void close_fx(fx_t *f) {
+    model_free(f->m);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static int32_t *gen(model_t *m, const int32_t *prompt, int n, int k, int *n_out) {
+    seq_params_t p = {.max_new_tokens = 24, .spec_k = k, .sampling = {.top_p = 1.0f}};
+    int32_t *out;
+    gen_stats_t st;
+    spex_err_t err = {0};
+    cr_assert_eq(generate(m, prompt, n, &p, NULL, NULL, &out, n_out, &st, &err), 0, "%s", err.msg);
+    return out;
+}
+
+Test(prefix_cache, same_tokens_with_and_without, .timeout = 120) {
+    fx_t f;
+    open_fx(&f);
+    int V = f.m->cfg.vocab_size;
+    int32_t prompt[80];
+    for (int i = 0; i < 80; i++) prompt[i] = (int32_t)((i * 37 + 5) % V);
+    for (int k = 0; k <= 2; k += 2) {
+        int lens[3] = {37, 53, 80}, n_ref[3];
+        int32_t *ref[3];
+        for (int i = 0; i < 3; i++) ref[i] = gen(f.m, prompt, lens[i], k, &n_ref[i]);   /* no cache */
+        spex_err_t err = {0};
+        cr_assert_eq(model_set_prefix_cache(f.m, 8u << 20, &err), 0, "%s", err.msg);
+        for (int round = 0; round < 2; round++)          /* round 0: misses and partial hits; 1: hits */
+            for (int i = 0; i < 3; i++) {
+                int n;
+                int32_t *got = gen(f.m, prompt, lens[i], k, &n);
+                cr_assert_eq(n, n_ref[i]);
+                cr_assert_arr_eq(got, ref[i], sizeof(int32_t) * (size_t)n,
+                                 "spec-k %d, prompt of %d, round %d: the cache changed the output", k, lens[i], round);
+                free(got);
+            }
+        /* a next chat turn: the first prompt, its answer, more tokens */
+        int n0 = lens[0] + n_ref[0] + 7;
+        int32_t *turn = malloc(sizeof(int32_t) * (size_t)n0);
+        memcpy(turn, prompt, sizeof(int32_t) * (size_t)lens[0]);
+        memcpy(turn + lens[0], ref[0], sizeof(int32_t) * (size_t)n_ref[0]);
+        for (int i = lens[0] + n_ref[0]; i < n0; i++) turn[i] = (int32_t)((i * 11 + 3) % V);
+        int n_with, n_without;
+        int32_t *with = gen(f.m, turn, n0, k, &n_with);
+        prefix_cache_stats_t st = prefix_cache_stats(f.m->prefix);
+        cr_log_info("spec-k %d: %llu lookups, %llu hits, %llu hit tokens, %zu bytes", k,
+                    (unsigned long long)st.lookups, (unsigned long long)st.hits, (unsigned long long)st.hit_tokens,
+                    st.bytes);
+        cr_assert_geq(st.hit_tokens, (uint64_t)(lens[0] + n_ref[0]) / 16 * 16 - 1 - 16,
+                      "the finished turn's tokens should be reused");
+        prefix_cache_free(f.m->prefix);
+        f.m->prefix = NULL;
+        int32_t *without = gen(f.m, turn, n0, k, &n_without);
+        cr_assert_eq(n_with, n_without);
+        cr_assert_arr_eq(with, without, sizeof(int32_t) * (size_t)n_with, "spec-k %d: next turn differs", k);
+        free(with), free(without), free(turn);
+        for (int i = 0; i < 3; i++) free(ref[i]);
+    }
+    close_fx(&f);
+}
+
+Test(prefix_cache, eviction_keeps_the_budget_and_drops_the_oldest) {
+    spex_err_t err = {0};
+    kv_cache_t *kv = kv_cache_create(3, 4, 2, 256, &err);   /* 2 main + 1 MTP layer, width 6 */
+    cr_assert_not_null(kv, "%s", err.msg);
+    size_t node = sizeof(float) * 3 * PREFIX_BLOCK * 6;
+    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 5 * (node + 200), &err);   /* about 5 blocks */
+    cr_assert_not_null(pc, "%s", err.msg);
+    int32_t a[64], b[64];
+    for (int i = 0; i < 64; i++) a[i] = i, b[i] = 1000 + i;
+    for (int l = 0; l < 3; l++) {
+        kv->len[l] = 64;
+        for (int i = 0; i < 64 * 6; i++) kv->rows[l][i] = (float)(l * 10000 + i);
+    }
+    prefix_cache_insert(pc, a, 64, kv, 64);   /* 4 blocks */
+    prefix_cache_insert(pc, b, 64, kv, 64);   /* 4 more: a's oldest leaves go */
+    prefix_cache_stats_t st = prefix_cache_stats(pc);
+    cr_assert_leq(st.bytes, st.max_bytes);
+    cr_assert_gt(st.evicted_blocks, 0);
+    kv_cache_t *k2 = kv_cache_create(3, 4, 2, 256, &err);
+    /* b's blocks are the newest and stay: of 64 tokens, 3 whole blocks (48) leave at least one
+     * token to compute; rows [0, 47) come back */
+    cr_assert_eq(prefix_cache_restore(pc, b, 64, k2, 1), 47);
+    kv_cache_t *k3 = kv_cache_create(3, 4, 2, 256, &err);
+    cr_assert_lt(prefix_cache_restore(pc, a, 64, k3, 1), 47, "a's oldest blocks were evicted");
+    kv_cache_free(k3);
+    for (int l = 0; l < 3; l++)
+        cr_assert_arr_eq(k2->rows[l], kv->rows[l], sizeof(float) * 47 * 6, "layer %d rows restored exactly", l);
+    kv_cache_free(k2);
+    prefix_cache_free(pc);
+    kv_cache_free(kv);
+}
