@@ -1,8 +1,25 @@
-# serve_lib.sh - what the two serve tests (test_serve.sh, test_serve_mpirun.sh) share: the model
-# directories they serve and starting a server in the background. Sourced, not run (ctest only picks up
-# test_*.sh). The test defines $spex, $data, $tmp, pids=(), fail(), and serve_run (how `spex ARGS...` is
-# launched, in the background subshell: `exec "$spex"` so that the pid is the server's, or under mpirun);
-# serve_tries (x 50 ms) bounds each wait, 200 by default.
+# serve_lib.sh - what the serve tests (test_serve*.sh) share: their scratch directory and failure
+# count, the model directories they serve and starting a server in the background. Sourced, not run
+# (ctest only picks up test_*.sh). The test defines $spex and $data, then either calls serve_test_init
+# or defines $tmp, pids=(), fail() and serve_run itself (how `spex ARGS...` is launched in the background
+# subshell: `exec "$spex"` so that the pid is the server's, or under mpirun); serve_tries (x 50 ms)
+# bounds each wait, 200 by default.
+
+# serve_test_init NAME: $tmp (/tmp/spex-NAME-*, removed at exit with every server in pids killed),
+# fails=0 and fail() (counts and prints a failure), and serve_run as `exec "$spex"` (so ${NAME}_pid is
+# the server itself, for signal tests).
+serve_test_init() {
+    tmp=$(mktemp -d "/tmp/spex-$1-XXXXXX")
+    pids=()
+    trap serve_cleanup EXIT
+    fails=0
+    fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+    serve_run() { exec "$spex" "$@"; }
+}
+serve_cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$tmp"
+}
 
 # serve_models: $tmp/tiny, the golden tiny-f32 weights with the 320-token tokenizer (fast: a whole
 # 256-token context in ~30 ms), and $tmp/slow, a random checkpoint with a 4096-token context and the same

@@ -17,18 +17,9 @@
 set -u
 spex=$1
 data=$(cd "$2" && pwd)
-tmp=$(mktemp -d /tmp/spex-serve-XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-py() { /usr/bin/python3 "$@"; }
 . "$(dirname "$0")/serve_lib.sh"
-serve_run() { exec "$spex" "$@"; }   # exec: ${NAME}_pid is the server itself (signal tests)
+serve_test_init serve
+py() { /usr/bin/python3 "$@"; }
 serve_models   # $tmp/tiny (golden weights), $tmp/slow (random weights, ~1700 tokens/s here)
 
 # req METHOD URL [BODY] [curl args...]: response body to $tmp/body, status printed

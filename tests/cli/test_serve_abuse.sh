@@ -13,17 +13,8 @@
 set -u
 spex=$1
 data=$(cd "$2" && pwd)
-tmp=$(mktemp -d /tmp/spex-abuse-XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 . "$(dirname "$0")/serve_lib.sh"
-serve_run() { exec "$spex" "$@"; }
+serve_test_init abuse
 serve_models
 
 serve_start s --model "$tmp/slow" --spec-k 0 --max-connections 16 --max-connections-per-client 8 \

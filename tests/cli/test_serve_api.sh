@@ -14,18 +14,9 @@
 set -u
 spex=$1
 data=$(cd "$2" && pwd)
-tmp=$(mktemp -d /tmp/spex-api-XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-py() { /usr/bin/python3 "$@"; }
 . "$(dirname "$0")/serve_lib.sh"
-serve_run() { exec "$spex" "$@"; }
+serve_test_init api
+py() { /usr/bin/python3 "$@"; }
 serve_models   # $tmp/tiny
 
 # post URL BODY [curl args]: body to $tmp/body, status printed

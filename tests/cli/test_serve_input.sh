@@ -10,17 +10,8 @@
 set -u
 spex=$1
 data=$(cd "$2" && pwd)
-tmp=$(mktemp -d /tmp/spex-input-XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 . "$(dirname "$0")/serve_lib.sh"
-serve_run() { exec "$spex" "$@"; }
+serve_test_init input
 mkdir -p "$tmp/tiny"
 for f in config.json model.safetensors; do ln -s "$data/golden/tiny-f32/$f" "$tmp/tiny/$f"; done
 for f in tokenizer.json tokenizer_config.json; do ln -s "$data/tiny-tokenizer/$f" "$tmp/tiny/$f"; done
