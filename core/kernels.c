@@ -36,10 +36,6 @@ void softmax_row(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-void axpy(float *y, float a, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] += a * x[i];
-}
-
 int argmax(const float *x, int n) {
     int best = 0;
     for (int i = 1; i < n; i++) if (x[i] > x[best]) best = i;

@@ -18,9 +18,6 @@ void swiglu_inplace(float *x, const float *gate, size_t n);
 /* In place softmax over one row of n; entries of -INFINITY get probability 0. */
 void softmax_row(float *x, int n);
 
-/* y[i] += a * x[i] */
-void axpy(float *y, float a, const float *x, size_t n);
-
 /* Index of the largest element (lowest index on ties). */
 int argmax(const float *x, int n);
 

@@ -12,7 +12,6 @@
  *  - softmax_row: rel (n + |x_i - max| + 8) u per entry (+1e-37 abs for f32
  *    underflow). The rounding of x_i - max is amplified by |x_i - max| through
  *    exp, and the f32 sum of n positive terms adds <= n u.
- *  - axpy: |err| <= 2 u (|y| + |a x|): one product, one sum.
  *  - argmax: exact (ties -> lowest index).
  *  - linear_apply: |err_j| <= 8 sqrt(K) u sum_k |x_k w_jk|.
  *    Rounding errors of an f32 dot product of length K grow like sqrt(K) u times the
@@ -211,27 +210,7 @@ Test(kernels, softmax_row_large_values) {
               z[1], z[2], z[3], z[4]);
 }
 
-/* --------------------------------------------------------------- axpy, argmax */
-
-Test(kernels, axpy_vs_naive) {
-    enum { N = 1031 };
-    float y[N], y0[N], x[N];
-    test_fill_random(y0, N, 31, 5.0f);
-    test_fill_random(x, N, 32, 5.0f);
-    float as[] = {0.0f, 1.0f, -1.0f, 0.37f, -1e4f, 3e-5f};
-    for (size_t k = 0; k < sizeof as / sizeof *as; k++) {
-        memcpy(y, y0, sizeof y);
-        axpy(y, as[k], x, N);
-        for (int i = 0; i < N; i++) {
-            double ref = (double)y0[i] + (double)as[k] * x[i];
-            double tol = 2 * U * (fabs(y0[i]) + fabs((double)as[k] * x[i]));
-            cr_assert(fabs(y[i] - ref) <= tol, "axpy a=%g [%d]: got %.9g want %.9g", as[k], i, y[i], ref);
-        }
-    }
-    memcpy(y, y0, sizeof y);
-    axpy(y, 2.0f, x, 0);   /* n = 0 touches nothing */
-    cr_assert_eq(memcmp(y, y0, sizeof y), 0);
-}
+/* --------------------------------------------------------------- argmax */
 
 static int ref_argmax(const float *x, int n) {
     int b = 0;
