@@ -26,6 +26,9 @@ static int view_fp8(linear_t *l, const tensor_store_t *ts, const st_tensor_t *t,
     if (block[1] % 16)
         return spex_fail(err, "tensor '%s': FP8 block width %d is not a multiple of 16, which the kernels need",
                          t->name, block[1]);
+    if (l->in > MM_FP8_MAX_IN)
+        return spex_fail(err, "tensor '%s': FP8 matrix with %d input columns; the kernels take at most %d",
+                         t->name, l->in, (int)MM_FP8_MAX_IN);
     if (!(l->owned_scale = tensor_store_fp8_scales(ts, t, err))) return -1;
     l->w.scale = l->owned_scale;
     l->w.b0 = block[0];

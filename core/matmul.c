@@ -71,7 +71,8 @@ wview_t wview_rows(const wview_t *w, int j0, int n) {
 uint64_t wview_bytes(const wview_t *w) { return (uint64_t)w->out * (uint64_t)w->in * dtype_size(w->dtype); }
 
 static mm_job_t job_of(const wview_t *w) {
-    mm_job_t jb = {.dtype = w->dtype, .in = w->in, .data = w->data, .scale = w->scale, .b0 = w->b0,
+    mm_job_t jb = {.dtype = w->dtype, .in = w->in, .data = w->data,
+                   .scale = w->dtype == DTYPE_F8_E4M3 ? w->scale : NULL, .b0 = w->b0,
                    .b1 = w->b1, .scale_cols = w->scale_cols, .row0 = w->row0};
     return jb;
 }
@@ -122,9 +123,10 @@ static void mm_task(void *ctx, int task, int thread) {
     }
     c->k->widen(&c->jb, j0, j1, buf);
     mm_job_t f = c->jb;
-    f.dtype = DTYPE_F32;
+    f.dtype = DTYPE_F32;             /* FP8 keeps its scales: they multiply x, as in registers */
     f.data = buf;
-    f.y = c->jb.y + j0;              /* job row r of the block is column j0 + r */
+    f.row0 = c->jb.row0 + j0;        /* job row r of the block is column j0 + r */
+    f.y = c->jb.y + j0;
     rows_over(c->k, &f, c->n, 0, j1 - j0);
 }
 

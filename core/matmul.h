@@ -4,14 +4,19 @@
  * W is a view of a checkpoint tensor as stored ([out, in] row-major, F32,
  * BF16, F16, or F8_E4M3 with DeepSeek's block scales), usually pointing into
  * the mmap'ed safetensors file: nothing is converted at load. Each weight is
- * widened to f32 in registers (bf16/f16 exactly; e4m3 exactly, then times its
- * block's scale_inv, rounded once to f32 - the same value a dequantized F32
- * copy of the checkpoint holds), then
+ * widened to f32 in registers, exactly (bf16, f16; e4m3 as its value times
+ * 2^-8: its byte, sign-extended and shifted left by 7, read as an f16), then
  *
- *   y[i, j] = reduce16( acc[0..15] ),  acc[l] = fma(x[i, k], w[j, k], acc[l])
+ *   y[i, j] = reduce16( acc[0..15] ),  acc[l] = fma(xs[i, k], w[j, k], acc[l])
  *             for k = l, l + 16, l + 32, ... in increasing k  (k >= in: 0)
  *   reduce16: s8[l] = a[l] + a[l+8]; s4[l] = s8[l] + s8[l+4];
  *             s2[l] = s4[l] + s4[l+2]; y = s2[0] + s2[1]
+ *
+ * where xs = x, except for FP8: xs[i, k] = x[i, k] * (2^8 scale_inv[j / b0,
+ * k / b1]), rounded once. The block scale multiplies the input, once per
+ * (row, block of 128 outputs, k) instead of once per weight - which is what
+ * makes FP8 cheaper than BF16 to compute, not only to read. The result is
+ * within one rounding per product of the dequantized F32 copy's (tested).
  *
  * That sequence is the contract: it does not depend on the number of rows
  * (tiles of 1-4 rows x 1-8 weight rows share loads, never partial sums), on
@@ -93,6 +98,9 @@ void matvec_t_cols(const exec_t *ex, const wview_t *w, const float *x, float *y,
  * MM_TILE_ROWS input rows per pass over W (a 5-row verify or an 8-sequence
  * batch step streams each weight once). */
 enum { MM_TILE_ROWS = 8 };
+/* FP8 matrices take at most this many input columns (the scaled input rows
+ * live on the stack; DeepSeek-V3's widest is 18432): loaders refuse more. */
+enum { MM_FP8_MAX_IN = 32768 };
 
 typedef struct mm_job {
     spex_dtype_t dtype;

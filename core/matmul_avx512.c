@@ -30,6 +30,13 @@ static inline V v_loadw_e4m3(const uint8_t *p) {
     __m256i h = _mm256_and_si256(_mm256_slli_epi16(b, 7), _mm256_set1_epi16((short)0xBF80));
     return _mm512_cvtph_ps(h);
 }
+/* 32 weights: one sign-extending widen of 32 bytes, then the two f16 halves */
+static inline void v_loadw2_e4m3(const uint8_t *p, V *lo, V *hi) {
+    __m512i b = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)p));
+    __m512i h = _mm512_and_si512(_mm512_slli_epi16(b, 7), _mm512_set1_epi16((short)0xBF80));
+    *lo = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+    *hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+}
 static inline float v_reduce(V a) {
     __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
     __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
@@ -47,6 +54,7 @@ static inline float v_reduce(V a) {
 #define V_LOADW_BF16(p) v_loadw_bf16(p)
 #define V_LOADW_F16(p) v_loadw_f16(p)
 #define V_LOADW_E4M3(p) v_loadw_e4m3(p)
+#define V_LOADW2_E4M3(p, lo, hi) v_loadw2_e4m3(p, &(lo), &(hi))
 #define V_REDUCE(v) v_reduce(v)
 #define PATH(n) n##_avx512
 /* 32 zmm registers hold R x C accumulators + C weights + 1 input row (7-8
