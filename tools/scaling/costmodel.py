@@ -22,11 +22,16 @@ R = link rate in bytes/s, unshaped = no term):
          + t_row    * rows                          coordinator compute per row (attention, dense, shared, head)
          + t_pair   * pairs * imb / min(W, cores)   expert compute on the busiest rank (critical path)
          + t_msg    * msgs                          per-message cost (MPI, TCP, wake-up of a waiting rank)
-         + g_link   * sum_dir max(0, bytes_call - bucket) / R * calls
+         + g_link   * sum_dir max(0, bytes_call - bucket) * max(1 / R, t_refill / bucket) * calls
                                                     serialisation on the coordinator's link: per MoE call and
                                                     direction, what exceeds tbf's bucket (max(4 kB, 50 us of R),
-                                                    launch/netns-cluster) waits for tokens; ~1 if ideal
+                                                    launch/netns-cluster) waits for tokens, which come at rate R
+                                                    but no faster than one bucket per t_refill (tbf's refill
+                                                    timer: on this VM it, not R, limits a 1 Gbit/s link); ~1 if ideal
          + g_delay  * 2 D calls                     emulated latency: one delay each way per call, ~1 if exact
+and, when the link cannot carry a step's bytes in that time, the link bounds the step instead:
+  T = max(T_step, g_bound * max_dir bytes_step / R + g_delay * 2 D calls)
+t_refill is chosen from a grid (0-400 us) with the other coefficients, on the fitted points only.
 All coefficients are non-negative (NNLS on relative error: every point weighs the same in %), fitted
 robustly (Huber weights beyond 20% error), and every point counts in the reported errors.
 This is Spex as measured: no overlap of communication with compute. The projection adds MegaScale-Infer's
@@ -57,8 +62,8 @@ def rate_bytes(r):
     return float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2)] / 8
 
 
-def features(row, cores):
-    """The model's terms for one CSV row (per decode step) and the measured step time."""
+def features(row, cores, t_refill=0.0):
+    """The model's linear terms for one CSV row (per decode step) and the measured step time."""
     g = lambda k: float(row[k])
     steps = max(g("decode_steps"), 1)
     w = max(int(g("workers")), 1)
@@ -73,9 +78,19 @@ def features(row, cores):
         bucket = max(4096.0, 50e-6 * rb)         # launch/netns-cluster: 50 us of the rate, at least 4 kB
         for col in ("decode_dispatch_B_tok", "decode_combine_B_tok"):
             per_call = g(col) * g("decode_tokens") / max(g("decode_moe_calls"), 1)
-            link += calls * max(0.0, per_call - bucket) / rb
+            link += calls * max(0.0, per_call - bucket) * max(1.0 / rb, t_refill / bucket)
     delay = 2 * g("link_delay_ms_emulated") / 1e3 * calls
     return np.array([1.0, calls, rows, pairs, msgs, link, delay]), g("decode_s") / steps
+
+
+def link_bound(row):
+    """Seconds per decode step the busier link direction needs at rate R for its bytes (0 if unshaped)."""
+    rb = rate_bytes(row.get("link_rate"))
+    if not rb:
+        return 0.0
+    g = lambda k: float(row[k])
+    steps = max(g("decode_steps"), 1)
+    return max(g(c) * g("decode_tokens") / steps for c in ("decode_dispatch_B_tok", "decode_combine_B_tok")) / rb
 
 
 def nnls(a, b, iters=500):
@@ -124,6 +139,58 @@ def rel_err(X, y, theta):
     return (X @ theta - y) / y
 
 
+REFILL_GRID = [i * 25e-6 for i in range(17)]   # t_refill candidates, 0-400 us
+DELAY = TERMS.index("g_delay")
+
+
+class StepModel:
+    """The fitted step model: linear coefficients theta, the link-bound factor g_bound and t_refill."""
+
+    def __init__(self, theta, g_bound, t_refill):
+        self.theta, self.g_bound, self.t_refill = theta, g_bound, t_refill
+
+    def predict(self, rows, cores):
+        X = np.array([features(r, cores, self.t_refill)[0] for r in rows])
+        L = np.array([link_bound(r) for r in rows])
+        return np.maximum(X @ self.theta, self.g_bound * L + X[:, DELAY] * self.theta[DELAY])
+
+
+def fit_regimes(X, L, y, rounds=30):
+    """theta on the points the linear model bounds, g_bound (median of the rest) on the link-bound ones,
+    alternating until the split settles."""
+    theta, g_bound = fit(X, y), 1.0
+    lin = None
+    for _ in range(rounds):
+        new = X @ theta >= g_bound * L + X[:, DELAY] * theta[DELAY]
+        if lin is not None and (new == lin).all():
+            break
+        lin = new
+        if lin.sum() > X.shape[1]:
+            theta = fit(X[lin], y[lin])
+        if (~lin).any():
+            rest = y[~lin] - X[~lin, DELAY] * theta[DELAY]
+            g_bound = float(np.median(rest / np.maximum(L[~lin], 1e-12)))
+    return theta, g_bound
+
+
+def fit_model(rows, y, cores):
+    """The StepModel with the smallest robust relative error on these points (t_refill from the grid)."""
+    L = np.array([link_bound(r) for r in rows])
+    best = None
+    for tr in REFILL_GRID:
+        X = np.array([features(r, cores, tr)[0] for r in rows])
+        theta, gb = fit_regimes(X, L, y)
+        m = StepModel(theta, gb, tr)
+        loss = float(np.mean(((m.predict(rows, cores) - y) / y) ** 2))
+        if best is None or loss < best[0] - 1e-12:
+            best = (loss, m)
+    return best[1]
+
+
+def model_err(m, rows, y, cores):
+    return (m.predict(rows, cores) - y) / y
+
+
 def load(path, cores):
     rows = [r for r in csv.DictReader(open(path)) if float(r.get("decode_steps") or 0) > 0]
     if not rows:
@@ -139,24 +206,30 @@ def cmd_fit(args):
     out = opt(args, "--json", None)
     rows, X, y = load(path, cores)
     n = len(y)
-    theta = fit(X, y)
-    e_all = rel_err(X, y, theta)
-    # held-out half, several seeded splits; leave-one-out
+    m = fit_model(rows, y, cores)
+    e_all = model_err(m, rows, y, cores)
+    # held-out half, several seeded splits; leave-one-out (t_refill, the regimes and theta refitted each time)
     rng = np.random.default_rng(seed)
+    sub = lambda idx: [rows[i] for i in idx]
     half = []
     for _ in range(5):
         idx = rng.permutation(n)
         a, b = idx[: n // 2], idx[n // 2:]
-        half.append(np.abs(rel_err(X[b], y[b], fit(X[a], y[a]))))
-    loo = np.array([abs(rel_err(X[i:i + 1], y[i:i + 1], fit(np.delete(X, i, 0), np.delete(y, i)))[0])
-                    for i in range(n)])
+        half.append(np.abs(model_err(fit_model(sub(a), y[a], cores), sub(b), y[b], cores)))
+    loo, loo_pred = np.zeros(n), np.zeros(n)
+    for i in range(n):
+        rest = [j for j in range(n) if j != i]
+        loo_pred[i] = fit_model(sub(rest), y[rest], cores).predict([rows[i]], cores)[0]
+        loo[i] = abs(loo_pred[i] - y[i]) / y[i]
     h = np.concatenate(half)
     print(f"fitted on {n} decode points of {path} (cores = {cores}):")
     units = {"t_step": "ms/step", "t_call": "us/call", "t_row": "us/row", "t_pair": "us/pair",
              "t_msg": "us/msg", "g_link": "x ideal", "g_delay": "x requested"}
     scale = {"t_step": 1e3, "t_call": 1e6, "t_row": 1e6, "t_pair": 1e6, "t_msg": 1e6, "g_link": 1, "g_delay": 1}
-    for k, v in zip(TERMS, theta):
+    for k, v in zip(TERMS, m.theta):
         print(f"  {k:8s} {v * scale[k]:10.3f} {units[k]}")
+    print(f"  t_refill {m.t_refill * 1e6:10.3f} us per bucket (tbf's refill)")
+    print(f"  g_bound  {m.g_bound:10.3f} x bytes / R when the link bounds the step")
     print(f"in-sample |error|: median {100 * np.median(np.abs(e_all)):.1f}%, worst {100 * np.abs(e_all).max():.1f}%")
     print(f"held-out half (5 random splits, {len(h)} predictions): median {100 * np.median(h):.1f}%, "
           f"worst {100 * h.max():.1f}%")
@@ -167,9 +240,9 @@ def cmd_fit(args):
               f"worst {100 * loo[sel].max():.1f}%")
     worst = np.argsort(-loo)[:3]
     for i in worst:
-        print(f"  worst LOO: {rows[i]['point']}: measured {1e3 * y[i]:.3f} ms/step, "
-              f"predicted {1e3 * (X[i] @ fit(np.delete(X, i, 0), np.delete(y, i))):.3f}")
-    res = {"csv": path, "points": n, "cores": cores, "theta": dict(zip(TERMS, theta.tolist())),
+        print(f"  worst LOO: {rows[i]['point']}: measured {1e3 * y[i]:.3f} ms/step, predicted {1e3 * loo_pred[i]:.3f}")
+    res = {"csv": path, "points": n, "cores": cores, "theta": dict(zip(TERMS, m.theta.tolist())),
+           "t_refill": m.t_refill, "g_bound": m.g_bound,
            "heldout_half": {"median": float(np.median(h)), "worst": float(h.max())},
            "loo": {"median": float(np.median(loo)), "worst": float(loo.max())},
            "in_sample": {"median": float(np.median(np.abs(e_all))), "worst": float(np.abs(e_all).max())},

@@ -4,6 +4,7 @@
     of a step) from synthetic sweep rows generated with them
     (1% noise; points spanning ranks, batch, K, layers, top-k, link rates and emulated delays), and predicts held-out points within 3%;
   - without noise the recovery is exact (to 1e-6) and NNLS keeps a zero coefficient at zero;
+  - with a link-bound regime in the data, fit_model recovers g_bound and predicts every step;
   - the `fit` command reads a sweep CSV and reports held-out and leave-one-out errors;
   - the projection's parameter counts are DeepSeek-V3's 671 B and the 16b shape's ~16 B, its
     dispatch/combine estimate is within 30% of DeepEP's published low-latency figures at 16..256 ranks, and
@@ -98,13 +99,35 @@ check(np.median(e) < 0.03, f"held-out median error {np.median(e):.3f} with 1% no
 print(f"fit on {len(a)} noisy synthetic points: " + ", ".join(f"{n} {v / TRUE[n]:.3f}x" for n, v in zip(cm.TERMS, th)) +
       f"; held-out median |error| {100 * np.median(e):.2f}%")
 
-# the fit command on a CSV
+# the two regimes: steps generated with t_refill = 150 us and a link bound of 4 x bytes / R (a slow link) are fitted
+# back: g_bound within 5%, every step predicted within 0.1% (these rows' bursts rarely exceed tbf's bucket,
+# so t_refill itself is not pinned down by them)
+TR, GB = 150e-6, 4.0
+rows2 = synth_rows(0.0, rng)
+for r in rows2:
+    x, _ = cm.features(r | {"decode_s": "1"}, cores=2, t_refill=TR)
+    steps = float(r["decode_steps"])
+    lin = x @ np.array([TRUE[n] for n in cm.TERMS])
+    r["decode_s"] = str(max(lin, GB * cm.link_bound(r) + x[cm.DELAY] * TRUE["g_delay"]) * steps)
+y2 = np.array([float(r["decode_s"]) / float(r["decode_steps"]) for r in rows2])
+L2 = np.array([cm.link_bound(r) for r in rows2])
+X2 = np.array([cm.features(r, cores=2, t_refill=TR)[0] for r in rows2])
+bound = X2 @ np.array([TRUE[n] for n in cm.TERMS]) < GB * L2 + X2[:, cm.DELAY] * TRUE["g_delay"]
+check(10 < bound.sum() < len(rows2) - 10, f"synthetic regimes: {bound.sum()} of {len(rows2)} link-bound")
+m = cm.fit_model(rows2, y2, cores=2)
+check(abs(m.g_bound / GB - 1) < 0.05, f"g_bound fitted as {m.g_bound:.3f}, true {GB}")
+e2 = np.abs(cm.model_err(m, rows2, y2, cores=2))
+check(e2.max() < 1e-3, f"two-regime worst error {e2.max():.4f}")
+print(f"two regimes ({bound.sum()} link-bound points): t_refill {m.t_refill * 1e6:.0f} us, g_bound {m.g_bound:.3f}, "
+      f"median |error| {100 * np.median(e2):.2f}%")
+
+# the fit command on a CSV (a subset: leave-one-out refits the model for every point)
 with tempfile.TemporaryDirectory() as d:
     p = os.path.join(d, "s.csv")
     with open(p, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(rows[::8])
     out = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "costmodel.py"),
                           "fit", p, "--json", os.path.join(d, "fit.json")], capture_output=True, text=True)
     check(out.returncode == 0, f"fit command failed: {out.stderr}")
