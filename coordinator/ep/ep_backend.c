@@ -26,6 +26,7 @@ typedef struct ep_call {          /* a begun call, until its end() */
     bool busy;
     int proto_call;                /* its ep_protocol call */
     int layer, n, k;
+    unsigned rotate;               /* replica choice offset: placement_pick(row + rotate) */
     const int32_t *idx;            /* [n, k], the caller's until end() */
     float *out;                    /* [n, hidden], the caller's */
     rank_batch_t *rb;              /* [world]: its share per rank */
@@ -47,6 +48,7 @@ typedef struct ep_backend {
     ep_stats_t *st;
     ep_call_t call[MOE_MAX_INFLIGHT];
     int in_flight;                 /* calls begun, not ended */
+    unsigned calls_begun;          /* every call so far: rotates replicas from call to call */
     double t_last_in;              /* when the last ended call's answers were all in */
     codec_ctx_t *ctx;
     float *xbuf;                   /* gathered rows of one rank */
@@ -95,7 +97,7 @@ static int group_rows(ep_backend_t *b, ep_call_t *cl, int layer, int n, int k, c
         for (int j = 0; j < k; j++) {
             int e = idx[(size_t)i * k + j];
             if (e < 0 || e >= b->n_experts) return spex_fail(err, "row %d: expert id %d out of range", i, e);
-            int r = placement_pick(b->pl, layer, e, i);
+            int r = placement_pick(b->pl, layer, e, (unsigned)i + cl->rotate);
             rank_pairs[r]++;
             rank_batch_t *rb = &cl->rb[r];
             if (rb->n_rows == 0 || rb->rows[rb->n_rows - 1] != i) {
@@ -214,7 +216,7 @@ static void sum_rows(ep_backend_t *b, const ep_call_t *cl, int n, int k, const i
         for (int i = 0; i < n; i++) {
             float *o = out + (size_t)i * hid;
             for (int j = 0; j < k; j++) {
-                rank_batch_t *rb = &cl->rb[placement_pick(b->pl, cl->layer, idx[(size_t)i * k + j], i)];
+                rank_batch_t *rb = &cl->rb[placement_pick(b->pl, cl->layer, idx[(size_t)i * k + j], (unsigned)i + cl->rotate)];
                 const float *v = rb->vec + (size_t)rb->cursor++ * hid;
                 for (int c = 0; c < hid; c++) o[c] += v[c];
             }
@@ -253,7 +255,13 @@ static int ep_begin(moe_backend_t *self, int layer, const float *x, int n, int k
         return spex_fail(err, "experts: layer %d has no routed experts", layer);
     ep_call_t *cl = free_call(b, ticket);
     if (!cl) return spex_fail(err, "experts: more than %d calls in flight", MOE_MAX_INFLIGHT);
-    *cl = (ep_call_t){.rb = cl->rb, .layer = layer, .n = n, .k = k, .idx = idx, .out = out, .t_begin = spex_now()};
+    /* Replicas hold the same weights, so which one computes a (row, expert) changes no bit in the
+     * expert combine; rotating the choice per call spreads a hot expert's single row (batch 1)
+     * over its replicas from step to step. Pre-summed combines add a rank's experts together, so
+     * there the choice stays a function of the row alone. */
+    unsigned rotate = b->o.mode == EP_COMBINE_EXPERT ? b->calls_begun++ : 0;
+    *cl = (ep_call_t){.rb = cl->rb, .layer = layer, .n = n, .k = k, .rotate = rotate, .idx = idx, .out = out,
+                      .t_begin = spex_now()};
     if (group_rows(b, cl, layer, n, k, idx, w, err)) return -1;
     if ((cl->proto_call = ep_protocol_call_open(b->proto, layer, err)) < 0) return -1;
     cl->busy = true;

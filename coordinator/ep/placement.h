@@ -5,8 +5,10 @@
  * In a table, expert e lives on
  * hosts(e) = ranks[off[e] .. off[e+1]), ascending, each in 1 .. world-1
  * (rank 0 is the coordinator and hosts none). An expert on several ranks is
- * replicated: the coordinator sends (row, e) to hosts(e)[row % n_hosts(e)], a
- * deterministic choice that spreads a hot expert's rows over its replicas.
+ * replicated: the coordinator sends (row, e) to hosts(e)[(row + c) % n_hosts(e)],
+ * a deterministic choice that spreads a hot expert's rows over its replicas;
+ * c counts the backend's calls (ep_backend.c), so one row (batch 1) also
+ * alternates between replicas from step to step.
  *
  * Built-in policies over W = world - 1 worker ranks:
  *   contiguous (default): expert e -> rank 1 + e * W / E   (balanced blocks)
@@ -68,12 +70,12 @@ static inline placement_table_t placement_table(const placement_t *p, int layer)
     return (placement_table_t){p->off, p->ranks};
 }
 
-/* The rank that computes expert e of layer `layer` for token row `row`:
- * hosts(e)[row % n_hosts(e)], a function of the row index only. */
-static inline int placement_pick(const placement_t *p, int layer, int e, int row) {
+/* The rank that computes expert e of layer `layer` for slot `slot` (the
+ * caller's row index plus its rotation): hosts(e)[slot % n_hosts(e)]. */
+static inline int placement_pick(const placement_t *p, int layer, int e, unsigned slot) {
     placement_table_t t = placement_table(p, layer);
-    int n = t.off[e + 1] - t.off[e];
-    return t.ranks[t.off[e] + (n > 1 ? row % n : 0)];
+    unsigned n = (unsigned)(t.off[e + 1] - t.off[e]);
+    return t.ranks[t.off[e] + (n > 1 ? (int)(slot % n) : 0)];
 }
 
 /* Experts hosted on `rank` in any layer, ascending, into out[n_experts]; returns the count. */

@@ -193,6 +193,34 @@ Test(ep, expert_combine_is_bit_identical_for_any_placement, .timeout = 120) {
     score_result_free(&refd);
 }
 
+/* One row per step (decode): with every expert on ranks 1 and 2, the replica
+ * choice rotates from call to call, so both ranks compute (a choice by row
+ * alone would send every pair to rank 1), and the bits stay those of one process. */
+Test(ep, batch_one_rows_alternate_between_replicas, .timeout = 60) {
+    score_result_t refd = reference(true);
+    placement_t *pl = json_placement("{\"placement\":[[1,2],[1,2],[1,2],[1,2],[1,2],[1,2],[1,2],[1,2],"
+                                     "[1,2],[1,2],[1,2],[1,2],[1,2],[1,2],[1,2],[1,2]]}", 3);
+    ep_options_t o = opts("raw", "raw", EP_COMBINE_EXPERT);
+    spex_err_t err = {{0}};
+    model_t *m = ep_model("tiny-f32", pl, &o, 0, NULL, &err);
+    cr_assert(m, "%s", err.msg);
+    score_result_t r = scores(m, true);
+    ep_stats_t *st = ep_backend_stats(m->experts);
+    int64_t pairs[3] = {0};
+    for (int l = 0; l < st->n_layers; l++)
+        for (int rank = 1; rank < 3; rank++) pairs[rank] += st->rank_pairs[(size_t)l * st->world + rank];
+    cr_assert_gt(pairs[1], 0);
+    cr_assert_gt(pairs[2], 0, "rank 2 (a replica of every expert) computed nothing at batch 1");
+    double ratio = (double)pairs[1] / (double)pairs[2];
+    cr_assert(ratio > 0.5 && ratio < 2.0, "replicas shared %lld / %lld pairs", (long long)pairs[1], (long long)pairs[2]);
+    bool same;
+    double d = compare(&refd, &r, &same);
+    cr_assert(same, "decode with rotating replicas differs by %g", d);
+    score_result_free(&r);
+    score_result_free(&refd);
+    model_free(m);
+}
+
 Test(ep, presum_combine, .timeout = 60) {
     score_result_t ref = reference(false);
     ep_options_t o = opts("raw", "raw", EP_COMBINE_PRESUM);
