@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "coordinator/serve/chat.h"
+#include "server/api_fields.h"
 #include "server/json_str.h"
 
 #define BAD_REQUEST(e, param, ...) api_fail(e, 400, "invalid_request_error", param, "invalid_value", __VA_ARGS__)
@@ -72,51 +73,88 @@ static int get_int(const cJSON *root, const char *name, double lo, double hi, lo
 
 /* ---------------------------------------------------------------- prompt / messages */
 
-static int ids_from_array(const api_ctx_t *ctx, const cJSON *arr, api_request_t *r, api_error_t *e) {
+static int ids_from_array(const api_ctx_t *ctx, const cJSON *arr, const char *param, api_prompt_t *p,
+                          api_error_t *e) {
     int n = cJSON_GetArraySize(arr);
-    if (n == 0) return BAD_REQUEST(e, "prompt", "the prompt is empty");
-    r->prompt = malloc(sizeof(int32_t) * (size_t)n);
-    if (!r->prompt) return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    if (n == 0) return BAD_REQUEST(e, "prompt", "%s is empty", param);
+    p->ids = malloc(sizeof(int32_t) * (size_t)n);
+    if (!p->ids) return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
     int i = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) {
         double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
         if (v != floor(v) || v < 0 || v >= ctx->vocab_size)
-            return BAD_REQUEST(e, "prompt", "prompt[%d] is not a token id in [0, %d)", i, ctx->vocab_size);
-        r->prompt[i++] = (int32_t)v;
+            return BAD_REQUEST(e, "prompt", "%s[%d] is not a token id in [0, %d)", param, i, ctx->vocab_size);
+        p->ids[i++] = (int32_t)v;
     }
-    r->n_prompt = n;
+    p->n = n;
     return 0;
 }
 
 static int encode(const api_ctx_t *ctx, const char *text, size_t len, bool add_bos, const char *param,
-                  api_request_t *r, api_error_t *e) {
+                  api_prompt_t *p, api_error_t *e) {
     if (len == 0) return BAD_REQUEST(e, param, "the prompt is empty");
     if (!ctx->tok)
         return BAD_REQUEST(e, param, "this model has no tokenizer.json: send the prompt as an array of token ids");
     spex_err_t err = {0};
     size_t n = 0;
-    if (tokenizer_encode(ctx->tok, text, len, add_bos, &r->prompt, &n, &err))
+    if (tokenizer_encode(ctx->tok, text, len, add_bos, &p->ids, &n, &err))
         return BAD_REQUEST(e, param, "cannot tokenize: %s", err.msg);
     if (n == 0) return BAD_REQUEST(e, param, "the prompt is empty");
-    r->n_prompt = (int)n;
+    p->n = (int)n;
     return 0;
 }
 
+/* echo: the prompt's text, as given or decoded from its token ids. */
+static int echo_text(const api_ctx_t *ctx, const cJSON *v, api_prompt_t *p, api_error_t *e) {
+    if (cJSON_IsString(v)) {
+        p->echo_len = json_str_len(v);
+        p->echo = malloc(p->echo_len + 1);
+        if (p->echo) memcpy(p->echo, v->valuestring, p->echo_len + 1);
+    } else {
+        if (!ctx->tok) return BAD_REQUEST(e, "echo", "this model has no tokenizer.json: no text to echo");
+        spex_err_t err = {0};
+        p->echo = tokenizer_decode(ctx->tok, p->ids, (size_t)p->n, false, &p->echo_len, &err);
+    }
+    return p->echo ? 0 : api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+}
+
+/* One prompt: a string or an array of token ids. */
+static int one_prompt(const api_ctx_t *ctx, const cJSON *v, const char *param, bool echo, api_prompt_t *p,
+                      api_error_t *e) {
+    int rc;
+    if (cJSON_IsString(v)) {
+        bool bos = ctx->tok && tokenizer_bos_id(ctx->tok) >= 0 && tokenizer_add_bos_default(ctx->tok);
+        rc = encode(ctx, v->valuestring, json_str_len(v), bos, "prompt", p, e);
+    } else if (cJSON_IsArray(v)) {
+        rc = ids_from_array(ctx, v, param, p, e);
+    } else {
+        return BAD_REQUEST(e, "prompt", "%s must be a string or an array of token ids", param);
+    }
+    return rc || !echo ? rc : echo_text(ctx, v, p, e);
+}
+
+/* prompt: one (string, ids) or several ([strings] or [[ids]]), each its own choices. */
 static int parse_prompt(const api_ctx_t *ctx, const cJSON *root, api_request_t *r, api_error_t *e) {
     const cJSON *p = field(root, "prompt");
     if (!p) return BAD_REQUEST(e, "prompt", "'prompt' is required");
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) >= 1 && !cJSON_IsNumber(cJSON_GetArrayItem(p, 0))) {
-        if (cJSON_GetArraySize(p) > 1)
-            return BAD_REQUEST(e, "prompt", "several prompts in one request are not supported; send one per request");
-        p = cJSON_GetArrayItem(p, 0);   /* ["text"] or [[ids]] */
+    bool several = cJSON_IsArray(p) && cJSON_GetArraySize(p) >= 1 && !cJSON_IsNumber(cJSON_GetArrayItem(p, 0));
+    int n = several ? cJSON_GetArraySize(p) : 1;
+    if (n * r->n > API_MAX_CHOICES)
+        return BAD_REQUEST(e, several ? "prompt" : "n", "%d prompts x n = %d asks for more than %d choices", n, r->n,
+                           API_MAX_CHOICES);
+    if (!(r->prompts = calloc((size_t)n, sizeof *r->prompts)))
+        return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    r->n_prompts = n;
+    for (int i = 0; i < n; i++) {
+        char param[32];
+        snprintf(param, sizeof param, several ? "prompt[%d]" : "prompt", i);
+        const cJSON *v = several ? cJSON_GetArrayItem(p, i) : p;
+        if (several && cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0 && !cJSON_IsNumber(cJSON_GetArrayItem(v, 0)))
+            return BAD_REQUEST(e, "prompt", "%s must be a string or an array of token ids", param);
+        if (one_prompt(ctx, v, param, r->echo, &r->prompts[i], e)) return -1;
     }
-    if (cJSON_IsString(p)) {
-        bool bos = ctx->tok && tokenizer_bos_id(ctx->tok) >= 0 && tokenizer_add_bos_default(ctx->tok);
-        return encode(ctx, p->valuestring, json_str_len(p), bos, "prompt", r, e);
-    }
-    if (cJSON_IsArray(p)) return ids_from_array(ctx, p, r, e);
-    return BAD_REQUEST(e, "prompt", "'prompt' must be a string or an array of token ids");
+    return 0;
 }
 
 /* Message content: a string, or text parts concatenated, with its length in
@@ -151,6 +189,16 @@ static char *message_content(const cJSON *c, int i, size_t *len, api_error_t *e)
     return s;
 }
 
+/* Message members besides role and content that would change the answer. */
+static int check_message_fields(const cJSON *msg, int i, api_error_t *e) {
+    static const char *const refused[] = {"name", "tool_calls", "tool_call_id", "function_call", "audio"};
+    for (size_t k = 0; k < sizeof refused / sizeof refused[0]; k++)
+        if (field(msg, refused[k]))
+            return api_fail(e, 400, "invalid_request_error", "messages", "unsupported_parameter",
+                            "messages[%d].%s is not supported", i, refused[k]);
+    return 0;
+}
+
 static int render_chat(const api_ctx_t *ctx, const cJSON *msgs, api_request_t *r, api_error_t *e) {
     int n = cJSON_GetArraySize(msgs), rc = -1;
     chat_message_t *m = calloc((size_t)n, sizeof *m);
@@ -169,7 +217,10 @@ static int render_chat(const api_ctx_t *ctx, const cJSON *msgs, api_request_t *r
         }
         size_t len = 0;
         if (!(content[i] = message_content(cJSON_GetObjectItemCaseSensitive(it, "content"), i, &len, e))) goto done;
-        m[i] = (chat_message_t){role->valuestring, content[i], len};
+        if (check_message_fields(it, i, e)) goto done;
+        /* developer: OpenAI's newer name for system, the same in the template */
+        const char *rname = json_str_is(role, "developer") ? "system" : role->valuestring;
+        m[i] = (chat_message_t){rname, content[i], len};
     }
     spex_err_t err = {0};
     int32_t bos = ctx->tok ? tokenizer_bos_id(ctx->tok) : -1;
@@ -180,7 +231,12 @@ static int render_chat(const api_ctx_t *ctx, const cJSON *msgs, api_request_t *r
     size_t text_len = 0;
     char *text = chat_render_len(m, n, bos_str, true, &text_len, &err);
     if (!text) { BAD_REQUEST(e, "messages", "%s", err.msg); goto done; }
-    rc = encode(ctx, text, text_len, false, "messages", r, e);
+    if (!(r->prompts = calloc(1, sizeof *r->prompts))) {
+        api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    } else {
+        r->n_prompts = 1;
+        rc = encode(ctx, text, text_len, false, "messages", &r->prompts[0], e);
+    }
     free(text);
 done:
     for (int i = 0; content && i < n; i++) free(content[i]);
@@ -255,16 +311,75 @@ static int parse_sampling(const cJSON *root, const api_defaults_t *d, api_reques
 }
 
 static int parse_limits(const cJSON *root, const api_defaults_t *d, api_request_t *r, api_error_t *e) {
-    long long max_tokens = 0, n = 1, spec_k = -1;
+    long long max_tokens = 0, mct = 0, n = 1, spec_k = -1;
     bool have_max = false, have_mct = false;
     if (get_int(root, "max_tokens", 1, 1e9, &max_tokens, &have_max, e) ||
-        get_int(root, "max_completion_tokens", 1, 1e9, &max_tokens, &have_mct, e) ||
-        get_int(root, "n", 1, 1e9, &n, NULL, e) || get_int(root, "spec_k", 0, SPEX_MAX_SPEC_K, &spec_k, NULL, e))
+        get_int(root, "max_completion_tokens", 1, 1e9, &mct, &have_mct, e) ||
+        get_int(root, "n", 1, API_MAX_CHOICES, &n, NULL, e) ||
+        get_int(root, "spec_k", 0, SPEX_MAX_SPEC_K, &spec_k, NULL, e))
         return -1;
-    if (n != 1) return BAD_REQUEST(e, "n", "only n = 1 is supported");
+    if (have_max && have_mct && max_tokens != mct)
+        return BAD_REQUEST(e, "max_completion_tokens", "max_tokens (%lld) and max_completion_tokens (%lld) disagree; "
+                           "send one of them", max_tokens, mct);
+    if (have_mct) max_tokens = mct;
+    r->n = (int)n;
     if (!have_max && !have_mct) max_tokens = d->max_tokens > 0 ? d->max_tokens : r->kind == API_COMPLETION ? 16 : 0;
     r->params.max_tokens = (int)max_tokens;
     r->params.spec_k = (int)spec_k;
+    return 0;
+}
+
+/* presence_penalty, frequency_penalty, logit_bias {"token id": bias}. */
+static int parse_adjust(const api_ctx_t *ctx, const cJSON *root, api_request_t *r, api_error_t *e) {
+    logit_adjust_t *a = &r->params.adjust;
+    double pres = 0, freq = 0;
+    if (get_number(root, "presence_penalty", -2, 2, false, &pres, NULL, e) ||
+        get_number(root, "frequency_penalty", -2, 2, false, &freq, NULL, e))
+        return -1;
+    a->presence = (float)pres;
+    a->frequency = (float)freq;
+    const cJSON *lb = field(root, "logit_bias");
+    if (!lb) return 0;
+    if (!cJSON_IsObject(lb)) return BAD_REQUEST(e, "logit_bias", "'logit_bias' must be an object {\"token id\": bias}");
+    int n = cJSON_GetArraySize(lb);
+    if (n > LOGIT_BIAS_MAX) return BAD_REQUEST(e, "logit_bias", "at most %d logit_bias entries", LOGIT_BIAS_MAX);
+    if (n && !(r->bias = calloc((size_t)n, sizeof *r->bias)))
+        return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, lb) {
+        char *end = NULL;
+        long id = strtol(it->string, &end, 10);
+        if (!it->string[0] || *end || id < 0 || id >= ctx->vocab_size)
+            return BAD_REQUEST(e, "logit_bias", "logit_bias key '%.40s' is not a token id in [0, %d)", it->string,
+                               ctx->vocab_size);
+        if (!cJSON_IsNumber(it) || !(it->valuedouble >= -100 && it->valuedouble <= 100))
+            return BAD_REQUEST(e, "logit_bias", "logit_bias['%s'] must be a number in [-100, 100]", it->string);
+        r->bias[a->n_bias++] = (logit_bias_entry_t){(int32_t)id, (float)it->valuedouble};
+    }
+    a->bias = r->bias;
+    return 0;
+}
+
+/* completions: logprobs 0..5 (alternatives); chat: logprobs true + top_logprobs 0..20. */
+static int parse_logprobs(const cJSON *root, api_request_t *r, api_error_t *e) {
+    sched_params_t *p = &r->params;
+    long long top = 0;
+    bool have = false;
+    if (r->kind == API_COMPLETION) {
+        if (get_int(root, "logprobs", 0, 5, &top, &have, e)) return -1;
+        p->logprobs = have;
+    } else {
+        bool have_top = false;
+        if (get_bool(root, "logprobs", &p->logprobs, e) ||
+            get_int(root, "top_logprobs", 0, SPEX_MAX_TOP_LOGPROBS, &top, &have_top, e))
+            return -1;
+        if (have_top && !p->logprobs)
+            return BAD_REQUEST(e, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    }
+    p->top_logprobs = (int)top;
+    if (get_bool(root, "echo", &r->echo, e)) return -1;
+    if (r->echo && p->logprobs)
+        return BAD_REQUEST(e, "echo", "'echo' together with 'logprobs' (the prompt's logprobs) is not supported");
     return 0;
 }
 
@@ -294,12 +409,15 @@ int api_parse_request(const api_ctx_t *ctx, api_kind_t kind, const cJSON *root, 
     memset(r, 0, sizeof *r);
     r->kind = kind;
     if (!cJSON_IsObject(root)) return BAD_REQUEST(e, NULL, "the request body must be a JSON object");
-    if (check_model(ctx, root, e) || parse_flags(root, r, e) || parse_limits(root, d, r, e) ||
-        parse_sampling(root, d, r, e) || parse_stop(root, r, e) ||
+    if (check_model(ctx, root, e) || api_check_fields(kind, root, e) || parse_flags(root, r, e) ||
+        parse_limits(root, d, r, e) || parse_sampling(root, d, r, e) || parse_stop(root, r, e) ||
+        parse_adjust(ctx, root, r, e) || parse_logprobs(root, r, e) ||
         (kind == API_CHAT ? parse_messages(ctx, root, r, e) : parse_prompt(ctx, root, r, e))) {
         api_request_free(r);
         return -1;
     }
+    r->prompt = r->prompts[0].ids;
+    r->n_prompt = r->prompts[0].n;
     r->params.prompt = r->prompt;
     r->params.n_prompt = r->n_prompt;
     r->params.stop = (const char *const *)r->stop;
@@ -308,9 +426,30 @@ int api_parse_request(const api_ctx_t *ctx, api_kind_t kind, const cJSON *root, 
 }
 
 void api_request_free(api_request_t *r) {
-    free(r->prompt);
+    for (int i = 0; i < r->n_prompts; i++) {
+        free(r->prompts[i].ids);
+        free(r->prompts[i].echo);
+    }
+    free(r->prompts);
+    free(r->bias);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     memset(r, 0, sizeof *r);
+}
+
+int api_n_choices(const api_request_t *r) { return r->n_prompts * r->n; }
+
+void api_choice_params(const api_request_t *r, int c, sched_params_t *out) {
+    const api_prompt_t *p = &r->prompts[c / r->n];
+    *out = r->params;
+    out->prompt = p->ids;
+    out->n_prompt = p->n;
+    out->sampling.seed += (uint64_t)(c % r->n);   /* n choices of one prompt: seed, seed + 1, ... */
+}
+
+int api_prompt_tokens(const api_request_t *r) {
+    int n = 0;
+    for (int i = 0; i < r->n_prompts; i++) n += r->prompts[i].n;
+    return n;
 }
 
 /* ---------------------------------------------------------------- errors */
@@ -364,76 +503,3 @@ void api_new_id(api_kind_t kind, char *out, size_t len) {
     for (size_t i = 0; i < sizeof r && k + 2 < (int)len; i++) k += snprintf(out + k, len - (size_t)k, "%02x", r[i]);
 }
 
-static void usage_json(strbuf_t *b, int prompt, int completion) {
-    sb_printf(b, "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}", prompt, completion,
-              prompt + completion);
-}
-
-static void head_json(strbuf_t *b, const api_request_t *rq, const char *id, long created, const char *model,
-                      bool chunk) {
-    const char *object = rq->kind == API_CHAT ? (chunk ? "chat.completion.chunk" : "chat.completion")
-                                              : "text_completion";
-    sb_str(b, "{\"id\":");
-    sb_json_cstr(b, id);
-    sb_printf(b, ",\"object\":\"%s\",\"created\":%ld,\"model\":", object, created);
-    sb_json_cstr(b, model);
-}
-
-void api_response_json(strbuf_t *b, const api_request_t *rq, const char *id, long created, const char *model,
-                       const sched_result_t *r) {
-    head_json(b, rq, id, created, model, false);
-    sb_str(b, ",\"choices\":[{\"index\":0,");
-    if (rq->kind == API_CHAT) {
-        sb_str(b, "\"message\":{\"role\":\"assistant\",\"content\":");
-        sb_json_str(b, r->text, r->text_len);
-        sb_str(b, "}");
-    } else {
-        sb_str(b, "\"text\":");
-        sb_json_str(b, r->text, r->text_len);
-    }
-    if (rq->return_tokens) {
-        sb_str(b, ",\"tokens\":");
-        sb_json_ids(b, r->tokens, r->n_tokens);
-    }
-    sb_str(b, ",\"logprobs\":null,\"finish_reason\":");
-    sb_json_cstr(b, r->finish_reason);
-    sb_str(b, "}],");
-    usage_json(b, r->prompt_tokens, r->n_tokens);
-    sb_str(b, "}");
-}
-
-void api_chunk_sse(strbuf_t *b, const api_request_t *rq, const char *id, long created, const char *model,
-                   const char *text, size_t len, bool role, const char *finish_reason, int usage_tokens) {
-    sb_str(b, "data: ");
-    head_json(b, rq, id, created, model, true);
-    sb_str(b, ",\"choices\":[{\"index\":0,");
-    if (rq->kind == API_CHAT) {
-        sb_str(b, "\"delta\":{");
-        if (role) sb_str(b, "\"role\":\"assistant\"");
-        if (text) {
-            sb_str(b, role ? ",\"content\":" : "\"content\":");
-            sb_json_str(b, text, len);
-        }
-        sb_str(b, "}");
-    } else {
-        sb_str(b, "\"text\":");
-        sb_json_str(b, text ? text : "", text ? len : 0);
-    }
-    sb_str(b, ",\"logprobs\":null,\"finish_reason\":");
-    sb_json_cstr(b, finish_reason);
-    sb_str(b, "}]");
-    if (usage_tokens >= 0) {
-        sb_str(b, ",");
-        usage_json(b, rq->n_prompt, usage_tokens);
-    }
-    sb_str(b, "}\n\n");
-}
-
-void api_usage_chunk_sse(strbuf_t *b, const api_request_t *rq, const char *id, long created, const char *model,
-                         int completion_tokens) {
-    sb_str(b, "data: ");
-    head_json(b, rq, id, created, model, true);
-    sb_str(b, ",\"choices\":[],");
-    usage_json(b, rq->n_prompt, completion_tokens);
-    sb_str(b, "}\n\n");
-}
