@@ -3,8 +3,9 @@
  *                 "top_logprobs": [{"tok": lp, ...}, ...], "text_offset": [...]}
  *   chat:        {"content": [{"token", "logprob", "bytes": [...],
  *                 "top_logprobs": [{"token", "logprob", "bytes"}...]}...], "refusal": null}
- * A token's text is its bytes (invalid UTF-8 becomes U+FFFD in "token"; chat's
- * "bytes" keep them exact). */
+ * A token's text is its bytes when they are valid UTF-8 on their own, else
+ * "bytes:\xNN..." (OpenAI's spelling for part of a character); chat's "bytes"
+ * are always the exact bytes. */
 #ifndef SPEX_LOGPROBS_JSON_H
 #define SPEX_LOGPROBS_JSON_H
 
