@@ -388,8 +388,9 @@ static void req_finish(scheduler_t *s, sched_req_t *r, sequence_t *seq, const ch
     res->total_seconds = now - r->t_submit;
     r->done = true;
     if (s->cfg.metrics)
-        metrics_request_done(s->cfg.metrics, reason, r->n_prompt, res->n_tokens, res->queue_seconds,
-                             res->total_seconds);
+        metrics_request_done(s->cfg.metrics, &(metrics_done_t){reason, r->n_prompt, res->n_tokens, res->queue_seconds,
+                                                               res->total_seconds, res->prefill_seconds,
+                                                               res->decode_seconds});
     pthread_cond_broadcast(&r->cv);
     req_unref(r);
 }
