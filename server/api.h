@@ -106,6 +106,11 @@ void api_choice_params(const api_request_t *r, int c, sched_params_t *out);
 /* usage.prompt_tokens: each prompt counted once (n choices share it). */
 int api_prompt_tokens(const api_request_t *r);
 
+/* A 400 invalid_request_error naming param (printf-style message); returns -1. */
+#define API_BAD_REQUEST(e, param, ...) api_fail(e, 400, "invalid_request_error", param, "invalid_value", __VA_ARGS__)
+/* root's member `name`, or NULL when absent or null. */
+const cJSON *api_field(const cJSON *root, const char *name);
+
 /* printf into e->message and set the rest; returns -1. */
 int api_fail(api_error_t *e, int status, const char *type, const char *param, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
