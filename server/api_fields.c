@@ -53,6 +53,7 @@ static const field_rule_t RULES[] = {
     {"user", ON_BOTH, is_string, "must be a string"},
     {"safety_identifier", ON_CHAT, is_string, "must be a string"},
     {"prompt_cache_key", ON_CHAT, is_string, "must be a string"},
+    {"prompt_cache_retention", ON_CHAT, is_string, "must be a string"},
     /* defined only on the other endpoint: the client expects an effect it would not get */
     {"echo", ON_COMPLETIONS, NULL, NULL},
     {"prompt", ON_COMPLETIONS, NULL, NULL},

@@ -5,7 +5,8 @@
  *   best_of 1, suffix "", response_format {"type": "text"}, modalities ["text"],
  *   store false, service_tier "auto" / "default", tool_choice "none";
  * accepted as identifiers that do not change the output: user,
- * safety_identifier, prompt_cache_key (strings; the prefix cache is automatic).
+ * safety_identifier, prompt_cache_key, prompt_cache_retention (strings; the
+ * prefix cache is automatic, its retention LRU within --prefix-cache-mb).
  * Everything else on the list below is a 400, as is a field that OpenAI
  * defines only on the other endpoint (echo on chat, messages on completions...).
  * Fields OpenAI does not define at all are ignored, as before (docs/serving.md). */
