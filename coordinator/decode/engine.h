@@ -13,6 +13,9 @@
  *      (h_t, token_{t+1}) for the new positions; its last row drafts d1), then
  *      chains K-1 more single-row steps (hidden after shared_head.norm + the
  *      token just drafted).
+ * Every row a token or a draft comes from is first adjusted by the request's
+ * logit_bias and penalties (history: the output so far plus the drafts before
+ * that row), and its logprobs are recorded when asked (token_logprobs.h).
  * Decode, verify and draft steps use the row-independent kernels, so a token's
  * logits never depend on K or on the other sequences in the step: greedy output
  * is identical with and without speculation and under any batching.
