@@ -7,8 +7,8 @@
  *
  * Threads: libmicrohttpd runs one thread per connection. A handler parses and
  * tokenizes the request, submits its choices to the scheduler (one request
- * each, server/choices.h), and then only waits on their output (the scheduler's mutex + condition variable); it never
- * touches the engine. Streaming responses are produced by a content-reader
+ * each, server/choices.h), and then only waits on their output (the
+ * scheduler's mutex + condition variable); it never touches the engine. Streaming responses are produced by a content-reader
  * callback that blocks until the next text delta. While waiting, a handler
  * polls its socket: a client that hangs up cancels its request, which frees
  * the sequence and its KV cache at the next step.
