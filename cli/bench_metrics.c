@@ -12,7 +12,14 @@ static bool sample_value(const char *body, const char *name, double *v) {
     size_t n = strlen(name);
     for (const char *line = body; line; line = strchr(line, '\n')) {
         if (*line == '\n') line++;
-        if (strncmp(line, name, n) == 0 && line[n] == ' ') return sscanf(line + n + 1, "%lf", v) == 1;
+        if (strncmp(line, name, n) != 0) continue;
+        const char *at = line + n;
+        if (*at == '{') {   /* a label set (model_name): skip it */
+            const char *close = strchr(at, '}');
+            if (!close) continue;
+            at = close + 1;
+        }
+        if (*at == ' ') return sscanf(at + 1, "%lf", v) == 1;
     }
     return false;
 }

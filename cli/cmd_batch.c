@@ -285,6 +285,16 @@ static int report_error(batch_t *b, long line_no, const char *key, const char *m
 
 static uint64_t seed_of(const char *key) { return fnv1a(key); }
 
+/* The field of a parsed line that batch output lines cannot carry, or NULL:
+ * one text per line, no logprobs, no echo. */
+static const char *batch_unsupported(const api_request_t *rq) {
+    if (rq->n_prompts > 1) return "prompt";
+    if (rq->n > 1) return "n";
+    if (rq->params.logprobs) return "logprobs";
+    if (rq->echo) return "echo";
+    return NULL;
+}
+
 /* Submit a parsed line whose id is new; on success the in-flight entry takes *key. */
 static int submit_parsed(batch_t *b, const cJSON *o, char **key) {
     api_request_t rq;
@@ -295,6 +305,14 @@ static int submit_parsed(batch_t *b, const cJSON *o, char **key) {
     bool chat = cJSON_GetObjectItemCaseSensitive(o, "messages") != NULL;
     if (api_parse_request(&b->api, chat ? API_CHAT : API_COMPLETION, o, &d, &rq, &e))
         return report_error(b, b->line_no, *key, e.message, e.param);
+    const char *unsupported = batch_unsupported(&rq);
+    if (unsupported) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "'%s' is not supported by spex batch (one completion per line; use spex serve)",
+                 unsupported);
+        api_request_free(&rq);
+        return report_error(b, b->line_no, *key, msg, unsupported);
+    }
     sched_req_t *req;
     const char *param;
     spex_err_t err = {0};

@@ -225,6 +225,7 @@ int cmd_serve(int argc, char **argv) {
                         .header_timeout = st.c.header_timeout, .body_timeout = st.c.body_timeout,
                         .idle_timeout = st.c.keepalive_timeout, .cors_origin = st.c.cors_origin};
     if (!(hc.metrics = st.metrics = metrics_create())) { cli_error("serve", "out of memory"); return 1; }
+    metrics_set_model_name(st.metrics, st.name);
     if (read_tls(&st.c, &hc, &err)) goto fail;
     st.http = http_server_start(&hc, &err);
     free((char *)hc.tls_cert_pem);   /* the server keeps its own copies */

@@ -24,8 +24,24 @@ missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then echo "setup: all ${#pkgs[@]} packages present"; exit 0; fi
+# The official openai npm client, pinned by tests/node/package-lock.json, into tests/node/node_modules
+# (not committed) for tests/cli/test_serve_openai_sdk.sh. Needs Node >= 20 and npm; without them
+# that test skips.
+node_client() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/node"
+  if ! command -v npm >/dev/null; then echo "setup: no npm: the openai client tests will skip"; return 0; fi
+  if [ -f "$dir/node_modules/openai/package.json" ] &&
+     [ "$(node -p "require('$dir/node_modules/openai/package.json').version")" = \
+       "$(node -p "require('$dir/package-lock.json').packages['node_modules/openai'].version")" ]; then
+    return 0
+  fi
+  echo "setup: installing the pinned openai npm client into tests/node"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+if [ ${#missing[@]} -eq 0 ]; then echo "setup: all ${#pkgs[@]} packages present"; node_client; exit 0; fi
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 echo "setup: installing ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+node_client

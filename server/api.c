@@ -11,10 +11,11 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "coordinator/serve/chat.h"
+#include "server/api_fields.h"
+#include "server/api_prompt.h"
 #include "server/json_str.h"
 
-#define BAD_REQUEST(e, param, ...) api_fail(e, 400, "invalid_request_error", param, "invalid_value", __VA_ARGS__)
+#define BAD_REQUEST API_BAD_REQUEST
 
 int api_fail(api_error_t *e, int status, const char *type, const char *param, const char *code, const char *fmt,
              ...) {
@@ -31,14 +32,13 @@ int api_fail(api_error_t *e, int status, const char *type, const char *param, co
 
 /* ---------------------------------------------------------------- field readers */
 
-/* The field, or NULL when absent or null. */
-static const cJSON *field(const cJSON *root, const char *name) {
+const cJSON *api_field(const cJSON *root, const char *name) {
     const cJSON *f = cJSON_GetObjectItemCaseSensitive(root, name);
     return f && !cJSON_IsNull(f) ? f : NULL;
 }
 
 static int get_bool(const cJSON *root, const char *name, bool *out, api_error_t *e) {
-    const cJSON *f = field(root, name);
+    const cJSON *f = api_field(root, name);
     if (!f) return 0;
     if (!cJSON_IsBool(f)) return BAD_REQUEST(e, name, "'%s' must be a boolean", name);
     *out = cJSON_IsTrue(f);
@@ -47,7 +47,7 @@ static int get_bool(const cJSON *root, const char *name, bool *out, api_error_t 
 
 static int get_number(const cJSON *root, const char *name, double lo, double hi, bool lo_open, double *out,
                       bool *present, api_error_t *e) {
-    const cJSON *f = field(root, name);
+    const cJSON *f = api_field(root, name);
     if (present) *present = f != NULL;
     if (!f) return 0;
     if (!cJSON_IsNumber(f)) return BAD_REQUEST(e, name, "'%s' must be a number", name);
@@ -60,7 +60,7 @@ static int get_number(const cJSON *root, const char *name, double lo, double hi,
 
 static int get_int(const cJSON *root, const char *name, double lo, double hi, long long *out, bool *present,
                    api_error_t *e) {
-    const cJSON *f = field(root, name);
+    const cJSON *f = api_field(root, name);
     if (present) *present = f != NULL;
     if (!f) return 0;
     double v = cJSON_IsNumber(f) ? f->valuedouble : NAN;
@@ -70,137 +70,10 @@ static int get_int(const cJSON *root, const char *name, double lo, double hi, lo
     return 0;
 }
 
-/* ---------------------------------------------------------------- prompt / messages */
-
-static int ids_from_array(const api_ctx_t *ctx, const cJSON *arr, api_request_t *r, api_error_t *e) {
-    int n = cJSON_GetArraySize(arr);
-    if (n == 0) return BAD_REQUEST(e, "prompt", "the prompt is empty");
-    r->prompt = malloc(sizeof(int32_t) * (size_t)n);
-    if (!r->prompt) return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
-    int i = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, arr) {
-        double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
-        if (v != floor(v) || v < 0 || v >= ctx->vocab_size)
-            return BAD_REQUEST(e, "prompt", "prompt[%d] is not a token id in [0, %d)", i, ctx->vocab_size);
-        r->prompt[i++] = (int32_t)v;
-    }
-    r->n_prompt = n;
-    return 0;
-}
-
-static int encode(const api_ctx_t *ctx, const char *text, size_t len, bool add_bos, const char *param,
-                  api_request_t *r, api_error_t *e) {
-    if (len == 0) return BAD_REQUEST(e, param, "the prompt is empty");
-    if (!ctx->tok)
-        return BAD_REQUEST(e, param, "this model has no tokenizer.json: send the prompt as an array of token ids");
-    spex_err_t err = {0};
-    size_t n = 0;
-    if (tokenizer_encode(ctx->tok, text, len, add_bos, &r->prompt, &n, &err))
-        return BAD_REQUEST(e, param, "cannot tokenize: %s", err.msg);
-    if (n == 0) return BAD_REQUEST(e, param, "the prompt is empty");
-    r->n_prompt = (int)n;
-    return 0;
-}
-
-static int parse_prompt(const api_ctx_t *ctx, const cJSON *root, api_request_t *r, api_error_t *e) {
-    const cJSON *p = field(root, "prompt");
-    if (!p) return BAD_REQUEST(e, "prompt", "'prompt' is required");
-    if (cJSON_IsArray(p) && cJSON_GetArraySize(p) >= 1 && !cJSON_IsNumber(cJSON_GetArrayItem(p, 0))) {
-        if (cJSON_GetArraySize(p) > 1)
-            return BAD_REQUEST(e, "prompt", "several prompts in one request are not supported; send one per request");
-        p = cJSON_GetArrayItem(p, 0);   /* ["text"] or [[ids]] */
-    }
-    if (cJSON_IsString(p)) {
-        bool bos = ctx->tok && tokenizer_bos_id(ctx->tok) >= 0 && tokenizer_add_bos_default(ctx->tok);
-        return encode(ctx, p->valuestring, json_str_len(p), bos, "prompt", r, e);
-    }
-    if (cJSON_IsArray(p)) return ids_from_array(ctx, p, r, e);
-    return BAD_REQUEST(e, "prompt", "'prompt' must be a string or an array of token ids");
-}
-
-/* Message content: a string, or text parts concatenated, with its length in
- * *len (NUL bytes included). Malloc'ed. */
-static char *message_content(const cJSON *c, int i, size_t *len, api_error_t *e) {
-    strbuf_t b = {0};
-    sb_str(&b, "");
-    if (cJSON_IsString(c)) {
-        sb_add(&b, c->valuestring, json_str_len(c));
-        char *s = sb_take(&b, len);
-        if (!s) api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
-        return s;
-    }
-    if (!cJSON_IsArray(c)) {
-        BAD_REQUEST(e, "messages", "messages[%d].content must be a string or an array of text parts", i);
-        return NULL;
-    }
-    const cJSON *part;
-    cJSON_ArrayForEach(part, c) {
-        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
-        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
-        if (!json_str_is(type, "text") || !cJSON_IsString(text)) {
-            sb_free(&b);
-            BAD_REQUEST(e, "messages", "messages[%d].content: only parts {\"type\": \"text\", \"text\": ...} are "
-                                       "supported", i);
-            return NULL;
-        }
-        sb_add(&b, text->valuestring, json_str_len(text));
-    }
-    char *s = sb_take(&b, len);
-    if (!s) api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
-    return s;
-}
-
-static int render_chat(const api_ctx_t *ctx, const cJSON *msgs, api_request_t *r, api_error_t *e) {
-    int n = cJSON_GetArraySize(msgs), rc = -1;
-    chat_message_t *m = calloc((size_t)n, sizeof *m);
-    char **content = calloc((size_t)n, sizeof *content);
-    if (!m || !content) { api_fail(e, 500, "server_error", NULL, NULL, "out of memory"); goto done; }
-    for (int i = 0; i < n; i++) {
-        const cJSON *it = cJSON_GetArrayItem(msgs, i);
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(it, "role");
-        if (!cJSON_IsObject(it) || !cJSON_IsString(role)) {
-            BAD_REQUEST(e, "messages", "messages[%d] must be an object with a string 'role'", i);
-            goto done;
-        }
-        if (json_str_len(role) != strlen(role->valuestring)) {
-            BAD_REQUEST(e, "messages", "messages[%d].role holds a NUL character", i);
-            goto done;
-        }
-        size_t len = 0;
-        if (!(content[i] = message_content(cJSON_GetObjectItemCaseSensitive(it, "content"), i, &len, e))) goto done;
-        m[i] = (chat_message_t){role->valuestring, content[i], len};
-    }
-    spex_err_t err = {0};
-    int32_t bos = ctx->tok ? tokenizer_bos_id(ctx->tok) : -1;
-    size_t bos_len = 0;
-    const char *bos_bytes = bos >= 0 ? tokenizer_token_bytes(ctx->tok, bos, &bos_len) : NULL;
-    char bos_str[256] = "";
-    if (bos_bytes && bos_len < sizeof bos_str) memcpy(bos_str, bos_bytes, bos_len), bos_str[bos_len] = '\0';
-    size_t text_len = 0;
-    char *text = chat_render_len(m, n, bos_str, true, &text_len, &err);
-    if (!text) { BAD_REQUEST(e, "messages", "%s", err.msg); goto done; }
-    rc = encode(ctx, text, text_len, false, "messages", r, e);
-    free(text);
-done:
-    for (int i = 0; content && i < n; i++) free(content[i]);
-    free(content);
-    free(m);
-    return rc;
-}
-
-static int parse_messages(const api_ctx_t *ctx, const cJSON *root, api_request_t *r, api_error_t *e) {
-    const cJSON *msgs = field(root, "messages");
-    if (!msgs) return BAD_REQUEST(e, "messages", "'messages' is required");
-    if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0)
-        return BAD_REQUEST(e, "messages", "'messages' must be a non-empty array");
-    return render_chat(ctx, msgs, r, e);
-}
-
 /* ---------------------------------------------------------------- parameters */
 
 static int parse_stop(const cJSON *root, api_request_t *r, api_error_t *e) {
-    const cJSON *st = field(root, "stop");
+    const cJSON *st = api_field(root, "stop");
     if (!st) return 0;
     if (cJSON_IsString(st)) {
         if (!st->valuestring[0]) return BAD_REQUEST(e, "stop", "stop strings must not be empty");
@@ -255,22 +128,81 @@ static int parse_sampling(const cJSON *root, const api_defaults_t *d, api_reques
 }
 
 static int parse_limits(const cJSON *root, const api_defaults_t *d, api_request_t *r, api_error_t *e) {
-    long long max_tokens = 0, n = 1, spec_k = -1;
+    long long max_tokens = 0, mct = 0, n = 1, spec_k = -1;
     bool have_max = false, have_mct = false;
     if (get_int(root, "max_tokens", 1, 1e9, &max_tokens, &have_max, e) ||
-        get_int(root, "max_completion_tokens", 1, 1e9, &max_tokens, &have_mct, e) ||
-        get_int(root, "n", 1, 1e9, &n, NULL, e) || get_int(root, "spec_k", 0, SPEX_MAX_SPEC_K, &spec_k, NULL, e))
+        get_int(root, "max_completion_tokens", 1, 1e9, &mct, &have_mct, e) ||
+        get_int(root, "n", 1, API_MAX_CHOICES, &n, NULL, e) ||
+        get_int(root, "spec_k", 0, SPEX_MAX_SPEC_K, &spec_k, NULL, e))
         return -1;
-    if (n != 1) return BAD_REQUEST(e, "n", "only n = 1 is supported");
+    if (have_max && have_mct && max_tokens != mct)
+        return BAD_REQUEST(e, "max_completion_tokens", "max_tokens (%lld) and max_completion_tokens (%lld) disagree; "
+                           "send one of them", max_tokens, mct);
+    if (have_mct) max_tokens = mct;
+    r->n = (int)n;
     if (!have_max && !have_mct) max_tokens = d->max_tokens > 0 ? d->max_tokens : r->kind == API_COMPLETION ? 16 : 0;
     r->params.max_tokens = (int)max_tokens;
     r->params.spec_k = (int)spec_k;
     return 0;
 }
 
+/* presence_penalty, frequency_penalty, logit_bias {"token id": bias}. */
+static int parse_adjust(const api_ctx_t *ctx, const cJSON *root, api_request_t *r, api_error_t *e) {
+    logit_adjust_t *a = &r->params.adjust;
+    double pres = 0, freq = 0;
+    if (get_number(root, "presence_penalty", -2, 2, false, &pres, NULL, e) ||
+        get_number(root, "frequency_penalty", -2, 2, false, &freq, NULL, e))
+        return -1;
+    a->presence = (float)pres;
+    a->frequency = (float)freq;
+    const cJSON *lb = api_field(root, "logit_bias");
+    if (!lb) return 0;
+    if (!cJSON_IsObject(lb)) return BAD_REQUEST(e, "logit_bias", "'logit_bias' must be an object {\"token id\": bias}");
+    int n = cJSON_GetArraySize(lb);
+    if (n > LOGIT_BIAS_MAX) return BAD_REQUEST(e, "logit_bias", "at most %d logit_bias entries", LOGIT_BIAS_MAX);
+    if (n && !(r->bias = calloc((size_t)n, sizeof *r->bias)))
+        return api_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, lb) {
+        char *end = NULL;
+        long id = strtol(it->string, &end, 10);
+        if (!it->string[0] || *end || id < 0 || id >= ctx->vocab_size)
+            return BAD_REQUEST(e, "logit_bias", "logit_bias key '%.40s' is not a token id in [0, %d)", it->string,
+                               ctx->vocab_size);
+        if (!cJSON_IsNumber(it) || !(it->valuedouble >= -100 && it->valuedouble <= 100))
+            return BAD_REQUEST(e, "logit_bias", "logit_bias['%s'] must be a number in [-100, 100]", it->string);
+        r->bias[a->n_bias++] = (logit_bias_entry_t){(int32_t)id, (float)it->valuedouble};
+    }
+    a->bias = r->bias;
+    return 0;
+}
+
+/* completions: logprobs 0..5 (alternatives); chat: logprobs true + top_logprobs 0..20. */
+static int parse_logprobs(const cJSON *root, api_request_t *r, api_error_t *e) {
+    sched_params_t *p = &r->params;
+    long long top = 0;
+    bool have = false;
+    if (r->kind == API_COMPLETION) {
+        if (get_int(root, "logprobs", 0, 5, &top, &have, e)) return -1;
+        p->logprobs = have;
+    } else {
+        bool have_top = false;
+        if (get_bool(root, "logprobs", &p->logprobs, e) ||
+            get_int(root, "top_logprobs", 0, SPEX_MAX_TOP_LOGPROBS, &top, &have_top, e))
+            return -1;
+        if (have_top && !p->logprobs)
+            return BAD_REQUEST(e, "top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    }
+    p->top_logprobs = (int)top;
+    if (get_bool(root, "echo", &r->echo, e)) return -1;
+    if (r->echo && p->logprobs)
+        return BAD_REQUEST(e, "echo", "'echo' together with 'logprobs' (the prompt's logprobs) is not supported");
+    return 0;
+}
+
 static int parse_flags(const cJSON *root, api_request_t *r, api_error_t *e) {
     if (get_bool(root, "stream", &r->stream, e) || get_bool(root, "return_tokens", &r->return_tokens, e)) return -1;
-    const cJSON *so = field(root, "stream_options");
+    const cJSON *so = api_field(root, "stream_options");
     if (!so) return 0;
     if (!cJSON_IsObject(so)) return BAD_REQUEST(e, "stream_options", "'stream_options' must be an object");
     return get_bool(so, "include_usage", &r->include_usage, e) ||
@@ -280,7 +212,7 @@ static int parse_flags(const cJSON *root, api_request_t *r, api_error_t *e) {
 }
 
 static int check_model(const api_ctx_t *ctx, const cJSON *root, api_error_t *e) {
-    const cJSON *m = field(root, "model");
+    const cJSON *m = api_field(root, "model");
     if (!m || !ctx->model_name) return 0;
     if (!cJSON_IsString(m)) return BAD_REQUEST(e, "model", "'model' must be a string");
     if (!json_str_is(m, ctx->model_name))
@@ -294,12 +226,15 @@ int api_parse_request(const api_ctx_t *ctx, api_kind_t kind, const cJSON *root, 
     memset(r, 0, sizeof *r);
     r->kind = kind;
     if (!cJSON_IsObject(root)) return BAD_REQUEST(e, NULL, "the request body must be a JSON object");
-    if (check_model(ctx, root, e) || parse_flags(root, r, e) || parse_limits(root, d, r, e) ||
-        parse_sampling(root, d, r, e) || parse_stop(root, r, e) ||
-        (kind == API_CHAT ? parse_messages(ctx, root, r, e) : parse_prompt(ctx, root, r, e))) {
+    if (check_model(ctx, root, e) || api_check_fields(kind, root, e) || parse_flags(root, r, e) ||
+        parse_limits(root, d, r, e) || parse_sampling(root, d, r, e) || parse_stop(root, r, e) ||
+        parse_adjust(ctx, root, r, e) || parse_logprobs(root, r, e) ||
+        (kind == API_CHAT ? api_parse_messages(ctx, root, r, e) : api_parse_prompt(ctx, root, r, e))) {
         api_request_free(r);
         return -1;
     }
+    r->prompt = r->prompts[0].ids;
+    r->n_prompt = r->prompts[0].n;
     r->params.prompt = r->prompt;
     r->params.n_prompt = r->n_prompt;
     r->params.stop = (const char *const *)r->stop;
@@ -308,9 +243,30 @@ int api_parse_request(const api_ctx_t *ctx, api_kind_t kind, const cJSON *root, 
 }
 
 void api_request_free(api_request_t *r) {
-    free(r->prompt);
+    for (int i = 0; i < r->n_prompts; i++) {
+        free(r->prompts[i].ids);
+        free(r->prompts[i].echo);
+    }
+    free(r->prompts);
+    free(r->bias);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     memset(r, 0, sizeof *r);
+}
+
+int api_n_choices(const api_request_t *r) { return r->n_prompts * r->n; }
+
+void api_choice_params(const api_request_t *r, int c, sched_params_t *out) {
+    const api_prompt_t *p = &r->prompts[c / r->n];
+    *out = r->params;
+    out->prompt = p->ids;
+    out->n_prompt = p->n;
+    out->sampling.seed += (uint64_t)(c % r->n);   /* n choices of one prompt: seed, seed + 1, ... */
+}
+
+int api_prompt_tokens(const api_request_t *r) {
+    int n = 0;
+    for (int i = 0; i < r->n_prompts; i++) n += r->prompts[i].n;
+    return n;
 }
 
 /* ---------------------------------------------------------------- errors */
@@ -364,76 +320,3 @@ void api_new_id(api_kind_t kind, char *out, size_t len) {
     for (size_t i = 0; i < sizeof r && k + 2 < (int)len; i++) k += snprintf(out + k, len - (size_t)k, "%02x", r[i]);
 }
 
-static void usage_json(strbuf_t *b, int prompt, int completion) {
-    sb_printf(b, "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,\"total_tokens\":%d}", prompt, completion,
-              prompt + completion);
-}
-
-static void head_json(strbuf_t *b, const api_request_t *rq, const char *id, long created, const char *model,
-                      bool chunk) {
-    const char *object = rq->kind == API_CHAT ? (chunk ? "chat.completion.chunk" : "chat.completion")
-                                              : "text_completion";
-    sb_str(b, "{\"id\":");
-    sb_json_cstr(b, id);
-    sb_printf(b, ",\"object\":\"%s\",\"created\":%ld,\"model\":", object, created);
-    sb_json_cstr(b, model);
-}
-
-void api_response_json(strbuf_t *b, const api_request_t *rq, const char *id, long created, const char *model,
-                       const sched_result_t *r) {
-    head_json(b, rq, id, created, model, false);
-    sb_str(b, ",\"choices\":[{\"index\":0,");
-    if (rq->kind == API_CHAT) {
-        sb_str(b, "\"message\":{\"role\":\"assistant\",\"content\":");
-        sb_json_str(b, r->text, r->text_len);
-        sb_str(b, "}");
-    } else {
-        sb_str(b, "\"text\":");
-        sb_json_str(b, r->text, r->text_len);
-    }
-    if (rq->return_tokens) {
-        sb_str(b, ",\"tokens\":");
-        sb_json_ids(b, r->tokens, r->n_tokens);
-    }
-    sb_str(b, ",\"logprobs\":null,\"finish_reason\":");
-    sb_json_cstr(b, r->finish_reason);
-    sb_str(b, "}],");
-    usage_json(b, r->prompt_tokens, r->n_tokens);
-    sb_str(b, "}");
-}
-
-void api_chunk_sse(strbuf_t *b, const api_request_t *rq, const char *id, long created, const char *model,
-                   const char *text, size_t len, bool role, const char *finish_reason, int usage_tokens) {
-    sb_str(b, "data: ");
-    head_json(b, rq, id, created, model, true);
-    sb_str(b, ",\"choices\":[{\"index\":0,");
-    if (rq->kind == API_CHAT) {
-        sb_str(b, "\"delta\":{");
-        if (role) sb_str(b, "\"role\":\"assistant\"");
-        if (text) {
-            sb_str(b, role ? ",\"content\":" : "\"content\":");
-            sb_json_str(b, text, len);
-        }
-        sb_str(b, "}");
-    } else {
-        sb_str(b, "\"text\":");
-        sb_json_str(b, text ? text : "", text ? len : 0);
-    }
-    sb_str(b, ",\"logprobs\":null,\"finish_reason\":");
-    sb_json_cstr(b, finish_reason);
-    sb_str(b, "}]");
-    if (usage_tokens >= 0) {
-        sb_str(b, ",");
-        usage_json(b, rq->n_prompt, usage_tokens);
-    }
-    sb_str(b, "}\n\n");
-}
-
-void api_usage_chunk_sse(strbuf_t *b, const api_request_t *rq, const char *id, long created, const char *model,
-                         int completion_tokens) {
-    sb_str(b, "data: ");
-    head_json(b, rq, id, created, model, true);
-    sb_str(b, ",\"choices\":[],");
-    usage_json(b, rq->n_prompt, completion_tokens);
-    sb_str(b, "}\n\n");
-}

@@ -2,23 +2,31 @@
  * (HTTP) and `spex batch` (JSONL lines).
  *
  * Requests (POST /v1/completions, /v1/chat/completions, or one batch line):
- *   prompt       completions: a string, an array of token ids, or an array
- *                holding exactly one of those (several prompts: 400)
- *   messages     chat: [{role: system|user|assistant, content: string or
- *                [{type: "text", text}...]}], rendered with coordinator/serve/chat.h
- *   max_tokens / max_completion_tokens   integer >= 1; default 16 for
- *                completions (OpenAI's), as many as fit for chat
+ *   prompt       completions: a string, an array of token ids, or an array of
+ *                several of either kind (one choice set per prompt, in order)
+ *   messages     chat: [{role: system|developer|user|assistant, content: string
+ *                or [{type: "text", text}...]}], rendered with coordinator/serve/chat.h
+ *                (developer is OpenAI's newer name for system)
+ *   max_tokens / max_completion_tokens   integer >= 1 (both given: they must
+ *                agree); default 16 for completions (OpenAI's), as many as fit for chat
  *   temperature  [0, 2], default 1 (OpenAI's); 0 = greedy
- *   top_p (0, 1], top_k >= 0 (0 or -1 = off), seed (integer; default random)
+ *   top_p (0, 1], top_k >= 0 (0 or -1 = off), seed (integer; default random;
+ *                choice j of n uses seed + j)
+ *   presence_penalty, frequency_penalty [-2, 2]; logit_bias {"id": [-100, 100]}
+ *                (coordinator/decode/logit_adjust.h)
+ *   logprobs     completions: integer 0..5 (alternatives per token); chat:
+ *                boolean, with top_logprobs 0..20 (coordinator/decode/token_logprobs.h)
+ *   echo         completions: the prompt's text before the completion (not with logprobs)
+ *   n            1..128 choices per prompt (prompts x n <= 128)
  *   stop         a string or an array of up to 16 strings
  *   stream, stream_options.include_usage
- *   n            must be 1
  *   model        if given, must name the served model (else 404)
  * Extensions: spec_k (lower the server's speculation depth for this request),
  * return_tokens (add the generated token ids to the choice),
  * stream_options.continuous_usage_stats (usage in every chunk, as vLLM).
- * Unknown fields are ignored; a known field of the wrong type is a 400 naming
- * it (null counts as absent).
+ * OpenAI fields Spex does not implement are a 400 naming them
+ * (server/api_fields.h); fields OpenAI does not define are ignored; a known
+ * field of the wrong type is a 400 naming it (null counts as absent).
  *
  * Errors are OpenAI's shape: {"error":{"message","type","param","code"}}. */
 #ifndef SPEX_API_H
@@ -29,6 +37,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "coordinator/decode/logit_adjust.h"
 #include "coordinator/serve/scheduler.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "core/strbuf.h"
@@ -62,20 +71,45 @@ typedef struct api_error {
     char message[1024];
 } api_error_t;
 
+#define API_MAX_CHOICES 128
+
+/* One prompt of a request. */
+typedef struct api_prompt {
+    int32_t *ids;
+    int n;
+    char *echo;                  /* echo: the prompt's text (malloc'ed), else NULL */
+    size_t echo_len;
+} api_prompt_t;
+
 typedef struct api_request {
     api_kind_t kind;
-    int32_t *prompt;
+    api_prompt_t *prompts;       /* [n_prompts] */
+    int n_prompts;
+    int n;                       /* choices per prompt; choice c answers prompt c / n */
+    int32_t *prompt;             /* prompts[0] (the only one for chat) */
     int n_prompt;
     char *stop[SCHED_MAX_STOP];
     int n_stop;
-    sched_params_t params;       /* points into prompt / stop */
-    bool stream, include_usage, continuous_usage, return_tokens;
+    logit_bias_entry_t *bias;    /* [params.adjust.n_bias] */
+    sched_params_t params;       /* choice 0's; points into prompts / stop / bias */
+    bool stream, include_usage, continuous_usage, return_tokens, echo;
 } api_request_t;
 
 /* Validate and tokenize one request object. On failure fills e and returns -1. */
 int api_parse_request(const api_ctx_t *ctx, api_kind_t kind, const cJSON *root, const api_defaults_t *d,
                       api_request_t *out, api_error_t *e);
 void api_request_free(api_request_t *r);
+/* Choices in the response: n_prompts * n. */
+int api_n_choices(const api_request_t *r);
+/* The scheduler parameters of choice c (pointing into r). */
+void api_choice_params(const api_request_t *r, int c, sched_params_t *out);
+/* usage.prompt_tokens: each prompt counted once (n choices share it). */
+int api_prompt_tokens(const api_request_t *r);
+
+/* A 400 invalid_request_error naming param (printf-style message); returns -1. */
+#define API_BAD_REQUEST(e, param, ...) api_fail(e, 400, "invalid_request_error", param, "invalid_value", __VA_ARGS__)
+/* root's member `name`, or NULL when absent or null. */
+const cJSON *api_field(const cJSON *root, const char *name);
 
 /* printf into e->message and set the rest; returns -1. */
 int api_fail(api_error_t *e, int status, const char *type, const char *param, const char *code, const char *fmt, ...)
@@ -90,17 +124,6 @@ void api_error_json(strbuf_t *b, const api_error_t *e);
 /* "cmpl-<24 hex>" / "chatcmpl-<24 hex>" */
 void api_new_id(api_kind_t kind, char *out, size_t len);
 
-/* A complete (non-streaming) response object. */
-void api_response_json(strbuf_t *b, const api_request_t *rq, const char *id, long created, const char *model,
-                       const sched_result_t *r);
-
-/* One SSE event "data: {chunk}\n\n". text may be NULL (no content); role
- * adds the assistant role (first chat chunk); finish_reason NULL while
- * running; usage_tokens >= 0 adds usage with that many completion tokens. */
-void api_chunk_sse(strbuf_t *b, const api_request_t *rq, const char *id, long created, const char *model,
-                   const char *text, size_t len, bool role, const char *finish_reason, int usage_tokens);
-/* The usage-only chunk (choices: []) sent last when include_usage. */
-void api_usage_chunk_sse(strbuf_t *b, const api_request_t *rq, const char *id, long created, const char *model,
-                         int completion_tokens);
+/* Responses and SSE chunks: server/api_response.h. */
 
 #endif

@@ -30,7 +30,9 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "server/api_response.h"
 #include "server/body_gate.h"
+#include "server/choices.h"
 #include "server/conn_guard.h"
 #include "server/cors.h"
 #include "server/tokenize_routes.h"
@@ -75,12 +77,14 @@ typedef struct conn {
 
 typedef struct stream {
     http_server_t *srv;
+    const api_ctx_t *api;
+    const char *endpoint;   /* metrics label */
     api_request_t rq;
-    sched_req_t *req;
+    choice_set_t cs;
     char id[48];
     long created;
     strbuf_t out;
-    size_t out_off, text_off;
+    size_t out_off;
     int fd;
     bool started, finished;
     bool failed;            /* closed by us (out of memory), not by the client */
@@ -263,52 +267,100 @@ static enum MHD_Result get_metrics(http_server_t *srv, struct MHD_Connection *c,
 
 /* ---------------------------------------------------------------- streaming */
 
+/* The stream's status for /metrics is known only at its end: 200 when it
+ * was delivered whole, 499 (nginx's "client closed request") when the client
+ * went away first, 500 when we had to close it. */
 static void stream_free(void *cls) {
     stream_t *st = cls;
     if (!st->finished && !st->failed) spex_log("http: %s: client went away, request cancelled", st->id);
-    sched_req_release(st->req);   /* cancels it if the client left early */
+    metrics_request(st->srv->cfg.metrics, st->endpoint, st->finished ? 200 : st->failed ? 500 : STATUS_CLIENT_CLOSED);
+    choices_release(&st->cs);   /* cancels them if the client left early */
     api_request_free(&st->rq);
     sb_free(&st->out);
     free(st);
 }
 
-/* The request ended: final chunk (or the error), usage, [DONE]. */
-static void stream_finish(stream_t *st) {
-    const sched_result_t *r = sched_req_result(st->req);
-    const char *model = st->srv->model_name;
+static void stream_chunk(stream_t *st, const api_delta_t *d) {
+    int usage = st->rq.continuous_usage ? choices_tokens(&st->cs) : -1;
+    api_chunk_sse(&st->out, &st->rq, st->api->tok, st->id, st->created, st->srv->model_name, d, usage);
+}
+
+/* First chunks: the role (chat) or the echoed prompt (completions with echo), per choice. */
+static void stream_open(stream_t *st) {
+    st->started = true;
+    for (int i = 0; i < st->cs.n; i++) {
+        const api_prompt_t *p = &st->rq.prompts[i / st->rq.n];
+        if (st->rq.kind == API_CHAT) stream_chunk(st, &(api_delta_t){.index = i, .text = "", .role = true});
+        else if (st->rq.echo) stream_chunk(st, &(api_delta_t){.index = i, .text = p->echo, .len = p->echo_len});
+    }
+}
+
+/* Choice i ended: its final chunk, or the error (which ends the stream). */
+static bool stream_choice_end(stream_t *st, int i) {
+    const sched_result_t *r = sched_req_result(st->cs.c[i].req);
     api_error_t e;
+    st->cs.c[i].finished = true;
+    st->cs.c[i].tokens = r->n_tokens;
     if (api_result_error(r, &e)) {
         sb_str(&st->out, "data: ");
         api_error_json(&st->out, &e);
         sb_str(&st->out, "\n\n");
-    } else {
-        api_chunk_sse(&st->out, &st->rq, st->id, st->created, model, st->rq.kind == API_CHAT ? NULL : "", 0, false,
-                      r->finish_reason, st->rq.continuous_usage ? r->n_tokens : -1);
-        if (st->rq.include_usage) api_usage_chunk_sse(&st->out, &st->rq, st->id, st->created, model, r->n_tokens);
+        return false;
     }
+    stream_chunk(st, &(api_delta_t){.index = i, .text = st->rq.kind == API_CHAT ? NULL : "",
+                                    .finish_reason = r->finish_reason});
+    return true;
+}
+
+/* Every choice ended (or one failed): usage, [DONE]. */
+static void stream_close(stream_t *st, bool ok) {
+    if (ok && st->rq.include_usage)
+        api_usage_chunk_sse(&st->out, &st->rq, st->id, st->created, st->srv->model_name, choices_tokens(&st->cs));
     sb_str(&st->out, "data: [DONE]\n\n");
     st->finished = true;
 }
 
+/* Wait a little for choice i and write what it produced. Returns 1 when
+ * something was written, 0 when not, -1 on failure; *ended when it finished. */
+static int stream_poll(stream_t *st, int i, double timeout, bool *ended) {
+    choice_t *c = &st->cs.c[i];
+    sched_update_t u;
+    int tok_from = st->rq.params.logprobs ? c->tok_off : -1;
+    if (sched_req_wait_tokens(c->req, c->text_off, tok_from, timeout, &u)) { sched_update_free(&u); return -1; }
+    c->tokens = u.completion_tokens;
+    if (u.len || u.n_toks)
+        stream_chunk(st, &(api_delta_t){.index = i, .text = u.text ? u.text : "", .len = u.len, .toks = u.toks,
+                                        .lps = u.lps, .n_toks = u.n_toks, .prev_end = c->prev_end});
+    c->text_off += u.len;
+    if (u.n_toks) {
+        c->tok_off += u.n_toks;
+        c->prev_end = u.toks[u.n_toks - 1].text_end;
+    }
+    *ended = u.done;
+    int wrote = u.len || u.n_toks || u.done;
+    sched_update_free(&u);
+    return wrote;
+}
+
 /* Produce the next event(s) into st->out, waiting for the engine if needed. */
 static int stream_fill(stream_t *st) {
-    const char *model = st->srv->model_name;
     if (!st->started) {
-        st->started = true;
-        if (st->rq.kind == API_CHAT) {
-            api_chunk_sse(&st->out, &st->rq, st->id, st->created, model, "", 0, true, NULL, -1);
-            return st->out.oom ? -1 : 0;
-        }
+        stream_open(st);
+        if (st->out.n || st->out.oom) return st->out.oom ? -1 : 0;
     }
-    sched_update_t u;
-    if (sched_req_wait(st->req, st->text_off, WAIT_SLICE_SECONDS, &u)) return -1;
-    st->text_off += u.len;
-    if (u.len)
-        api_chunk_sse(&st->out, &st->rq, st->id, st->created, model, u.text, u.len, false, NULL,
-                      st->rq.continuous_usage ? u.completion_tokens : -1);
-    free(u.text);
-    if (u.done) stream_finish(st);
-    else if (u.len == 0 && peer_gone(st->fd)) return -1;   /* stream_free logs and cancels */
+    int open = 0, wrote = 0;
+    for (int i = 0; i < st->cs.n; i++) open += !st->cs.c[i].finished;
+    bool ok = true;
+    for (int i = 0; i < st->cs.n && ok; i++) {
+        if (st->cs.c[i].finished) continue;
+        bool ended = false;
+        int w = stream_poll(st, i, open == 1 ? WAIT_SLICE_SECONDS : 0.01, &ended);
+        if (w < 0) return -1;
+        wrote += w;
+        if (ended) { ok = stream_choice_end(st, i); open--; }
+    }
+    if (!ok || open == 0) stream_close(st, ok);
+    else if (!wrote && peer_gone(st->fd)) return -1;   /* stream_free logs and cancels */
     if (!st->out.oom) return 0;
     spex_log("http: %s: out of memory for the stream, closing it", st->id);
     st->failed = true;
@@ -330,21 +382,23 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     return (ssize_t)n;
 }
 
-/* Takes ownership of rq and req. */
-static enum MHD_Result start_stream(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn,
-                                    api_request_t *rq, sched_req_t *req) {
+/* Takes ownership of rq and cs. */
+static enum MHD_Result start_stream(http_server_t *srv, const api_ctx_t *api, struct MHD_Connection *c,
+                                    const conn_t *cn, api_request_t *rq, choice_set_t *cs) {
     stream_t *st = calloc(1, sizeof *st);
     struct MHD_Response *r =
         st ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, st, stream_free) : NULL;
     if (!r) {
         if (st) free(st);
-        sched_req_release(req);
+        choices_release(cs);
         api_request_free(rq);
         return fail(srv, c, cn, 500, "server_error", NULL, "out of memory");
     }
     st->srv = srv;
+    st->api = api;
+    st->endpoint = cn->endpoint;
     st->rq = *rq;
-    st->req = req;
+    st->cs = *cs;
     st->fd = conn_fd(c);
     st->created = (long)time(NULL);
     api_new_id(rq->kind, st->id, sizeof st->id);
@@ -352,44 +406,55 @@ static enum MHD_Result start_stream(http_server_t *srv, struct MHD_Connection *c
     cors_headers(r, srv->cfg.cors_origin);
     MHD_add_response_header(r, "Cache-Control", "no-cache");
     enum MHD_Result ret = MHD_queue_response(c, 200, r);
-    MHD_destroy_response(r);   /* stream_free runs when MHD is done with it */
-    metrics_request(srv->cfg.metrics, cn->endpoint, 200);
+    MHD_destroy_response(r);   /* stream_free runs when MHD is done with it (and counts the status) */
     return ret;
 }
 
 /* ---------------------------------------------------------------- completions */
 
-/* Non-streaming: wait for the end, watching for the client leaving. */
-static enum MHD_Result wait_and_respond(http_server_t *srv, struct MHD_Connection *c, const conn_t *cn,
-                                        api_request_t *rq, sched_req_t *req) {
-    int fd = conn_fd(c);
+/* Wait for one choice's end, watching for the client leaving (false then). */
+static bool wait_choice(sched_req_t *req, int fd) {
     size_t off = 0;
     for (;;) {
         sched_update_t u;
         int rc = sched_req_wait(req, off, WAIT_SLICE_SECONDS, &u);
         off += u.len;
-        free(u.text);
-        if (u.done) break;
-        if (rc == 0 && !peer_gone(fd)) continue;
-        sched_req_release(req);   /* cancels: frees the sequence at the next step */
+        bool done = u.done;
+        sched_update_free(&u);
+        if (done) return true;
+        if (rc != 0 || peer_gone(fd)) return false;
+    }
+}
+
+/* Non-streaming: wait for every choice, then answer. Takes ownership of rq and cs. */
+static enum MHD_Result wait_and_respond(http_server_t *srv, const api_ctx_t *api, struct MHD_Connection *c,
+                                        const conn_t *cn, api_request_t *rq, choice_set_t *cs) {
+    int fd = conn_fd(c);
+    for (int i = 0; i < cs->n; i++) {
+        if (wait_choice(cs->c[i].req, fd)) continue;
+        choices_release(cs);   /* cancels: frees the sequences at the next step */
         spex_log("http: client went away before the answer, request cancelled");
         api_request_free(rq);
         metrics_request(srv->cfg.metrics, cn->endpoint, STATUS_CLIENT_CLOSED);
         return MHD_NO;
     }
-    const sched_result_t *r = sched_req_result(req);
-    api_error_t e;
+    const sched_result_t **res = calloc((size_t)cs->n, sizeof *res);
+    api_error_t e = {0};
+    bool failed = !res;
+    if (!res) api_fail(&e, 500, "server_error", NULL, NULL, "out of memory");
+    for (int i = 0; !failed && i < cs->n; i++) failed = api_result_error(res[i] = sched_req_result(cs->c[i].req), &e);
     enum MHD_Result ret;
-    if (api_result_error(r, &e)) {
+    if (failed) {
         ret = respond_error(srv, c, cn, &e);
     } else {
         char id[48];
         api_new_id(rq->kind, id, sizeof id);
         strbuf_t b = {0};
-        api_response_json(&b, rq, id, (long)time(NULL), srv->model_name, r);
+        api_response_json(&b, rq, api->tok, id, (long)time(NULL), srv->model_name, res, cs->n);
         ret = respond_json(srv, c, cn, 200, &b);
     }
-    sched_req_release(req);
+    free(res);
+    choices_release(cs);
     api_request_free(rq);
     return ret;
 }
@@ -422,10 +487,10 @@ static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection
     int bad = parse_body(api, cn, &rq, &e);
     body_gate_leave(srv->gate, cn->body.n);
     if (bad) return respond_error(srv, c, cn, &e);
-    sched_req_t *req;
-    const char *param;
+    choice_set_t cs;
+    const char *param = NULL;
     spex_err_t err = {0};
-    sched_status_t st = scheduler_submit(api->sched, &rq.params, &req, &param, &err);
+    sched_status_t st = choices_submit(api->sched, &rq, &cs, &param, &err);
     if (st != SCHED_OK) {
         api_submit_error(st, param, err.msg, &e);
         api_request_free(&rq);
@@ -433,7 +498,7 @@ static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection
     }
     cn->active = true;   /* until MHD has sent the whole answer (on_completed) */
     atomic_fetch_add(&srv->active, 1);
-    return rq.stream ? start_stream(srv, c, cn, &rq, req) : wait_and_respond(srv, c, cn, &rq, req);
+    return rq.stream ? start_stream(srv, api, c, cn, &rq, &cs) : wait_and_respond(srv, api, c, cn, &rq, &cs);
 }
 
 /* POST /tokenize, /detokenize (server/tokenize_routes.h). */

@@ -6,9 +6,9 @@
  *   OPTIONS (any of them), with a CORS origin             (server/cors.h)
  *
  * Threads: libmicrohttpd runs one thread per connection. A handler parses and
- * tokenizes the request, submits it to the scheduler, and then only waits on
- * that request's output (the scheduler's mutex + condition variable); it never
- * touches the engine. Streaming responses are produced by a content-reader
+ * tokenizes the request, submits its choices to the scheduler (one request
+ * each, server/choices.h), and then only waits on their output (the
+ * scheduler's mutex + condition variable); it never touches the engine. Streaming responses are produced by a content-reader
  * callback that blocks until the next text delta. While waiting, a handler
  * polls its socket: a client that hangs up cancels its request, which frees
  * the sequence and its KV cache at the next step.

@@ -16,6 +16,10 @@ static int seq_check(const model_t *m, int n_prompt, const seq_params_t *p, spex
     if (bad) return spex_fail(err, "%s", bad);
     if (n_prompt <= 0) return spex_fail(err, "empty prompt");
     if (p->max_new_tokens < 0) return spex_fail(err, "max_new_tokens must be >= 0");
+    bad = logit_adjust_check(&p->adjust, m->cfg.vocab_size, NULL);
+    if (bad) return spex_fail(err, "%s", bad);
+    if (p->logprobs && (p->top_logprobs < 0 || p->top_logprobs > SPEX_MAX_TOP_LOGPROBS))
+        return spex_fail(err, "top_logprobs must be in [0, %d]", SPEX_MAX_TOP_LOGPROBS);
     if (!(p->draft_min_p >= 0 && p->draft_min_p <= 1))
         return spex_fail(err, "draft_min_p must be in [0, 1], got %g", (double)p->draft_min_p);
     if (p->spec_k < 0 || p->spec_k > SPEX_MAX_SPEC_K)
@@ -26,6 +30,24 @@ static int seq_check(const model_t *m, int n_prompt, const seq_params_t *p, spex
     if ((long)n_prompt + p->max_new_tokens > m->rope.max_pos)
         return spex_fail(err, "prompt (%d tokens) + max_new_tokens (%d) exceeds the context of %d tokens", n_prompt,
                          p->max_new_tokens, m->rope.max_pos);
+    return 0;
+}
+
+/* The buffers logit adjustment and logprobs need (none when unused). */
+static int seq_alloc_extras(sequence_t *s, int V, spex_err_t *err) {
+    const seq_params_t *p = &s->p;
+    if (p->adjust.n_bias > 0) {
+        s->bias = malloc(sizeof *s->bias * (size_t)p->adjust.n_bias);
+        if (!s->bias) return spex_fail(err, "out of memory");
+        memcpy(s->bias, p->adjust.bias, sizeof *s->bias * (size_t)p->adjust.n_bias);
+    }
+    s->p.adjust.bias = s->bias;
+    if (logit_adjust_has_penalty(&p->adjust) && !(s->counts = calloc((size_t)V, sizeof *s->counts)))
+        return spex_fail(err, "out of memory");
+    if (!p->logprobs) return 0;
+    s->lp = malloc(sizeof *s->lp * (size_t)(p->max_new_tokens + SPEX_MAX_SPEC_K + 1));
+    s->lp_scratch = malloc(sizeof(float) * (size_t)V);
+    if (!s->lp || !s->lp_scratch) return spex_fail(err, "out of memory");
     return 0;
 }
 
@@ -52,6 +74,7 @@ sequence_t *sequence_create(const model_t *m, const int32_t *prompt, int n_promp
     }
     memcpy(s->prompt, prompt, sizeof(int32_t) * (size_t)n_prompt);
     rng_seed(&s->rng, p->sampling.seed);
+    if (seq_alloc_extras(s, V, err)) { sequence_free(s); return NULL; }
     return s;
 }
 
@@ -62,6 +85,10 @@ void sequence_free(sequence_t *s) {
     free(s->out);
     free(s->q);
     free(s->mtp_hidden);
+    free(s->lp);
+    free(s->lp_scratch);
+    free(s->bias);
+    free(s->counts);
     free(s);
 }
 
@@ -88,6 +115,18 @@ static bool seq_emit(sequence_t *s, int32_t tok, engine_token_fn cb, void *user)
     return !s->done;
 }
 
+/* Bias and penalties on a row whose history is the output plus drafts[0..j). */
+static void seq_adjust(sequence_t *s, float *logits, int j) {
+    if (logit_adjust_active(&s->p.adjust))
+        logit_adjust_apply(&s->p.adjust, s->out, s->n_out, s->drafts, j, s->counts, logits);
+}
+
+/* Record the logprobs of the token about to be emitted (at out[n_out]) from its row. */
+static void seq_logprob(sequence_t *s, const float *logits, int V, int32_t tok) {
+    if (s->p.logprobs)
+        token_logprob_fill(&s->p.sampling, logits, V, tok, s->p.top_logprobs, s->lp_scratch, s->lp + s->n_out);
+}
+
 /* Most drafts worth verifying now: no more than the tokens still wanted, and
  * every verify row must fit the cache. */
 static int seq_max_drafts(const sequence_t *s) {
@@ -107,8 +146,9 @@ static float argmax_prob(const float *logits, int V, int32_t best) {
 /* Draft token j from MTP logits: argmax, or a draw from q (kept for
  * verification); sets draft_stop when the draft is less likely than
  * draft_min_p under the MTP distribution (adaptive draft length). */
-static int32_t seq_draft(sequence_t *s, const float *mtp_logits, int j, int V) {
+static int32_t seq_draft(sequence_t *s, float *mtp_logits, int j, int V) {
     int32_t t;
+    seq_adjust(s, mtp_logits, j);
     float conf = 1.0f;
     if (!s->q) {
         t = argmax(mtp_logits, V);
@@ -222,7 +262,9 @@ static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *us
     if (model_forward(m, s->prompt + c, &seq, 1, r.hidden, r.want, r.logits, err)) goto done;
     s->started = true;
     s->pos = n;
+    seq_adjust(s, r.logits, 0);
     s->last = sampler_sample(&s->p.sampling, r.logits, r.V, &s->rng, probs);
+    seq_logprob(s, r.logits, r.V, s->last);
     if (seq_emit(s, s->last, cb, user) && seq_max_drafts(s) > 0) {
         /* MTP rows t = c..n-1: (h_t, token_{t+1}), token_n = the token just emitted */
         memcpy(r.tokens, s->prompt + c + 1, sizeof(int32_t) * (size_t)(rn - 1));
@@ -245,17 +287,25 @@ done:
 
 /* Accept/reject one sequence's drafts given its verify rows; emit tokens and
  * roll the main cache back. Returns the number of accepted drafts. */
-static int verify_one(model_t *m, sequence_t *s, const float *logits, int k, float *p, float *tmp,
+static int verify_one(model_t *m, sequence_t *s, float *logits, int k, float *p, float *tmp,
                       engine_token_fn cb, void *user) {
     int32_t next;
-    int a = spec_verify(&s->p.sampling, logits, m->cfg.vocab_size, s->drafts, k, s->q, &s->rng, p, tmp, &next);
+    int V = m->cfg.vocab_size;
+    for (int i = 0; i <= k; i++) seq_adjust(s, logits + (size_t)i * V, i);   /* row i follows drafts 1..i */
+    int a = spec_verify(&s->p.sampling, logits, V, s->drafts, k, s->q, &s->rng, p, tmp, &next);
     int before = s->n_out;
     kv_cache_truncate(s->kv, 0, m->cfg.num_hidden_layers, s->pos + a + 1);
     s->pos += a + 1;
     s->last = next;
     bool alive = true;
-    for (int i = 0; i < a && alive; i++) alive = seq_emit(s, s->drafts[i], cb, user);
-    if (alive) seq_emit(s, next, cb, user);
+    for (int i = 0; i < a && alive; i++) {
+        seq_logprob(s, logits + (size_t)i * V, V, s->drafts[i]);
+        alive = seq_emit(s, s->drafts[i], cb, user);
+    }
+    if (alive) {
+        seq_logprob(s, logits + (size_t)a * V, V, next);
+        seq_emit(s, next, cb, user);
+    }
     seq_count(s, k, a, s->n_out - before);
     s->n_drafts = 0;
     return a;

@@ -13,6 +13,9 @@
  *      (h_t, token_{t+1}) for the new positions; its last row drafts d1), then
  *      chains K-1 more single-row steps (hidden after shared_head.norm + the
  *      token just drafted).
+ * Every row a token or a draft comes from is first adjusted by the request's
+ * logit_bias and penalties (history: the output so far plus the drafts before
+ * that row), and its logprobs are recorded when asked (token_logprobs.h).
  * Decode, verify and draft steps use the row-independent kernels, so a token's
  * logits never depend on K or on the other sequences in the step: greedy output
  * is identical with and without speculation and under any batching.
@@ -27,7 +30,9 @@
 #include <stdint.h>
 
 #include "coordinator/decode/eos_set.h"
+#include "coordinator/decode/logit_adjust.h"
 #include "coordinator/decode/sampler.h"
+#include "coordinator/decode/token_logprobs.h"
 #include "coordinator/model/model.h"
 
 #define SPEX_MAX_SPEC_K 8
@@ -43,6 +48,11 @@ typedef struct seq_params {
      * the decision uses only draft-side information. */
     float draft_min_p;
     eos_set_t eos;           /* stop tokens (empty = none): any of them ends the sequence */
+    /* logit_bias and penalties, applied to every row a token or a draft comes
+     * from (the bias array is copied by sequence_create) */
+    logit_adjust_t adjust;
+    bool logprobs;           /* record token_logprob_t for every emitted token */
+    int top_logprobs;        /* alternatives per token (0..SPEX_MAX_TOP_LOGPROBS) */
 } seq_params_t;
 
 typedef struct spec_stats {
@@ -64,6 +74,10 @@ typedef struct sequence {
     int n_prompt;
     int32_t *out;            /* generated tokens [n_out] */
     int n_out;
+    token_logprob_t *lp;     /* p.logprobs: [n_out], lp[i] for out[i]; set before on_token sees out[i] */
+    float *lp_scratch;       /* p.logprobs: [vocab] */
+    logit_bias_entry_t *bias;   /* owned copy of p.adjust.bias */
+    int32_t *counts;         /* penalties: [vocab] zeroed scratch (logit_adjust_apply) */
     int pos;                 /* tokens in the main cache */
     int32_t last;            /* last emitted token (at position pos) */
     int32_t drafts[SPEX_MAX_SPEC_K];

@@ -10,6 +10,9 @@
  *    probability p_i(d_i); on rejection draw from p_i with d_i removed.
  * p_i is the request's distribution (temperature, top-k, top-p applied): every
  * emitted token is then distributed exactly as plain sampling would give it.
+ * logit_bias and penalties are the caller's: the engine adjusts row i's logits
+ * (history: the output plus drafts 1..i) before calling, and the drafts' q the
+ * same way (coordinator/decode/logit_adjust.h).
  * If every draft is accepted, the bonus token is drawn from p_{K+1}. */
 #ifndef SPEX_SPEC_VERIFY_H
 #define SPEX_SPEC_VERIFY_H

@@ -17,6 +17,9 @@ static const double TTFT_BOUNDS[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 static const double ITL_BOUNDS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 static const double E2E_BOUNDS[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
 static const double STEP_BOUNDS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+static const double PHASE_BOUNDS[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
+static const double TOKEN_BOUNDS[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000,
+                                      100000, 200000};
 
 typedef struct hist {
     const double *bounds;
@@ -38,7 +41,8 @@ struct metrics {
     int n_status;
     uint64_t prompt_tokens, completion_tokens;
     uint64_t finished_stop, finished_length, finished_cancelled, finished_error;
-    hist_t ttft, itl, e2e, queue, step;
+    hist_t ttft, itl, e2e, queue, step, prefill, decode, prompt_len, gen_len;
+    char model_label[320];   /* model_name="..." (escaped), or "" */
     uint64_t step_sequences;
     spec_stats_t spec;
     metrics_gauges_t g;
@@ -69,6 +73,10 @@ metrics_t *metrics_create(void) {
     hist_init(&m->e2e, E2E_BOUNDS, N(E2E_BOUNDS));
     hist_init(&m->queue, E2E_BOUNDS, N(E2E_BOUNDS));
     hist_init(&m->step, STEP_BOUNDS, N(STEP_BOUNDS));
+    hist_init(&m->prefill, PHASE_BOUNDS, N(PHASE_BOUNDS));
+    hist_init(&m->decode, PHASE_BOUNDS, N(PHASE_BOUNDS));
+    hist_init(&m->prompt_len, TOKEN_BOUNDS, N(TOKEN_BOUNDS));
+    hist_init(&m->gen_len, TOKEN_BOUNDS, N(TOKEN_BOUNDS));
 #undef N
     return m;
 }
@@ -90,18 +98,41 @@ void metrics_request(metrics_t *m, const char *endpoint, int status) {
     pthread_mutex_unlock(&m->mu);
 }
 
-void metrics_request_done(metrics_t *m, const char *finish_reason, int prompt_tokens, int completion_tokens,
-                          double queue_seconds, double e2e_seconds) {
+void metrics_set_model_name(metrics_t *m, const char *name) {
+    if (!m) return;
+    strbuf_t b = {0};
+    if (name && name[0]) {
+        sb_str(&b, "model_name=\"");
+        for (const char *c = name; *c && b.n < sizeof m->model_label - 8; c++) {
+            if (*c == '"' || *c == '\\') sb_add(&b, "\\", 1);
+            if (*c == '\n') sb_str(&b, "\\n");
+            else sb_add(&b, c, 1);
+        }
+        sb_str(&b, "\"");
+    }
+    pthread_mutex_lock(&m->mu);
+    snprintf(m->model_label, sizeof m->model_label, "%s", b.p && !b.oom ? b.p : "");
+    pthread_mutex_unlock(&m->mu);
+    sb_free(&b);
+}
+
+void metrics_request_done(metrics_t *m, const metrics_done_t *d) {
     if (!m) return;
     pthread_mutex_lock(&m->mu);
-    m->prompt_tokens += (uint64_t)prompt_tokens;
-    m->completion_tokens += (uint64_t)completion_tokens;
-    if (!strcmp(finish_reason, "stop")) m->finished_stop++;
-    else if (!strcmp(finish_reason, "length")) m->finished_length++;
-    else if (!strcmp(finish_reason, "cancelled")) m->finished_cancelled++;
+    m->prompt_tokens += (uint64_t)d->prompt_tokens;
+    m->completion_tokens += (uint64_t)d->completion_tokens;
+    if (!strcmp(d->finish_reason, "stop")) m->finished_stop++;
+    else if (!strcmp(d->finish_reason, "length")) m->finished_length++;
+    else if (!strcmp(d->finish_reason, "cancelled")) m->finished_cancelled++;
     else m->finished_error++;
-    hist_observe(&m->queue, queue_seconds, 1);
-    hist_observe(&m->e2e, e2e_seconds, 1);
+    hist_observe(&m->queue, d->queue_seconds, 1);
+    hist_observe(&m->e2e, d->e2e_seconds, 1);
+    if (d->prefill_seconds > 0) {   /* it ran: its phases and lengths */
+        hist_observe(&m->prefill, d->prefill_seconds, 1);
+        hist_observe(&m->decode, d->decode_seconds, 1);
+        hist_observe(&m->prompt_len, d->prompt_tokens, 1);
+        hist_observe(&m->gen_len, d->completion_tokens, 1);
+    }
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -160,35 +191,49 @@ static void counter(strbuf_t *o, const char *name, const char *help, uint64_t v)
     sb_printf(o, "%s %llu\n", name, (unsigned long long)v);
 }
 
+/* A counter with the label set {labels} ("" = none). */
+static void counter_l(strbuf_t *o, const char *name, const char *help, const char *labels, uint64_t v) {
+    head(o, name, "counter", help);
+    sb_printf(o, "%s%s%s%s %llu\n", name, labels[0] ? "{" : "", labels, labels[0] ? "}" : "", (unsigned long long)v);
+}
+
 static void gauge(strbuf_t *o, const char *name, const char *help, double v) {
     head(o, name, "gauge", help);
     sb_printf(o, "%s %.17g\n", name, v);
 }
 
-static void hist(strbuf_t *o, const char *name, const char *help, const hist_t *h) {
+/* A histogram; labels ("" = none) go on every series. */
+static void hist_l(strbuf_t *o, const char *name, const char *help, const char *labels, const hist_t *h) {
     head(o, name, "histogram", help);
+    const char *sep = labels[0] ? "," : "";
     uint64_t cum = 0;
     for (int b = 0; b < h->nb; b++) {
         cum += h->counts[b];
-        sb_printf(o, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[b], (unsigned long long)cum);
+        sb_printf(o, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, h->bounds[b], (unsigned long long)cum);
     }
-    sb_printf(o, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9g\n%s_count %llu\n", name, (unsigned long long)h->count, name,
-         h->sum, name, (unsigned long long)h->count);
+    sb_printf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, (unsigned long long)h->count);
+    const char *open = labels[0] ? "{" : "", *close = labels[0] ? "}" : "";
+    sb_printf(o, "%s_sum%s%s%s %.9g\n%s_count%s%s%s %llu\n", name, open, labels, close, h->sum, name, open, labels,
+              close, (unsigned long long)h->count);
 }
 
+static void hist(strbuf_t *o, const char *name, const char *help, const hist_t *h) { hist_l(o, name, help, "", h); }
+
 static void render_requests(strbuf_t *o, const metrics_t *m) {
-    head(o, "spex_http_requests_total", "counter", "HTTP requests answered, by endpoint and status code");
+    const char *ml = m->model_label, *sep = ml[0] ? "," : "";
+    head(o, "spex_http_requests_total", "counter",
+         "HTTP requests answered, by endpoint and status code (499: the client went away first)");
     for (int i = 0; i < m->n_status; i++)
-        sb_printf(o, "spex_http_requests_total{endpoint=\"%s\",status=\"%d\"} %llu\n", m->status[i].endpoint,
-             m->status[i].status, (unsigned long long)m->status[i].count);
+        sb_printf(o, "spex_http_requests_total{%s%sendpoint=\"%s\",status=\"%d\"} %llu\n", ml, sep,
+                  m->status[i].endpoint, m->status[i].status, (unsigned long long)m->status[i].count);
     head(o, "spex_requests_finished_total", "counter", "Requests that left the engine, by finish reason");
-    sb_printf(o, "spex_requests_finished_total{finish_reason=\"stop\"} %llu\n", (unsigned long long)m->finished_stop);
-    sb_printf(o, "spex_requests_finished_total{finish_reason=\"length\"} %llu\n", (unsigned long long)m->finished_length);
-    sb_printf(o, "spex_requests_finished_total{finish_reason=\"cancelled\"} %llu\n",
-         (unsigned long long)m->finished_cancelled);
-    sb_printf(o, "spex_requests_finished_total{finish_reason=\"error\"} %llu\n", (unsigned long long)m->finished_error);
-    counter(o, "spex_prompt_tokens_total", "Prompt tokens of finished requests", m->prompt_tokens);
-    counter(o, "spex_generation_tokens_total", "Tokens generated for finished requests", m->completion_tokens);
+    const char *reasons[4] = {"stop", "length", "cancelled", "error"};
+    uint64_t counts[4] = {m->finished_stop, m->finished_length, m->finished_cancelled, m->finished_error};
+    for (int i = 0; i < 4; i++)
+        sb_printf(o, "spex_requests_finished_total{%s%sfinish_reason=\"%s\"} %llu\n", ml, sep, reasons[i],
+                  (unsigned long long)counts[i]);
+    counter_l(o, "spex_prompt_tokens_total", "Prompt tokens of finished requests", ml, m->prompt_tokens);
+    counter_l(o, "spex_generation_tokens_total", "Tokens generated for finished requests", ml, m->completion_tokens);
 }
 
 static void render_gauges(strbuf_t *o, const metrics_gauges_t *g) {
@@ -247,10 +292,17 @@ char *metrics_render(metrics_t *m, size_t *len) {
     strbuf_t o = {0};
     pthread_mutex_lock(&m->mu);
     render_requests(&o, m);
-    hist(&o, "spex_time_to_first_token_seconds", "From arrival to the first generated token", &m->ttft);
-    hist(&o, "spex_inter_token_latency_seconds", "Time per generated token after the first", &m->itl);
-    hist(&o, "spex_request_queue_seconds", "From arrival to admission into the engine", &m->queue);
-    hist(&o, "spex_request_duration_seconds", "From arrival to the last token", &m->e2e);
+    const char *ml = m->model_label;
+    hist_l(&o, "spex_time_to_first_token_seconds", "From arrival to the first generated token", ml, &m->ttft);
+    hist_l(&o, "spex_inter_token_latency_seconds", "Time per generated token after the first", ml, &m->itl);
+    hist_l(&o, "spex_request_queue_seconds", "From arrival to admission into the engine", ml, &m->queue);
+    hist_l(&o, "spex_request_duration_seconds", "From arrival to the last token", ml, &m->e2e);
+    hist_l(&o, "spex_request_prefill_seconds", "A request's prompt forward (prefill), for requests that ran", ml,
+           &m->prefill);
+    hist_l(&o, "spex_request_decode_seconds", "A request's decode steps after its first token, for requests that ran",
+           ml, &m->decode);
+    hist_l(&o, "spex_request_prompt_tokens", "Prompt tokens per request that ran", ml, &m->prompt_len);
+    hist_l(&o, "spex_request_generation_tokens", "Generated tokens per request that ran", ml, &m->gen_len);
     hist(&o, "spex_engine_step_seconds", "One engine step over every running sequence", &m->step);
     counter(&o, "spex_engine_step_sequences_total", "Sum over steps of the sequences in the step",
             m->step_sequences);

@@ -16,6 +16,12 @@
  * speculation several tokens arrive at once; this is the latency per token a
  * client sees on average over that step).
  *
+ * Request series (HTTP requests, finished requests, token counters and the
+ * per-request histograms: time to first token, inter-token latency, queue,
+ * duration, prefill and decode time, prompt and generation tokens) carry a
+ * model_name label, as vLLM's do, once metrics_set_model_name was called.
+ * Engine series (steps, gauges, speculation, prefix cache, backend) do not.
+ *
  * The distributed backend (MPI expert parallelism) reports bytes on the wire
  * (raw vs after compression) and expert time per rank through
  * metrics_backend_t; without it (single process) those series are omitted. */
@@ -63,9 +69,19 @@ void metrics_free(metrics_t *m);
 /* One HTTP request answered. endpoint: a fixed string (the route, or "other"). */
 void metrics_request(metrics_t *m, const char *endpoint, int status);
 
-/* A request finished in the engine (finish_reason "stop", "length", "cancelled", "error"). */
-void metrics_request_done(metrics_t *m, const char *finish_reason, int prompt_tokens, int completion_tokens,
-                          double queue_seconds, double e2e_seconds);
+/* The model_name label of the request series (copied; quotes and
+ * backslashes escaped when rendered). NULL or "": no label. */
+void metrics_set_model_name(metrics_t *m, const char *name);
+
+/* A request that left the engine. */
+typedef struct metrics_done {
+    const char *finish_reason;   /* "stop", "length", "cancelled", "error" */
+    int prompt_tokens, completion_tokens;
+    double queue_seconds, e2e_seconds;
+    double prefill_seconds;      /* its prompt's forward (0 when it never ran) */
+    double decode_seconds;       /* its decode steps after the first token */
+} metrics_done_t;
+void metrics_request_done(metrics_t *m, const metrics_done_t *d);
 void metrics_ttft(metrics_t *m, double seconds);
 void metrics_itl(metrics_t *m, double seconds_per_token, int n_tokens);
 /* One engine step over `rows` sequences. */

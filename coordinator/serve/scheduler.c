@@ -43,6 +43,10 @@ struct sched_req {
     int n_tokens;
     double t_admit, t_first;
     int32_t *tokens;         /* final tokens (taken from the sequence) */
+    sched_token_t *toks;     /* [n_info] per token: id and text end */
+    token_logprob_t *lps;    /* [n_info] when p.logprobs */
+    int n_info, cap_info;
+    logit_bias_entry_t *bias;   /* immutable after submit: p.adjust.bias points here */
     char *error;
     sched_result_t res;
 };
@@ -77,6 +81,9 @@ static void req_free(sched_req_t *r) {
     free(r->prompt);
     sb_free(&r->text);
     free(r->tokens);
+    free(r->toks);
+    free(r->lps);
+    free(r->bias);
     free(r->error);
     free(r);
 }
@@ -184,6 +191,10 @@ static sched_status_t check_params(scheduler_t *s, const sched_params_t *p, sche
     *param = NULL;
     const char *bad = sampler_check(&p->sampling);
     if (bad) return spex_fail(err, "%s", bad), SCHED_INVALID;
+    if ((bad = logit_adjust_check(&p->adjust, V, param))) return spex_fail(err, "%s", bad), SCHED_INVALID;
+    *param = "top_logprobs";
+    if (p->logprobs && (p->top_logprobs < 0 || p->top_logprobs > SPEX_MAX_TOP_LOGPROBS))
+        return spex_fail(err, "top_logprobs must be in [0, %d]", SPEX_MAX_TOP_LOGPROBS), SCHED_INVALID;
     *param = "stop";
     if (p->n_stop < 0 || p->n_stop > SCHED_MAX_STOP)
         return spex_fail(err, "at most %d stop strings are allowed", SCHED_MAX_STOP), SCHED_INVALID;
@@ -194,7 +205,8 @@ static sched_status_t check_params(scheduler_t *s, const sched_params_t *p, sche
     *param = NULL;
     r->p = (seq_params_t){.max_new_tokens = max_tokens, .sampling = p->sampling, .spec_k = k,
                           .sampled_drafts = !c->argmax_drafts, .draft_min_p = c->draft_min_p,
-                          .eos = s->eos};
+                          .eos = s->eos, .adjust = p->adjust, .logprobs = p->logprobs,
+                          .top_logprobs = p->top_logprobs};
     r->cap = cap;
     return SCHED_OK;
 }
@@ -204,16 +216,20 @@ static sched_req_t *req_new(const sched_params_t *p) {
     if (!r) return NULL;
     r->prompt = malloc(sizeof(int32_t) * (size_t)p->n_prompt);
     r->stop = p->n_stop > 0 ? calloc((size_t)p->n_stop, sizeof(char *)) : NULL;
-    bool ok = r->prompt && (p->n_stop == 0 || r->stop) && spex_cond_init(&r->cv) == 0;
+    size_t nb = (size_t)p->adjust.n_bias;
+    r->bias = nb ? malloc(sizeof *r->bias * nb) : NULL;
+    bool ok = r->prompt && (p->n_stop == 0 || r->stop) && (nb == 0 || r->bias) && spex_cond_init(&r->cv) == 0;
     for (int i = 0; ok && i < p->n_stop; i++) ok = (r->stop[i] = strdup(p->stop[i])) != NULL;
     r->n_stop = p->n_stop;
     if (!ok) {
         for (int i = 0; i < r->n_stop && r->stop; i++) free(r->stop[i]);
         free(r->stop);
         free(r->prompt);
+        free(r->bias);
         free(r);
         return NULL;
     }
+    if (nb) memcpy(r->bias, p->adjust.bias, sizeof *r->bias * nb);
     memcpy(r->prompt, p->prompt, sizeof(int32_t) * (size_t)p->n_prompt);
     r->n_prompt = p->n_prompt;
     r->u8 = (utf8_stream_t)UTF8_STREAM_INIT;
@@ -233,6 +249,7 @@ sched_status_t scheduler_submit(scheduler_t *s, const sched_params_t *p, sched_r
     if (!r) return spex_fail(err, "out of memory"), SCHED_NOMEM;
     r->s = s;
     r->p = probe.p;
+    r->p.adjust.bias = r->bias;
     r->cap = probe.cap;
     r->t_submit = spex_now();
     pthread_mutex_lock(&s->mu);
@@ -260,14 +277,47 @@ sched_status_t scheduler_submit(scheduler_t *s, const sched_params_t *p, sched_r
 
 /* ---------------------------------------------------------------- waiting */
 
+/* Tokens [0, n) whose text is released (all once done; under s->mu). */
+static int tokens_ready(const sched_req_t *r, int from) {
+    if (r->done) return r->n_info;
+    int n = from < 0 ? 0 : from;
+    while (n < r->n_info && r->toks[n].text_end <= r->released) n++;
+    return n;
+}
+
+/* Copy tokens [from, ready) into u (under s->mu); -1 when out of memory. */
+static int copy_tokens(const sched_req_t *r, int from, sched_update_t *u) {
+    int n = tokens_ready(r, from) - from;
+    if (n <= 0) return 0;
+    u->toks = malloc(sizeof *u->toks * (size_t)n);
+    u->lps = r->lps ? malloc(sizeof *u->lps * (size_t)n) : NULL;
+    if (!u->toks || (r->lps && !u->lps)) return -1;
+    memcpy(u->toks, r->toks + from, sizeof *u->toks * (size_t)n);
+    if (r->lps) memcpy(u->lps, r->lps + from, sizeof *u->lps * (size_t)n);
+    u->n_toks = n;
+    return 0;
+}
+
+void sched_update_free(sched_update_t *u) {
+    free(u->text);
+    free(u->toks);
+    free(u->lps);
+    memset(u, 0, sizeof *u);
+}
+
 int sched_req_wait(sched_req_t *r, size_t from, double timeout_s, sched_update_t *u) {
+    return sched_req_wait_tokens(r, from, -1, timeout_s, u);
+}
+
+int sched_req_wait_tokens(sched_req_t *r, size_t from, int tok_from, double timeout_s, sched_update_t *u) {
     scheduler_t *s = r->s;
     memset(u, 0, sizeof *u);
     struct timespec until = spex_timespec(spex_now() + (timeout_s > 0 ? timeout_s : 0));
     pthread_mutex_lock(&s->mu);
-    while (!r->done && r->released <= from && timeout_s > 0)
+    while (!r->done && r->released <= from && (tok_from < 0 || tokens_ready(r, tok_from) <= tok_from) &&
+           timeout_s > 0)
         if (pthread_cond_timedwait(&r->cv, &s->mu, &until) == ETIMEDOUT) break;
-    int rc = 0;
+    int rc = tok_from >= 0 && copy_tokens(r, tok_from, u) ? -1 : 0;
     if (r->released > from) {
         u->len = r->released - from;
         u->text = malloc(u->len + 1);
@@ -279,6 +329,7 @@ int sched_req_wait(sched_req_t *r, size_t from, double timeout_s, sched_update_t
             rc = -1;
         }
     }
+    if (rc) { free(u->toks); free(u->lps); u->toks = NULL; u->lps = NULL; u->n_toks = 0; }
     u->completion_tokens = r->n_tokens;
     u->done = r->done && rc == 0;
     pthread_mutex_unlock(&s->mu);
@@ -326,6 +377,9 @@ static void req_finish(scheduler_t *s, sched_req_t *r, sequence_t *seq, const ch
     res->text = r->text.p ? r->text.p : "";
     res->text_len = r->text.n;
     res->tokens = r->tokens;
+    res->token_info = r->toks;
+    res->logprobs = r->lps;
+    res->n_token_info = r->n_info;
     res->prompt_tokens = r->n_prompt;
     res->max_tokens = r->p.max_new_tokens;
     res->spec_k = r->p.spec_k;
@@ -334,8 +388,9 @@ static void req_finish(scheduler_t *s, sched_req_t *r, sequence_t *seq, const ch
     res->total_seconds = now - r->t_submit;
     r->done = true;
     if (s->cfg.metrics)
-        metrics_request_done(s->cfg.metrics, reason, r->n_prompt, res->n_tokens, res->queue_seconds,
-                             res->total_seconds);
+        metrics_request_done(s->cfg.metrics, &(metrics_done_t){reason, r->n_prompt, res->n_tokens, res->queue_seconds,
+                                                               res->total_seconds, res->prefill_seconds,
+                                                               res->decode_seconds});
     pthread_cond_broadcast(&r->cv);
     req_unref(r);
 }
@@ -436,6 +491,24 @@ static bool req_push_text(scheduler_t *s, sched_req_t *r, int32_t tok) {
     return req_check_stop(r);
 }
 
+/* Keep the token, its text end and logprobs (under s->mu). Out of memory
+ * only stops the record (results then hold fewer entries than tokens). */
+static void req_record(sched_req_t *r, const sequence_t *seq, int32_t tok) {
+    if (r->n_info < r->n_tokens - 1) return;   /* an earlier record failed */
+    if (r->n_info == r->cap_info) {
+        int cap = r->cap_info ? 2 * r->cap_info : 64;
+        sched_token_t *t = realloc(r->toks, sizeof *t * (size_t)cap);
+        if (t) r->toks = t;
+        token_logprob_t *l = r->p.logprobs && t ? realloc(r->lps, sizeof *l * (size_t)cap) : NULL;
+        if (l) r->lps = l;
+        if (!t || (r->p.logprobs && !l)) return;
+        r->cap_info = cap;
+    }
+    r->toks[r->n_info] = (sched_token_t){tok, r->text.n};
+    if (r->p.logprobs) r->lps[r->n_info] = seq->lp[seq->n_out - 1];
+    r->n_info++;
+}
+
 static sched_req_t *find_running(scheduler_t *s, const sequence_t *seq) {
     if (s->hint < s->n_running && s->seqs[s->hint] == seq) return s->run[s->hint];
     for (int i = 0; i < s->n_running; i++)
@@ -458,6 +531,7 @@ static int on_token(void *user, sequence_t *seq, int32_t tok) {
         r->step_tokens++;
     }
     bool stop = req_push_text(s, r, tok) || r->cancelled;
+    req_record(r, seq, tok);
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&s->mu);
     return stop;

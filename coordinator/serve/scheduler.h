@@ -94,7 +94,17 @@ typedef struct sched_params {
     int spec_k;                 /* < 0: the server's; above the server's: lowered to it */
     const char *const *stop;    /* stop strings (non-empty) */
     int n_stop;
+    logit_adjust_t adjust;      /* logit_bias (copied), presence / frequency penalties */
+    bool logprobs;              /* record each token's logprobs (sched_result_t.logprobs) */
+    int top_logprobs;           /* with logprobs: alternatives per token, 0..SPEX_MAX_TOP_LOGPROBS */
 } sched_params_t;
+
+/* One generated token and where its text ends in the completion's text
+ * (bytes; a token whose text was cut by a stop string ends at the cut). */
+typedef struct sched_token {
+    int32_t id;
+    size_t text_end;
+} sched_token_t;
 
 #define SCHED_MAX_STOP 16
 #define SCHED_MAX_STOP_LEN 256
@@ -116,6 +126,9 @@ typedef struct sched_result {
     size_t text_len;
     const int32_t *tokens;       /* every generated token, EOS included */
     int n_tokens;
+    const sched_token_t *token_info;   /* [n_token_info]: tokens with their text ends */
+    const token_logprob_t *logprobs;   /* [n_token_info] when the request asked for them, else NULL */
+    int n_token_info;            /* == n_tokens unless memory ran out */
     int prompt_tokens, max_tokens, spec_k;
     double queue_seconds;        /* arrival -> admission */
     double ttft_seconds;         /* arrival -> first token */
@@ -128,6 +141,11 @@ typedef struct sched_result {
 typedef struct sched_update {
     char *text;                  /* malloc'ed copy of the new text (NULL when len == 0) */
     size_t len;
+    /* sched_req_wait_tokens: tokens from tok_from whose text is released (all
+     * of them once done), malloc'ed copies; lps NULL unless logprobs */
+    sched_token_t *toks;
+    token_logprob_t *lps;
+    int n_toks;
     int completion_tokens;       /* generated so far */
     bool done;                   /* finished: sched_req_result() is valid, all text delivered */
 } sched_update_t;
@@ -147,6 +165,10 @@ sched_status_t scheduler_submit(scheduler_t *s, const sched_params_t *p, sched_r
 
 /* Any thread: wait up to timeout_s for text beyond byte `from`, or the end. */
 int sched_req_wait(sched_req_t *r, size_t from, double timeout_s, sched_update_t *u);
+/* Same, also copying the tokens from index tok_from that are ready (see
+ * sched_update_t); wakes for new tokens too. Free with sched_update_free. */
+int sched_req_wait_tokens(sched_req_t *r, size_t from, int tok_from, double timeout_s, sched_update_t *u);
+void sched_update_free(sched_update_t *u);
 bool sched_req_done(sched_req_t *r);
 /* After done. */
 const sched_result_t *sched_req_result(const sched_req_t *r);

@@ -160,7 +160,7 @@ expect_error 400 invalid_request_error null POST "$u/v1/completions" '{"prompt":
 expect_error 400 invalid_request_error max_tokens POST "$u/v1/completions" '{"prompt":"x","max_tokens":"many"}'
 expect_error 400 invalid_request_error temperature POST "$u/v1/completions" '{"prompt":"x","temperature":5}'
 expect_error 400 invalid_request_error stream POST "$u/v1/completions" '{"prompt":"x","stream":"yes"}'
-expect_error 400 invalid_request_error n POST "$u/v1/completions" '{"prompt":"x","n":2}'
+expect_error 400 invalid_request_error n POST "$u/v1/completions" '{"prompt":"x","n":129}'
 expect_error 400 invalid_request_error prompt POST "$u/v1/completions" '{"max_tokens":3}'
 expect_error 400 invalid_request_error prompt POST "$u/v1/completions" '{"prompt":[5,999]}'
 expect_error 400 invalid_request_error messages POST "$u/v1/chat/completions" '{"messages":[{"role":"tool","content":"x"}]}'
@@ -204,14 +204,23 @@ grep -q '^data: \[DONE\]' "$tmp/c3.out" || fail "a concurrent stream lacks [DONE
 
 # /metrics: Prometheus text with the serving series
 curl -s "$u/metrics" >"$tmp/metrics" || fail "metrics curl"
-for want in 'spex_http_requests_total{endpoint="/v1/completions",status="200"}' \
-    'spex_http_requests_total{endpoint="/v1/completions",status="413"} 2' \
-    'spex_http_requests_total{endpoint="/v1/completions",status="400"}' \
-    'spex_time_to_first_token_seconds_bucket{le="+Inf"}' 'spex_inter_token_latency_seconds_count' \
+for want in 'spex_http_requests_total{model_name="tiny",endpoint="/v1/completions",status="200"}' \
+    'spex_http_requests_total{model_name="tiny",endpoint="/v1/completions",status="413"} 2' \
+    'spex_http_requests_total{model_name="tiny",endpoint="/v1/completions",status="400"}' \
+    'spex_time_to_first_token_seconds_bucket{model_name="tiny",le="+Inf"}' \
+    'spex_inter_token_latency_seconds_count{model_name="tiny"}' \
+    'spex_request_prefill_seconds_count{model_name="tiny"}' 'spex_request_decode_seconds_bucket{model_name="tiny",le=' \
+    'spex_request_prompt_tokens_sum{model_name="tiny"}' 'spex_request_generation_tokens_count{model_name="tiny"}' \
     'spex_queue_depth 0' 'spex_running_sequences 0' 'spex_kv_cache_capacity_tokens' \
     'spex_spec_accepted_total{position="2"}' 'spex_prompt_tokens_total' '# TYPE spex_generation_tokens_total counter'; do
     grep -qF "$want" "$tmp/metrics" || fail "/metrics lacks '$want'"
 done
+grep -q '^spex_wire_bytes_total\|^spex_expert_seconds_total\|^spex_worker_failed' "$tmp/metrics" \
+    && fail "single process: /metrics has expert-parallel (wire) series"
+# lint with Prometheus' own checker where it is installed (Debian: prometheus)
+if command -v promtool >/dev/null; then
+    promtool check metrics <"$tmp/metrics" >"$tmp/promtool.out" 2>&1 || fail "promtool: $(cat "$tmp/promtool.out")"
+fi
 
 # the load generator against this server: a table and a CSV row per (spec_k, clients)
 "$spex" bench serve --port "${u##*:}" --concurrency 1,4 --spec 0,2 --requests 4 --max-tokens 8 --csv "$tmp/bench.csv" \
@@ -283,7 +292,7 @@ pids+=("$cpid")
 wait_metric "$u" "spex_running_sequences 1"
 expect_error 429 rate_limit_error null POST "$u/v1/completions" '{"prompt":[5],"max_tokens":2}'
 kill "$cpid"   # the client hangs up mid-stream: its sequence is cancelled and freed
-wait_metric "$u" 'spex_requests_finished_total{finish_reason="cancelled"} 1'
+wait_metric "$u" 'spex_requests_finished_total{model_name="slow",finish_reason="cancelled"} 1'
 wait_metric "$u" "spex_running_sequences 0"
 wait_metric "$u" "spex_kv_cache_reserved_tokens 0"
 grep -q 'client went away, request cancelled' "$tmp/s.log" || fail "the hang-up is not logged: $(cat "$tmp/s.log")"
@@ -291,10 +300,13 @@ grep -q 'internal error' "$tmp/s.log" && fail "a client hang-up is logged as an 
 # a non-streaming client that gives up (curl --max-time) cancels too
 curl -s --max-time 0.5 -H 'Content-Type: application/json' -o /dev/null \
     --data-binary '{"prompt":[5,6,7],"max_tokens":4000,"temperature":0}' "$u/v1/completions"
-wait_metric "$u" 'spex_requests_finished_total{finish_reason="cancelled"} 2'
+wait_metric "$u" 'spex_requests_finished_total{model_name="slow",finish_reason="cancelled"} 2'
 wait_metric "$u" "spex_running_sequences 0"
-grep -qF 'spex_http_requests_total{endpoint="/v1/completions",status="499"} 1' <(curl -s "$u/metrics") \
-    || fail "the abandoned request is not counted as 499"
+# both hang-ups count as 499 (nginx's "client closed request"), the stream too, not as 200
+grep -qF 'spex_http_requests_total{model_name="slow",endpoint="/v1/completions",status="499"} 2' \
+    <(curl -s "$u/metrics") || fail "the abandoned requests are not counted as 499: $(curl -s "$u/metrics" | grep 499)"
+curl -s "$u/metrics" | grep -q 'endpoint="/v1/completions",status="200"' \
+    && fail "the abandoned stream is counted as 200"
 
 # SIGTERM mid-request: the stream ends with a shutdown error and [DONE], the server exits 0 within the grace period
 curl -s -N -H 'Content-Type: application/json' --data-binary "$long_body" -o "$tmp/term.sse" "$u/v1/completions" &

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../../server/api.c"
+#include "server/api_response.h"
 #include "coordinator/serve/chat.h"
 #include "testutil.h"
 
@@ -95,7 +96,8 @@ Test(api, wrong_types_and_ranges_name_the_field) {
     expect_bad(API_COMPLETION, "{\"prompt\":[]}", 400, "prompt");
     expect_bad(API_COMPLETION, "{\"prompt\":[1,320]}", 400, "prompt");
     expect_bad(API_COMPLETION, "{\"prompt\":[1,2.5]}", 400, "prompt");
-    expect_bad(API_COMPLETION, "{\"prompt\":[\"a\",\"b\"]}", 400, "prompt");
+    expect_bad(API_COMPLETION, "{\"prompt\":[\"a\",5]}", 400, "prompt");
+    expect_bad(API_COMPLETION, "{\"prompt\":[\"a\",[[1]]]}", 400, "prompt");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":\"10\"}", 400, "max_tokens");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":0}", 400, "max_tokens");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":1.5}", 400, "max_tokens");
@@ -104,7 +106,8 @@ Test(api, wrong_types_and_ranges_name_the_field) {
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"top_p\":0}", 400, "top_p");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"top_k\":-2}", 400, "top_k");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"seed\":\"1\"}", 400, "seed");
-    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"n\":2}", 400, "n");
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"n\":129}", 400, "n");
+    expect_bad(API_COMPLETION, "{\"prompt\":[\"x\",\"y\"],\"n\":65}", 400, "prompt");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"stream\":\"yes\"}", 400, "stream");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"stream_options\":true}", 400, "stream_options");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"stop\":5}", 400, "stop");
@@ -114,7 +117,7 @@ Test(api, wrong_types_and_ranges_name_the_field) {
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"spec_k\":9}", 400, "spec_k");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"model\":\"gpt-4\"}", 404, "model");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"model\":7}", 400, "model");
-    expect_bad(API_CHAT, "{\"prompt\":\"x\"}", 400, "messages");
+    expect_bad(API_CHAT, "{\"prompt\":\"x\"}", 400, "prompt");
     expect_bad(API_CHAT, "{\"messages\":[]}", 400, "messages");
     expect_bad(API_CHAT, "{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", 400, "messages");
     expect_bad(API_CHAT, "{\"messages\":[{\"content\":\"x\"}]}", 400, "messages");
@@ -162,12 +165,16 @@ Test(api, json_escaping_keeps_output_valid) {
 }
 
 Test(api, responses_chunks_and_errors_have_openai_shape) {
-    api_request_t rq = {.kind = API_CHAT, .n_prompt = 5, .return_tokens = true};
+    int32_t pids[5] = {1, 2, 3, 4, 5};
+    api_prompt_t prompt = {pids, 5, NULL, 0};
+    api_request_t rq = {.kind = API_CHAT, .prompts = &prompt, .n_prompts = 1, .n = 1, .n_prompt = 5,
+                        .return_tokens = true};
     int32_t toks[] = {7, 8, 1};
     sched_result_t res = {.finish_reason = "stop", .text = "hi\xff", .text_len = 3, .tokens = toks, .n_tokens = 3,
                           .prompt_tokens = 5};
+    const sched_result_t *resp[1] = {&res};
     strbuf_t b = {0};
-    api_response_json(&b, &rq, "chatcmpl-1", 123, "tiny", &res);
+    api_response_json(&b, &rq, tok, "chatcmpl-1", 123, "tiny", resp, 1);
     cJSON *o = cJSON_Parse(b.p);
     cr_assert_not_null(o, "%s", b.p);
     cr_assert_str_eq(cJSON_GetObjectItem(o, "object")->valuestring, "chat.completion");
@@ -178,7 +185,7 @@ Test(api, responses_chunks_and_errors_have_openai_shape) {
     cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "usage"), "total_tokens")->valueint, 8);
     cJSON_Delete(o);
     sb_reset(&b);
-    api_chunk_sse(&b, &rq, "chatcmpl-1", 123, "tiny", "x", 1, true, NULL, 2);
+    api_chunk_sse(&b, &rq, tok, "chatcmpl-1", 123, "tiny", &(api_delta_t){.text = "x", .len = 1, .role = true}, 2);
     cr_assert_eq(strncmp(b.p, "data: {", 7), 0);
     cr_assert_eq(strcmp(b.p + b.n - 2, "\n\n"), 0);
     o = cJSON_Parse(b.p + 6);
@@ -209,4 +216,114 @@ Test(api, responses_chunks_and_errors_have_openai_shape) {
     cr_assert_eq(e.status, 500);
     cr_assert(strstr(e.message, "rank 2"));
     cr_assert_not(api_result_error(&res, &e));
+}
+
+Test(api, openai_fields_work_or_are_refused_by_name) {
+    api_request_t r;
+    api_error_t e;
+    /* implemented */
+    cr_assert_eq(parse(API_COMPLETION, "{\"prompt\":[\"a\",[5,6]],\"n\":3,\"logprobs\":2,\"presence_penalty\":0.5,"
+                                       "\"frequency_penalty\":-1,\"logit_bias\":{\"7\":-100,\"9\":2.5},\"seed\":10,"
+                                       "\"best_of\":1,\"suffix\":\"\",\"user\":\"u\"}", &r, &e), 0, "%s", e.message);
+    cr_assert_eq(api_n_choices(&r), 6);
+    cr_assert(r.params.logprobs);
+    cr_assert_eq(r.params.top_logprobs, 2);
+    cr_assert_float_eq(r.params.adjust.presence, 0.5f, 0);
+    cr_assert_float_eq(r.params.adjust.frequency, -1.0f, 0);
+    cr_assert_eq(r.params.adjust.n_bias, 2);
+    cr_assert_eq(r.params.adjust.bias[0].id, 7);
+    cr_assert_float_eq(r.params.adjust.bias[1].bias, 2.5f, 0);
+    sched_params_t p;
+    api_choice_params(&r, 4, &p);   /* prompt 1, its second choice */
+    cr_assert_eq(p.n_prompt, 2);
+    cr_assert_eq(p.prompt[1], 6);
+    cr_assert_eq(p.sampling.seed, 11);
+    cr_assert_eq(api_prompt_tokens(&r), r.prompts[0].n + 2);
+    api_request_free(&r);
+    cr_assert_eq(parse(API_COMPLETION, "{\"prompt\":[5,6],\"echo\":true}", &r, &e), 0, "%s", e.message);
+    cr_assert_eq(r.prompts[0].echo_len, strlen(r.prompts[0].echo));
+    api_request_free(&r);
+    cr_assert_eq(parse(API_CHAT, "{\"messages\":[{\"role\":\"developer\",\"content\":\"Be kind.\"},{\"role\":\"user\","
+                                 "\"content\":\"Hi\"}],\"logprobs\":true,\"top_logprobs\":20,"
+                                 "\"max_tokens\":5,\"max_completion_tokens\":5,\"response_format\":{\"type\":\"text\"}}",
+                       &r, &e), 0, "%s", e.message);
+    api_request_t sys;
+    cr_assert_eq(parse(API_CHAT, "{\"messages\":[{\"role\":\"system\",\"content\":\"Be kind.\"},{\"role\":\"user\","
+                                 "\"content\":\"Hi\"}]}", &sys, &e), 0);
+    cr_assert_eq(r.n_prompt, sys.n_prompt, "developer renders as system");
+    cr_assert_arr_eq(r.prompt, sys.prompt, sizeof(int32_t) * (size_t)r.n_prompt);
+    cr_assert_eq(r.params.max_tokens, 5);
+    cr_assert_eq(r.params.top_logprobs, 20);
+    api_request_free(&r);
+    api_request_free(&sys);
+    /* refused, naming the field */
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":6}", 400, "logprobs");
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":1,\"echo\":true}", 400, "echo");
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"presence_penalty\":2.5}", 400, "presence_penalty");
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"frequency_penalty\":\"1\"}", 400, "frequency_penalty");
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":{\"320\":1}}", 400, "logit_bias");
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":{\"1x\":1}}", 400, "logit_bias");
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":{\"1\":101}}", 400, "logit_bias");
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":[1]}", 400, "logit_bias");
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"best_of\":2}", 400, "best_of");
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"suffix\":\"y\"}", 400, "suffix");
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"top_logprobs\":2}", 400, "top_logprobs");
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"tools\":[]}", 400, "tools");
+    const char *chat_refused[] = {"\"tools\":[{\"type\":\"function\"}]", "\"tool_choice\":\"auto\"",
+                                  "\"functions\":[]", "\"function_call\":\"auto\"",
+                                  "\"response_format\":{\"type\":\"json_object\"}", "\"echo\":true", "\"suffix\":\"s\"",
+                                  "\"best_of\":1", "\"audio\":{}", "\"modalities\":[\"text\",\"audio\"]",
+                                  "\"prediction\":{}", "\"reasoning_effort\":\"low\"", "\"store\":true",
+                                  "\"metadata\":{}", "\"service_tier\":\"flex\"", "\"parallel_tool_calls\":true",
+                                  "\"web_search_options\":{}", "\"user\":5"};
+    for (size_t i = 0; i < sizeof chat_refused / sizeof chat_refused[0]; i++) {
+        char json[256], name[64];
+        snprintf(json, sizeof json, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],%s}", chat_refused[i]);
+        snprintf(name, sizeof name, "%.*s", (int)(strchr(chat_refused[i] + 1, '"') - chat_refused[i] - 1),
+                 chat_refused[i] + 1);
+        expect_bad(API_CHAT, json, 400, name);
+    }
+    expect_bad(API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"top_logprobs\":2}", 400,
+               "top_logprobs");
+    expect_bad(API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":true,"
+                         "\"top_logprobs\":21}", 400, "top_logprobs");
+    expect_bad(API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":4,"
+                         "\"max_completion_tokens\":5}", 400, "max_completion_tokens");
+    expect_bad(API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"name\":\"bob\"}]}", 400, "messages");
+}
+
+Test(api, logprobs_json_shapes) {
+    int32_t pids[2] = {5, 6};
+    api_prompt_t prompt = {pids, 2, "It", 2};
+    api_request_t rq = {.kind = API_COMPLETION, .prompts = &prompt, .n_prompts = 1, .n = 1, .echo = true,
+                        .params = {.logprobs = true, .top_logprobs = 1}};
+    sched_token_t ti[2] = {{70, 1}, {71, 3}};
+    token_logprob_t lp[2] = {{-0.5f, 1, {70}, {-0.5f}}, {-1.25f, 1, {72}, {-0.25f}}};
+    sched_result_t res = {.finish_reason = "length", .text = "abc", .text_len = 3, .n_tokens = 2, .token_info = ti,
+                          .logprobs = lp, .n_token_info = 2};
+    const sched_result_t *resp[1] = {&res};
+    strbuf_t b = {0};
+    api_response_json(&b, &rq, tok, "cmpl-1", 1, "tiny", resp, 1);
+    cJSON *o = cJSON_Parse(b.p);
+    cr_assert_not_null(o, "%s", b.p);
+    cJSON *lps = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0), "logprobs");
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(lps, "tokens")), 2);
+    cr_assert_float_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(lps, "token_logprobs"), 1)->valuedouble, -1.25, 1e-9);
+    cr_assert_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(lps, "text_offset"), 0)->valueint, 2, "after the echo");
+    cr_assert_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(lps, "text_offset"), 1)->valueint, 3);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetArrayItem(cJSON_GetObjectItem(lps, "top_logprobs"), 1)), 1);
+    cJSON_Delete(o);
+    sb_reset(&b);
+    rq.kind = API_CHAT;
+    api_response_json(&b, &rq, tok, "chatcmpl-1", 1, "tiny", resp, 1);
+    o = cJSON_Parse(b.p);
+    cr_assert_not_null(o, "%s", b.p);
+    lps = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0), "logprobs");
+    cJSON *c1 = cJSON_GetArrayItem(cJSON_GetObjectItem(lps, "content"), 1);
+    cr_assert_float_eq(cJSON_GetObjectItem(c1, "logprob")->valuedouble, -1.25, 1e-9);
+    cr_assert(cJSON_IsArray(cJSON_GetObjectItem(c1, "bytes")));
+    cJSON *alt = cJSON_GetArrayItem(cJSON_GetObjectItem(c1, "top_logprobs"), 0);
+    cr_assert_float_eq(cJSON_GetObjectItem(alt, "logprob")->valuedouble, -0.25, 1e-9);
+    cJSON_Delete(o);
+    sb_free(&b);
 }

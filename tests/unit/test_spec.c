@@ -10,6 +10,10 @@
  * 3. End to end with a model: the first two generated tokens (temperature 1,
  *    top-k 3) have the same distribution with and without speculation (sampled
  *    and argmax drafts): chi-square homogeneity over 3000 seeds per arm.
+ * 4. With logit_bias and presence / frequency penalties (the drafter and the
+ *    verifier adjust the same way, a draft's history including the drafts
+ *    before it): greedy output is identical for spec_k 0, 2 and 4, and the
+ *    first two sampled tokens keep their distribution (sampled and argmax drafts).
  * Critical values are chi-square quantiles at alpha = 1e-4 (Wilson-Hilferty):
  * with seeds drawn afresh, each check would fail falsely 1 time in 10^4. The
  * seeds are fixed, so the test is deterministic. */
@@ -176,13 +180,15 @@ Test(spec, rule_argmax_drafts_wrong) { check_rule(P1, P2, Q_FAR1, Q_FAR2, true);
 
 /* Histogram of the first two tokens (pair index t0 * V + t1) over `n` seeds;
  * counts the drafts verified in *drafted (0 would make the check vacuous). */
-static void pair_hist(model_t *m, int spec_k, bool sampled, float min_p, int n, long *hist, long *drafted) {
+static void pair_hist_adj(model_t *m, int spec_k, bool sampled, float min_p, int n, const logit_adjust_t *adj,
+                          long *hist, long *drafted) {
     int32_t prompt[4] = {5, 17, 42, 3}, out[8];
     int V = m->cfg.vocab_size;
     for (int s = 0; s < n; s++) {
         /* 4 tokens wanted so that the second one comes out of a verify step with drafts */
         seq_params_t p = {.max_new_tokens = 4, .spec_k = spec_k, .sampled_drafts = sampled, .draft_min_p = min_p,
                           .sampling = {.temperature = 1.0f, .top_k = 3, .top_p = 1.0f, .seed = 1000 + (uint64_t)s}};
+        if (adj) p.adjust = *adj;
         int32_t *gen;
         int k;
         gen_stats_t st;
@@ -194,6 +200,10 @@ static void pair_hist(model_t *m, int spec_k, bool sampled, float min_p, int n, 
         cr_assert_eq(k, 4);
         hist[(size_t)out[0] * V + out[1]]++;
     }
+}
+
+static void pair_hist(model_t *m, int spec_k, bool sampled, float min_p, int n, long *hist, long *drafted) {
+    pair_hist_adj(m, spec_k, sampled, min_p, n, NULL, hist, drafted);
 }
 
 static void homogeneity(const long *a, const long *b, size_t cells, const char *what) {
@@ -228,5 +238,53 @@ Test(spec, sampling_distribution_unchanged, .timeout = 240) {
     free(samp);
     free(amax);
     free(adap);
+    model_free(m);
+}
+
+/* ---------------------------------------------------------------- 4. adjusted logits */
+
+static const logit_bias_entry_t BIAS[] = {{7, 3.0f}, {42, -100.0f}, {100, 1.5f}};
+
+Test(spec, greedy_identical_with_penalties_and_bias) {
+    model_t *m = load_golden("tiny-f32");
+    logit_adjust_t adj = {.presence = 0.8f, .frequency = 1.5f, .bias = BIAS, .n_bias = 3};
+    int32_t prompt[16], plain[64], base[64], spec[64];
+    int changed = 0;
+    for (int trial = 0; trial < 6; trial++) {
+        for (int i = 0; i < 16; i++) prompt[i] = (int32_t)((trial * 31 + i * 7 + 3) % m->cfg.vocab_size);
+        seq_params_t p = {.max_new_tokens = 40, .sampling = {.top_p = 1.0f}};
+        int np = run(m, prompt, 16, &p, plain, 64);
+        p.adjust = adj;
+        int nb = run(m, prompt, 16, &p, base, 64);
+        changed += np != nb || memcmp(plain, base, sizeof(int32_t) * (size_t)nb) != 0;
+        for (int i = 0; i < nb; i++) cr_assert_neq(base[i], 42, "a -100 bias keeps token 42 out");
+        for (int k = 2; k <= 4; k += 2) {
+            p.spec_k = k;
+            int ns = run(m, prompt, 16, &p, spec, 64);
+            cr_assert_eq(ns, nb, "trial %d spec_k %d: length %d vs %d", trial, k, ns, nb);
+            cr_assert_arr_eq(spec, base, sizeof(int32_t) * (size_t)nb, "trial %d spec_k %d: tokens differ", trial, k);
+            p.spec_k = 0;
+        }
+    }
+    cr_assert_gt(changed, 0, "the adjustment never changed the output: the check would be vacuous");
+    model_free(m);
+}
+
+Test(spec, sampling_distribution_unchanged_with_penalties_and_bias, .timeout = 240) {
+    model_t *m = load_golden("tiny-f32");
+    logit_adjust_t adj = {.presence = 1.0f, .frequency = 2.0f, .bias = BIAS, .n_bias = 3};
+    size_t cells = (size_t)m->cfg.vocab_size * m->cfg.vocab_size;
+    long *base = calloc(cells, sizeof(long)), *samp = calloc(cells, sizeof(long)), *amax = calloc(cells, sizeof(long));
+    int n = 2000;
+    long d0 = 0, d1 = 0, d2 = 0;
+    pair_hist_adj(m, 0, true, 0, n, &adj, base, &d0);
+    pair_hist_adj(m, 2, true, 0, n, &adj, samp, &d1);
+    pair_hist_adj(m, 2, false, 0, n, &adj, amax, &d2);
+    cr_assert(d1 >= n && d2 >= n, "drafts were not exercised");
+    homogeneity(base, samp, cells, "adjusted, sampled");
+    homogeneity(base, amax, cells, "adjusted, argmax");
+    free(base);
+    free(samp);
+    free(amax);
     model_free(m);
 }
