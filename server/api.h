@@ -42,6 +42,7 @@ typedef struct api_ctx {
     int vocab_size;
     const struct api_defaults *defaults;   /* serve: what requests leave out (NULL: OpenAI's, temperature 1) */
     int context;                 /* the model's context length (/v1/models max_model_len) */
+    const struct chat_template *chat_template;   /* the model's Jinja template; NULL: the built-in format */
 } api_ctx_t;
 
 /* Defaults for fields a request leaves out. */

@@ -6,12 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
-#include "core/file.h"
 #include "core/strbuf.h"
 
-static int check_roles(const chat_message_t *msgs, int n, spex_err_t *err) {
+int chat_check_messages(const chat_message_t *msgs, int n, spex_err_t *err) {
     if (n <= 0) return spex_fail(err, "messages: at least one message is needed");
     for (int i = 0; i < n; i++) {
         const char *r = msgs[i].role;
@@ -34,7 +31,7 @@ char *chat_render(const chat_message_t *msgs, int n, const char *bos_token, bool
 
 char *chat_render_len(const chat_message_t *msgs, int n, const char *bos_token, bool add_generation_prompt,
                       size_t *len, spex_err_t *err) {
-    if (check_roles(msgs, n, err)) return NULL;
+    if (chat_check_messages(msgs, n, err)) return NULL;
     strbuf_t b = {0};
     sb_str(&b, bos_token ? bos_token : "");
     bool first_system = true;
@@ -58,21 +55,4 @@ char *chat_render_len(const chat_message_t *msgs, int n, const char *bos_token, 
     char *text = sb_take(&b, len);
     if (!text) spex_fail(err, "messages: out of memory");
     return text;
-}
-
-chat_template_kind_t chat_template_detect(const char *model_dir) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", model_dir);
-    spex_err_t ignored;   /* no readable tokenizer_config.json: no template */
-    char *text = spex_read_file(path, 64u << 20, NULL, &ignored);
-    if (!text) return CHAT_TEMPLATE_NONE;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
-    chat_template_kind_t kind = CHAT_TEMPLATE_NONE;
-    if (cJSON_IsString(t))
-        kind = strstr(t->valuestring, CHAT_USER) && strstr(t->valuestring, CHAT_ASSISTANT) ? CHAT_TEMPLATE_DEEPSEEK
-                                                                                           : CHAT_TEMPLATE_OTHER;
-    cJSON_Delete(root);
-    return kind;
 }
