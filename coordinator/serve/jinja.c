@@ -20,7 +20,7 @@ struct jinja_ctx {
 };
 
 jinja_limits_t jinja_default_limits(void) {
-    return (jinja_limits_t){.max_template_bytes = 1u << 20, .max_depth = 64, .max_steps = 20000000,
+    return (jinja_limits_t){.max_template_bytes = 1u << 20, .max_depth = 128, .max_steps = 20000000,
                             .max_memory = 256u << 20};
 }
 

@@ -35,7 +35,7 @@ typedef struct jinja_limits {
     size_t max_memory;           /* render: bytes of values made, output included */
 } jinja_limits_t;
 
-/* 1 MiB source, depth 64, 20 million steps, 256 MiB. */
+/* 1 MiB source, depth 128, 20 million steps, 256 MiB. */
 jinja_limits_t jinja_default_limits(void);
 
 typedef struct jinja_template jinja_template_t;

@@ -48,13 +48,27 @@ static bool over_memory(const jeval_t *ev) {
     return ev->a->exhausted || ev->out->oom || ev->a->used + ev->out->n > ev->max_memory;
 }
 
-int jeval_count_step(jeval_t *ev, const jnode_t *at) {
-    if (++ev->steps <= ev->max_steps) return 0;
+int jeval_charge(jeval_t *ev, const jnode_t *at, uint64_t units) {
+    ev->steps += units;
+    if (ev->steps <= ev->max_steps) return 0;
     return jeval_fail(ev, at, "the template took more than %llu steps (step limit)", (unsigned long long)ev->max_steps);
+}
+
+int jeval_count_step(jeval_t *ev, const jnode_t *at) { return jeval_charge(ev, at, 1); }
+
+/* The work a value costs to scan, in steps: strings by 64 bytes, lists and dicts by 8 entries. */
+static uint64_t size_units(jv_t v) {
+    switch (v.k) {
+    case JV_STR: return v.u.s->len / 64;
+    case JV_LIST: return v.u.l->n / 8;
+    case JV_DICT: case JV_NS: return v.u.d->n / 8;
+    default: return 0;
+    }
 }
 
 int jeval_take_str(jeval_t *ev, const jnode_t *at, strbuf_t *b, jv_t *out) {
     if (b->oom) return jeval_oom(ev, at);
+    if (jeval_charge(ev, at, b->n / 64)) return -1;
     const jstr_t *s = jstr_new(ev->a, b->p ? b->p : "", b->n);
     sb_reset(b);
     if (!s) return jeval_oom(ev, at);
@@ -110,6 +124,7 @@ static int get_item(jeval_t *ev, const jnode_t *at, jv_t obj, jv_t key, jv_t *ou
     *out = jv_undef(NULL);
     if (obj.k == JV_UNDEF) return undefined_error(ev, at, obj);
     if ((obj.k == JV_DICT || obj.k == JV_NS) && key.k == JV_STR) {
+        if (jeval_charge(ev, at, obj.u.d->n / 8)) return -1;   /* a linear search */
         const jv_t *v = jdict_get(obj.u.d, key.u.s->p, key.u.s->len);
         if (v) *out = *v;
     } else if (obj.k == JV_LOOP && key.k == JV_STR) {
@@ -332,6 +347,7 @@ static int contains(jeval_t *ev, const jnode_t *at, jv_t item, jv_t seq, bool *o
 static int compare1(jeval_t *ev, const jnode_t *at, int op, jv_t a, jv_t b, bool *res) {
     bool err = false;
     int cmp;
+    if (jeval_charge(ev, at, size_units(a) + size_units(b))) return -1;
     switch (op) {
     case JO_EQ: *res = jv_equal(a, b, &err); break;
     case JO_NE: *res = !jv_equal(a, b, &err); break;
@@ -363,6 +379,9 @@ static int eval_builtin(jeval_t *ev, const jnode_t *n, jb_kind_t kind, jv_t self
     jv_t args[16], kw[32];
     if (n->n_args > 16) return jeval_fail(ev, n, "too many arguments");
     if (eval_items(ev, n->args, n->n_args, args) || eval_items(ev, n->kwargs, n->n_kwargs, kw)) return -1;
+    uint64_t units = size_units(self);   /* builtins scan their inputs */
+    for (int i = 0; i < n->n_args; i++) units += size_units(args[i]);
+    if (jeval_charge(ev, n, units)) return -1;
     return jb_call(ev, kind, n->op, n, self, args, n->n_args, n->kwnames, kw, n->n_kwargs, out);
 }
 
@@ -535,7 +554,7 @@ static int exec(jeval_t *ev, const jnode_t *n) {
     case JN_BODY: return exec_body(ev, n);
     case JN_TEXT: sb_add(ev->out, n->name->p, n->name->len); break;
     case JN_OUTPUT:
-        if (eval(ev, n->a, &v)) return FLOW_ERROR;
+        if (eval(ev, n->a, &v) || jeval_charge(ev, n, size_units(v))) return FLOW_ERROR;
         if (jv_str(ev->out, v)) return jeval_fail(ev, n, "value nested too deeply to print");
         break;
     case JN_IF:

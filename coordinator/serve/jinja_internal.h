@@ -242,8 +242,10 @@ int jeval_fail(jeval_t *ev, const jnode_t *at, const char *fmt, ...) __attribute
 int jeval_oom(jeval_t *ev, const jnode_t *at);
 /* A string value from a strbuf (the buffer is reset). */
 int jeval_take_str(jeval_t *ev, const jnode_t *at, strbuf_t *b, jv_t *out);
-/* One step against the budget (builtins that loop count theirs). */
+/* One step against the budget (builtins that loop count theirs), or `units`
+ * of them for work proportional to a value's size. */
 int jeval_count_step(jeval_t *ev, const jnode_t *at);
+int jeval_charge(jeval_t *ev, const jnode_t *at, uint64_t units);
 
 /* Render root with vars as the outermost frame into out. -1 with err. */
 int jeval_run(const jnode_t *root, jarena_t *a, jdict_t *vars, uint64_t max_steps, size_t max_memory, strbuf_t *out,

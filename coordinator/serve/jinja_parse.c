@@ -186,7 +186,9 @@ static jnode_t *parse_subscript(parser_t *p, jnode_t *obj) {
 }
 
 static jnode_t *parse_postfix(parser_t *p, jnode_t *n) {
+    int depth = p->depth;
     while (n) {
+        if ((is_op(p, ".") || is_op(p, "[") || is_op(p, "(")) && !enter(p)) return NULL;
         if (is_op(p, ".")) {
             const jtok_t *dot = advance(p);
             const jtok_t *name = cur(p);
@@ -222,6 +224,7 @@ static jnode_t *parse_postfix(parser_t *p, jnode_t *n) {
             break;
         }
     }
+    p->depth = depth;
     return n;
 }
 
@@ -235,7 +238,9 @@ static bool test_takes_bare_arg(parser_t *p) {
 }
 
 static jnode_t *parse_filters(parser_t *p, jnode_t *n) {
+    int depth = p->depth;
     while (n) {
+        if ((is_op(p, "|") || is_kw(p, "is")) && !enter(p)) return NULL;
         if (is_op(p, "|")) {
             advance(p);
             if (cur(p)->kind != JT_NAME) return unexpected(p, "a filter name");
@@ -266,6 +271,7 @@ static jnode_t *parse_filters(parser_t *p, jnode_t *n) {
             break;
         }
     }
+    p->depth = depth;
     return n;
 }
 
@@ -353,33 +359,31 @@ static jnode_t *parse_unary(parser_t *p, bool with_filter) {
 typedef struct binop { const char *tok; jop_t op; } binop_t;
 
 /* One left-associative level: operand (op operand)*. */
+/* One left-associative level: operand (op operand)*. Each operator deepens the
+ * tree (a + b + c is (a + b) + c), so each counts against the nesting limit:
+ * the evaluator's recursion is bounded by the parser's. */
 static jnode_t *parse_level(parser_t *p, jnode_t *(*operand)(parser_t *), const binop_t *ops) {
+    int depth = p->depth;
     jnode_t *left = operand(p);
     while (left) {
         const binop_t *o = ops;
         while (o->tok && !is_op(p, o->tok)) o++;
         if (!o->tok) break;
-        jnode_t *n = node(p, JN_BINOP, advance(p));
+        jnode_t *n = enter(p) ? node(p, JN_BINOP, advance(p)) : NULL;
         if (!n) return NULL;
         n->op = o->op;
         n->a = left;
         if (!(n->b = operand(p))) return NULL;
         left = n;
     }
+    p->depth = depth;
     return left;
 }
 
+static jnode_t *parse_unary_filtered(parser_t *p) { return parse_unary(p, true); }
 static jnode_t *parse_pow(parser_t *p) {
     static const binop_t ops[] = {{"**", JO_POW}, {NULL, 0}};
-    jnode_t *left = parse_unary(p, true);
-    while (left && is_op(p, "**")) {
-        jnode_t *n = node(p, JN_BINOP, advance(p));
-        if (!n) return NULL;
-        n->op = ops[0].op, n->a = left;
-        if (!(n->b = parse_unary(p, true))) return NULL;
-        left = n;
-    }
-    return left;
+    return parse_level(p, parse_unary_filtered, ops);
 }
 static jnode_t *parse_math2(parser_t *p) {
     static const binop_t ops[] = {{"//", JO_FLOORDIV}, {"*", JO_MUL}, {"/", JO_DIV}, {"%", JO_MOD}, {NULL, 0}};
@@ -432,14 +436,16 @@ static jnode_t *parse_not(parser_t *p) {
 }
 
 static jnode_t *parse_logic(parser_t *p, const char *kw, jnode_kind_t kind, jnode_t *(*operand)(parser_t *)) {
+    int depth = p->depth;
     jnode_t *left = operand(p);
     while (left && is_kw(p, kw)) {
-        jnode_t *n = node(p, kind, advance(p));
+        jnode_t *n = enter(p) ? node(p, kind, advance(p)) : NULL;
         if (!n) return NULL;
         n->a = left;
         if (!(n->b = operand(p))) return NULL;
         left = n;
     }
+    p->depth = depth;
     return left;
 }
 static jnode_t *parse_and(parser_t *p) { return parse_logic(p, "and", JN_AND, parse_not); }
@@ -480,6 +486,8 @@ static jnode_t *parse_tuple_expr(parser_t *p) {
 
 static jnode_t *parse_body(parser_t *p, const char *const *ends);
 
+static jnode_t *parse_if_body(parser_t *p, const jtok_t *kw, const char *const *ends, const char *const *endif);
+
 static const char *const UNSUPPORTED_STMTS[] = {"macro", "call", "filter", "include", "import", "from", "extends",
                                                 "block", "with", "raw", "autoescape", "do", "trans", "print", NULL};
 
@@ -491,6 +499,13 @@ static bool in_list(const jtok_t *t, const char *const *names) {
 
 static jnode_t *parse_if(parser_t *p, const jtok_t *kw) {
     static const char *const ends[] = {"elif", "else", "endif", NULL}, *const endif[] = {"endif", NULL};
+    if (!enter(p)) return NULL;   /* an elif is an if nested in the else */
+    jnode_t *n = parse_if_body(p, kw, ends, endif);
+    p->depth--;
+    return n;
+}
+
+static jnode_t *parse_if_body(parser_t *p, const jtok_t *kw, const char *const *ends, const char *const *endif) {
     jnode_t *n = node(p, JN_IF, kw);
     if (!n || !(n->a = parse_expression(p, true)) || !expect_end(p) || !(n->b = parse_body(p, ends))) return NULL;
     const jtok_t *next = advance(p);
@@ -634,5 +649,6 @@ static jnode_t *parse_body(parser_t *p, const char *const *ends) {
 jnode_t *jinja_parse(const jtoks_t *toks, jarena_t *a, int max_depth, char *msg, size_t msg_len) {
     parser_t p = {.tk = toks, .a = a, .max_depth = max_depth, .msg = msg, .msg_len = msg_len};
     msg[0] = '\0';
-    return parse_body(&p, NULL);
+    jnode_t *root = parse_body(&p, NULL);
+    return msg[0] ? NULL : root;   /* an error deep down may not have reached the top as NULL */
 }

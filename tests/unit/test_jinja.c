@@ -249,6 +249,10 @@ Test(jinja_limits, hostile_templates_are_stopped) {
     out = render_lim("{{ 'x' * 100000000 }}", NULL, &lim, &err);
     cr_expect_null(out);
     cr_expect(strstr(err.msg, "memory limit"), "%s", err.msg);
+    out = render_lim("{% set s = 'x' * 1000000 %}{% for i in range(100000) %}{% if 'y' in s %}{% endif %}{% endfor %}",
+                     NULL, &lim, &err);   /* work on big values costs steps in proportion */
+    cr_expect_null(out);
+    cr_expect(strstr(err.msg, "step limit"), "%s", err.msg);
     out = render_lim("{{ range(1000000000) | length }}", NULL, &lim, &err);
     cr_expect_null(out);
     cr_expect(strstr(err.msg, "memory limit"), "%s", err.msg);
@@ -270,11 +274,24 @@ Test(jinja_limits, size_and_depth) {
     for (int i = 0; i < 1000; i++) strcat(deep, ")");
     strcat(deep, " }}");
     cr_expect_null(render_lim(deep, NULL, NULL, &err));
-    cr_expect(strstr(err.msg, "nesting deeper than 64"), "%s", err.msg);
+    cr_expect(strstr(err.msg, "nesting deeper than 128"), "%s", err.msg);
     char blocks[8192] = "";
     for (int i = 0; i < 200; i++) strcat(blocks, "{% if true %}");
     cr_expect_null(render_lim(blocks, NULL, NULL, &err));
-    cr_expect(strstr(err.msg, "nesting deeper than 64"), "%s", err.msg);
+    cr_expect(strstr(err.msg, "nesting deeper than 128"), "%s", err.msg);
+    /* chains deepen the tree as much: a + b + c ..., filters, attributes, elif */
+    static const char *const chains[] = {"{{ 1", " + 1", " }}", "{{ 'x'", " | trim", " }}", "{{ x", ".a", " }}",
+                                         "{{ x", " or x", " }}", "{% if x %}", "{% elif x %}", "{% endif %}"};
+    for (int c = 0; c < 5; c++) {
+        char *src = malloc(100000);
+        strcpy(src, chains[3 * c]);
+        for (int i = 0; i < 5000; i++) strcat(src, chains[3 * c + 1]);
+        strcat(src, chains[3 * c + 2]);
+        cr_expect_null(render_lim(src, NULL, NULL, &err), "chain %d", c);
+        cr_expect(strstr(err.msg, "nesting deeper than 128"), "chain %d: %s", c, err.msg);
+        free(src);
+    }
+    expect("{{ 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 }}", NULL, "20");
 }
 
 Test(jinja_api, messages_with_nul_bytes_and_reuse) {
