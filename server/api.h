@@ -5,7 +5,7 @@
  *   prompt       completions: a string, an array of token ids, or an array
  *                holding exactly one of those (several prompts: 400)
  *   messages     chat: [{role: system|user|assistant, content: string or
- *                [{type: "text", text}...]}], rendered with coordinator/serve/chat.h
+ *                [{type: "text", text}...]}], rendered with ctx->chat_template (chat_template.h)
  *   max_tokens / max_completion_tokens   integer >= 1; default 16 for
  *                completions (OpenAI's), as many as fit for chat
  *   temperature  [0, 2], default 1 (OpenAI's); 0 = greedy

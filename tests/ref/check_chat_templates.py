@@ -5,7 +5,7 @@ Every template in tests/data/templates/*.jinja is rendered for every message
 list below, with add_generation_prompt true and false, twice: by Jinja2 set up
 as transformers' apply_chat_template sets it up (ImmutableSandboxedEnvironment,
 trim_blocks, lstrip_blocks, loopcontrols, its tojson and raise_exception), and
-by `spex chat-template`. The outputs must be byte-identical; a list the
+by `spex chat-template --lines` (one run per template and flag). The outputs must be byte-identical; a list the
 template refuses (raise_exception, an error) must be refused by both.
 
 usage: check_chat_templates.py SPEX_BINARY TEST_DATA_DIR
@@ -15,7 +15,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 import jinja2
 import jinja2.ext
@@ -92,12 +91,22 @@ def render_python(env, source, messages, gen, specials):
         return e
 
 
-def render_c(spex, model_dir, template, messages_path, gen):
-    cmd = [spex, "chat-template", "--model", model_dir, "--chat-template", template, "--messages", messages_path]
+def render_c(spex, model_dir, template, lists, gen):
+    """Every list in one `spex chat-template --lines` run: bytes, or an error string, per list."""
+    cmd = [spex, "chat-template", "--model", model_dir, "--chat-template", template, "--lines"]
     if not gen:
         cmd.append("--no-generation-prompt")
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
+    stdin = "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in lists).encode("utf-8")
+    p = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        sys.exit("spex chat-template failed (%d): %s" % (p.returncode, p.stderr.decode("utf-8", "replace")))
+    out = []
+    for line in p.stdout.decode("utf-8").split("\n")[:-1]:   # not splitlines(): U+2028 is in the text
+        v = json.loads(line)
+        out.append(v["error"] if isinstance(v, dict) else v.encode("utf-8"))
+    if len(out) != len(lists):
+        sys.exit("spex chat-template --lines gave %d lines for %d lists" % (len(out), len(lists)))
+    return out
 
 
 def main():
@@ -111,29 +120,25 @@ def main():
     if not templates:
         sys.exit("no templates under %s/templates" % data)
     failures, checks, refused = 0, 0, 0
-    with tempfile.TemporaryDirectory() as tmp:
-        for template in templates:
-            source = open(template, encoding="utf-8").read()
-            for name, messages in CASES.items():
-                path = os.path.join(tmp, name + ".json")
-                with open(path, "w", encoding="utf-8") as f:
-                    json.dump(messages, f, ensure_ascii=False)
-                for gen in (True, False):
-                    want = render_python(env, source, messages, gen, specials)
-                    rc, got, err = render_c(spex, model_dir, template, path, gen)
-                    checks += 1
-                    label = "%s / %s / add_generation_prompt=%s" % (os.path.basename(template), name, gen)
-                    if isinstance(want, Exception):
-                        refused += 1
-                        if rc == 0:
-                            failures += 1
-                            print("FAIL %s: jinja2 refused (%s) but spex rendered %r" % (label, want, got))
-                        continue
-                    if rc != 0 or got != want:
+    names = list(CASES)
+    for template in templates:
+        source = open(template, encoding="utf-8").read()
+        for gen in (True, False):
+            got_all = render_c(spex, model_dir, template, [CASES[n] for n in names], gen)
+            for name, got in zip(names, got_all):
+                want = render_python(env, source, CASES[name], gen, specials)
+                checks += 1
+                label = "%s / %s / add_generation_prompt=%s" % (os.path.basename(template), name, gen)
+                if isinstance(want, Exception):
+                    refused += 1
+                    if not isinstance(got, str):
                         failures += 1
-                        print("FAIL %s (rc %d %s)\n  jinja2: %r\n  spex:   %r" % (label, rc, err.strip(), want, got))
-    print("%d checks over %d templates (%d refused by both), %d failures" % (checks, len(templates), refused - 0,
-                                                                            failures))
+                        print("FAIL %s: jinja2 refused (%s) but spex rendered %r" % (label, want, got))
+                    continue
+                if got != want:
+                    failures += 1
+                    print("FAIL %s\n  jinja2: %r\n  spex:   %r" % (label, want, got))
+    print("%d checks over %d templates (%d refused by both), %d failures" % (checks, len(templates), refused, failures))
     sys.exit(1 if failures else 0)
 
 
