@@ -139,6 +139,10 @@ Test(jinja_stmt, set_scoping_and_namespace) {
     expect_error("{% set x = 1 %}{% set x.y = 2 %}", NULL, "only a namespace() has settable attributes");
 }
 
+Test(jinja_stmt, generation_block) {   /* transformers' AssistantTracker tag: renders its body */
+    expect("a{% generation %}{{ 1 + 1 }}{% endgeneration %}b", NULL, "a2b");
+}
+
 Test(jinja_builtins, filters) {
     expect("[{{ '  a b \\n' | trim }}] [{{ 'xxaxx' | trim('x') }}] [{{ none | trim }}]", NULL, "[a b] [a] [None]");
     expect("{{ [1, 'a'] | join(', ') }} {{ 'abc' | join('-') }} {{ [{'n': 'x'}, {'n': 'y'}] | join('+', attribute='n') }}",
