@@ -5,8 +5,9 @@ Every template in tests/data/templates/*.jinja is rendered for every message
 list below, with add_generation_prompt true and false, twice: by Jinja2 set up
 as transformers' apply_chat_template sets it up (ImmutableSandboxedEnvironment,
 trim_blocks, lstrip_blocks, loopcontrols, its tojson and raise_exception), and
-by `spex chat-template --lines` (one run per template and flag). The outputs must be byte-identical; a list the
-template refuses (raise_exception, an error) must be refused by both.
+by `spex chat-template --lines` (one run per template and flag). The outputs
+must be byte-identical; a list the template refuses must be refused by both,
+with the same message when it is the template's raise_exception.
 
 usage: check_chat_templates.py SPEX_BINARY TEST_DATA_DIR
 """
@@ -134,6 +135,9 @@ def main():
                     if not isinstance(got, str):
                         failures += 1
                         print("FAIL %s: jinja2 refused (%s) but spex rendered %r" % (label, want, got))
+                    elif type(want) is jinja2.exceptions.TemplateError and "raise_exception: %s" % want not in got:
+                        failures += 1   # the template's own message must reach the client
+                        print("FAIL %s: jinja2 raised %r, spex said %r" % (label, str(want), got))
                     continue
                 if got != want:
                     failures += 1
