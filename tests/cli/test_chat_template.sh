@@ -7,16 +7,16 @@
 #     --chat-template builtin gives the DeepSeek prompt instead;
 #   - a template the interpreter cannot run stops serve and batch at startup with the construct and its
 #     line:column (exit 1, before the model loads), and --chat-template builtin is the explicit way out;
-#   - `spex chat-template` reports errors of the template itself (raise_exception) and usage errors.
+#   - `spex chat-template` reports errors of the template itself (raise_exception) and usage errors;
+#   - `spex serve` with Mistral's template: /v1/chat/completions renders it (prompt_tokens = the tokens of
+#     the rendered prompt), and a conversation it refuses is a 400 carrying the template's own message.
 # Usage: test_chat_template.sh SPEX_BINARY TESTS_DATA_DIR
 set -u
 spex=$1
 data=$(cd "$2" && pwd)
 shipped=$(cd "$data/../../models/austen-moe" && pwd)
-tmp=$(mktemp -d /tmp/spex-chat-template-XXXXXX)
-trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/serve_lib.sh"
+serve_test_init chat-template
 
 # 1. the shipped model: its template through the interpreter == the built-in format
 i=0
@@ -101,5 +101,27 @@ printf '%s' '{% if messages[0].role != "user" %}{{ raise_exception("first messag
 [ $? -eq 2 ] || fail "chat-template without --model or --chat-template is not a usage error"
 "$spex" chat-template --chat-template "$tmp/missing.jinja" --messages "$tmp/bath.json" >/dev/null 2>"$tmp/m.err"
 [ $? -eq 1 ] && grep -q "missing.jinja" "$tmp/m.err" || fail "a missing template file is not named"
+
+# 5. serve: the template is what /v1/chat/completions renders, and its refusals are 400s
+model_with "$tmp/mistral" "$data/templates/mistral.jinja"
+serve_start mistral --model "$tmp/mistral"
+printf '%s' '[{"role": "user", "content": "Describe Bath."}]' >"$tmp/user.json"
+"$spex" chat-template --model "$tmp/mistral" --messages "$tmp/user.json" >"$tmp/mprompt"
+want=$(/usr/bin/python3 -c 'import json,sys; print(json.dumps(open(sys.argv[1], encoding="utf-8").read()))' "$tmp/mprompt" \
+       | "$spex" tokenize --model "$tmp/mistral" | /usr/bin/python3 -c 'import json,sys; print(len(json.loads(sys.stdin.read())))')
+got=$(curl -s "$mistral_url/v1/chat/completions" -H 'Content-Type: application/json' \
+      -d '{"messages": [{"role": "user", "content": "Describe Bath."}], "max_tokens": 2, "temperature": 0}' \
+      | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["usage"]["prompt_tokens"])')
+[ "$got" = "$want" ] || fail "serve: prompt_tokens $got, Mistral's rendering has $want tokens"
+grep -q "[INST]" "$tmp/mprompt" || fail "the Mistral prompt lacks [INST]: $(cat "$tmp/mprompt")"
+code=$(curl -s -o "$tmp/refused.json" -w '%{http_code}' "$mistral_url/v1/chat/completions" -H 'Content-Type: application/json' \
+       -d '{"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}], "max_tokens": 2}')
+[ "$code" = 400 ] || fail "serve: a conversation the template refuses got $code, want 400"
+grep -q "raise_exception: Conversation roles must alternate" "$tmp/refused.json" \
+    || fail "serve: the 400 lacks the template's message: $(cat "$tmp/refused.json")"
+grep -q '"param": *"messages"' "$tmp/refused.json" || fail "serve: the 400 does not name messages: $(cat "$tmp/refused.json")"
+grep -q "chat format: .*mistral/tokenizer_config.json: chat_template" "$tmp/mistral.log" || fail "serve does not log its chat format"
+kill -TERM "$mistral_pid"
+wait "$mistral_pid" || fail "serve did not exit 0 on SIGTERM"
 
 [ $fails -eq 0 ] && echo "test_chat_template: all passed" || { echo "test_chat_template: $fails failures"; exit 1; }
