@@ -8,7 +8,7 @@
 
 #include "core/strbuf.h"
 
-int chat_check_messages(const chat_message_t *msgs, int n, spex_err_t *err) {
+static int check_roles(const chat_message_t *msgs, int n, spex_err_t *err) {
     if (n <= 0) return spex_fail(err, "messages: at least one message is needed");
     for (int i = 0; i < n; i++) {
         const char *r = msgs[i].role;
@@ -31,7 +31,7 @@ char *chat_render(const chat_message_t *msgs, int n, const char *bos_token, bool
 
 char *chat_render_len(const chat_message_t *msgs, int n, const char *bos_token, bool add_generation_prompt,
                       size_t *len, spex_err_t *err) {
-    if (chat_check_messages(msgs, n, err)) return NULL;
+    if (check_roles(msgs, n, err)) return NULL;
     strbuf_t b = {0};
     sb_str(&b, bos_token ? bos_token : "");
     bool first_system = true;
@@ -56,3 +56,5 @@ char *chat_render_len(const chat_message_t *msgs, int n, const char *bos_token, 
     if (!text) spex_fail(err, "messages: out of memory");
     return text;
 }
+
+int chat_check_messages(const chat_message_t *msgs, int n, spex_err_t *err) { return check_roles(msgs, n, err); }

@@ -7,8 +7,11 @@
  *   jinja_json.c      tojson (Python's json.dumps as transformers calls it) and JSON -> value
  *   jinja_lex.c       template text -> tokens (whitespace control, trim_blocks, lstrip_blocks)
  *   jinja_parse.c     tokens -> AST, rejecting what the subset lacks with line:column
- *   jinja_builtins.c  the filters, tests, methods and global functions, by name
+ *   jinja_builtins.c  the names of filters, tests, methods and functions; tests and functions
+ *   jinja_filters.c   the filters
+ *   jinja_methods.c   the string and dict methods
  *   jinja_eval.c      AST -> output, within a step and memory budget
+ *   jinja.c           the public API (jinja.h): compile, render contexts, render
  *
  * Values are immutable except namespaces; they are allocated in the render's
  * arena and die with it, so nothing is reference counted or freed one by one. */
@@ -165,8 +168,6 @@ struct jnode {
     const jstr_t *name2;    /* JN_SET of a namespace attribute: the attribute */
     int *ops;               /* JN_COMPARE: one jop_t per operand after the first */
 };
-
-typedef struct jparse_limits { int max_depth; } jparse_limits_t;
 
 /* Parse tokens into a JN_BODY. NULL with "L:C: message" in msg. */
 jnode_t *jinja_parse(const jtoks_t *toks, jarena_t *a, int max_depth, char *msg, size_t msg_len);
