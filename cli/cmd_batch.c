@@ -33,6 +33,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cli/cli_chat_template.h"
 #include "cli/cli_ep.h"
 #include "cli/cli_genconf.h"
 #include "cli/cli_json.h"
@@ -57,6 +58,7 @@ typedef struct batch_cli {
     cli_sampling_t sp;       /* --spec-k (default 0: what measures fastest on the shipped model), --draft */
     cli_ep_t ep;             /* expert parallelism: workers under mpirun, loopback ranks, or --no-ep */
     bool no_gen_config;      /* --no-generation-config */
+    const char *chat_template;   /* --chat-template auto|builtin|FILE */
 } batch_cli_t;
 
 /* ---------------------------------------------------------------- a set of strings */
@@ -261,6 +263,7 @@ typedef struct batch {
     tokenizer_t *tok;
     model_t *m;
     scheduler_t *sched;
+    chat_template_t *chat;   /* the model's chat format */
     api_ctx_t api;
     api_defaults_t defaults; /* --max-tokens / --temperature, else generation_config.json's, else OpenAI's */
     FILE *in;
@@ -446,7 +449,7 @@ static int batch_parse(int argc, char **argv, batch_cli_t *c) {
              BATCH_EXIT_REQUEUE);
     cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, BATCH_OPTIONS, c),
                             cli_request_temperature_group(&c->temperature), cli_sched_group(&c->sched),
-                            cli_gen_config_group(&c->no_gen_config),
+                            cli_gen_config_group(&c->no_gen_config), cli_chat_template_group(&c->chat_template),
                             cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT | CLI_S_DRAFT_MIN_P), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
     cli_spec_t spec = CLI_SPEC("batch", "batch --model DIR --input IN.jsonl --output OUT.jsonl [options]", about, groups);
     return cli_run_parse(&spec, argc, argv, 1);
@@ -472,6 +475,7 @@ static int batch_load(batch_t *b, spex_err_t *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/tokenizer.json", b->c.dir);
     if (access(path, R_OK) == 0 && !(b->tok = tokenizer_load(b->c.dir, err))) return -1;
+    if (!(b->chat = cli_chat_template_load("batch", b->c.dir, b->c.chat_template, err))) return -1;
     model_options_t opt = {.load_mtp = b->c.sp.spec_k != 0, .local_experts = true, .progress = cli_progress,
                            .progress_user = "loading model"};
     if (!(b->m = cli_model_load(b->c.dir, &opt, &b->c.ep, err))) return -1;
@@ -491,7 +495,8 @@ static int batch_load(batch_t *b, spex_err_t *err) {
                          .argmax_drafts = b->c.sp.draft == CLI_DRAFT_ARGMAX,
                          .draft_min_p = (float)b->c.sp.draft_min_p, .extra_eos = gc.eos};
     if (!(b->sched = scheduler_create(b->m, b->tok, &sc, err))) return -1;
-    b->api = (api_ctx_t){.sched = b->sched, .tok = b->tok, .vocab_size = b->m->cfg.vocab_size};
+    b->api = (api_ctx_t){.sched = b->sched, .tok = b->tok, .vocab_size = b->m->cfg.vocab_size,
+                         .chat_template = chat_template_is_builtin(b->chat) ? NULL : b->chat};
     b->cap_fl = 2 * (int)b->c.sched.max_running;
     b->fl = calloc((size_t)b->cap_fl, sizeof *b->fl);
     return b->fl ? 0 : spex_fail(err, "out of memory");
@@ -522,6 +527,7 @@ static void batch_free(batch_t *b) {
     scheduler_free(b->sched);
     model_free(b->m);
     tokenizer_free(b->tok);
+    chat_template_free(b->chat);
     if (b->in) fclose(b->in);
     if (b->out_fd > 0) close(b->out_fd);
     if (b->err_fd > 0) close(b->err_fd);

@@ -14,11 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/cli_chat_template.h"
 #include "cli/cli_ep.h"
 #include "cli/cli_genconf.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "coordinator/serve/chat.h"
 #include "coordinator/ep/ep_backend.h"
 #include "coordinator/serve/metrics.h"
 #include "coordinator/serve/scheduler.h"
@@ -33,6 +33,7 @@ typedef struct serve_cli {
     long port, max_queue, max_body, max_conn, max_per_client;
     double grace, header_timeout, body_timeout, keepalive_timeout;
     const char *cors_origin, *tls_cert, *tls_key;
+    const char *chat_template;   /* --chat-template auto|builtin|FILE */
     bool no_gen_config;      /* --no-generation-config */
     cli_sched_t sched;       /* limits of the scheduler */
     cli_sampling_t sp;       /* --spec-k (default 0: what measures fastest on the shipped model), --draft */
@@ -76,7 +77,7 @@ static int serve_parse(int argc, char **argv, serve_cli_t *c) {
     c->sp.spec_k = 0;   /* `spex bench spec` on the shipped model: every K > 0 is slower on this CPU */
     cli_ep_init(&c->ep);
     cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, SERVE_OPTIONS, c), cli_sched_group(&c->sched), cli_gen_config_group(&c->no_gen_config),
-                            cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT | CLI_S_DRAFT_MIN_P), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
+                            cli_chat_template_group(&c->chat_template), cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT | CLI_S_DRAFT_MIN_P), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
     cli_spec_t spec = CLI_SPEC("serve", "serve --model DIR [options]",
                                "Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, /health,\n"
                                "/metrics, POST /tokenize, /detokenize. --spec-k defaults to 0 (measured fastest on the shipped model). Documentation:\n"
@@ -118,6 +119,7 @@ typedef struct serve_state {
     tokenizer_t *tok;
     model_t *m;
     scheduler_t *sched;
+    chat_template_t *chat;   /* the model's chat format */
     api_ctx_t api;
     api_defaults_t defaults; /* OpenAI's, with generation_config.json's on top */
 } serve_state_t;
@@ -157,9 +159,7 @@ static int serve_load(serve_state_t *st, spex_err_t *err) {
     snprintf(path, sizeof path, "%s/tokenizer.json", st->c.dir);
     if (access(path, R_OK) == 0 && !(st->tok = tokenizer_load(st->c.dir, err))) return -1;
     if (!st->tok) spex_log("serve: no tokenizer.json in '%s': prompts must be token id arrays, no text output", st->c.dir);
-    if (chat_template_detect(st->c.dir) == CHAT_TEMPLATE_OTHER)
-        spex_log("serve: tokenizer_config.json has a chat_template that is not DeepSeek's; chat uses the built-in "
-                 "DeepSeek-V3 format (docs/serving.md)");
+    if (!(st->chat = cli_chat_template_load("serve", st->c.dir, st->c.chat_template, err))) return -1;
     model_options_t opt = {.load_mtp = st->c.sp.spec_k != 0, .local_experts = true, .progress = cli_progress,
                            .progress_user = "loading model"};
     if (!(st->m = cli_model_load(st->c.dir, &opt, &st->c.ep, err))) return -1;   /* the workers' handshake */
@@ -181,7 +181,8 @@ static int serve_load(serve_state_t *st, spex_err_t *err) {
     if (!(st->sched = scheduler_create(st->m, st->tok, &sc, err))) return -1;
     st->api = (api_ctx_t){.sched = st->sched, .tok = st->tok, .model_name = st->name,
                           .vocab_size = st->m->cfg.vocab_size, .defaults = &st->defaults,
-                          .context = scheduler_context(st->sched)};
+                          .context = scheduler_context(st->sched),
+                          .chat_template = chat_template_is_builtin(st->chat) ? NULL : st->chat};
     const sched_config_t *eff = scheduler_config(st->sched);
     spex_log("serve: model '%s' ready: context %d, spec-k %d, max-running %d, max-queue %d, kv capacity %ld tokens",
              st->name, scheduler_context(st->sched), spec_k, eff->max_running, eff->max_queue,
@@ -206,6 +207,7 @@ static void serve_free(serve_state_t *st) {
     scheduler_free(st->sched);
     model_free(st->m);
     tokenizer_free(st->tok);
+    chat_template_free(st->chat);
     metrics_free(st->metrics);
 }
 

@@ -26,5 +26,6 @@ int cmd_batch(int argc, char **argv);
 int cmd_placement(int argc, char **argv);
 int cmd_bench_ep(int argc, char **argv);
 int cmd_bench_scale(int argc, char **argv);
+int cmd_chat_template(int argc, char **argv);
 
 #endif

@@ -23,6 +23,7 @@ static const spex_command_t COMMANDS[] = {
     {"placement", cmd_placement, "print the expert -> rank table for a model and world size (docs/expert-parallelism.md)", NULL},
     {"serve", cmd_serve, "OpenAI-compatible HTTP server with continuous batching (docs/serving.md)", NULL},
     {"batch", cmd_batch, "resumable JSONL batch generation with continuous batching (docs/serving.md)", NULL},
+    {"chat-template", cmd_chat_template, "render a JSON message list with a model's chat template (docs/serving.md)", NULL},
 };
 
 static void usage(FILE *out) {

@@ -16,7 +16,8 @@ pkgs=(build-essential cmake pkg-config git
       # cluster launch and its tests (launch/, ansible/, tests/cluster/): Slurm started by hand,
       # srun --mpi=pmix, hosts in network namespaces, Ansible provisioning
       slurm-wlm slurmd slurmctld munge libpmix2 iproute2 ansible ansible-lint bc
-      gnuplot-nox)                        # scaling-study figures (launch/scaling-plot), PNG and SVG
+      gnuplot-nox                         # scaling-study figures (launch/scaling-plot), PNG and SVG
+      python3-jinja2)                     # the reference the chat-template interpreter is checked against (tests/ref/)
 if [ "${1:-}" != "--no-python" ]; then
   pkgs+=(python3-numpy python3-torch python3-regex)  # references under tests/, trainer under tools/
 fi

@@ -5,7 +5,8 @@
  *   prompt       completions: a string, an array of token ids, or an array of
  *                several of either kind (one choice set per prompt, in order)
  *   messages     chat: [{role: system|developer|user|assistant, content: string
- *                or [{type: "text", text}...]}], rendered with coordinator/serve/chat.h
+ *                or [{type: "text", text}...]}], rendered with ctx->chat_template
+ *                (chat_template.h) or the built-in format
  *                (developer is OpenAI's newer name for system)
  *   max_tokens / max_completion_tokens   integer >= 1 (both given: they must
  *                agree); default 16 for completions (OpenAI's), as many as fit for chat
@@ -51,6 +52,7 @@ typedef struct api_ctx {
     int vocab_size;
     const struct api_defaults *defaults;   /* serve: what requests leave out (NULL: OpenAI's, temperature 1) */
     int context;                 /* the model's context length (/v1/models max_model_len) */
+    const struct chat_template *chat_template;   /* the model's Jinja template; NULL: the built-in format */
 } api_ctx_t;
 
 /* Defaults for fields a request leaves out. */

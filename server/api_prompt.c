@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "coordinator/serve/chat.h"
+#include "coordinator/serve/chat_template.h"
 #include "server/json_str.h"
 
 #define BAD_REQUEST API_BAD_REQUEST
@@ -167,7 +168,8 @@ static int render_chat(const api_ctx_t *ctx, const cJSON *msgs, api_request_t *r
     char bos_str[256] = "";
     if (bos_bytes && bos_len < sizeof bos_str) memcpy(bos_str, bos_bytes, bos_len), bos_str[bos_len] = '\0';
     size_t text_len = 0;
-    char *text = chat_render_len(m, n, bos_str, true, &text_len, &err);
+    char *text = ctx->chat_template ? chat_template_render(ctx->chat_template, m, n, true, &text_len, &err)
+                                    : chat_render_len(m, n, bos_str, true, &text_len, &err);
     if (!text) { BAD_REQUEST(e, "messages", "%s", err.msg); goto done; }
     if (!(r->prompts = calloc(1, sizeof *r->prompts))) {
         api_fail(e, 500, "server_error", NULL, NULL, "out of memory");

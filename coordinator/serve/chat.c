@@ -6,9 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
-#include "core/file.h"
 #include "core/strbuf.h"
 
 static int check_roles(const chat_message_t *msgs, int n, spex_err_t *err) {
@@ -60,19 +57,4 @@ char *chat_render_len(const chat_message_t *msgs, int n, const char *bos_token, 
     return text;
 }
 
-chat_template_kind_t chat_template_detect(const char *model_dir) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", model_dir);
-    spex_err_t ignored;   /* no readable tokenizer_config.json: no template */
-    char *text = spex_read_file(path, 64u << 20, NULL, &ignored);
-    if (!text) return CHAT_TEMPLATE_NONE;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
-    chat_template_kind_t kind = CHAT_TEMPLATE_NONE;
-    if (cJSON_IsString(t))
-        kind = strstr(t->valuestring, CHAT_USER) && strstr(t->valuestring, CHAT_ASSISTANT) ? CHAT_TEMPLATE_DEEPSEEK
-                                                                                           : CHAT_TEMPLATE_OTHER;
-    cJSON_Delete(root);
-    return kind;
-}
+int chat_check_messages(const chat_message_t *msgs, int n, spex_err_t *err) { return check_roles(msgs, n, err); }

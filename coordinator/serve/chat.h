@@ -1,8 +1,10 @@
-/* chat.h - turning chat messages into a prompt string, in DeepSeek-V3's chat format.
+/* chat.h - turning chat messages into a prompt string, in DeepSeek-V3's chat
+ * format: the built-in format, used when a model ships no chat template (or
+ * with --chat-template builtin). A model's own template is rendered by
+ * chat_template.h's Jinja interpreter instead.
  *
- * DeepSeek-V3 ships a Jinja chat_template in tokenizer_config.json. Spex does
- * not embed a Jinja engine; it implements that template's semantics for
- * system, user and assistant messages directly:
+ * This implements DeepSeek-V3's template's semantics for system, user and
+ * assistant messages directly:
  *
  *   prompt = bos_token
  *          + the contents of every system message, in order, joined by "\n\n"
@@ -12,14 +14,16 @@
  *          + "<｜Assistant｜>" when add_generation_prompt
  *
  * which is byte for byte what the template renders for these roles (checked
- * against transformers' apply_chat_template in tests/unit/test_chat.c's cases).
+ * against transformers' apply_chat_template in tests/unit/test_chat.c's cases,
+ * and against the interpreter running the real template there too).
  * The markers are written as text; the tokenizer turns them into their added
  * tokens when the vocabulary has them (DeepSeek-V3's does) and into ordinary
  * BPE pieces otherwise (the shipped Austen model's does not). The prompt is
  * therefore encoded without an extra BOS: the template already starts with it.
  *
- * Not supported (rejected with an error naming the message): role "tool" and
- * assistant messages carrying tool_calls instead of content. */
+ * Not supported (rejected with an error naming the message, whichever format
+ * renders): role "tool" and assistant messages carrying tool_calls instead of
+ * content. */
 #ifndef SPEX_CHAT_H
 #define SPEX_CHAT_H
 
@@ -46,11 +50,8 @@ char *chat_render(const chat_message_t *msgs, int n, const char *bos_token, bool
 char *chat_render_len(const chat_message_t *msgs, int n, const char *bos_token, bool add_generation_prompt,
                       size_t *len, spex_err_t *err);
 
-/* How a model directory's tokenizer_config.json relates to the built-in format:
- * CHAT_TEMPLATE_DEEPSEEK (its chat_template uses DeepSeek's markers),
- * CHAT_TEMPLATE_NONE (no file or no chat_template), CHAT_TEMPLATE_OTHER (a
- * different template: the built-in DeepSeek format is used anyway, callers warn). */
-typedef enum chat_template_kind { CHAT_TEMPLATE_NONE, CHAT_TEMPLATE_DEEPSEEK, CHAT_TEMPLATE_OTHER } chat_template_kind_t;
-chat_template_kind_t chat_template_detect(const char *model_dir);
+/* The check both formats apply first: n >= 1, every role is system, user or
+ * assistant, every content is present. -1 with err = "messages[i].role: ...". */
+int chat_check_messages(const chat_message_t *msgs, int n, spex_err_t *err);
 
 #endif
