@@ -131,6 +131,7 @@ static char *message_content(const cJSON *c, int i, size_t *len, api_error_t *e)
         return s;
     }
     if (!cJSON_IsArray(c)) {
+        sb_free(&b);   /* a leak on every such request until the fuzzer found it */
         BAD_REQUEST(e, "messages", "messages[%d].content must be a string or an array of text parts", i);
         return NULL;
     }
@@ -436,4 +437,20 @@ void api_usage_chunk_sse(strbuf_t *b, const api_request_t *rq, const char *id, l
     sb_str(b, ",\"choices\":[],");
     usage_json(b, rq->n_prompt, completion_tokens);
     sb_str(b, "}\n\n");
+}
+
+int api_parse_body(const api_ctx_t *ctx, api_kind_t kind, const char *body, size_t len, api_request_t *out,
+                   api_error_t *e) {
+    /* json_parse_doc reports where parsing stopped through its own out
+     * parameters; cJSON_GetErrorPtr() is process-global, so racy across handlers */
+    const char *why = NULL;
+    size_t at = 0;
+    cJSON *root = json_parse_doc(body ? body : "", len, &why, &at);
+    if (!root)
+        return api_fail(e, 400, "invalid_request_error", NULL, "invalid_json", "the body is %s (error near byte %zu)",
+                        why, at);
+    api_defaults_t d = ctx->defaults ? *ctx->defaults : (api_defaults_t){.temperature = 1.0f};
+    int bad = api_parse_request(ctx, kind, root, &d, out, e);
+    cJSON_Delete(root);
+    return bad;
 }
