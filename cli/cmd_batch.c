@@ -116,20 +116,6 @@ static void set_free(strset_t *t) {
 
 /* ---------------------------------------------------------------- resuming */
 
-/* The text ids are compared by and echoed as, malloc'ed: a number exactly as
- * written in the line (a double would round ids above 2^53: issue 16 item 5),
- * a string in cJSON's canonical spelling of all its bytes (so "a" and
- * "\u0061" are one id, and "nul\u0000id" is not "nul": issue 16 item 4). */
-static char *json_key(const cJSON *v, const char *line, size_t len, const char *field) {
-    if (cJSON_IsNumber(v)) {
-        char *raw = json_raw_member(line, len, field);
-        return raw ? raw : cJSON_PrintUnformatted(v);
-    }
-    strbuf_t b = {0};
-    json_str_spell(&b, v->valuestring, json_str_len(v));
-    return sb_take(&b, NULL);
-}
-
 /* A line as one JSON value with string lengths (server/json_str.h); NULL and
  * *why when it is not. */
 static cJSON *parse_line(const char *line, size_t len, const char **why) {
@@ -155,7 +141,7 @@ static int scan_done(const char *path, const char *field, strset_t *done, spex_e
         const char *why;
         cJSON *o = parse_line(line, (size_t)len - 1, &why);
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-        char *key = v ? json_key(v, line, (size_t)len, field) : NULL;
+        char *key = v ? json_raw_key(v, line, (size_t)len, field) : NULL;
         if (!key) rc = spex_fail(err, "'%s' line %ld is not a JSON object with \"%s\"; fix or remove it", path, no, field);
         else rc = set_put_owned(done, key) ? spex_fail(err, "out of memory") : 0;
         cJSON_Delete(o);
@@ -323,7 +309,7 @@ static int submit_line(batch_t *b, char *line, size_t len) {
     cJSON *o = parse_line(line, len, &why);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
     bool id_ok = cJSON_IsObject(o) && (cJSON_IsString(id) || cJSON_IsNumber(id));
-    char *key = id_ok ? json_key(id, line, len, "id") : NULL;
+    char *key = id_ok ? json_raw_key(id, line, len, "id") : NULL;
     int rc = 0;
     if (id_ok && !key) rc = -1;
     else if (!id_ok) rc = reported ? 0 : report_error(b, b->line_no, NULL, cJSON_IsObject(o) ? "\"id\" (a string or a "

@@ -77,6 +77,13 @@ int api_parse_request(const api_ctx_t *ctx, api_kind_t kind, const cJSON *root, 
                       api_request_t *out, api_error_t *e);
 void api_request_free(api_request_t *r);
 
+/* A request body (len bytes, need not be NUL-terminated) as a request: one JSON
+ * value (server/json_str.h: string lengths kept, nothing after it), then the
+ * schema with ctx->defaults (OpenAI's when NULL). The tree lives only here.
+ * On failure fills e (400 invalid_json naming the byte, or the schema's error). */
+int api_parse_body(const api_ctx_t *ctx, api_kind_t kind, const char *body, size_t len, api_request_t *out,
+                   api_error_t *e);
+
 /* printf into e->message and set the rest; returns -1. */
 int api_fail(api_error_t *e, int status, const char *type, const char *param, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));

@@ -1,0 +1,51 @@
+/* fuzz_util.h - helpers shared by the libFuzzer harnesses of tests/fuzz/: a
+ * private scratch directory per fuzzing process (the readers under test take
+ * paths), writing an input into a file there, and a NUL-terminated copy of an
+ * input for parsers that take C strings. Header-only: each harness is one
+ * executable. */
+#ifndef SPEX_FUZZ_UTIL_H
+#define SPEX_FUZZ_UTIL_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* mkdtemp'ed once per process under /dev/shm (or /tmp); removed by nobody:
+ * the harness process is short-lived, and the files in it are overwritten on
+ * every input. */
+static inline const char *fuzz_scratch_dir(void) {
+    static char dir[64];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "%s/spex-fuzz-XXXXXX", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+        if (!mkdtemp(dir)) abort();
+    }
+    return dir;
+}
+
+/* dir/name (a static buffer per call site is the caller's business: returns malloc'ed path). */
+static inline char *fuzz_path(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (!p) abort();
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static inline void fuzz_write_file(const char *path, const uint8_t *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) abort();
+    if (n && fwrite(data, 1, n, f) != n) abort();
+    if (fclose(f)) abort();
+}
+
+static inline char *fuzz_cstr(const uint8_t *data, size_t n) {
+    char *s = malloc(n + 1);
+    if (!s) abort();
+    memcpy(s, data, n);
+    s[n] = '\0';
+    return s;
+}
+
+#endif
