@@ -128,6 +128,11 @@ static cJSON *parse_line(const char *line, size_t len, const char **why) {
 static int scan_done(const char *path, const char *field, strset_t *done, spex_err_t *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return errno == ENOENT ? 0 : spex_fail(err, "cannot read '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {   /* a device or pipe: nothing to resume from (reading */
+        fclose(f);                                         /* /dev/full or /dev/zero never ended) */
+        return 0;
+    }
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -158,6 +163,11 @@ static int scan_done(const char *path, const char *field, strset_t *done, spex_e
 static long count_lines(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {   /* a pipe would be consumed, a device never end */
+        fclose(f);
+        return -1;
+    }
     long n = 0;
     int c, last = '\n';
     while ((c = getc(f)) != EOF) {
@@ -174,6 +184,7 @@ static int write_all(int fd, const char *p, size_t n) {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR) continue;
+        if (w == 0) errno = ENOSPC;
         if (w <= 0) return -1;
         p += w;
         n -= (size_t)w;
@@ -251,6 +262,9 @@ typedef struct batch {
     api_defaults_t defaults; /* --max-tokens / --temperature, else generation_config.json's, else OpenAI's */
     FILE *in;
     int out_fd, err_fd;
+    const char *errors_path;
+    const char *failed_path;  /* the file a write or fsync failed on, and why */
+    int failed_errno;
     strset_t done_ids, done_lines, seen;
     inflight_t *fl;
     int n_fl, cap_fl;
@@ -259,10 +273,25 @@ typedef struct batch {
     double t_start, next_progress;
 } batch_t;
 
+/* Write to the output (out) or errors file; a failure records which file and why. */
+static int batch_write(batch_t *b, bool out, const strbuf_t *s) {
+    if (!s->oom && write_all(out ? b->out_fd : b->err_fd, s->p, s->n) == 0) return 0;
+    b->failed_path = out ? b->c.output : b->errors_path;
+    b->failed_errno = s->oom ? ENOMEM : errno;
+    return -1;
+}
+
+static int batch_sync(batch_t *b, bool out) {
+    if (fsync(out ? b->out_fd : b->err_fd) == 0 || errno == EINVAL) return 0;
+    b->failed_path = out ? b->c.output : b->errors_path;
+    b->failed_errno = errno;
+    return -1;
+}
+
 static int report_error(batch_t *b, long line_no, const char *key, const char *msg, const char *param) {
     strbuf_t s = {0};
     error_line(&s, line_no, key, msg, param);
-    int rc = s.oom ? -1 : write_all(b->err_fd, s.p, s.n);
+    int rc = batch_write(b, false, &s);
     sb_free(&s);
     b->errors++;
     b->err_dirty = true;
@@ -353,7 +382,7 @@ static int drain(batch_t *b) {
         } else if (strcmp(r->finish_reason, "cancelled")) {
             strbuf_t s = {0};
             result_line(&s, b->fl[i].key, b->fl[i].line_no, r);
-            if (s.oom || write_all(b->out_fd, s.p, s.n)) rc = -1;
+            if (batch_write(b, true, &s)) rc = -1;
             sb_free(&s);
             b->completed++;
             b->tokens += r->n_tokens;
@@ -363,8 +392,8 @@ static int drain(batch_t *b) {
         free(b->fl[i].key);
         b->fl[i--] = b->fl[--b->n_fl];
     }
-    if (b->out_dirty && fsync(b->out_fd) && errno != EINVAL) rc = -1;
-    if (b->err_dirty && fsync(b->err_fd) && errno != EINVAL) rc = -1;
+    if (b->out_dirty && batch_sync(b, true)) rc = -1;
+    if (b->err_dirty && batch_sync(b, false)) rc = -1;
     b->out_dirty = b->err_dirty = false;
     return rc;
 }
@@ -421,6 +450,7 @@ static int batch_parse(int argc, char **argv, batch_cli_t *c) {
 }
 
 static int batch_open(batch_t *b, char *errors_path, spex_err_t *err) {
+    b->errors_path = errors_path;
     if (scan_done(b->c.output, "id", &b->done_ids, err) || scan_done(errors_path, "line", &b->done_lines, err))
         return -1;
     b->resumed = (long)(b->done_ids.n + b->done_lines.n);
@@ -465,15 +495,21 @@ static int batch_load(batch_t *b, spex_err_t *err) {
     return b->fl ? 0 : spex_fail(err, "out of memory");
 }
 
+static int write_failed(const batch_t *b, spex_err_t *err) {
+    if (!b->failed_path) return spex_fail(err, "out of memory");
+    return spex_fail(err, "cannot write '%s': %s (rerun the same command to resume once it can be written)",
+                     b->failed_path, strerror(b->failed_errno));
+}
+
 /* Steps until the input is exhausted and nothing is in flight, or a signal. */
 static int batch_loop(batch_t *b, volatile sig_atomic_t *stop, spex_err_t *err) {
     while (!*stop) {
-        if (fill(b)) return spex_fail(err, "cannot write output: %s", strerror(errno));
+        if (fill(b)) return write_failed(b, err);
         if (b->n_fl == 0) return 0;
         spex_err_t step_err = {0};
         int engine_failed = scheduler_step(b->sched, &step_err);
         int d = drain(b);
-        if (d < 0) return spex_fail(err, "cannot write output: %s", strerror(errno));
+        if (d < 0) return write_failed(b, err);
         if (engine_failed || d > 0) return spex_fail(err, "engine failure: %s (rerun to retry the unfinished ids)",
                                                       step_err.msg[0] ? step_err.msg : "see above");
         progress(b, false);
