@@ -33,7 +33,7 @@ for n in "${names[@]}"; do
     echo "== fuzz_$n: up to $runs executions or $secs s" >&2
     t0=$SECONDS
     set +e
-    "$bin" -runs="$runs" -max_total_time="$secs" -dict="tests/fuzz/dict/$(dict_of "$n")" -timeout=25 \
+    "$bin" -runs="$runs" -max_total_time="$secs" -dict="tests/fuzz/dict/$(dict_of "$n")" -timeout=120 \
         -rss_limit_mb=2048 -close_fd_mask=2 -print_final_stats=1 -artifact_prefix="$camp/" \
         "$camp/corpus" "tests/fuzz/corpus/$n" >"$camp/log" 2>&1
     rc=$?
