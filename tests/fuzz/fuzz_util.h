@@ -6,22 +6,32 @@
 #ifndef SPEX_FUZZ_UTIL_H
 #define SPEX_FUZZ_UTIL_H
 
+#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* mkdtemp'ed once per process under /dev/shm (or /tmp); removed by nobody:
- * the harness process is short-lived, and the files in it are overwritten on
- * every input. */
+static char fuzz_dir[64];
+
+static inline int fuzz_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static inline void fuzz_rm_scratch(void) { nftw(fuzz_dir, fuzz_rm_one, 8, FTW_DEPTH | FTW_PHYS); }
+
+/* mkdtemp'ed once per process under /dev/shm (or /tmp), removed at exit (a
+ * crash leaves it: its input is in the artifact anyway); the files in it are
+ * overwritten on every input. */
 static inline const char *fuzz_scratch_dir(void) {
-    static char dir[64];
-    if (!dir[0]) {
-        snprintf(dir, sizeof dir, "%s/spex-fuzz-XXXXXX", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
-        if (!mkdtemp(dir)) abort();
+    if (!fuzz_dir[0]) {
+        snprintf(fuzz_dir, sizeof fuzz_dir, "%s/spex-fuzz-XXXXXX", access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+        if (!mkdtemp(fuzz_dir)) abort();
+        atexit(fuzz_rm_scratch);
     }
-    return dir;
+    return fuzz_dir;
 }
 
 /* dir/name (a static buffer per call site is the caller's business: returns malloc'ed path). */
