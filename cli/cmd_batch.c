@@ -118,20 +118,6 @@ static void set_free(strset_t *t) {
 
 /* ---------------------------------------------------------------- resuming */
 
-/* The text ids are compared by and echoed as, malloc'ed: a number exactly as
- * written in the line (a double would round ids above 2^53: issue 16 item 5),
- * a string in cJSON's canonical spelling of all its bytes (so "a" and
- * "\u0061" are one id, and "nul\u0000id" is not "nul": issue 16 item 4). */
-static char *json_key(const cJSON *v, const char *line, size_t len, const char *field) {
-    if (cJSON_IsNumber(v)) {
-        char *raw = json_raw_member(line, len, field);
-        return raw ? raw : cJSON_PrintUnformatted(v);
-    }
-    strbuf_t b = {0};
-    json_str_spell(&b, v->valuestring, json_str_len(v));
-    return sb_take(&b, NULL);
-}
-
 /* A line as one JSON value with string lengths (server/json_str.h); NULL and
  * *why when it is not. */
 static cJSON *parse_line(const char *line, size_t len, const char **why) {
@@ -144,6 +130,11 @@ static cJSON *parse_line(const char *line, size_t len, const char **why) {
 static int scan_done(const char *path, const char *field, strset_t *done, spex_err_t *err) {
     FILE *f = fopen(path, "rb");
     if (!f) return errno == ENOENT ? 0 : spex_fail(err, "cannot read '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {   /* a device or pipe: nothing to resume from (reading */
+        fclose(f);                                         /* /dev/full or /dev/zero never ended) */
+        return 0;
+    }
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -157,7 +148,7 @@ static int scan_done(const char *path, const char *field, strset_t *done, spex_e
         const char *why;
         cJSON *o = parse_line(line, (size_t)len - 1, &why);
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, field);
-        char *key = v ? json_key(v, line, (size_t)len, field) : NULL;
+        char *key = v ? json_raw_key(v, line, (size_t)len, field) : NULL;
         if (!key) rc = spex_fail(err, "'%s' line %ld is not a JSON object with \"%s\"; fix or remove it", path, no, field);
         else rc = set_put_owned(done, key) ? spex_fail(err, "out of memory") : 0;
         cJSON_Delete(o);
@@ -174,6 +165,11 @@ static int scan_done(const char *path, const char *field, strset_t *done, spex_e
 static long count_lines(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {   /* a pipe would be consumed, a device never end */
+        fclose(f);
+        return -1;
+    }
     long n = 0;
     int c, last = '\n';
     while ((c = getc(f)) != EOF) {
@@ -190,6 +186,7 @@ static int write_all(int fd, const char *p, size_t n) {
     while (n > 0) {
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR) continue;
+        if (w == 0) errno = ENOSPC;
         if (w <= 0) return -1;
         p += w;
         n -= (size_t)w;
@@ -268,6 +265,9 @@ typedef struct batch {
     api_defaults_t defaults; /* --max-tokens / --temperature, else generation_config.json's, else OpenAI's */
     FILE *in;
     int out_fd, err_fd;
+    const char *errors_path;
+    const char *failed_path;  /* the file a write or fsync failed on, and why */
+    int failed_errno;
     strset_t done_ids, done_lines, seen;
     inflight_t *fl;
     int n_fl, cap_fl;
@@ -276,10 +276,25 @@ typedef struct batch {
     double t_start, next_progress;
 } batch_t;
 
+/* Write to the output (out) or errors file; a failure records which file and why. */
+static int batch_write(batch_t *b, bool out, const strbuf_t *s) {
+    if (!s->oom && write_all(out ? b->out_fd : b->err_fd, s->p, s->n) == 0) return 0;
+    b->failed_path = out ? b->c.output : b->errors_path;
+    b->failed_errno = s->oom ? ENOMEM : errno;
+    return -1;
+}
+
+static int batch_sync(batch_t *b, bool out) {
+    if (fsync(out ? b->out_fd : b->err_fd) == 0 || errno == EINVAL) return 0;
+    b->failed_path = out ? b->c.output : b->errors_path;
+    b->failed_errno = errno;
+    return -1;
+}
+
 static int report_error(batch_t *b, long line_no, const char *key, const char *msg, const char *param) {
     strbuf_t s = {0};
     error_line(&s, line_no, key, msg, param);
-    int rc = s.oom ? -1 : write_all(b->err_fd, s.p, s.n);
+    int rc = batch_write(b, false, &s);
     sb_free(&s);
     b->errors++;
     b->err_dirty = true;
@@ -344,7 +359,7 @@ static int submit_line(batch_t *b, char *line, size_t len) {
     cJSON *o = parse_line(line, len, &why);
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
     bool id_ok = cJSON_IsObject(o) && (cJSON_IsString(id) || cJSON_IsNumber(id));
-    char *key = id_ok ? json_key(id, line, len, "id") : NULL;
+    char *key = id_ok ? json_raw_key(id, line, len, "id") : NULL;
     int rc = 0;
     if (id_ok && !key) rc = -1;
     else if (!id_ok) rc = reported ? 0 : report_error(b, b->line_no, NULL, cJSON_IsObject(o) ? "\"id\" (a string or a "
@@ -388,7 +403,7 @@ static int drain(batch_t *b) {
         } else if (strcmp(r->finish_reason, "cancelled")) {
             strbuf_t s = {0};
             result_line(&s, b->fl[i].key, b->fl[i].line_no, r);
-            if (s.oom || write_all(b->out_fd, s.p, s.n)) rc = -1;
+            if (batch_write(b, true, &s)) rc = -1;
             sb_free(&s);
             b->completed++;
             b->tokens += r->n_tokens;
@@ -398,8 +413,8 @@ static int drain(batch_t *b) {
         free(b->fl[i].key);
         b->fl[i--] = b->fl[--b->n_fl];
     }
-    if (b->out_dirty && fsync(b->out_fd) && errno != EINVAL) rc = -1;
-    if (b->err_dirty && fsync(b->err_fd) && errno != EINVAL) rc = -1;
+    if (b->out_dirty && batch_sync(b, true)) rc = -1;
+    if (b->err_dirty && batch_sync(b, false)) rc = -1;
     b->out_dirty = b->err_dirty = false;
     return rc;
 }
@@ -456,6 +471,7 @@ static int batch_parse(int argc, char **argv, batch_cli_t *c) {
 }
 
 static int batch_open(batch_t *b, char *errors_path, spex_err_t *err) {
+    b->errors_path = errors_path;
     if (scan_done(b->c.output, "id", &b->done_ids, err) || scan_done(errors_path, "line", &b->done_lines, err))
         return -1;
     b->resumed = (long)(b->done_ids.n + b->done_lines.n);
@@ -502,15 +518,21 @@ static int batch_load(batch_t *b, spex_err_t *err) {
     return b->fl ? 0 : spex_fail(err, "out of memory");
 }
 
+static int write_failed(const batch_t *b, spex_err_t *err) {
+    if (!b->failed_path) return spex_fail(err, "out of memory");
+    return spex_fail(err, "cannot write '%s': %s (rerun the same command to resume once it can be written)",
+                     b->failed_path, strerror(b->failed_errno));
+}
+
 /* Steps until the input is exhausted and nothing is in flight, or a signal. */
 static int batch_loop(batch_t *b, volatile sig_atomic_t *stop, spex_err_t *err) {
     while (!*stop) {
-        if (fill(b)) return spex_fail(err, "cannot write output: %s", strerror(errno));
+        if (fill(b)) return write_failed(b, err);
         if (b->n_fl == 0) return 0;
         spex_err_t step_err = {0};
         int engine_failed = scheduler_step(b->sched, &step_err);
         int d = drain(b);
-        if (d < 0) return spex_fail(err, "cannot write output: %s", strerror(errno));
+        if (d < 0) return write_failed(b, err);
         if (engine_failed || d > 0) return spex_fail(err, "engine failure: %s (rerun to retry the unfinished ids)",
                                                       step_err.msg[0] ? step_err.msg : "see above");
         progress(b, false);

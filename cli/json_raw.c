@@ -6,6 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "core/strbuf.h"
+#include "server/json_str.h"
+
 static size_t skip_ws(const char *t, size_t n, size_t i) {
     while (i < n && (t[i] == ' ' || t[i] == '\t' || t[i] == '\n' || t[i] == '\r')) i++;
     return i;
@@ -54,4 +59,14 @@ char *json_raw_member(const char *t, size_t n, const char *key) {
         if (i < n && t[i] == ',') i = skip_ws(t, n, i + 1);
     }
     return NULL;
+}
+
+char *json_raw_key(const cJSON *v, const char *line, size_t len, const char *field) {
+    if (cJSON_IsNumber(v)) {
+        char *raw = json_raw_member(line, len, field);
+        return raw ? raw : cJSON_PrintUnformatted(v);
+    }
+    strbuf_t b = {0};
+    json_str_spell(&b, v->valuestring, json_str_len(v));
+    return sb_take(&b, NULL);
 }

@@ -13,4 +13,12 @@
  * The text is assumed valid JSON (parse it first). */
 char *json_raw_member(const char *text, size_t len, const char *key);
 
+/* The key `spex batch` gives member `field` (value v, parsed from line[0..len)
+ * by json_parse_doc): a number as written in the line, a string in cJSON's
+ * canonical spelling of all its bytes (so "a" and "\u0061" are one id, and
+ * "nul\u0000id" is not "nul": issue 16 item 4). Malloc'ed; NULL when out of
+ * memory. */
+struct cJSON;
+char *json_raw_key(const struct cJSON *v, const char *line, size_t len, const char *field);
+
 #endif

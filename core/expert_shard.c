@@ -29,7 +29,7 @@ struct expert_shard {
 
 void expert_shard_free(expert_shard_t *s) {
     if (!s) return;
-    for (size_t i = 0; s->experts && i < (size_t)s->n_layers * s->n_experts; i++)
+    for (size_t i = 0; s->experts && s->hosted && i < (size_t)s->n_layers * s->n_experts; i++)
         if (s->hosted[i]) expert_free(&s->experts[i]);
     for (int t = 0; t < s->n_thr; t++) arena_free(&s->thr[t]);
     free(s->thr);

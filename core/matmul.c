@@ -20,13 +20,19 @@ enum {
     L2_BLOCK_BYTES = 192 << 10,  /* f32 bytes of a widened block */
 };
 
+#if defined(__clang__)
+#define CPU_HAS_F16C 1   /* clang 14 cannot ask for f16c; every CPU with AVX2 and FMA has it */
+#else
+#define CPU_HAS_F16C __builtin_cpu_supports("f16c")
+#endif
+
 simd_t simd_detect(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
         return SIMD_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && CPU_HAS_F16C)
         return SIMD_AVX2;
 #endif
     return SIMD_PORTABLE;

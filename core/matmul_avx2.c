@@ -12,7 +12,11 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#if defined(__clang__)   /* clang ignores GCC's target pragma (the fuzz build uses clang) */
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC target("avx2,fma,f16c")
+#endif
 
 typedef struct { __m256 lo, hi; } V;
 
@@ -69,6 +73,9 @@ static inline float v_reduce(V a) {
 #include "core/matmul_tile.inc"
 
 const mm_kernels_t mm_avx2_kernels = {panel_avx2, vec_t_avx2, widen_avx2};
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
 #else
 const mm_kernels_t mm_avx2_kernels = {0, 0};
 #endif

@@ -14,7 +14,11 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#if defined(__clang__)   /* clang ignores GCC's target pragma (the fuzz build uses clang) */
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")
+#endif
 
 typedef __m512 V;
 
@@ -71,6 +75,9 @@ static inline float v_reduce(V a) {
 #include "core/matmul_tile.inc"
 
 const mm_kernels_t mm_avx512_kernels = {panel_avx512, vec_t_avx512, widen_avx512};
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
 #else
 const mm_kernels_t mm_avx512_kernels = {0, 0};
 #endif

@@ -299,7 +299,7 @@ static int tensor_cmp(const void *a, const void *b) {
 
 /* Sort by name; the same name twice (one file or two shards) is an error. */
 static int store_index(tensor_store_t *ts, spex_err_t *err) {
-    qsort(ts->tensors, ts->count, sizeof *ts->tensors, tensor_cmp);
+    if (ts->count > 1) qsort(ts->tensors, ts->count, sizeof *ts->tensors, tensor_cmp);   /* NULL when none: UB */
     for (size_t i = 1; i < ts->count; i++) {
         const st_tensor_t *a = &ts->tensors[i - 1], *b = &ts->tensors[i];
         if (!strcmp(a->name, b->name))

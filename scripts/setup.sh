@@ -12,6 +12,7 @@ pkgs=(build-essential cmake pkg-config git
       libcjson-dev                        # config.json, tokenizer.json, CLI JSON
       libxxhash-dev                       # XXH32 wire checksum, XXH3 expert digests (transport/)
       libcurl4-openssl-dev                # HTTP client of the serve load generator (spex bench serve)
+      clang libclang-rt-14-dev            # libFuzzer + sanitizer runtimes: tests/fuzz/, scripts/fuzz.sh
       curl
       # cluster launch and its tests (launch/, ansible/, tests/cluster/): Slurm started by hand,
       # srun --mpi=pmix, hosts in network namespaces, Ansible provisioning

@@ -320,3 +320,18 @@ void api_new_id(api_kind_t kind, char *out, size_t len) {
     for (size_t i = 0; i < sizeof r && k + 2 < (int)len; i++) k += snprintf(out + k, len - (size_t)k, "%02x", r[i]);
 }
 
+int api_parse_body(const api_ctx_t *ctx, api_kind_t kind, const char *body, size_t len, api_request_t *out,
+                   api_error_t *e) {
+    /* json_parse_doc reports where parsing stopped through its own out
+     * parameters; cJSON_GetErrorPtr() is process-global, so racy across handlers */
+    const char *why = NULL;
+    size_t at = 0;
+    cJSON *root = json_parse_doc(body ? body : "", len, &why, &at);
+    if (!root)
+        return api_fail(e, 400, "invalid_request_error", NULL, "invalid_json", "the body is %s (error near byte %zu)",
+                        why, at);
+    api_defaults_t d = ctx->defaults ? *ctx->defaults : (api_defaults_t){.temperature = 1.0f};
+    int bad = api_parse_request(ctx, kind, root, &d, out, e);
+    cJSON_Delete(root);
+    return bad;
+}

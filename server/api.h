@@ -113,6 +113,13 @@ int api_prompt_tokens(const api_request_t *r);
 /* root's member `name`, or NULL when absent or null. */
 const cJSON *api_field(const cJSON *root, const char *name);
 
+/* A request body (len bytes, need not be NUL-terminated) as a request: one JSON
+ * value (server/json_str.h: string lengths kept, nothing after it), then the
+ * schema with ctx->defaults (OpenAI's when NULL). The tree lives only here.
+ * On failure fills e (400 invalid_json naming the byte, or the schema's error). */
+int api_parse_body(const api_ctx_t *ctx, api_kind_t kind, const char *body, size_t len, api_request_t *out,
+                   api_error_t *e);
+
 /* printf into e->message and set the rest; returns -1. */
 int api_fail(api_error_t *e, int status, const char *type, const char *param, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));

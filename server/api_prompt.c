@@ -108,6 +108,7 @@ static char *message_content(const cJSON *c, int i, size_t *len, api_error_t *e)
         return s;
     }
     if (!cJSON_IsArray(c)) {
+        sb_free(&b);   /* a leak on every such request until the fuzzer found it */
         BAD_REQUEST(e, "messages", "messages[%d].content must be a string or an array of text parts", i);
         return NULL;
     }

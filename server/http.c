@@ -459,20 +459,9 @@ static enum MHD_Result wait_and_respond(http_server_t *srv, const api_ctx_t *api
     return ret;
 }
 
-/* The body as a request: JSON, then the schema. The tree lives only here. */
+/* The body as a request (server/api.h). */
 static int parse_body(const api_ctx_t *api, const conn_t *cn, api_request_t *rq, api_error_t *e) {
-    /* json_parse_doc reports where parsing stopped through its own out
-     * parameters; cJSON_GetErrorPtr() is process-global, so racy across handlers */
-    const char *why = NULL;
-    size_t at = 0;
-    cJSON *root = json_parse_doc(cn->body.p ? cn->body.p : "", cn->body.n, &why, &at);
-    if (!root)
-        return api_fail(e, 400, "invalid_request_error", NULL, "invalid_json", "the body is %s (error near byte %zu)",
-                        why, at);
-    api_defaults_t d = api->defaults ? *api->defaults : (api_defaults_t){.temperature = 1.0f};
-    int bad = api_parse_request(api, cn->route == R_CHAT ? API_CHAT : API_COMPLETION, root, &d, rq, e);
-    cJSON_Delete(root);
-    return bad;
+    return api_parse_body(api, cn->route == R_CHAT ? API_CHAT : API_COMPLETION, cn->body.p, cn->body.n, rq, e);
 }
 
 static enum MHD_Result post_completion(http_server_t *srv, struct MHD_Connection *c, conn_t *cn) {

@@ -2,9 +2,11 @@
 #include "eplb_load.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdlib.h>
 
 #include "core/file.h"
+#include "core/json_num.h"
 
 void eplb_load_free(eplb_load_t *l) {
     if (!l) return;
@@ -17,9 +19,8 @@ void eplb_load_free(eplb_load_t *l) {
 static int parse_record(const cJSON *o, int i, const spex_config_t *cfg, eplb_load_t *out, spex_err_t *err) {
     const cJSON *l = cJSON_GetObjectItemCaseSensitive(o, "layer");
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "tokens_per_expert");
-    if (!cJSON_IsNumber(l) || l->valuedouble != (double)(int)l->valuedouble)
-        return spex_fail(err, "expert_load[%d].layer: expected an integer", i);
-    int L = l->valueint;
+    int L;
+    if (!json_int_in(l, INT_MIN, INT_MAX, &L)) return spex_fail(err, "expert_load[%d].layer: expected an integer", i);
     if (L < 0 || L >= out->n_layers || !config_layer_is_moe(cfg, L))
         return spex_fail(err, "expert_load[%d].layer %d: the model has no MoE layer %d (layers 0..%d, first %d dense; "
                          "stats of another model?)", i, L, L, out->n_layers - 1, cfg->first_k_dense_replace);

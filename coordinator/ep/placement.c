@@ -2,10 +2,12 @@
 #include "placement.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/file.h"
+#include "core/json_num.h"
 
 static placement_t *alloc_table(int n_experts, int world, int n_slots, spex_err_t *err) {
     if (n_experts <= 0) { spex_fail(err, "placement: model has no routed experts"); return NULL; }
@@ -45,9 +47,8 @@ int placement_policy_parse(const char *s, placement_policy_t *out, spex_err_t *e
 
 /* Insert rank `v` of expert e into the ascending list r[0..*n). */
 static int add_rank(const cJSON *v, int e, int world, int *r, int *n, spex_err_t *err) {
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
-        return spex_fail(err, "expert %d: ranks must be integers", e);
-    int k = (int)v->valuedouble;
+    int k;
+    if (!json_int_in(v, INT_MIN, INT_MAX, &k)) return spex_fail(err, "expert %d: ranks must be integers", e);
     if (k == 0) return spex_fail(err, "expert %d: rank 0 is the coordinator and hosts no experts", e);
     if (k < 1 || k >= world)
         return spex_fail(err, "expert %d: rank %d is outside the job's worker ranks 1..%d", e, k, world - 1);
@@ -115,9 +116,8 @@ static int fill_layers(placement_t *p, const cJSON *layers, spex_err_t *err) {
     const cJSON *it;
     cJSON_ArrayForEach(it, layers) {
         const cJSON *l = cJSON_GetObjectItemCaseSensitive(it, "layer");
-        if (!cJSON_IsNumber(l) || l->valuedouble != (double)(int)l->valuedouble || l->valueint < 0 || l->valueint > 65535)
-            return spex_fail(err, "\"layers\": each entry needs an integer \"layer\" >= 0");
-        int L = l->valueint;
+        int L;
+        if (!json_int_in(l, 0, 65535, &L)) return spex_fail(err, "\"layers\": each entry needs an integer \"layer\" >= 0");
         if (grow_layers(p, L, err)) return -1;
         if (p->layer[L].off) return spex_fail(err, "layer %d: listed twice", L);
         if (fill_table(p, &p->layer[L], cJSON_GetObjectItemCaseSensitive(it, "placement"), err))

@@ -131,7 +131,10 @@ model_t *model_load(const char *dir, const model_options_t *opt, spex_err_t *err
     if (!opt) opt = &def;
     model_t *m = calloc(1, sizeof *m);
     if (!m) { spex_fail(err, "out of memory"); return NULL; }
-    m->dir = strdup(dir);
+    if (!(m->dir = strdup(dir))) {   /* unchecked until the allocation-failure test */
+        spex_fail(err, "out of memory");
+        goto fail;
+    }
     if (!(m->ts = checkpoint_open(dir, &m->cfg, err))) goto fail;
     tensor_store_set_residency(m->ts, opt->residency);
     if (model_exec_init(m, opt, err) || model_load_weights(m, opt, err)) goto fail;

@@ -172,7 +172,7 @@ o = e["overlap"]                                   # default: the 12-row prefill
 assert o["micro_batches"] == 2 and o["calls"] == e["total"]["calls"] and 0 <= o["hidden_fraction"] < 1, o
 PY
 
-# ---- failures: non-zero within 10 s, the rank named
+# ---- failures: non-zero within 30 s (about 3 s expected: --rank-timeout 2 plus the launch), the rank named
 expect_fail() {  # expect_fail NAME PATTERN NP ARGS... (env set by the caller)
     local name=$1 pat=$2 np=$3
     shift 3
@@ -180,7 +180,7 @@ expect_fail() {  # expect_fail NAME PATTERN NP ARGS... (env set by the caller)
     mpi "$np" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
     local rc=$? dt=$((SECONDS - t0))
     [ $rc -ne 0 ] || fail "$name: exit 0"
-    [ $dt -le 10 ] || fail "$name: took $dt s"
+    [ $dt -le 30 ] || fail "$name: took $dt s"
     grep -q -- "$pat" "$tmp/$name.err" || fail "$name: stderr lacks '$pat': $(head -5 "$tmp/$name.err")"
     [ -s "$tmp/$name.out" ] && fail "$name: printed to stdout"
 }
@@ -198,7 +198,7 @@ t0=$SECONDS
 timeout 60 mpirun --oversubscribe -np 2 "$spex" logits --model "$f32" --tokens $T : \
     -np 1 "$spex" logits --model "$data/golden/tiny-bf16-noq" --tokens $T >"$tmp/mm.out" 2>"$tmp/mm.err" && fail "mismatch: exit 0"
 grep -q "rank 2 refused the session: model identity" "$tmp/mm.err" || fail "mismatch: $(head -3 "$tmp/mm.err")"
-[ $((SECONDS - t0)) -le 10 ] || fail "mismatch took too long"
+[ $((SECONDS - t0)) -le 30 ] || fail "mismatch took too long"
 
 # Same headers, other weights (issue 16 item 1): the high byte of every value of every expert's
 # down_proj flipped in a copy. The model identity cannot see it; the content digests in the hello do.
@@ -227,10 +227,12 @@ timeout 60 mpirun --oversubscribe -np 3 "$spex" generate --model "$tmp/same" --t
     || fail "same weights refused: $(tail -2 "$tmp/same.err")"
 grep -q "hashed in" "$tmp/same.err" && fail "the cached digests were not used"
 
-# SIGKILL: rank 1 stalls (so the run is still going), then is killed; the launcher ends the job.
+# SIGKILL: rank 1 stalls (so the run is still going), then is killed; the launcher ends the job
+# (within 30 s; the rank timeout, 120 s, and the test's timeout, 150 s, are far beyond, so only the
+# launcher noticing the death can pass).
 t0=$SECONDS
-SPEX_TEST_STALL=1:1 SPEX_TEST_TAG=$tmp timeout 60 mpirun --oversubscribe -np 3 "$spex" logits --model "$f32" --tokens $T \
-    --rank-timeout 30 >"$tmp/kill.out" 2>"$tmp/kill.err" &
+SPEX_TEST_STALL=1:1 SPEX_TEST_TAG=$tmp timeout 150 mpirun --oversubscribe -np 3 "$spex" logits --model "$f32" --tokens $T \
+    --rank-timeout 120 >"$tmp/kill.out" 2>"$tmp/kill.err" &
 job=$!
 victim=""
 for _ in $(seq 100); do     # rank 1 of this job: the process whose environment has our tag and rank 1
@@ -247,7 +249,7 @@ if [ -z "$victim" ]; then fail "kill: rank 1 not found"; kill $job; else
     wait $job
     rc=$?
     [ $rc -ne 0 ] || fail "kill: exit 0"
-    [ $((SECONDS - t1)) -le 10 ] || fail "kill: job lasted $((SECONDS - t1)) s after the kill"
+    [ $((SECONDS - t1)) -le 30 ] || fail "kill: job lasted $((SECONDS - t1)) s after the kill"
     grep -q "rank 1" "$tmp/kill.err" || fail "kill: rank 1 not named: $(cat "$tmp/kill.err")"
 fi
 

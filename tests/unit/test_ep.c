@@ -40,6 +40,8 @@ typedef struct workers {
     worker_t *w[8];
     int world;
     int silent_rank;    /* this rank never answers dispatches */
+    int cut_rank;       /* this rank's answers to dispatches stop half way (a link closed mid-frame) */
+    size_t cut_at;      /* ... after this many bytes (0: half the frame) */
 } workers_t;
 
 static void workers_free(void *u) {
@@ -53,6 +55,7 @@ static int handle(void *u, int rank, const uint8_t *msg, size_t len, uint8_t **r
     bool stop;
     int rc = worker_handle(ws->w[rank], msg, len, reply, rlen, &stop, err);
     if (rank == ws->silent_rank && *reply && len > 200) { free(*reply); *reply = NULL; }   /* drop combines */
+    if (rank == ws->cut_rank && *reply && len > 200) *rlen = ws->cut_at && ws->cut_at < *rlen ? ws->cut_at : *rlen / 2;
     return rc;
 }
 
@@ -62,9 +65,10 @@ static void model_dir(char *dir, size_t cap, const char *fixture) {
     test_data_path(dir, cap, rel);
 }
 
-/* The model with its experts on `world - 1` loopback ranks. NULL + err on failure. */
-static model_t *ep_model(const char *fixture, placement_t *pl, const ep_options_t *o, int silent, const char *worker_fixture,
-                         spex_err_t *err) {
+/* The model with its experts on `world - 1` loopback ranks; *ws_out (if not NULL) = the workers, to
+ * inject faults. NULL + err on failure. */
+static model_t *ep_model_ws(const char *fixture, placement_t *pl, const ep_options_t *o, int silent,
+                            const char *worker_fixture, workers_t **ws_out, spex_err_t *err) {
     char dir[1024], wdir[1024];
     model_dir(dir, sizeof dir, fixture);
     if (worker_fixture && worker_fixture[0] == '/') snprintf(wdir, sizeof wdir, "%s", worker_fixture);
@@ -75,6 +79,7 @@ static model_t *ep_model(const char *fixture, placement_t *pl, const ep_options_
     workers_t *ws = calloc(1, sizeof *ws);
     ws->world = pl->world;
     ws->silent_rank = silent;
+    if (ws_out) *ws_out = ws;
     for (int r = 1; r < pl->world; r++) cr_assert((ws->w[r] = worker_create(wdir, r, 1, err)), "%s", err->msg);
     uint64_t id;
     cr_assert_eq(model_identity(dir, m->ts, &id, err), 0);
@@ -83,6 +88,11 @@ static model_t *ep_model(const char *fixture, placement_t *pl, const ep_options_
     if (!b) { model_free(m); return NULL; }
     model_set_experts(m, b);
     return m;
+}
+
+static model_t *ep_model(const char *fixture, placement_t *pl, const ep_options_t *o, int silent, const char *worker_fixture,
+                         spex_err_t *err) {
+    return ep_model_ws(fixture, pl, o, silent, worker_fixture, NULL, err);
 }
 
 static score_result_t scores(model_t *m, bool decode) {
@@ -279,6 +289,30 @@ Test(ep, silent_worker_times_out_naming_the_rank) {
     cr_assert(strstr(err.msg, "rank 2 did not answer the dispatch of layer 1"), "%s", err.msg);
     cr_assert_neq(score_sequence(m, TOKENS, N_TOKENS, false, false, &r, &err), 0, "a broken backend stays broken");
     model_free(m);
+}
+
+/* Fault injection: rank 2's link is closed in the middle of its answer, at several points (inside
+ * the 8-byte prefix, the header, the payload): the call fails at once naming the rank, no hang,
+ * and the backend stays broken. */
+Test(ep, worker_closing_its_link_mid_frame_is_named, .timeout = 60) {
+    const size_t cuts[] = {0, 3, 9, 40};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        spex_err_t err = {{0}};
+        ep_options_t o = opts("raw", "raw", EP_COMBINE_EXPERT);
+        workers_t *ws;
+        model_t *m = ep_model_ws("tiny-f32", placement_case(1), &o, 0, NULL, &ws, &err);
+        cr_assert(m, "%s", err.msg);
+        ws->cut_rank = 2;
+        ws->cut_at = cuts[i];
+        score_result_t r;
+        double t0 = spex_now();
+        cr_assert_neq(score_sequence(m, TOKENS, N_TOKENS, false, false, &r, &err), 0, "cut at %zu: no error", cuts[i]);
+        cr_assert_lt(spex_now() - t0, 4.0, "cut at %zu: the error took more than the rank timeout", cuts[i]);
+        cr_assert(strstr(err.msg, "rank 2"), "cut at %zu: %s", cuts[i], err.msg);
+        cr_log_info("cut at %zu: %s", cuts[i], err.msg);
+        cr_assert_neq(score_sequence(m, TOKENS, N_TOKENS, false, false, &r, &err), 0, "a broken backend stays broken");
+        model_free(m);
+    }
 }
 
 static Spex__Header *reply_of(worker_t *w, const uint8_t *msg, size_t len) {

@@ -1,14 +1,12 @@
 /* test_link_delay.c - transport/link_delay.c, the emulated per-message latency
- * (--link-delay-ms): over an in-process echo link, a frame's round trip takes
- * the requested delay (median of 7 within 10% at 1, 2, 5 and 10 ms, and never
- * less than the delay: it is a lower bound the machine can only lengthen;
- * up to 5 tries of 7, since on a loaded machine a rank that yields the core
- * can lose a whole time slice, which is the scheduler's lateness, not the
- * emulation's),
- * frames sent together pay one delay, not one each, they arrive in order, and
- * delay 0 is the plain link. A liveness-margin test: the only wall-time bound
- * is the 10% the emulation promises, and the median absorbs a busy machine's
- * occasional late wake-up. */
+ * (--link-delay-ms): over an in-process echo link, a frame's round trip is
+ * never shorter than the requested delay (1, 2, 5 and 10 ms), and the best of
+ * 35 round trips is within 1.5x the delay + 1 ms (a delay paid twice or a
+ * coarse timer would miss it; load can only lengthen a round trip, so the
+ * minimum is what the emulation itself does); frames sent together pay one
+ * delay, not one each (200 ms: 600 ms if they added up, bound 450 ms), they
+ * arrive in order, and delay 0 is the plain link. No tight wall-time bound
+ * (issue 16 item 8): the machine may be loaded. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,27 +56,34 @@ static double median_delay(link_t *l, double *min_out) {
     return t[3];
 }
 
-Test(link_delay, round_trip_is_the_requested_delay_within_10_percent) {
+/* A frame never arrives early, and the best of 35 round trips is close to the delay: load on the
+ * machine only adds time, so the minimum shows the mechanism's own precision. The bound (1.5x + 1 ms)
+ * still catches a delay paid twice or a coarse timer tick, without asserting a tight wall time
+ * (issue 16 item 8). */
+Test(link_delay, round_trip_is_never_early_and_at_best_the_requested_delay) {
     const double ms[] = {1, 2, 5, 10};
     for (int i = 0; i < 4; i++) {
         spex_err_t err = {{0}};
         link_t *l = link_delay_wrap(link_loop_create(2, echo, NULL, &err), ms[i] / 1e3, &err);
         cr_assert_not_null(l, "%s", err.msg);
-        double lo = 0, med = 0;
+        double best = 1e30;
         for (int try = 0; try < 5; try++) {
-            med = median_delay(l, &lo);
+            double lo = 0, med = median_delay(l, &lo);
             cr_log_info("delay %.0f ms, try %d: median %.4f ms, min %.4f ms", ms[i], try + 1, med * 1e3, lo * 1e3);
             cr_expect_geq(lo, ms[i] / 1e3, "delay %.0f ms: a frame arrived after %.4f ms", ms[i], lo * 1e3);
-            if (med <= 1.1 * ms[i] / 1e3) break;
+            if (lo < best) best = lo;
         }
-        cr_expect_leq(med, 1.1 * ms[i] / 1e3, "delay %.0f ms: median %.4f ms, more than 10%% late", ms[i], med * 1e3);
+        cr_expect_leq(best, 1.5 * ms[i] / 1e3 + 1e-3, "delay %.0f ms: best round trip %.4f ms", ms[i], best * 1e3);
         l->destroy(l);
     }
 }
 
+/* Three frames sent together arrive after one delay, not three: with a 200 ms delay, added-up delays
+ * would take 600 ms; the bound 450 ms leaves 250 ms for a loaded machine. */
 Test(link_delay, frames_sent_together_pay_one_delay_in_order) {
+    const double delay = 0.200;
     spex_err_t err = {{0}};
-    link_t *l = link_delay_wrap(link_loop_create(4, echo, NULL, &err), 0.010, &err);
+    link_t *l = link_delay_wrap(link_loop_create(4, echo, NULL, &err), delay, &err);
     cr_assert_not_null(l, "%s", err.msg);
     cr_assert_eq(l->world, 4);
     double t0 = spex_now();
@@ -92,8 +97,8 @@ Test(link_delay, frames_sent_together_pay_one_delay_in_order) {
         free(buf);
     }
     double dt = spex_now() - t0;
-    cr_expect_geq(dt, 0.010);
-    cr_expect_lt(dt, 0.025, "3 frames sent together took %.4f s: delays add up instead of overlapping", dt);
+    cr_expect_geq(dt, delay);
+    cr_expect_lt(dt, 2.25 * delay, "3 frames sent together took %.4f s: delays add up instead of overlapping", dt);
     cr_assert_eq(l->flush(l, spex_now() + 1, &err), 0, "%s", err.msg);
     l->destroy(l);
 }
