@@ -23,7 +23,6 @@ typedef struct { __m256 lo, hi; } V;
 static inline V v_zero(void) { return (V){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
 static inline V v_set1(float f) { return (V){_mm256_set1_ps(f), _mm256_set1_ps(f)}; }
 static inline V v_fma(V a, V b, V c) { return (V){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)}; }
-static inline V v_mul(V a, V b) { return (V){_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
 static inline V v_loadx(const float *p) { return (V){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
 static inline void v_store(float *p, V v) { _mm256_storeu_ps(p, v.lo); _mm256_storeu_ps(p + 8, v.hi); }
 static inline __m256 bf16x8(const uint16_t *p) {
@@ -52,7 +51,6 @@ static inline float v_reduce(V a) {
 #define V_ZERO() v_zero()
 #define V_SET1(f) v_set1(f)
 #define V_FMA(a, b, c) v_fma(a, b, c)
-#define V_MUL(a, b) v_mul(a, b)
 #define V_LOADX(p) v_loadx(p)
 #define V_STORE(p, v) v_store(p, v)
 #define V_LOADW_F32(p) v_loadx(p)

@@ -51,7 +51,6 @@ static inline float v_reduce(V a) {
 #define V_ZERO() _mm512_setzero_ps()
 #define V_SET1(f) _mm512_set1_ps(f)
 #define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define V_MUL(a, b) _mm512_mul_ps(a, b)
 #define V_LOADX(p) _mm512_loadu_ps(p)
 #define V_STORE(p, v) _mm512_storeu_ps(p, v)
 #define V_LOADW_F32(p) _mm512_loadu_ps(p)

@@ -17,7 +17,6 @@ typedef struct { float l[16]; } V;
 static inline V v_zero(void) { V v; for (int i = 0; i < 16; i++) v.l[i] = 0.0f; return v; }
 static inline V v_set1(float f) { V v; for (int i = 0; i < 16; i++) v.l[i] = f; return v; }
 static inline V v_fma(V a, V b, V c) { for (int i = 0; i < 16; i++) c.l[i] = fmaf(a.l[i], b.l[i], c.l[i]); return c; }
-static inline V v_mul(V a, V b) { for (int i = 0; i < 16; i++) a.l[i] *= b.l[i]; return a; }
 static inline V v_loadx(const float *p) { V v; memcpy(v.l, p, sizeof v.l); return v; }
 static inline void v_store(float *p, V v) { memcpy(p, v.l, sizeof v.l); }
 /* Weights may sit at any byte offset of a safetensors file: copy before use. */
@@ -52,7 +51,6 @@ static inline float v_reduce(V a) {
 #define V_ZERO() v_zero()
 #define V_SET1(f) v_set1(f)
 #define V_FMA(a, b, c) v_fma(a, b, c)
-#define V_MUL(a, b) v_mul(a, b)
 #define V_LOADX(p) v_loadx(p)
 #define V_STORE(p, v) v_store(p, v)
 #define V_LOADW_F32(p) v_loadx(p)
