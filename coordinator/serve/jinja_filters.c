@@ -89,18 +89,8 @@ static int f_items(const jcall_t *c, jv_t *out) {
         return 0;
     }
     if (c->self.k != JV_DICT) return jc_fail(c, "needs a dict, not %s", jv_kind_name(c->self));
-    jarena_t *a = jeval_arena(c->ev);
-    const jdict_t *d = c->self.u.d;
-    jlist_t *l = jlist_new(a, d->n);
+    jlist_t *l = jdict_items(jeval_arena(c->ev), c->self.u.d);
     if (!l) return jeval_oom(c->ev, c->at);
-    for (size_t i = 0; i < d->n; i++) {
-        jlist_t *pair = jlist_new(a, 2);
-        if (!pair) return jeval_oom(c->ev, c->at);
-        pair->tuple = true;
-        pair->it[0] = jv_strv(d->keys[i]);
-        pair->it[1] = d->vals[i];
-        l->it[i] = jv_listv(pair);
-    }
     *out = jv_listv(l);
     return 0;
 }

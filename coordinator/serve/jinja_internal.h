@@ -85,6 +85,9 @@ jdict_t *jdict_new(jarena_t *a, size_t cap);
 int jdict_set(jarena_t *a, jdict_t *d, const jstr_t *key, jv_t v);
 /* The value of key, or NULL. */
 const jv_t *jdict_get(const jdict_t *d, const char *key, size_t len);
+/* d's (key, value) pairs as a list of 2-tuples in insertion order (Python's
+ * dict.items()); NULL when out of budget. */
+jlist_t *jdict_items(jarena_t *a, const jdict_t *d);
 
 bool jv_truthy(jv_t v);
 const char *jv_kind_name(jv_t v);          /* "string", "list", ... for error messages */

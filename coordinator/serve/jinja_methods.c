@@ -205,17 +205,9 @@ static int dict_method(const jcall_t *c, int id, const jdict_t *d, jv_t *out) {
     if (id != M_ITEMS && id != M_KEYS && id != M_VALUES) return jc_fail(c, "not a method of dicts");
     if (jc_check(c, 0, NULL)) return -1;
     jarena_t *a = jeval_arena(c->ev);
-    jlist_t *l = jlist_new(a, d->n);
+    jlist_t *l = id == M_ITEMS ? jdict_items(a, d) : jlist_new(a, d->n);
     if (!l) return jeval_oom(c->ev, c->at);
-    for (size_t i = 0; i < d->n; i++) {
-        if (id != M_ITEMS) { l->it[i] = id == M_KEYS ? jv_strv(d->keys[i]) : d->vals[i]; continue; }
-        jlist_t *pair = jlist_new(a, 2);
-        if (!pair) return jeval_oom(c->ev, c->at);
-        pair->tuple = true;
-        pair->it[0] = jv_strv(d->keys[i]);
-        pair->it[1] = d->vals[i];
-        l->it[i] = jv_listv(pair);
-    }
+    for (size_t i = 0; id != M_ITEMS && i < d->n; i++) l->it[i] = id == M_KEYS ? jv_strv(d->keys[i]) : d->vals[i];
     *out = jv_listv(l);
     return 0;
 }

@@ -42,6 +42,19 @@ const jv_t *jdict_get(const jdict_t *d, const char *key, size_t len) {
     return NULL;
 }
 
+jlist_t *jdict_items(jarena_t *a, const jdict_t *d) {
+    jlist_t *l = jlist_new(a, d->n);
+    for (size_t i = 0; l && i < d->n; i++) {
+        jlist_t *pair = jlist_new(a, 2);
+        if (!pair) return NULL;
+        pair->tuple = true;
+        pair->it[0] = jv_strv(d->keys[i]);
+        pair->it[1] = d->vals[i];
+        l->it[i] = jv_listv(pair);
+    }
+    return l;
+}
+
 int jdict_set(jarena_t *a, jdict_t *d, const jstr_t *key, jv_t v) {
     jv_t *old = (jv_t *)jdict_get(d, key->p, key->len);
     if (old) { *old = v; return 0; }
