@@ -18,6 +18,8 @@
 
 #include "cli/cli_opts.h"
 #include "cli/cli_util.h"
+#include "core/strbuf.h"
+#include "server/json_str.h"
 #include "cli/commands.h"
 #include "coordinator/tokenizer/tokenizer.h"
 #include "server/json_str.h"
@@ -80,21 +82,6 @@ static int tokenize_line(const tokenizer_t *tok, bool bos, const char *line, siz
     return rc;
 }
 
-/* A JSON string exactly as cJSON_PrintUnformatted writes it (bytes >= 0x80 are
- * copied, so invalid UTF-8 survives), plus NUL as \u0000, which cJSON cannot. */
-static void print_json_bytes(FILE *f, const char *s, size_t n) {
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\b' ? "\\b" : c == '\f' ? "\\f"
-                        : c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
-        if (esc) fputs(esc, f);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 /* Ids of a JSON array of integers; *ids malloc'ed. */
 static int parse_id_array(const char *line, size_t len, int32_t **ids, size_t *n, spex_err_t *err) {
     cJSON *j = parse_line(line, len), *it;
@@ -130,9 +117,17 @@ static int detokenize_line(const tokenizer_t *tok, bool skip, const char *line, 
     char *text = tokenizer_decode(tok, ids, n, skip, &out_len, err);
     free(ids);
     if (!text) return -1;
-    print_json_bytes(stdout, text, out_len);
-    fputc('\n', stdout);
+    /* as cJSON_PrintUnformatted writes it (bytes >= 0x80 as is), plus NUL as \u0000 */
+    strbuf_t b = {0};
+    json_str_spell(&b, text, out_len);
     free(text);
+    if (b.oom) {
+        sb_free(&b);
+        return spex_fail(err, "out of memory");
+    }
+    fwrite(b.p, 1, b.n, stdout);
+    fputc('\n', stdout);
+    sb_free(&b);
     return 0;
 }
 
