@@ -78,7 +78,8 @@ wview_t wview_rows(const wview_t *w, int j0, int n);
 /* Bytes of the stored matrix (what one pass over it reads). */
 uint64_t wview_bytes(const wview_t *w);
 
-/* Row j of W widened to f32 (the values the kernels use): dst[in]. */
+/* Row j of W widened to f32, dequantized (FP8: each weight times its block
+ * scale, the dequantized F32 copy's value): dst[in]. */
 void wview_row_f32(const wview_t *w, int j, float *dst);
 
 /* y[n, out] = x[n, in] W^T (rows of x at stride in, of y at stride out). */
