@@ -9,10 +9,11 @@
  * (rows of W, heads, experts), never inside one sum, so results are the same
  * bits for 1, 2 or N threads.
  *
- * Idle threads spin briefly (a decode step issues hundreds of small parallel
- * loops, and a futex wake costs tens of microseconds) and then sleep on a
- * condition variable, so an idle server or a rank waiting on the network uses
- * no CPU.
+ * Idle threads spin ~45 us (a decode step issues hundreds of small parallel
+ * loops with short serial gaps between them, and a futex wake costs tens of
+ * microseconds on a VM) and then sleep on a condition variable, so an idle
+ * server or a rank waiting on the network uses no CPU; run() makes the wake-up
+ * syscall only when a worker actually sleeps.
  *
  * Each thread owns a scratch arena (threadpool_scratch) for per-task buffers,
  * e.g. a weight block widened to f32; it grows only when a larger size is
