@@ -14,8 +14,42 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+FP8_QAT = [False]   # set by train.py: forward with FP8 fake-quantized weights (straight-through gradients)
+
+
+def fp8_block_parts(w, block=128):
+    """w [O, I] -> (E4M3 values [O, I], scales [ceil(O/128), ceil(I/128)]) as an E4M3 checkpoint with one scale
+    per 128x128 block holds them: scale = amax/448 per block (DeepSeek's weight_scale_inv), each w/scale
+    rounded to the nearest E4M3 value (3 mantissa bits, normals down to 2^-6, subnormal step 2^-9, ties to even)."""
+    O, I = w.shape
+    po, pi = -O % block, -I % block
+    b = F.pad(w, (0, pi, 0, po)).view((O + po) // block, block, (I + pi) // block, block)
+    scale = b.abs().amax(dim=(1, 3), keepdim=True).clamp(min=1e-12) / 448.0
+    v = b / scale
+    e = torch.floor(torch.log2(v.abs().clamp(min=2.0 ** -9))).clamp(min=-6)
+    step = torch.pow(2.0, e - 3)
+    q = (torch.round(v / step) * step).clamp(-448, 448)
+    return q.reshape(O + po, I + pi)[:O, :I], scale[:, 0, :, 0]
+
+
+def fp8_block_quantize(w, block=128):
+    """The float32 weight an FP8 block-scaled checkpoint gives back: E4M3 values x their block's scale."""
+    q, scale = fp8_block_parts(w, block)
+    return q * scale.repeat_interleave(block, 0).repeat_interleave(block, 1)[:w.shape[0], :w.shape[1]]
+
+
+class QLinear(nn.Linear):
+    """nn.Linear whose forward sees its FP8-rounded weight while FP8_QAT[0] is on (quantization-aware
+    training for the FP8 export); gradients pass straight through to the float32 master weight."""
+    def forward(self, x):
+        w = self.weight
+        if FP8_QAT[0]:
+            w = w + (fp8_block_quantize(w.detach()) - w.detach())
+        return F.linear(x, w)
+
+
 def Linear(i, o):
-    return nn.Linear(i, o, bias=False)
+    return QLinear(i, o, bias=False)
 
 
 class RMSNorm(nn.Module):
@@ -188,7 +222,7 @@ class DeepseekV3(nn.Module):
         c = self.c = SimpleNamespace(**config)
         self.model = nn.Module()
         self.model.embed_tokens = nn.Embedding(c.vocab_size, c.hidden_size)
-        self.lm_head = Linear(c.hidden_size, c.vocab_size)
+        self.lm_head = nn.Linear(c.hidden_size, c.vocab_size, bias=False)   # stays BF16 in an FP8 export
         layers = [DecoderLayer(c, moe=i >= c.first_k_dense_replace) for i in range(c.num_hidden_layers)]
         if c.num_nextn_predict_layers:
             layers.append(MTPLayer(c, self.model.embed_tokens, self.lm_head))

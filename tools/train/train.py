@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model as M
+import grow as G
 from bpe import Tokenizer
 
 BASE = dict(architectures=["DeepseekV3ForCausalLM"], model_type="deepseek_v3", attention_bias=False, attention_dropout=0.0,
@@ -78,18 +79,32 @@ def main():
     ap.add_argument("--distill", type=float, default=0.0, help="MTP loss share taken from the main model's distribution")
     ap.add_argument("--ctx-final", type=int, default=0, help="context extension: train at this length once progress >= --final-at")
     ap.add_argument("--final-at", type=float, default=0.8)
+    ap.add_argument("--ctx-alt", type=int, default=0, help="every other step trains on windows of this length (same tokens per step)")
+    ap.add_argument("--alt-every", type=int, default=2, help="with --ctx-alt: one step in this many is long")
+    ap.add_argument("--init-from", default="", help="exported model dir to grow from (depth up-scaling, see grow.py)")
+    ap.add_argument("--grow", type=int, default=1, help="with --init-from: each layer becomes this many (copies with zeroed outputs)")
+    ap.add_argument("--old-lr-mult", type=float, default=1.0, help="with --init-from: LR multiplier for the grown-from layers")
+    ap.add_argument("--mtp-only-at", type=float, default=2.0, help="from this progress on, freeze the main model and train only MTP")
+    ap.add_argument("--fp8-qat-at", type=float, default=2.0, help="from this progress on, forward with FP8 (128x128 block) fake-quantized weights")
     a = ap.parse_args()
     torch.manual_seed(a.seed); np.random.seed(a.seed); torch.set_num_threads(a.threads)
     os.makedirs(a.run, exist_ok=True)
-    cfg = dict(BASE, **PRESETS[a.preset], max_position_embeddings=max(a.ctx, a.ctx_final))
+    cfg = dict(BASE, **PRESETS[a.preset], max_position_embeddings=max(a.ctx, a.ctx_final, a.ctx_alt))
+    if a.init_from:
+        cfg = G.grown_config(cfg, f"{a.init_from}/config.json", a.grow)
     json.dump(cfg, open(f"{a.run}/config.json", "w"), indent=2)
     train, val = load_tokens(a.data, "train"), load_tokens(a.data, "val")
     m = M.DeepseekV3(cfg)
+    old = G.grow_into(m, f"{a.init_from}/model.safetensors", a.grow) if a.init_from and not a.resume else set()
+    if a.init_from and a.resume:
+        old = G.grown_from_names(m, a.grow)
     total, active, mtp_p = M.count_params(m)
-    decay = [p for n, p in m.named_parameters() if p.dim() >= 2]
-    nodecay = [p for n, p in m.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.wd}, {"params": nodecay, "weight_decay": 0.0}],
-                            lr=a.lr, betas=(0.9, 0.95))
+    groups = {}
+    for n, p in m.named_parameters():   # (decay?, old layer?) -> params
+        groups.setdefault((p.dim() >= 2, n in old), []).append(p)
+    opt = torch.optim.AdamW([{"params": ps, "weight_decay": a.wd if d else 0.0, "mult": a.old_lr_mult if o else 1.0}
+                             for (d, o), ps in sorted(groups.items())], lr=a.lr, betas=(0.9, 0.95))
+    mtp_params = {id(p) for p in m.model.layers[-1].parameters()} - {id(m.lm_head.weight), id(m.model.embed_tokens.weight)}
     step, elapsed0 = 0, 0.0
     if a.resume and os.path.exists(f"{a.run}/ckpt.pt"):
         ck = torch.load(f"{a.run}/ckpt.pt")
@@ -114,23 +129,30 @@ def main():
     while progress() < 1.0:
         p = progress()
         lr = a.lr * (step + 1) / a.warmup if step < a.warmup else a.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
-        for g in opt.param_groups: g["lr"] = lr
+        mtp_only = p >= a.mtp_only_at
+        if mtp_only:   # the MTP module alone, on its own linear decay from lr/2 to lr/20
+            lr = a.lr * (0.5 - 0.45 * (p - a.mtp_only_at) / (1 - a.mtp_only_at))
+        for g in opt.param_groups: g["lr"] = lr * (1.0 if mtp_only else g.get("mult", 1.0))
         lam = 0.3 if p < 0.7 else 0.1
         ctx, batch = a.ctx, a.batch
-        if a.ctx_final and p >= a.final_at:   # same tokens per step, longer windows
-            ctx, batch = a.ctx_final, max(1, a.batch * a.ctx // a.ctx_final)
+        if (a.ctx_final and p >= a.final_at) or (a.ctx_alt and step % a.alt_every == a.alt_every - 1):   # same tokens per step, longer windows
+            long = a.ctx_final or a.ctx_alt
+            ctx, batch = long, max(1, a.batch * a.ctx // long)
+        for q in m.parameters():
+            q.requires_grad_(not mtp_only or id(q) in mtp_params)
+        M.FP8_QAT[0] = p >= a.fp8_qat_at
         idx = torch.randint(0, len(train) - ctx, (batch,))
         x = torch.stack([train[i:i + ctx] for i in idx])
         m.train()
         for l in moes: l.load.zero_()
-        main_l, mtp_l, aux, agree = losses(m, x, a.aux_alpha, a.distill)
-        loss = main_l + lam * mtp_l + a.aux_alpha * aux
+        main_l, mtp_l, aux, agree = losses(m, x, a.aux_alpha, 1.0 if mtp_only else a.distill)
+        loss = (mtp_l if mtp_only else main_l + lam * mtp_l + a.aux_alpha * aux)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        gn = torch.nn.utils.clip_grad_norm_([q for q in m.parameters() if q.grad is not None], 1.0)
         opt.step()
         with torch.no_grad():   # auxiliary-loss-free load balancing
-            for l in moes:
+            for l in (moes[-1:] if mtp_only else moes):
                 l.gate.e_score_correction_bias += a.gamma * torch.sign(l.load.mean() - l.load)
         step += 1
         if step % 10 == 0 or step == 1:
