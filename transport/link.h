@@ -36,6 +36,11 @@ struct link {
      * 0 got one; 1 deadline passed (err untouched); -1 error. Queued sends keep
      * progressing while it waits. */
     int (*recv)(link_t *l, int from, double deadline, int *src, uint8_t **buf, size_t *len, spex_err_t *err);
+    /* Optional (NULL: nothing to do): let queued sends and arriving frames
+     * progress without waiting. A rank that computes while messages are in
+     * flight calls it between stages: MPI moves a large message only while the
+     * receiver is inside MPI, so without it the transfer would start at recv(). */
+    void (*poll)(link_t *l);
     void (*destroy)(link_t *l);
 };
 

@@ -3,7 +3,7 @@
  * scaling study on one host cannot add network latency below the transport;
  * this decorator adds it above: a frame given to send() is held for `delay`
  * seconds and only then handed to the wrapped link. Frames are released in
- * the order they were sent, whenever the caller is inside send, flush or recv
+ * the order they were sent, whenever the caller is inside send, flush, recv or poll
  * (the ranks always wait in one of those between computations), so frames
  * sent together travel together: a dispatch to W ranks costs one delay, not W.
  * It emulates latency only (the bandwidth is the wrapped link's, e.g. tbf). */
@@ -102,6 +102,13 @@ static int delay_recv(link_t *l, int from, double deadline, int *src, uint8_t **
     }
 }
 
+static void delay_poll(link_t *l) {
+    link_delay_t *k = (link_delay_t *)l;
+    spex_err_t ignored;   /* a send failure shows again in the next flush or recv */
+    release_due(k, &ignored);
+    if (k->inner->poll) k->inner->poll(k->inner);
+}
+
 static void delay_destroy(link_t *l) {
     link_delay_t *k = (link_delay_t *)l;
     if (!k) return;
@@ -121,7 +128,7 @@ link_t *link_delay_wrap(link_t *inner, double delay, spex_err_t *err) {
         return NULL;
     }
     k->base = (link_t){.self = inner->self, .world = inner->world, .in_process = inner->in_process,
-                       .send = delay_send, .flush = delay_flush, .recv = delay_recv, .destroy = delay_destroy};
+                       .send = delay_send, .flush = delay_flush, .recv = delay_recv, .poll = delay_poll, .destroy = delay_destroy};
     k->inner = inner;
     k->delay = delay;
     return &k->base;

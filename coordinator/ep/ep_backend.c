@@ -370,6 +370,8 @@ static int ep_prepare(ep_backend_t *b, spex_err_t *err) {
     return 0;
 }
 
+static void ep_progress(moe_backend_t *self) { ep_protocol_poll(((ep_backend_t *)self)->proto); }
+
 static int ep_hello(ep_backend_t *b, spex_err_t *err) {
     ep_hello_t h = {.model_id = b->model_id, .n_layers = b->n_layers, .n_routed = b->n_experts, .hidden = b->hidden,
                     .dispatch_codec = b->st->dispatch_codec, .combine_codec = b->st->combine_codec,
@@ -399,6 +401,7 @@ moe_backend_t *ep_backend_create(const spex_config_t *cfg, uint64_t model_id, pl
     b->base.routed = ep_routed;
     b->base.begin = ep_begin;
     b->base.end = ep_end;
+    b->base.progress = ep_progress;
     b->base.destroy = ep_destroy;
     b->cfg = *cfg;
     b->pl = pl, b->proto = proto, b->o = *o, b->model_id = model_id;

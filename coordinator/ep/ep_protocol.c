@@ -144,6 +144,10 @@ bool ep_protocol_broken(const ep_protocol_t *p) { return p->broken; }
 
 bool ep_protocol_in_process(const ep_protocol_t *p) { return p->link->in_process; }
 
+void ep_protocol_poll(ep_protocol_t *p) {
+    if (p && !p->broken && p->link->poll) p->link->poll(p->link);
+}
+
 /* ---------------------------------------------------------------- sending */
 
 static int send_to(ep_protocol_t *p, const call_t *c, int rank, Spex__Header *h, const uint8_t *payload, size_t plen,

@@ -43,6 +43,8 @@ void ep_protocol_free(ep_protocol_t *p);
 
 int ep_protocol_world(const ep_protocol_t *p);
 bool ep_protocol_broken(const ep_protocol_t *p);
+/* Let frames in flight move while the caller computes (link.h: poll). */
+void ep_protocol_poll(ep_protocol_t *p);
 /* The workers are in this process (loopback): they run inside the wait. */
 bool ep_protocol_in_process(const ep_protocol_t *p);
 /* Why the protocol broke: the first failure's message, kept for good (later

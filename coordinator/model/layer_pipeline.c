@@ -150,17 +150,32 @@ static void abandon(model_t *m, micro_t *mbs, int count) {
         }
 }
 
+/* Between stages: let the calls still away move (a large combine is pulled
+ * only while the coordinator is inside the link). */
+static void poll_inflight(model_t *m, const micro_t *mbs, int count) {
+    for (int j = 0; j < count; j++)
+        if (mbs[j].ticket >= 0 && m->experts->progress) {
+            m->experts->progress(m->experts);
+            return;
+        }
+}
+
 int layers_forward(model_t *m, const decoder_layer_t *layers, int first, int count, float *h, const mla_seq_t *seqs,
                    int n_seqs, int n, spex_err_t *err) {
     micro_t mb[MOE_MAX_INFLIGHT];
     int mbs = layers_micro_batches(m, n), rc = reserve_seqs(m, n_seqs, err);
     for (int j = 0; j < mbs && !rc; j++) rc = micro_init(m, &mb[j], j, mbs, h, seqs, n_seqs, n, err);
     if (rc || count <= 0) return rc;
-    for (int j = 0; j < mbs && !rc; j++) rc = stage_pre(m, &layers[0], first, &mb[j], err);
+    for (int j = 0; j < mbs && !rc; j++) {
+        rc = stage_pre(m, &layers[0], first, &mb[j], err);
+        poll_inflight(m, mb, mbs);
+    }
     for (int i = 0; i < count && !rc; i++)
         for (int j = 0; j < mbs && !rc; j++) {
             rc = stage_post(m, &layers[i], first + i, &mb[j], err);
+            poll_inflight(m, mb, mbs);
             if (!rc && i + 1 < count) rc = stage_pre(m, &layers[i + 1], first + i + 1, &mb[j], err);
+            poll_inflight(m, mb, mbs);
         }
     if (rc) abandon(m, mb, mbs);
     return rc;

@@ -39,6 +39,9 @@ struct moe_backend {
      * out_discard set (an error elsewhere), only wait for the answers (bounded)
      * so that nothing of the call stays in flight; out is not touched. */
     int (*end)(moe_backend_t *self, int ticket, bool out_discard, spex_err_t *err);
+    /* Optional (NULL: nothing to do): let calls in flight progress while the
+     * caller computes between begin() and end() (frames moving on the link). */
+    void (*progress)(moe_backend_t *self);
     /* Release everything the backend owns, including itself. */
     void (*destroy)(moe_backend_t *self);
 };
