@@ -52,7 +52,7 @@ static const cli_option_t EP_OPTIONS[] = {
     CLI_OPT_FLAG("--no-ep", cli_ep_t, no_ep, "without mpirun: experts in-process, no codec or\nmessages (the default)"),
     CLI_OPT_ENUM("--overlap", "on|off", cli_ep_t, overlap, CLI_EP_OVERLAP,
                  "micro-batches: attention / shared experts run\nwhile rows are with the workers (same bits;\n"
-                 "default: on under mpirun for steps of 8+ rows,\noff in one process)"),
+                 "default: on under mpirun for steps of 32+ rows,\noff in one process)"),
 };
 
 static const cli_option_t COMPUTE_OPTIONS[] = {

@@ -69,12 +69,13 @@ moe_backend_t *cli_ep_backend(const char *dir, model_t *m, const cli_ep_t *ep, i
 
 /* From how many rows a step overlaps the routed experts' round trip
  * (model.h overlap_min_rows): --overlap on 1, off 0; by default
- * CLI_EP_OVERLAP_MIN_ROWS with MPI worker ranks (measured on a quiet machine:
- * a 64-row prefill +24%, an 8-sequence step 1.6x, a 1-row decode step slower;
- * docs/expert-parallelism.md)
+ * CLI_EP_OVERLAP_MIN_ROWS with MPI worker ranks (measured on a quiet machine,
+ * 2026-12-05: a 64-row prefill 2.4-3.4x, a 32-sequence step +6-16%, 8 and 16
+ * sequences 3-30% slower on shared memory and fast links, a 1-row decode step
+ * slower; docs/expert-parallelism.md)
  * and 0 in one process (in-process experts or loopback ranks run on the
  * caller's thread: nothing to overlap with). */
-#define CLI_EP_OVERLAP_MIN_ROWS 8
+#define CLI_EP_OVERLAP_MIN_ROWS 32
 int cli_ep_overlap(const cli_ep_t *ep, const moe_backend_t *backend);
 
 /* The expert-parallel statistics as JSON text (caller frees), with the

@@ -160,16 +160,21 @@ mpi 3 logits --model "$f32" --tokens $T --codec bf16+zstd --overlap on --stats "
     || fail "logits --stats exit $?"
 mpi 3 generate --model "$f32" --tokens $T -n 6 --spec-k 2 --stats "$tmp/gst.json" >/dev/null 2>&1 \
     || fail "generate --stats exit $?"
-/usr/bin/python3 - "$tmp/st.json" "$tmp/st2.json" "$tmp/gst.json" <<'PY' || fail "--stats JSON content"
+T32=$(seq -s, 3 3 96)   # 32 tokens: the default overlaps steps of 32+ rows (cli_ep.h CLI_EP_OVERLAP_MIN_ROWS)
+mpi 3 generate --model "$f32" --tokens $T32 -n 2 --stats "$tmp/gst32.json" >/dev/null 2>&1 \
+    || fail "generate (32-token prompt) --stats exit $?"
+/usr/bin/python3 - "$tmp/st.json" "$tmp/st2.json" "$tmp/gst.json" "$tmp/gst32.json" <<'PY' || fail "--stats JSON content"
 import json, sys
-a, b, g = (json.load(open(p)) for p in sys.argv[1:])
+a, b, g, g32 = (json.load(open(p)) for p in sys.argv[1:])
 assert a["total"]["dispatch"] == b["total"]["dispatch"] and a["expert_load"] == b["expert_load"], (a["total"], b["total"])
 assert g["generated_tokens"] == 6 and g["steps"] >= 1 and len(g["acceptance_by_position"]) == 2, g
 e = g["expert_parallelism"]
 assert e["world"] == 3 and e["dispatch_codec"] == "raw" and e["combine"] == "expert", e
 assert e["total"]["dispatch"]["messages"] > 0 and sum(r["rows"] for r in e["ranks"]) > 0, e["total"]
-o = e["overlap"]                                   # default: the 12-row prefill is split (8+ rows), decode steps not
-assert o["micro_batches"] == 2 and o["calls"] == e["total"]["calls"] and 0 <= o["hidden_fraction"] < 1, o
+o = e["overlap"]                                   # default: neither the 12-row prefill nor decode steps are split
+assert o["micro_batches"] == 1, o
+o = g32["expert_parallelism"]["overlap"]           # the 32-row prefill is (32+ rows), its decode steps not
+assert o["micro_batches"] == 2 and o["calls"] == g32["expert_parallelism"]["total"]["calls"] and 0 <= o["hidden_fraction"] < 1, o
 PY
 
 # ---- failures: non-zero within 30 s (about 3 s expected: --rank-timeout 2 plus the launch), the rank named
