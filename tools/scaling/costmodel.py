@@ -34,7 +34,7 @@ R = link rate in bytes/s, unshaped = no term):
                                                     this VM that, not R, limits a 1 Gbit/s link); ~1 if ideal
          + g_delay  * 2 D calls                     emulated latency: one delay each way per call, ~1 if exact
 and, when the link cannot carry a step's bytes in that time, the link bounds the step instead:
-  T = max(T_step, g_bound * max_dir bytes_step / R + g_delay * 2 D calls)
+  T = max(T_step, g_bound * max_dir bytes_step / R + g_delay * 2 D calls),   g_bound >= 1 (tbf's rate is a bound)
 t_refill is chosen from a grid (0-400 us) with the other coefficients, on the fitted points only.
 All coefficients are non-negative (NNLS on relative error: every point weighs the same in %), fitted
 robustly (Huber weights beyond 20% error), and every point counts in the reported errors.
@@ -171,8 +171,9 @@ class StepModel:
 
 
 def fit_regimes(X, L, y, rounds=30):
-    """theta on the points the linear model bounds, g_bound (median of the rest) on the link-bound ones,
-    alternating until the split settles."""
+    """theta on the points the linear model bounds, g_bound (median of the rest, but not below 1: the link
+    cannot carry a step's bytes faster than its rate) on the link-bound ones, alternating until the split
+    settles."""
     theta, g_bound = fit(X, y), 1.0
     lin = None
     for _ in range(rounds):
@@ -184,7 +185,9 @@ def fit_regimes(X, L, y, rounds=30):
             theta = fit(X[lin], y[lin])
         if (~lin).any():
             rest = y[~lin] - X[~lin, DELAY] * theta[DELAY]
-            g_bound = float(np.median(rest / np.maximum(L[~lin], 1e-12)))
+            # at least 1: over a phase of many steps tbf passes no more than R (the bucket's one burst is
+            # spread over the phase), and Spex does not overlap the transfer with compute
+            g_bound = max(1.0, float(np.median(rest / np.maximum(L[~lin], 1e-12))))
     return theta, g_bound
 
 
