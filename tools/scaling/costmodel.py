@@ -22,15 +22,19 @@ R = link rate in bytes/s, unshaped = no term):
          + t_row    * rows                          coordinator compute per row (attention, dense, shared, head)
          + t_pair   * pairs * imb / min(W, cores)   expert compute on the busiest rank (critical path)
          + t_msg    * msgs                          per-message cost (MPI, TCP, wake-up of a waiting rank)
-         + g_link   * sum_dir max(0, bytes_call - bucket) * max(1 / R, t_refill / bucket) * calls
-                                                    serialisation on the coordinator's link: per MoE call and
-                                                    direction, what exceeds tbf's bucket (max(4 kB, 50 us of R),
-                                                    launch/netns-cluster) waits for tokens, which come at rate R
-                                                    but no faster than one bucket per t_refill (tbf's refill
-                                                    timer: on this VM it, not R, limits a 1 Gbit/s link); ~1 if ideal
+         + g_link   * calls * sum_dir frames * wait(bytes_call / frames)
+                                                    tbf, per frame (frames = msgs / calls / 2 per direction:
+                                                    one per addressed rank): a frame arrives with a full bucket
+                                                    (max(4 kB, 50 us of R), launch/netns-cluster), which passes
+                                                    at once; its excess E = max(0, frame - bucket) waits for
+                                                    tokens, wait(frame) = max(E / R, ceil(E / bucket) * t_refill):
+                                                    at the rate, but in whole wake-ups of tbf's watchdog timer,
+                                                    each of which passes at most one bucket (when the timer is
+                                                    later than bucket / R, tokens beyond the bucket are lost; on
+                                                    this VM that, not R, limits a 1 Gbit/s link); ~1 if ideal
          + g_delay  * 2 D calls                     emulated latency: one delay each way per call, ~1 if exact
 and, when the link cannot carry a step's bytes in that time, the link bounds the step instead:
-  T = max(T_step, g_bound * max_dir bytes_step / R + g_delay * 2 D calls)
+  T = max(T_step, g_bound * max_dir bytes_step / R + g_delay * 2 D calls),   g_bound >= 1 (tbf's rate is a bound)
 t_refill is chosen from a grid (0-400 us) with the other coefficients, on the fitted points only.
 All coefficients are non-negative (NNLS on relative error: every point weighs the same in %), fitted
 robustly (Huber weights beyond 20% error), and every point counts in the reported errors.
@@ -74,13 +78,24 @@ def features(row, cores, t_refill=0.0):
     msgs = g("decode_messages") / steps
     rb = rate_bytes(row.get("link_rate"))
     link = 0.0
-    if rb:   # per MoE call, each direction's bytes through the coordinator's link, beyond tbf's bucket
+    if rb:   # per frame (one per addressed rank, each direction), what exceeds tbf's bucket, in whole refills
         bucket = max(4096.0, 50e-6 * rb)         # launch/netns-cluster: 50 us of the rate, at least 4 kB
+        frames = max(msgs / max(calls, 1e-12) / 2, 1.0)   # frames per call and direction
         for col in ("decode_dispatch_B_tok", "decode_combine_B_tok"):
-            per_call = g(col) * g("decode_tokens") / max(g("decode_moe_calls"), 1)
-            link += calls * max(0.0, per_call - bucket) * max(1.0 / rb, t_refill / bucket)
+            frame = g(col) * g("decode_tokens") / max(g("decode_moe_calls"), 1) / frames
+            link += calls * frames * tbf_wait(frame, bucket, rb, t_refill)
     delay = 2 * g("link_delay_ms_emulated") / 1e3 * calls
     return np.array([1.0, calls, rows, pairs, msgs, link, delay]), g("decode_s") / steps
+
+
+def tbf_wait(frame, bucket, rate, t_refill):
+    """Seconds a frame of `frame` bytes waits in a tbf of `bucket` bytes at `rate` B/s that arrives with a
+    full bucket: the bucket passes at once, the excess E waits for tokens, at the rate (E / rate) but in
+    whole refills: tbf's watchdog timer wakes it t_refill after it stalls, and a wake-up passes at most one
+    bucket (tokens beyond it are lost), so E costs ceil(E / bucket) wake-ups. When the timer is late by more
+    than bucket / rate (at 1 Gbit/s 50 us), those wake-ups, not the rate, set the time."""
+    e = max(0.0, frame - bucket)
+    return max(e / rate, math.ceil(e / bucket) * t_refill)
 
 
 def link_bound(row):
@@ -156,8 +171,9 @@ class StepModel:
 
 
 def fit_regimes(X, L, y, rounds=30):
-    """theta on the points the linear model bounds, g_bound (median of the rest) on the link-bound ones,
-    alternating until the split settles."""
+    """theta on the points the linear model bounds, g_bound (median of the rest, but not below 1: the link
+    cannot carry a step's bytes faster than its rate) on the link-bound ones, alternating until the split
+    settles."""
     theta, g_bound = fit(X, y), 1.0
     lin = None
     for _ in range(rounds):
@@ -169,7 +185,9 @@ def fit_regimes(X, L, y, rounds=30):
             theta = fit(X[lin], y[lin])
         if (~lin).any():
             rest = y[~lin] - X[~lin, DELAY] * theta[DELAY]
-            g_bound = float(np.median(rest / np.maximum(L[~lin], 1e-12)))
+            # at least 1: over a phase of many steps tbf passes no more than R (the bucket's one burst is
+            # spread over the phase), and Spex does not overlap the transfer with compute
+            g_bound = max(1.0, float(np.median(rest / np.maximum(L[~lin], 1e-12))))
     return theta, g_bound
 
 

@@ -5,6 +5,9 @@
     (1% noise; points spanning ranks, batch, K, layers, top-k, link rates and emulated delays), and predicts held-out points within 3%;
   - without noise the recovery is exact (to 1e-6) and NNLS keeps a zero coefficient at zero;
   - with a link-bound regime in the data, fit_model recovers g_bound and predicts every step;
+  - tbf's wait is per frame and in whole timer wake-ups (tbf_wait, features), and fit_model recovers
+    t_refill and g_link from steps generated with frames of 0.5-5 buckets (exactly without noise, g_link
+    within 5% with 1% noise);
   - the `fit` command reads a sweep CSV and reports held-out and leave-one-out errors;
   - the projection's parameter counts are DeepSeek-V3's 671 B and the 16b shape's ~16 B, its
     dispatch/combine estimate is within 30% of DeepEP's published low-latency figures at 16..256 ranks, and
@@ -120,6 +123,57 @@ e2 = np.abs(cm.model_err(m, rows2, y2, cores=2))
 check(e2.max() < 1e-3, f"two-regime worst error {e2.max():.4f}")
 print(f"two regimes ({bound.sum()} link-bound points): t_refill {m.t_refill * 1e6:.0f} us, g_bound {m.g_bound:.3f}, "
       f"median |error| {100 * np.median(e2):.2f}%")
+
+# tbf's wait in whole timer wake-ups, per frame: a frame just over its bucket waits one whole t_refill when
+# the timer is later than bucket / R, an excess of 2.5 buckets three; at a slow rate the rate sets it
+B1G, R1G = 6250.0, 1e9 / 8
+check(abs(cm.tbf_wait(B1G + 1, B1G, R1G, 100e-6) - 100e-6) < 1e-12, "tbf_wait: 1 byte over the bucket != one wake-up")
+check(abs(cm.tbf_wait(3.5 * B1G, B1G, R1G, 100e-6) - 300e-6) < 1e-12, "tbf_wait: 2.5 buckets over != 3 wake-ups")
+check(cm.tbf_wait(B1G, B1G, R1G, 100e-6) == 0.0, "tbf_wait: a frame that fits the bucket waits")
+check(abs(cm.tbf_wait(4096 + 20000, 4096, 1e8 / 8, 100e-6) - 20000 / (1e8 / 8)) < 1e-12, "tbf_wait: 100 Mbit/s not at R")
+# per frame: one worker's 10 kB frame per call and direction waits a wake-up, two workers' 5 kB frames do not
+one = {"workers": "1", "link_rate": "1gbit", "link_delay_ms_emulated": "0", "decode_steps": "10",
+       "decode_tokens": "10", "decode_moe_calls": "30", "decode_rows": "30", "decode_pairs": "120",
+       "decode_messages": "60", "decode_rank_max_over_mean": "1", "decode_dispatch_B_tok": "30000",
+       "decode_combine_B_tok": "30000", "decode_s": "0.01"}
+two = dict(one, workers="2", decode_messages="120")
+x1 = cm.features(one, cores=2, t_refill=100e-6)[0][cm.TERMS.index("g_link")]
+x2 = cm.features(two, cores=2, t_refill=100e-6)[0][cm.TERMS.index("g_link")]
+check(abs(x1 - 3 * 2 * 100e-6) < 1e-12 and x2 == 0.0, f"per-frame tbf term: W=1 {x1:.6g} s (3 calls x 2 ways x 100 us), W=2 {x2:.6g}")
+
+# the tbf term recovered from data: frames of 0.5-5 buckets at 1 Gbit/s and 100 Mbit/s, steps generated with
+# t_refill = 100 us (twice bucket / R at 1 Gbit/s: the wake-ups set the time there) and g_link = 1.3, in two
+# regimes (link bound 1.2 x bytes / R): without noise t_refill comes back exactly and every coefficient to
+# 1e-6; with 1% noise t_refill still exactly (it is a grid point) and g_link within 5%
+TR3, GL3, GB3 = 100e-6, 1.3, 1.2
+TRUE3 = dict(TRUE, g_link=GL3)
+for noise in (0.0, 0.01):
+    rows3 = synth_rows(0.0, rng)
+    for r in rows3:
+        rb = cm.rate_bytes(r["link_rate"]) or 1e9 / 8
+        bucket = max(4096.0, 50e-6 * rb)
+        calls, tokens = float(r["decode_moe_calls"]), float(r["decode_tokens"])
+        frames = float(r["decode_messages"]) / calls / 2
+        for col in ("decode_dispatch_B_tok", "decode_combine_B_tok"):
+            r[col] = str(bucket * rng.uniform(0.5, 5.0) * frames * calls / tokens)
+        x, _ = cm.features(r | {"decode_s": "1"}, cores=2, t_refill=TR3)
+        t = max(x @ np.array([TRUE3[n] for n in cm.TERMS]), GB3 * cm.link_bound(r) + x[cm.DELAY] * TRUE3["g_delay"])
+        r["decode_s"] = str(t * float(r["decode_steps"]) * (1 + noise * rng.standard_normal()))
+    y3 = np.array([float(r["decode_s"]) / float(r["decode_steps"]) for r in rows3])
+    m3 = cm.fit_model(rows3, y3, cores=2)
+    X3 = np.array([cm.features(r, cores=2, t_refill=TR3)[0] for r in rows3])
+    tick = np.array([r["link_rate"] == "1gbit" for r in rows3])
+    share = np.median((X3[:, cm.TERMS.index("g_link")] * GL3 / y3)[tick])
+    check(abs(m3.t_refill - TR3) < 1e-9, f"tbf term ({noise:.0%} noise): t_refill fitted as {m3.t_refill * 1e6:.0f} us, true 100")
+    gl = m3.theta[cm.TERMS.index("g_link")]
+    tol = 1e-6 if noise == 0 else 0.05
+    check(abs(gl / GL3 - 1) <= tol, f"tbf term ({noise:.0%} noise): g_link fitted as {gl:.4f}, true {GL3}")
+    if noise == 0:
+        for n, v in zip(cm.TERMS, m3.theta):
+            check(abs(v - TRUE3[n]) <= 1e-6 * max(TRUE3[n], 1e-9) + 1e-12, f"tbf term exact data: {n} = {v:.6g}, true {TRUE3[n]:.6g}")
+    print(f"tbf term ({noise:.0%} noise; the wait is {100 * share:.0f}% of a 1 Gbit/s step, median): t_refill "
+          f"{m3.t_refill * 1e6:.0f} us, g_link {gl:.3f} (true {GL3}), g_bound {m3.g_bound:.3f} (true {GB3}), "
+          f"worst |error| {100 * np.abs(cm.model_err(m3, rows3, y3, cores=2)).max():.2f}%")
 
 # the fit command on a CSV (a subset: leave-one-out refits the model for every point)
 with tempfile.TemporaryDirectory() as d:
