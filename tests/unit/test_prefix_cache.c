@@ -119,3 +119,33 @@ Test(prefix_cache, eviction_keeps_the_budget_and_drops_the_oldest) {
     prefix_cache_free(pc);
     kv_cache_free(kv);
 }
+
+/* Evicted blocks' rows are reused for new blocks (a free list over slabs):
+ * many prompts through a small budget, each with its own rows, must each get
+ * its own rows back, never another block's or a stale copy. */
+Test(prefix_cache, reused_rows_hold_the_new_blocks) {
+    spex_err_t err = {0};
+    kv_cache_t *kv = kv_cache_create(3, 4, 2, 64, &err), *back = kv_cache_create(3, 4, 2, 64, &err);
+    cr_assert(kv && back, "%s", err.msg);
+    size_t node = sizeof(float) * 3 * PREFIX_BLOCK * 6;
+    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 5 * (node + 200), &err);   /* about 5 blocks */
+    cr_assert_not_null(pc, "%s", err.msg);
+    int32_t t[33];
+    for (int round = 0; round < 40; round++) {
+        for (int i = 0; i < 33; i++) t[i] = round * 100 + i;
+        for (int l = 0; l < 3; l++) {
+            kv->len[l] = 32;
+            for (int i = 0; i < 32 * 6; i++) kv->rows[l][i] = (float)(round * 1000000 + l * 10000 + i);
+        }
+        prefix_cache_insert(pc, t, 33, kv, 32);   /* 2 blocks */
+        for (int l = 0; l < 3; l++) back->len[l] = 0;
+        cr_assert_eq(prefix_cache_restore(pc, t, 33, back, 1), 31, "round %d", round);
+        for (int l = 0; l < 3; l++)
+            cr_assert_arr_eq(back->rows[l], kv->rows[l], sizeof(float) * 31 * 6, "round %d layer %d", round, l);
+        cr_assert_leq(prefix_cache_stats(pc).bytes, prefix_cache_stats(pc).max_bytes);
+    }
+    cr_assert_gt(prefix_cache_stats(pc).evicted_blocks, 60);
+    prefix_cache_free(pc);
+    kv_cache_free(kv);
+    kv_cache_free(back);
+}
