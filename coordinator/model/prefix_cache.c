@@ -163,7 +163,7 @@ int prefix_cache_restore(prefix_cache_t *pc, const int32_t *tokens, int n, kv_ca
         if (mtp && kid->mtp_rows < PREFIX_BLOCK) break;   /* its last MTP row is missing: nothing can follow */
     }
     if (depth == 0) return 0;
-    int L = depth * PREFIX_BLOCK, keep = L - 1;
+    int L = depth * PREFIX_BLOCK, keep = mtp ? L - 1 : L;   /* with MTP, h_{L-1} is needed: recompute row L-1 */
     for (int d = 0; d < depth; d++) {
         int b0 = d * PREFIX_BLOCK, p1 = keep - b0 < PREFIX_BLOCK ? keep - b0 : PREFIX_BLOCK;
         rows_to_kv(pc, path[d], kv, 0, pc->n_main, b0, 0, p1);

@@ -115,6 +115,17 @@ Test(prefix_cache, eviction_keeps_the_budget_and_drops_the_oldest) {
     kv_cache_free(k3);
     for (int l = 0; l < 3; l++)
         cr_assert_arr_eq(k2->rows[l], kv->rows[l], sizeof(float) * 47 * 6, "layer %d rows restored exactly", l);
+    /* without MTP rows no hidden state is needed: all 48 matched rows come back, MTP layers empty */
+    kv_cache_t *k4 = kv_cache_create(3, 4, 2, 256, &err);
+    cr_assert_eq(prefix_cache_restore(pc, b, 64, k4, 0), 48);
+    cr_assert_eq(k4->len[0], 48);
+    cr_assert_eq(k4->len[2], 0);
+    for (int l = 0; l < 2; l++)
+        cr_assert_arr_eq(k4->rows[l], kv->rows[l], sizeof(float) * 48 * 6, "layer %d rows restored exactly", l);
+    kv_cache_t *k5 = kv_cache_create(3, 4, 2, 256, &err);
+    cr_assert_eq(prefix_cache_restore(pc, b, 48, k5, 0), 32, "one token is always left to compute");
+    kv_cache_free(k5);
+    kv_cache_free(k4);
     kv_cache_free(k2);
     prefix_cache_free(pc);
     kv_cache_free(kv);
