@@ -81,6 +81,7 @@ typedef struct api_prompt {
     int n;
     char *echo;                  /* echo: the prompt's text (malloc'ed), else NULL */
     size_t echo_len;
+    int echo_skip;               /* leading ids whose text is not in echo (a BOS added to a string prompt) */
 } api_prompt_t;
 
 typedef struct api_request {

@@ -65,6 +65,7 @@ static int one_prompt(const api_ctx_t *ctx, const cJSON *v, const char *param, b
     if (cJSON_IsString(v)) {
         bool bos = ctx->tok && tokenizer_bos_id(ctx->tok) >= 0 && tokenizer_add_bos_default(ctx->tok);
         rc = encode(ctx, v->valuestring, json_str_len(v), bos, "prompt", p, e);
+        p->echo_skip = bos;
     } else if (cJSON_IsArray(v)) {
         rc = ids_from_array(ctx, v, param, p, e);
     } else {

@@ -2,6 +2,7 @@
 #include "api_response.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "server/logprobs_json.h"
 
@@ -33,6 +34,36 @@ static void logprobs_member(strbuf_t *b, const api_request_t *rq, const tokenize
     else logprobs_json_completion(b, tok, toks, lps, n, off);
 }
 
+/* Completions with echo and logprobs: the prompt's tokens (the first has no
+ * logprob: null), then the completion's, as one list with offsets in the
+ * echoed text. */
+static void echo_logprobs(strbuf_t *b, const tokenizer_t *tok, const api_prompt_t *p, const sched_result_t *r) {
+    int n = p->n + r->n_token_info;
+    sched_token_t *toks = malloc(sizeof *toks * (size_t)n);
+    token_logprob_t *lps = malloc(sizeof *lps * (size_t)n);
+    if (!toks || !lps) {
+        b->oom = true;
+        free(toks);
+        free(lps);
+        return;
+    }
+    size_t end = 0;
+    for (int i = 0; i < p->n; i++) {
+        size_t len = 0;
+        if (i >= p->echo_skip && tok && !tokenizer_token_bytes(tok, p->ids[i], &len)) len = 0;
+        end = end + len < p->echo_len ? end + len : p->echo_len;
+        toks[i] = (sched_token_t){p->ids[i], i == p->n - 1 ? p->echo_len : end};   /* the completion follows it */
+        lps[i] = r->prompt_logprobs[i];
+    }
+    for (int i = 0; i < r->n_token_info; i++) {
+        toks[p->n + i] = (sched_token_t){r->token_info[i].id, p->echo_len + r->token_info[i].text_end};
+        lps[p->n + i] = r->logprobs[i];
+    }
+    logprobs_json_completion(b, tok, toks, lps, n, &(logprobs_offsets_t){0, 0, p->echo_len + r->text_len, true});
+    free(toks);
+    free(lps);
+}
+
 static void choice_json(strbuf_t *b, const api_request_t *rq, const tokenizer_t *tok, int c, const sched_result_t *r) {
     const api_prompt_t *echo = echo_of(rq, c);
     sb_printf(b, "%s{\"index\":%d,", c ? "," : "", c);
@@ -56,8 +87,13 @@ static void choice_json(strbuf_t *b, const api_request_t *rq, const tokenizer_t 
         sb_str(b, ",\"tokens\":");
         sb_json_ids(b, r->tokens, r->n_tokens);
     }
-    logprobs_offsets_t off = {echo ? echo->echo_len : 0, 0, r->text_len};
-    logprobs_member(b, rq, tok, r->token_info, r->logprobs, r->n_token_info, &off);
+    logprobs_offsets_t off = {echo ? echo->echo_len : 0, 0, r->text_len, false};
+    if (echo && rq->params.prompt_logprobs && r->prompt_logprobs && r->logprobs) {
+        sb_str(b, ",\"logprobs\":");
+        echo_logprobs(b, tok, echo, r);
+    } else {
+        logprobs_member(b, rq, tok, r->token_info, r->logprobs, r->n_token_info, &off);
+    }
     sb_str(b, ",\"finish_reason\":");
     sb_json_cstr(b, r->finish_reason);
     sb_str(b, "}");
@@ -95,7 +131,7 @@ void api_chunk_sse(strbuf_t *b, const api_request_t *rq, const tokenizer_t *tok,
         sb_json_str(b, d->text ? d->text : "", d->text ? d->len : 0);
     }
     const api_prompt_t *echo = echo_of(rq, d->index);
-    logprobs_offsets_t off = {echo ? echo->echo_len : 0, d->prev_end, SIZE_MAX};
+    logprobs_offsets_t off = {echo ? echo->echo_len : 0, d->prev_end, SIZE_MAX, false};
     if (d->n_toks > 0) logprobs_member(b, rq, tok, d->toks, d->lps, d->n_toks, &off);
     else sb_str(b, ",\"logprobs\":null");
     sb_str(b, ",\"finish_reason\":");

@@ -49,10 +49,12 @@ void logprobs_json_completion(strbuf_t *b, const tokenizer_t *tok, const sched_t
     sb_str(b, "],\"token_logprobs\":[");
     for (int i = 0; i < n; i++) {
         if (i) sb_str(b, ",");
-        number(b, lps[i].logprob);
+        if (i == 0 && off->first_null) sb_str(b, "null");
+        else number(b, lps[i].logprob);
     }
     sb_str(b, "],\"top_logprobs\":[");
     for (int i = 0; i < n; i++) {
+        if (i == 0 && off->first_null) { sb_str(b, "null"); continue; }
         sb_str(b, i ? ",{" : "{");
         for (int k = 0; k < lps[i].n_top; k++) {
             const char *t = token_text(tok, lps[i].top_id[k], &len);

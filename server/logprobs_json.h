@@ -9,6 +9,7 @@
 #ifndef SPEX_LOGPROBS_JSON_H
 #define SPEX_LOGPROBS_JSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "coordinator/decode/token_logprobs.h"
@@ -23,6 +24,7 @@ typedef struct logprobs_offsets {
     size_t base;        /* bytes before the completion (the echoed prompt) */
     size_t prev_end;
     size_t limit;       /* the completion's final length (SIZE_MAX while streaming) */
+    bool first_null;    /* the first token has no logprob (echo: the prompt's first token): null */
 } logprobs_offsets_t;
 
 void logprobs_json_completion(strbuf_t *b, const tokenizer_t *tok, const sched_token_t *toks,

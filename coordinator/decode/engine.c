@@ -20,6 +20,7 @@ static int seq_check(const model_t *m, int n_prompt, const seq_params_t *p, spex
     if (bad) return spex_fail(err, "%s", bad);
     if (p->logprobs && (p->top_logprobs < 0 || p->top_logprobs > SPEX_MAX_TOP_LOGPROBS))
         return spex_fail(err, "top_logprobs must be in [0, %d]", SPEX_MAX_TOP_LOGPROBS);
+    if (p->prompt_logprobs && !p->logprobs) return spex_fail(err, "prompt_logprobs needs logprobs");
     if (!(p->draft_min_p >= 0 && p->draft_min_p <= 1))
         return spex_fail(err, "draft_min_p must be in [0, 1], got %g", (double)p->draft_min_p);
     if (p->spec_k < 0 || p->spec_k > SPEX_MAX_SPEC_K)
@@ -47,7 +48,8 @@ static int seq_alloc_extras(sequence_t *s, int V, spex_err_t *err) {
     if (!p->logprobs) return 0;
     s->lp = malloc(sizeof *s->lp * (size_t)(p->max_new_tokens + SPEX_MAX_SPEC_K + 1));
     s->lp_scratch = malloc(sizeof(float) * (size_t)V);
-    if (!s->lp || !s->lp_scratch) return spex_fail(err, "out of memory");
+    if (p->prompt_logprobs) s->prompt_lp = calloc((size_t)s->n_prompt, sizeof *s->prompt_lp);
+    if (!s->lp || !s->lp_scratch || (p->prompt_logprobs && !s->prompt_lp)) return spex_fail(err, "out of memory");
     return 0;
 }
 
@@ -87,6 +89,7 @@ void sequence_free(sequence_t *s) {
     free(s->mtp_hidden);
     free(s->lp);
     free(s->lp_scratch);
+    free(s->prompt_lp);
     free(s->bias);
     free(s->counts);
     free(s);
@@ -247,24 +250,37 @@ static int mtp_forward_all(model_t *m, int use, int n_use, rows_t *r, spex_err_t
     return 0;
 }
 
+/* prompt_lp[t] for t = 1..n-1 from the logits of rows 0..n-2 (log_softmax). */
+static void prompt_logprobs(sequence_t *s, const float *logits, int V) {
+    const sampling_params_t model_dist = {.temperature = 0, .top_p = 1};
+    for (int t = 1; t < s->n_prompt; t++)
+        token_logprob_fill(&model_dist, logits + (size_t)(t - 1) * V, V, s->prompt[t], s->p.top_logprobs,
+                           s->lp_scratch, &s->prompt_lp[t]);
+}
+
 /* Run the prompt (own forward call; rows [0, c) restored from the prefix
  * cache are skipped), emit the first token, draft d1. */
 static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *user, spex_err_t *err) {
-    bool mtp = s->p.spec_k > 0 && m->n_mtp > 0;
-    int n = s->n_prompt, c = m->prefix ? prefix_cache_restore(m->prefix, s->prompt, n, s->kv, mtp) : 0, rn = n - c;
+    bool mtp = s->p.spec_k > 0 && m->n_mtp > 0, all = s->p.prompt_logprobs;
+    int n = s->n_prompt, c = m->prefix && !all ? prefix_cache_restore(m->prefix, s->prompt, n, s->kv, mtp) : 0;
+    int rn = n - c;
     rows_t r;
     float *probs;
     if (rows_alloc(&r, m, 0, rn, 1, (size_t)m->cfg.vocab_size, &probs, err)) return -1;
     double t0 = spex_now();
     int rc = -1;
+    if (all) memset(r.want, 1, (size_t)rn);
     r.want[rn - 1] = 1;
     mla_seq_t seq = {s->kv, rn};
     if (model_forward(m, s->prompt + c, &seq, 1, r.hidden, r.want, r.logits, err)) goto done;
     s->started = true;
     s->pos = n;
-    seq_adjust(s, r.logits, 0);
-    s->last = sampler_sample(&s->p.sampling, r.logits, r.V, &s->rng, probs);
-    seq_logprob(s, r.logits, r.V, s->last);
+    float *last = r.logits + (all ? (size_t)(rn - 1) * r.V : 0);
+    if (all) prompt_logprobs(s, r.logits, r.V);
+    seq_adjust(s, last, 0);
+    s->last = sampler_sample(&s->p.sampling, last, r.V, &s->rng, probs);
+    seq_logprob(s, last, r.V, s->last);
+    if (all) memset(r.want, 0, (size_t)rn - 1);   /* the MTP forward: the last row's logits only */
     if (seq_emit(s, s->last, cb, user) && seq_max_drafts(s) > 0) {
         /* MTP rows t = c..n-1: (h_t, token_{t+1}), token_n = the token just emitted */
         memcpy(r.tokens, s->prompt + c + 1, sizeof(int32_t) * (size_t)(rn - 1));

@@ -53,6 +53,11 @@ typedef struct seq_params {
     logit_adjust_t adjust;
     bool logprobs;           /* record token_logprob_t for every emitted token */
     int top_logprobs;        /* alternatives per token (0..SPEX_MAX_TOP_LOGPROBS) */
+    /* Also the prompt's tokens (the API's echo with logprobs): prompt_lp. They
+     * were not sampled, so theirs is the model's own distribution,
+     * log_softmax(logits) (temperature 1, no logit_bias, penalties, top-k or
+     * top-p). Needs every prompt row's logits: the prefix cache is not used. */
+    bool prompt_logprobs;
 } seq_params_t;
 
 typedef struct spec_stats {
@@ -76,6 +81,7 @@ typedef struct sequence {
     int n_out;
     token_logprob_t *lp;     /* p.logprobs: [n_out], lp[i] for out[i]; set before on_token sees out[i] */
     float *lp_scratch;       /* p.logprobs: [vocab] */
+    token_logprob_t *prompt_lp;   /* p.prompt_logprobs: [n_prompt], entry t for prompt[t] after prompt[0..t); [0] unset */
     logit_bias_entry_t *bias;   /* owned copy of p.adjust.bias */
     int32_t *counts;         /* penalties: [vocab] zeroed scratch (logit_adjust_apply) */
     int pos;                 /* tokens in the main cache */

@@ -1,10 +1,21 @@
 /* prefix_cache.c - see prefix_cache.h. Shapes: a node's rows are
- * [n_main + n_mtp layers, PREFIX_BLOCK positions, width floats]. */
+ * [n_main + n_mtp layers, PREFIX_BLOCK positions, width floats].
+ *
+ * Node rows come from slabs mapped on their own, not from malloc: interleaved
+ * with the sequences' KV caches on the heap, a growing cache kept pushing the
+ * heap's top up, so each new sequence's (larger) KV cache landed on pages never
+ * touched before and a cached turn spent its restore in page faults (15-30 of
+ * them, ~12 us each on the development VM: 0.2-0.4 ms of a 3.7 ms turn). An
+ * evicted node's rows go back to the free list of its slab pool. */
 #include "prefix_cache.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+/* Node rows per slab (at most; a budget of fewer nodes gets a smaller slab). */
+enum { SLAB_NODES = 64 };
 
 typedef struct pc_node {
     int32_t tok[PREFIX_BLOCK];
@@ -24,8 +35,52 @@ struct prefix_cache {
     pc_node_t root;
     pc_node_t **all;      /* every non-root node, for the LRU scan */
     int n_all, cap_all;
+    size_t rows_bytes;    /* one node's rows */
+    void **slabs;         /* mapped slabs of node rows */
+    size_t *slab_len;
+    int n_slabs, cap_slabs;
+    float *free_rows;     /* free list of node rows; the first bytes of each link to the next */
     prefix_cache_stats_t st;
 };
+
+/* ---------------------------------------------------------------- node rows */
+
+/* Map one more slab of node rows (no more than the budget can hold) onto the free list. */
+static bool slab_grow(prefix_cache_t *pc) {
+    if (pc->n_slabs == pc->cap_slabs) {
+        int cap = pc->cap_slabs ? 2 * pc->cap_slabs : 8;
+        void **s = realloc(pc->slabs, sizeof *s * (size_t)cap);
+        if (s) pc->slabs = s;
+        size_t *l = s ? realloc(pc->slab_len, sizeof *l * (size_t)cap) : NULL;
+        if (!l) return false;
+        pc->slab_len = l, pc->cap_slabs = cap;
+    }
+    size_t fit = pc->st.max_bytes / pc->node_bytes, nodes = fit < SLAB_NODES ? (fit ? fit : 1) : SLAB_NODES;
+    size_t len = nodes * pc->rows_bytes;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return false;
+    pc->slabs[pc->n_slabs] = p;
+    pc->slab_len[pc->n_slabs++] = len;
+    for (size_t i = nodes; i-- > 0;) {
+        float *r = (float *)((char *)p + i * pc->rows_bytes);
+        memcpy(r, &pc->free_rows, sizeof pc->free_rows);
+        pc->free_rows = r;
+    }
+    return true;
+}
+
+static float *rows_take(prefix_cache_t *pc) {
+    if (!pc->free_rows && !slab_grow(pc)) return NULL;
+    float *r = pc->free_rows;
+    memcpy(&pc->free_rows, r, sizeof pc->free_rows);
+    return r;
+}
+
+static void rows_give(prefix_cache_t *pc, float *r) {
+    if (!r) return;
+    memcpy(r, &pc->free_rows, sizeof pc->free_rows);
+    pc->free_rows = r;
+}
 
 prefix_cache_t *prefix_cache_create(int n_main, int n_mtp, int width, size_t max_bytes, spex_err_t *err) {
     if (n_main <= 0 || n_mtp < 0 || width <= 0) {
@@ -38,22 +93,26 @@ prefix_cache_t *prefix_cache_create(int n_main, int n_mtp, int width, size_t max
         return NULL;
     }
     pc->n_main = n_main, pc->n_mtp = n_mtp, pc->width = width;
-    pc->node_bytes = sizeof(float) * (size_t)(n_main + n_mtp) * PREFIX_BLOCK * (size_t)width + sizeof(pc_node_t);
+    pc->rows_bytes = sizeof(float) * (size_t)(n_main + n_mtp) * PREFIX_BLOCK * (size_t)width;
+    pc->node_bytes = pc->rows_bytes + sizeof(pc_node_t);
     pc->st.max_bytes = max_bytes;
     return pc;
 }
 
-static void node_free(pc_node_t *n) {
-    free(n->rows);
+static void node_free(prefix_cache_t *pc, pc_node_t *n) {
+    rows_give(pc, n->rows);
     free(n->kids);
 }
 
 void prefix_cache_free(prefix_cache_t *pc) {
     if (!pc) return;
     for (int i = 0; i < pc->n_all; i++) {
-        node_free(pc->all[i]);
+        free(pc->all[i]->kids);
         free(pc->all[i]);
     }
+    for (int i = 0; i < pc->n_slabs; i++) munmap(pc->slabs[i], pc->slab_len[i]);
+    free(pc->slabs);
+    free(pc->slab_len);
     free(pc->all);
     free(pc->root.kids);
     free(pc);
@@ -104,7 +163,7 @@ int prefix_cache_restore(prefix_cache_t *pc, const int32_t *tokens, int n, kv_ca
         if (mtp && kid->mtp_rows < PREFIX_BLOCK) break;   /* its last MTP row is missing: nothing can follow */
     }
     if (depth == 0) return 0;
-    int L = depth * PREFIX_BLOCK, keep = L - 1;
+    int L = depth * PREFIX_BLOCK, keep = mtp ? L - 1 : L;   /* with MTP, h_{L-1} is needed: recompute row L-1 */
     for (int d = 0; d < depth; d++) {
         int b0 = d * PREFIX_BLOCK, p1 = keep - b0 < PREFIX_BLOCK ? keep - b0 : PREFIX_BLOCK;
         rows_to_kv(pc, path[d], kv, 0, pc->n_main, b0, 0, p1);
@@ -125,7 +184,7 @@ static void unlink_leaf(prefix_cache_t *pc, pc_node_t *n) {
         if (p->kids[i] == n) { p->kids[i] = p->kids[--p->n_kids]; break; }
     pc->all[n->slot] = pc->all[--pc->n_all];
     pc->all[n->slot]->slot = n->slot;
-    node_free(n);
+    node_free(pc, n);
     free(n);
     pc->st.bytes -= pc->node_bytes;
     pc->st.evicted_blocks++;
@@ -148,7 +207,7 @@ static bool make_room(prefix_cache_t *pc, uint64_t before) {
 static pc_node_t *add_kid(prefix_cache_t *pc, pc_node_t *parent, const int32_t *tok, uint64_t before) {
     if (!make_room(pc, before)) return NULL;
     pc_node_t *n = calloc(1, sizeof *n);
-    if (!n || !(n->rows = malloc(pc->node_bytes - sizeof *n))) goto oom;
+    if (!n || !(n->rows = rows_take(pc))) goto oom;
     if (parent->n_kids == parent->cap_kids) {
         int cap = parent->cap_kids ? 2 * parent->cap_kids : 4;
         pc_node_t **k = realloc(parent->kids, sizeof *k * (size_t)cap);
@@ -170,7 +229,7 @@ static pc_node_t *add_kid(prefix_cache_t *pc, pc_node_t *parent, const int32_t *
     pc->st.inserted_blocks++;
     return n;
 oom:
-    if (n) node_free(n);
+    if (n) node_free(pc, n);
     free(n);
     return NULL;
 }

@@ -11,9 +11,10 @@
  * Why results do not change: every row of the KV cache is a function of the
  * tokens before it only, computed by row-independent kernels (decode equals
  * prefill to the bit), so a restored row is the row a prefill would compute.
- * Restoring L matched tokens puts back rows [0, L-1) and leaves token L-1 to
- * the prefill: its hidden state feeds the MTP row at L-1 and the logits that
- * pick the first token, and neither is stored.
+ * At most n-1 of a prompt's n tokens are restored: the last one's logits pick
+ * the first token. With MTP rows, restoring L matched tokens puts back rows
+ * [0, L-1) and leaves token L-1 to the prefill too: its hidden state (not
+ * stored) feeds the MTP row at L-1. Without, all L rows come back.
  *
  * Entries are copied in and out (an MLA row is kv_lora + rope floats per
  * layer: cheap), evicted least-recently-used leaf first within max_bytes.
@@ -43,10 +44,11 @@ typedef struct prefix_cache_stats {
 prefix_cache_t *prefix_cache_create(int n_main, int n_mtp, int width, size_t max_bytes, spex_err_t *err);
 void prefix_cache_free(prefix_cache_t *pc);
 
-/* Put the longest cached prefix of tokens[0, n) (whole blocks, at most n-1
- * tokens) into an empty kv: rows [0, L-1) of the main layers, and of the MTP
- * layers too when with_mtp (then only blocks with their MTP rows match).
- * Returns L-1, the prompt tokens now cached (0 on a miss). */
+/* Put the longest cached prefix of tokens[0, n) (L tokens: whole blocks, at
+ * most n-1 tokens) into an empty kv: rows [0, L) of the main layers; with_mtp,
+ * rows [0, L-1) of the main and the MTP layers (then only blocks with their MTP
+ * rows match). Returns the rows restored, the prompt tokens now cached (0 on a
+ * miss). */
 int prefix_cache_restore(prefix_cache_t *pc, const int32_t *tokens, int n, kv_cache_t *kv, int with_mtp);
 
 /* Remember the whole blocks of tokens[0, n) whose main rows kv holds

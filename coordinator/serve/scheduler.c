@@ -45,6 +45,7 @@ struct sched_req {
     int32_t *tokens;         /* final tokens (taken from the sequence) */
     sched_token_t *toks;     /* [n_info] per token: id and text end */
     token_logprob_t *lps;    /* [n_info] when p.logprobs */
+    token_logprob_t *prompt_lps;   /* [n_prompt] when p.prompt_logprobs (taken from the sequence) */
     int n_info, cap_info;
     logit_bias_entry_t *bias;   /* immutable after submit: p.adjust.bias points here */
     char *error;
@@ -83,6 +84,7 @@ static void req_free(sched_req_t *r) {
     free(r->tokens);
     free(r->toks);
     free(r->lps);
+    free(r->prompt_lps);
     free(r->bias);
     free(r->error);
     free(r);
@@ -195,6 +197,9 @@ static sched_status_t check_params(scheduler_t *s, const sched_params_t *p, sche
     *param = "top_logprobs";
     if (p->logprobs && (p->top_logprobs < 0 || p->top_logprobs > SPEX_MAX_TOP_LOGPROBS))
         return spex_fail(err, "top_logprobs must be in [0, %d]", SPEX_MAX_TOP_LOGPROBS), SCHED_INVALID;
+    *param = "logprobs";
+    if (p->prompt_logprobs && !p->logprobs)
+        return spex_fail(err, "the prompt's logprobs need logprobs"), SCHED_INVALID;
     *param = "stop";
     if (p->n_stop < 0 || p->n_stop > SCHED_MAX_STOP)
         return spex_fail(err, "at most %d stop strings are allowed", SCHED_MAX_STOP), SCHED_INVALID;
@@ -206,7 +211,7 @@ static sched_status_t check_params(scheduler_t *s, const sched_params_t *p, sche
     r->p = (seq_params_t){.max_new_tokens = max_tokens, .sampling = p->sampling, .spec_k = k,
                           .sampled_drafts = !c->argmax_drafts, .draft_min_p = c->draft_min_p,
                           .eos = s->eos, .adjust = p->adjust, .logprobs = p->logprobs,
-                          .top_logprobs = p->top_logprobs};
+                          .top_logprobs = p->top_logprobs, .prompt_logprobs = p->prompt_logprobs};
     r->cap = cap;
     return SCHED_OK;
 }
@@ -366,6 +371,8 @@ static void req_finish(scheduler_t *s, sched_req_t *r, sequence_t *seq, const ch
         res->decode_seconds = seq->decode_seconds;
         res->spec = seq->stats;
         seq->out = NULL;
+        r->prompt_lps = seq->prompt_lp;   /* take it too */
+        seq->prompt_lp = NULL;
         if (s->cfg.metrics) metrics_spec(s->cfg.metrics, &seq->stats);
         sequence_free(seq);
     }
@@ -379,6 +386,7 @@ static void req_finish(scheduler_t *s, sched_req_t *r, sequence_t *seq, const ch
     res->tokens = r->tokens;
     res->token_info = r->toks;
     res->logprobs = r->lps;
+    res->prompt_logprobs = r->prompt_lps;
     res->n_token_info = r->n_info;
     res->prompt_tokens = r->n_prompt;
     res->max_tokens = r->p.max_new_tokens;

@@ -97,6 +97,7 @@ typedef struct sched_params {
     logit_adjust_t adjust;      /* logit_bias (copied), presence / frequency penalties */
     bool logprobs;              /* record each token's logprobs (sched_result_t.logprobs) */
     int top_logprobs;           /* with logprobs: alternatives per token, 0..SPEX_MAX_TOP_LOGPROBS */
+    bool prompt_logprobs;       /* with logprobs: the prompt's too (seq_params_t.prompt_logprobs) */
 } sched_params_t;
 
 /* One generated token and where its text ends in the completion's text
@@ -128,6 +129,7 @@ typedef struct sched_result {
     int n_tokens;
     const sched_token_t *token_info;   /* [n_token_info]: tokens with their text ends */
     const token_logprob_t *logprobs;   /* [n_token_info] when the request asked for them, else NULL */
+    const token_logprob_t *prompt_logprobs;   /* [prompt_tokens] with prompt_logprobs ([0] unset), else NULL */
     int n_token_info;            /* == n_tokens unless memory ran out */
     int prompt_tokens, max_tokens, spec_k;
     double queue_seconds;        /* arrival -> admission */

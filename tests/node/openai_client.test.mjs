@@ -87,8 +87,28 @@ await test('completions: echo prepends the prompt', async () => {
   assert.equal(r.choices[0].text, 'It is a truth' + plain.choices[0].text);
 });
 
-await test('completions: echo with logprobs -> 400', () =>
-  refused('echo', () => cmpl({ prompt: 'x', echo: true, logprobs: 1 })));
+await test('completions: echo with logprobs: the prompt tokens first, the first null', async () => {
+  const r = await cmpl({ prompt: [5, 17, 42], echo: true, logprobs: 2, max_tokens: 3, ...greedy, return_tokens: true });
+  const lp = r.choices[0].logprobs;
+  assert.equal(lp.tokens.length, 3 + 3);
+  assert.equal(lp.token_logprobs[0], null);
+  assert.equal(lp.top_logprobs[0], null);
+  for (let i = 1; i < 6; i++) assert.ok(lp.token_logprobs[i] <= 0, `logprob ${i}: ${lp.token_logprobs[i]}`);
+  assert.equal(lp.text_offset[0], 0);
+  for (let i = 1; i < 6; i++) assert.ok(lp.text_offset[i] >= lp.text_offset[i - 1]);
+  // a prompt token's logprob is the one that token gets when generated after the same tokens
+  const first = r.choices[0].tokens[0];
+  const again = await cmpl({ prompt: [5, 17, 42, first], echo: true, logprobs: 0, max_tokens: 1, ...greedy });
+  assert.equal(again.choices[0].logprobs.token_logprobs[3], lp.token_logprobs[3]);
+  // and position t's alternatives are those of a token generated after the first t tokens
+  for (const t of [1, 2]) {
+    const gen = await cmpl({ prompt: [5, 17, 42].slice(0, t), logprobs: 2, max_tokens: 1, ...greedy });
+    assert.deepEqual(lp.top_logprobs[t], gen.choices[0].logprobs.top_logprobs[0], `position ${t}`);
+  }
+});
+
+await test('completions: streamed echo with logprobs -> 400', () =>
+  refused('echo', () => cmpl({ prompt: 'x', echo: true, logprobs: 1, stream: true })));
 
 await test('completions: n choices, indexed, usage summed, seeded', async () => {
   const r = await cmpl({ prompt: 'It is a truth', n: 3, seed: 5, temperature: 1 });

@@ -166,7 +166,7 @@ Test(api, json_escaping_keeps_output_valid) {
 
 Test(api, responses_chunks_and_errors_have_openai_shape) {
     int32_t pids[5] = {1, 2, 3, 4, 5};
-    api_prompt_t prompt = {pids, 5, NULL, 0};
+    api_prompt_t prompt = {pids, 5, NULL, 0, 0};
     api_request_t rq = {.kind = API_CHAT, .prompts = &prompt, .n_prompts = 1, .n = 1, .n_prompt = 5,
                         .return_tokens = true};
     int32_t toks[] = {7, 8, 1};
@@ -258,7 +258,7 @@ Test(api, openai_fields_work_or_are_refused_by_name) {
     api_request_free(&sys);
     /* refused, naming the field */
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":6}", 400, "logprobs");
-    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":1,\"echo\":true}", 400, "echo");
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":1,\"echo\":true,\"stream\":true}", 400, "echo");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"presence_penalty\":2.5}", 400, "presence_penalty");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"frequency_penalty\":\"1\"}", 400, "frequency_penalty");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":{\"320\":1}}", 400, "logit_bias");
@@ -294,7 +294,7 @@ Test(api, openai_fields_work_or_are_refused_by_name) {
 
 Test(api, logprobs_json_shapes) {
     int32_t pids[2] = {5, 6};
-    api_prompt_t prompt = {pids, 2, "It", 2};
+    api_prompt_t prompt = {pids, 2, "It", 2, 0};
     api_request_t rq = {.kind = API_COMPLETION, .prompts = &prompt, .n_prompts = 1, .n = 1, .echo = true,
                         .params = {.logprobs = true, .top_logprobs = 1}};
     sched_token_t ti[2] = {{70, 1}, {71, 3}};
@@ -324,6 +324,51 @@ Test(api, logprobs_json_shapes) {
     cr_assert(cJSON_IsArray(cJSON_GetObjectItem(c1, "bytes")));
     cJSON *alt = cJSON_GetArrayItem(cJSON_GetObjectItem(c1, "top_logprobs"), 0);
     cr_assert_float_eq(cJSON_GetObjectItem(alt, "logprob")->valuedouble, -0.25, 1e-9);
+    cJSON_Delete(o);
+    sb_free(&b);
+}
+
+/* echo with logprobs (OpenAI's legacy completions): the prompt's tokens come
+ * first, the first of them with null logprob and top_logprobs, then the
+ * completion's; offsets run through the echoed text and on into the completion. */
+Test(api, echo_logprobs_list_the_prompt_first) {
+    api_request_t pr;
+    api_error_t e;
+    cr_assert_eq(parse(API_COMPLETION, "{\"prompt\":\"It is\",\"logprobs\":1,\"echo\":true}", &pr, &e), 0, "%s",
+                 e.message);
+    cr_assert(pr.params.prompt_logprobs, "echo + logprobs asks the engine for the prompt's logprobs");
+    api_request_free(&pr);
+    int32_t pids[3] = {5, 6, 7};
+    api_prompt_t prompt = {pids, 3, "It is", 5, 0};
+    api_request_t rq = {.kind = API_COMPLETION, .prompts = &prompt, .n_prompts = 1, .n = 1, .echo = true,
+                        .params = {.logprobs = true, .top_logprobs = 1, .prompt_logprobs = true}};
+    sched_token_t ti[2] = {{70, 1}, {71, 3}};
+    token_logprob_t lp[2] = {{-0.5f, 1, {70}, {-0.5f}}, {-1.25f, 1, {72}, {-0.25f}}};
+    token_logprob_t plp[3] = {{0}, {-2.5f, 1, {6}, {-2.5f}}, {-3.5f, 1, {9}, {-0.75f}}};
+    sched_result_t res = {.finish_reason = "length", .text = "abc", .text_len = 3, .n_tokens = 2, .token_info = ti,
+                          .logprobs = lp, .prompt_logprobs = plp, .n_token_info = 2};
+    const sched_result_t *resp[1] = {&res};
+    strbuf_t b = {0};
+    api_response_json(&b, &rq, tok, "cmpl-1", 1, "tiny", resp, 1);
+    cJSON *o = cJSON_Parse(b.p);
+    cr_assert_not_null(o, "%s", b.p);
+    cJSON *lps = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0), "logprobs");
+    cJSON *tl = cJSON_GetObjectItem(lps, "token_logprobs"), *top = cJSON_GetObjectItem(lps, "top_logprobs");
+    cJSON *off = cJSON_GetObjectItem(lps, "text_offset");
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(lps, "tokens")), 5, "%s", b.p);
+    cr_assert_eq(cJSON_GetArraySize(tl), 5);
+    cr_assert(cJSON_IsNull(cJSON_GetArrayItem(tl, 0)), "the first prompt token has no logprob");
+    cr_assert(cJSON_IsNull(cJSON_GetArrayItem(top, 0)));
+    cr_assert_float_eq(cJSON_GetArrayItem(tl, 1)->valuedouble, -2.5, 1e-9);
+    cr_assert_float_eq(cJSON_GetArrayItem(tl, 2)->valuedouble, -3.5, 1e-9);
+    cr_assert_float_eq(cJSON_GetArrayItem(tl, 3)->valuedouble, -0.5, 1e-9, "then the completion's");
+    cr_assert_float_eq(cJSON_GetArrayItem(tl, 4)->valuedouble, -1.25, 1e-9);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetArrayItem(top, 2)), 1);
+    cr_assert_eq(cJSON_GetArrayItem(off, 0)->valueint, 0, "the prompt starts the text");
+    cr_assert_eq(cJSON_GetArrayItem(off, 3)->valueint, 5, "the completion starts after the echo");
+    cr_assert_eq(cJSON_GetArrayItem(off, 4)->valueint, 6);
+    for (int i = 1; i < 5; i++)
+        cr_assert_leq(cJSON_GetArrayItem(off, i - 1)->valueint, cJSON_GetArrayItem(off, i)->valueint);
     cJSON_Delete(o);
     sb_free(&b);
 }

@@ -115,7 +115,48 @@ Test(prefix_cache, eviction_keeps_the_budget_and_drops_the_oldest) {
     kv_cache_free(k3);
     for (int l = 0; l < 3; l++)
         cr_assert_arr_eq(k2->rows[l], kv->rows[l], sizeof(float) * 47 * 6, "layer %d rows restored exactly", l);
+    /* without MTP rows no hidden state is needed: all 48 matched rows come back, MTP layers empty */
+    kv_cache_t *k4 = kv_cache_create(3, 4, 2, 256, &err);
+    cr_assert_eq(prefix_cache_restore(pc, b, 64, k4, 0), 48);
+    cr_assert_eq(k4->len[0], 48);
+    cr_assert_eq(k4->len[2], 0);
+    for (int l = 0; l < 2; l++)
+        cr_assert_arr_eq(k4->rows[l], kv->rows[l], sizeof(float) * 48 * 6, "layer %d rows restored exactly", l);
+    kv_cache_t *k5 = kv_cache_create(3, 4, 2, 256, &err);
+    cr_assert_eq(prefix_cache_restore(pc, b, 48, k5, 0), 32, "one token is always left to compute");
+    kv_cache_free(k5);
+    kv_cache_free(k4);
     kv_cache_free(k2);
     prefix_cache_free(pc);
     kv_cache_free(kv);
+}
+
+/* Evicted blocks' rows are reused for new blocks (a free list over slabs):
+ * many prompts through a small budget, each with its own rows, must each get
+ * its own rows back, never another block's or a stale copy. */
+Test(prefix_cache, reused_rows_hold_the_new_blocks) {
+    spex_err_t err = {0};
+    kv_cache_t *kv = kv_cache_create(3, 4, 2, 64, &err), *back = kv_cache_create(3, 4, 2, 64, &err);
+    cr_assert(kv && back, "%s", err.msg);
+    size_t node = sizeof(float) * 3 * PREFIX_BLOCK * 6;
+    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 5 * (node + 200), &err);   /* about 5 blocks */
+    cr_assert_not_null(pc, "%s", err.msg);
+    int32_t t[33];
+    for (int round = 0; round < 40; round++) {
+        for (int i = 0; i < 33; i++) t[i] = round * 100 + i;
+        for (int l = 0; l < 3; l++) {
+            kv->len[l] = 32;
+            for (int i = 0; i < 32 * 6; i++) kv->rows[l][i] = (float)(round * 1000000 + l * 10000 + i);
+        }
+        prefix_cache_insert(pc, t, 33, kv, 32);   /* 2 blocks */
+        for (int l = 0; l < 3; l++) back->len[l] = 0;
+        cr_assert_eq(prefix_cache_restore(pc, t, 33, back, 1), 31, "round %d", round);
+        for (int l = 0; l < 3; l++)
+            cr_assert_arr_eq(back->rows[l], kv->rows[l], sizeof(float) * 31 * 6, "round %d layer %d", round, l);
+        cr_assert_leq(prefix_cache_stats(pc).bytes, prefix_cache_stats(pc).max_bytes);
+    }
+    cr_assert_gt(prefix_cache_stats(pc).evicted_blocks, 60);
+    prefix_cache_free(pc);
+    kv_cache_free(kv);
+    kv_cache_free(back);
 }
