@@ -17,6 +17,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True); ap.add_argument("--run", required=True)
     ap.add_argument("--val", required=True); ap.add_argument("--ctx", type=int, default=256)
+    ap.add_argument("--ctx-long", type=int, default=0, help="also the main perplexity at this window length")
     a = ap.parse_args()
     torch.set_num_threads(2)
     m, tok = load(a.model)
@@ -27,12 +28,13 @@ if __name__ == "__main__":
     biases = [l.gate.e_score_correction_bias.clone() for l in m.moe_layers()]
     for l in m.moe_layers(): l.gate.e_score_correction_bias.zero_()
     r0 = perplexity(m, ids, a.ctx)
+    rl = perplexity(m, ids, a.ctx_long) if a.ctx_long else None
     for l, b in zip(m.moe_layers(), biases): l.gate.e_score_correction_bias.copy_(b)
     samples = [(p, generate(m, tok, p, 60, a.ctx), generate(m, tok, p, 60, a.ctx, top_p=0.9, temp=0.8, seed=i))
                for i, p in enumerate(PROMPTS)]
     log = open(f"{a.run}/train.log").read()
     evals = re.findall(r"eval step (\d+) val_loss ([\d.]+) ppl ([\d.]+) mtp_val_loss ([\d.]+)", log)
-    steps = re.findall(r"step\s+(\d+) lr \S+ loss ([\d.]+) mtp ([\d.]+)", log)
+    steps = re.findall(r"step\s+(\d+)(?: ctx \d+)? lr \S+ loss ([\d.]+) mtp ([\d.]+)", log)
     done = re.findall(r"# done: (\d+) steps, ([\d.]+) min", log)
     all_args = re.findall(r"args (\{.*\})", log)
     args = all_args[-1]
@@ -43,14 +45,33 @@ if __name__ == "__main__":
     n_steps, minutes = done[-1] if done else (steps[-1][0], "?")
     size = os.path.getsize(f"{a.model}/model.safetensors") / 1e6
     name = os.path.basename(os.path.normpath(a.model))
+    cfg_json = json.load(open(f"{a.model}/config.json"))
+    fp8 = "quantization_config" in cfg_json
+    A = eval(args)   # the train.py args dict as logged
+    origin = "trained from scratch"
+    if A.get("init_from"):
+        origin = (f"grown from a {c.num_hidden_layers // A['grow']}-layer model of the same width ({A['init_from']}, trained from scratch "
+                  f"with `tools/train/`) by depth up-scaling (`tools/train/grow.py`: each layer followed by {A['grow'] - 1} copies whose "
+                  f"output projections start at zero, so training starts from the smaller model's function), then trained further")
+    weights = ("FP8 E4M3 weights with one F32 `weight_scale_inv` per 128x128 block for every linear layer but the output head "
+               "(as DeepSeek-V3 ships; trained quantization-aware for the last "
+               f"{100 * (1 - A.get('fp8_qat_at', 1)):.0f}% of the schedule), BF16 embedding, head, norms and router"
+               if fp8 else "BF16 weights")
+    extra = []
+    if A.get("ctx_alt"): extra.append(f"one step in {A.get('alt_every', 2)} on {A['ctx_alt']}-token windows (same tokens per step)")
+    if A.get("distill"): extra.append(f"MTP loss {100 * A['distill']:.0f}% distillation from the main model's own next-row distribution")
+    if A.get("mtp_only_at", 2) < 1: extra.append(f"from {100 * A['mtp_only_at']:.0f}% of the schedule on, the main model frozen and only the MTP module trained (pure distillation)")
+    if A.get("old_lr_mult", 1) != 1: extra.append(f"the grown-from layers at {A['old_lr_mult']}x the learning rate")
+    extra = "".join(f"\n- {e[0].upper() + e[1:]}." for e in extra)
+    long_row = f"\n| main model, ctx {a.ctx_long} | {rl['nll']:.4f} | {rl['ppl']:.3f} |" if rl else ""
     mtp_tag = lambda layer: " (MTP)" if layer == c.num_hidden_layers else ""
     loadrows = "\n".join(f"| {c.first_k_dense_replace + i}{mtp_tag(c.first_k_dense_replace + i)} | {r['expert_load_max_over_mean'][i]:.2f} | {r0['expert_load_max_over_mean'][i]:.2f} | {min(r['expert_load'][i])} – {max(r['expert_load'][i])} |"
                          for i in range(len(r["expert_load"])))
     samp = "\n\n".join(f"**Prompt:** `{p}`\n\n- greedy: {g[len(p):]!r}\n- top-p 0.9, T 0.8: {s[len(p):]!r}" for p, g, s in samples)
     card = f"""# {name}
 
-A small **DeepSeek-V3-architecture** MoE language model trained from scratch on Jane Austen's six novels,
-for testing the Spex inference engine. Hugging Face layout (`DeepseekV3ForCausalLM`), BF16 weights
+A small **DeepSeek-V3-architecture** MoE language model {origin}, on Jane Austen's six novels,
+for testing the Spex inference engine. Hugging Face layout (`DeepseekV3ForCausalLM`), {weights}
 (`e_score_correction_bias` F32), `rope_scaling: null`.
 
 ## Architecture
@@ -68,10 +89,10 @@ for testing the Spex inference engine. Hugging Face layout (`DeepseekV3ForCausal
 - Tokenizer: byte-level BPE trained on the training split (`tools/train/bpe.py`), 4096 ids incl. BOS (0) / EOS (1), DeepSeek-V3 pre-tokenizer regexes.
 - PyTorch 1.13 CPU, 2 threads, {n_steps} steps in {minutes} min of training{resumed}, AdamW (betas 0.9/0.95, wd 0.1), cosine LR with warmup; args: `{args}`
 - Loss = CE + λ·CE_MTP (λ 0.3 for the first 70% of the schedule, then 0.1) + 1e-4 × DeepSeek's sequence-wise balance loss.
-  Auxiliary-loss-free balancing: after each step, bias_e += {gamma}·sign(mean load − load_e) per MoE layer.
+  Auxiliary-loss-free balancing: after each step, bias_e += {gamma}·sign(mean load − load_e) per MoE layer.{extra}
 - Final training loss (mean of last 5 logged steps): main {tr_main:.3f}, MTP {tr_mtp:.3f}.
 
-## Evaluation (validation split, {r['tokens_scored']:,} scored tokens, ctx {a.ctx}, float32 from the exported BF16 weights)
+## Evaluation (validation split, {r['tokens_scored']:,} scored tokens, ctx {a.ctx}, float32 from the exported {"FP8" if fp8 else "BF16"} weights)
 Definition: ids = [BOS] + encode(file), non-overlapping windows of {a.ctx} tokens, each window scored independently,
 first token of each window is context only (see `tools/train/README.md`).
 
@@ -79,7 +100,7 @@ first token of each window is context only (see `tools/train/README.md`).
 |---|---|---|
 | main model | {r['nll']:.4f} | {r['ppl']:.3f} |
 | MTP head (token i+2) | {r['mtp_nll']:.4f} | {r['mtp_ppl']:.3f} |
-| main, bias zeroed | {r0['nll']:.4f} | {r0['ppl']:.3f} |
+| main, bias zeroed | {r0['nll']:.4f} | {r0['ppl']:.3f} |{long_row}
 
 MTP top-1 agreement with the main model's next-next token (argmax MTP row i == argmax main row i+1): **{100 * r['mtp_agree']:.1f}%**.
 
