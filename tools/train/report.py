@@ -25,10 +25,10 @@ if __name__ == "__main__":
     total, active, mtp_extra = M.count_params(m)
     ids = tok.encode(open(a.val, encoding="utf-8").read(), bos=True)
     r = perplexity(m, ids, a.ctx)
+    rl = perplexity(m, ids, a.ctx_long) if a.ctx_long else None   # with the bias, as served
     biases = [l.gate.e_score_correction_bias.clone() for l in m.moe_layers()]
     for l in m.moe_layers(): l.gate.e_score_correction_bias.zero_()
     r0 = perplexity(m, ids, a.ctx)
-    rl = perplexity(m, ids, a.ctx_long) if a.ctx_long else None
     for l, b in zip(m.moe_layers(), biases): l.gate.e_score_correction_bias.copy_(b)
     samples = [(p, generate(m, tok, p, 60, a.ctx), generate(m, tok, p, 60, a.ctx, top_p=0.9, temp=0.8, seed=i))
                for i, p in enumerate(PROMPTS)]

@@ -89,8 +89,11 @@ def main():
     a = ap.parse_args()
     torch.manual_seed(a.seed); np.random.seed(a.seed); torch.set_num_threads(a.threads)
     os.makedirs(a.run, exist_ok=True)
+    ck = torch.load(f"{a.run}/ckpt.pt") if a.resume and os.path.exists(f"{a.run}/ckpt.pt") else None
     cfg = dict(BASE, **PRESETS[a.preset], max_position_embeddings=max(a.ctx, a.ctx_final, a.ctx_alt))
-    if a.init_from:
+    if ck:   # the run's own shape: --init-from may since have been overwritten by this run's export
+        cfg = ck["config"]
+    elif a.init_from:
         cfg = G.grown_config(cfg, f"{a.init_from}/config.json", a.grow)
     json.dump(cfg, open(f"{a.run}/config.json", "w"), indent=2)
     train, val = load_tokens(a.data, "train"), load_tokens(a.data, "val")
@@ -106,10 +109,10 @@ def main():
                              for (d, o), ps in sorted(groups.items())], lr=a.lr, betas=(0.9, 0.95))
     mtp_params = {id(p) for p in m.model.layers[-1].parameters()} - {id(m.lm_head.weight), id(m.model.embed_tokens.weight)}
     step, elapsed0 = 0, 0.0
-    if a.resume and os.path.exists(f"{a.run}/ckpt.pt"):
-        ck = torch.load(f"{a.run}/ckpt.pt")
+    if ck:
         m.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"]); step, elapsed0 = ck["step"], ck["elapsed"]
         torch.set_rng_state(ck["rng"])
+        del ck
     log = open(f"{a.run}/train.log", "a")
     def say(s):
         print(s, flush=True); log.write(s + "\n"); log.flush()
