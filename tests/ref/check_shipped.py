@@ -42,6 +42,20 @@ print(f"perplexity: spex {c['perplexity']:.6f}  pytorch {r['ppl']:.6f}  rel diff
 if rel > 1e-3 or c["predicted"] != r["tokens_scored"]:
     fails.append("perplexity differs")
 
+# 1b. the same at the model's full context: positions 128..1023 (RoPE, the latent cache, attention over
+#     long rows) are checked only here. The slice twice over gives one 1024-token window and a remainder.
+if m.c.max_position_embeddings >= 1024:
+    with tempfile.TemporaryDirectory() as tmp:
+        long_file = os.path.join(tmp, "val2x.txt")
+        open(long_file, "w", encoding="utf-8").write(text + text)
+        rl = ref.perplexity(m, tok.encode(text + text, bos=True), 1024)
+        cl = spex_json("perplexity", "--model", model_dir, "--file", long_file, "--ctx", "1024", "--json")
+    rel = abs(cl["perplexity"] - rl["ppl"]) / rl["ppl"]
+    print(f"perplexity, ctx 1024: spex {cl['perplexity']:.6f}  pytorch {rl['ppl']:.6f}  rel diff {rel:.2e}  "
+          f"({cl['predicted']} tokens scored, pytorch {rl['tokens_scored']})")
+    if rel > 1e-3 or cl["predicted"] != rl["tokens_scored"] or rl["tokens_scored"] <= 1024:
+        fails.append("perplexity at ctx 1024 differs")
+
 # 2. greedy continuations, and 3. speculation keeps them
 prompts = ["It is a truth universally acknowledged", "Mr. Darcy", "She was not", "\"I cannot"]
 greedy = {}   # prompt -> single-process greedy tokens (spec-k 0)
