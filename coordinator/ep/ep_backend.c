@@ -48,7 +48,7 @@ typedef struct ep_backend {
     ep_stats_t *st;
     ep_call_t call[MOE_MAX_INFLIGHT];
     int in_flight;                 /* calls begun, not ended */
-    unsigned calls_begun;          /* every call so far: rotates replicas from call to call */
+    unsigned *layer_calls;         /* [n_layers] calls begun per layer: rotates replicas from step to step */
     double t_last_in;              /* when the last ended call's answers were all in */
     codec_ctx_t *ctx;
     float *xbuf;                   /* gathered rows of one rank */
@@ -257,9 +257,11 @@ static int ep_begin(moe_backend_t *self, int layer, const float *x, int n, int k
     if (!cl) return spex_fail(err, "experts: more than %d calls in flight", MOE_MAX_INFLIGHT);
     /* Replicas hold the same weights, so which one computes a (row, expert) changes no bit in the
      * expert combine; rotating the choice per call spreads a hot expert's single row (batch 1)
-     * over its replicas from step to step. Pre-summed combines add a rank's experts together, so
-     * there the choice stays a function of the row alone. */
-    unsigned rotate = b->o.mode == EP_COMBINE_EXPERT ? b->calls_begun++ : 0;
+     * over its replicas from step to step. The count is per layer: one count over all calls
+     * advances by the number of MoE layers per step, and a step of 3 MoE layers would pin an
+     * expert with 3 replicas to one of them in each layer. Pre-summed combines add a rank's
+     * experts together, so there the choice stays a function of the row alone. */
+    unsigned rotate = b->o.mode == EP_COMBINE_EXPERT ? b->layer_calls[layer]++ : 0;
     *cl = (ep_call_t){.rb = cl->rb, .layer = layer, .n = n, .k = k, .rotate = rotate, .idx = idx, .out = out,
                       .t_begin = spex_now()};
     if (group_rows(b, cl, layer, n, k, idx, w, err)) return -1;
@@ -345,6 +347,7 @@ static void ep_destroy(moe_backend_t *self) {
         free(rb);
     }
     free(b->xbuf);
+    free(b->layer_calls);
     codec_ctx_free(b->ctx);
     ep_stats_free(b->st);
     placement_free(b->pl);
@@ -359,6 +362,7 @@ static int ep_prepare(ep_backend_t *b, spex_err_t *err) {
     if (placement_max_layer(b->pl) >= b->n_layers)
         return spex_fail(err, "placement has a table for layer %d, but the model has %d layers (MTP included)",
                          placement_max_layer(b->pl), b->n_layers);
+    if (!(b->layer_calls = calloc((size_t)b->n_layers, sizeof *b->layer_calls))) return spex_fail(err, "out of memory");
     for (int i = 0; i < MOE_MAX_INFLIGHT; i++)
         if (!(b->call[i].rb = calloc((size_t)b->world, sizeof *b->call[i].rb))) return spex_fail(err, "out of memory");
     if (!(b->ctx = codec_ctx_create(err)) ||

@@ -231,6 +231,45 @@ Test(ep, batch_one_rows_alternate_between_replicas, .timeout = 60) {
     model_free(m);
 }
 
+/* The rotation is per layer: a count over all calls advances by the number of MoE
+ * layers per step (2 here), so with 2 replicas (or any count sharing a factor with
+ * it) an expert of a layer would always land on the same one. With 2 and with 3
+ * replicas of every expert, every layer's pairs must spread over all of them. */
+static void check_rotation(int n_rep) {
+    score_result_t refd = reference(true);
+    char json[512] = "{\"placement\":[";
+    for (int e = 0; e < 16; e++) strcat(json, n_rep == 2 ? (e ? ",[1,2]" : "[1,2]") : (e ? ",[1,2,3]" : "[1,2,3]"));
+    strcat(json, "]}");
+    placement_t *pl = json_placement(json, n_rep + 1);
+    ep_options_t o = opts("raw", "raw", EP_COMBINE_EXPERT);
+    spex_err_t err = {{0}};
+    model_t *m = ep_model("tiny-f32", pl, &o, 0, NULL, &err);
+    cr_assert(m, "%s", err.msg);
+    score_result_t r = scores(m, true);
+    ep_stats_t *st = ep_backend_stats(m->experts);
+    for (int l = 0; l < st->n_layers; l++) {
+        int64_t lo = INT64_MAX, hi = 0;
+        for (int rank = 1; rank <= n_rep; rank++) {
+            int64_t p = st->rank_pairs[(size_t)l * st->world + rank];
+            lo = p < lo ? p : lo, hi = p > hi ? p : hi;
+        }
+        if (hi == 0) continue;   /* a dense layer */
+        cr_assert(lo > 0 && hi <= 2 * lo, "%d replicas, layer %d: they computed between %lld and %lld pairs", n_rep,
+                  l, (long long)lo, (long long)hi);
+    }
+    bool same;
+    double d = compare(&refd, &r, &same);
+    cr_assert(same, "decode with %d replicas per expert differs by %g", n_rep, d);
+    score_result_free(&r);
+    score_result_free(&refd);
+    model_free(m);
+}
+
+Test(ep, batch_one_rotation_reaches_every_replica_in_every_layer, .timeout = 60) {
+    check_rotation(2);
+    check_rotation(3);
+}
+
 Test(ep, presum_combine, .timeout = 60) {
     score_result_t ref = reference(false);
     ep_options_t o = opts("raw", "raw", EP_COMBINE_PRESUM);
