@@ -1,5 +1,5 @@
 /* cmd_perplexity.c - `spex perplexity --model DIR --file TEXT [--ctx N] [--no-bos] [--json]`.
- * Prints `perplexity: X` and `bits per byte: Y` (definition in
+ * Prints `perplexity: X` and `bits per byte: Y` (and with --mtp the MTP module's; definition in
  * coordinator/decode/perplexity.h), with a progress bar when stderr is a terminal. */
 #include <math.h>
 #include <stdio.h>
@@ -17,7 +17,7 @@
 typedef struct ppl_cli {
     const char *dir, *file;
     long ctx;
-    bool no_bos, json;
+    bool no_bos, json, mtp;
     cli_ep_t ep;
 } ppl_cli_t;
 
@@ -26,6 +26,7 @@ static const cli_option_t PPL_OPTIONS[] = {
     CLI_OPT_INT("--ctx", NULL, "N", ppl_cli_t, ctx, 2, 1 << 20, "tokens per window"),
     CLI_OPT_FLAG("--no-bos", ppl_cli_t, no_bos, "do not prepend BOS"),
     CLI_OPT_FLAG("--json", ppl_cli_t, json, "print the result as one JSON object"),
+    CLI_OPT_FLAG("--mtp", ppl_cli_t, mtp, "also score the MTP module (token t+2) and its top-1\nagreement with the main model's next prediction"),
     CLI_OPT_STRING("--stats", "FILE", ppl_cli_t, ep.stats, "the expert-parallel statistics as JSON (same as\n--ep-stats)"),
 };
 
@@ -84,6 +85,13 @@ static int print_json(const ppl_cli_t *c, const model_t *m, const ppl_result_t *
     cJSON_AddNumberToObject(o, "bytes", (double)bytes);
     cJSON_AddNumberToObject(o, "ctx", (double)c->ctx);
     cJSON_AddNumberToObject(o, "seconds", r->seconds);
+    if (c->mtp) {
+        cJSON *t = cJSON_AddObjectToObject(o, "mtp");
+        cJSON_AddNumberToObject(t, "perplexity", exp(r->mtp_nll / (double)(r->mtp_predicted ? r->mtp_predicted : 1)));
+        cJSON_AddNumberToObject(t, "nll", r->mtp_nll);
+        cJSON_AddNumberToObject(t, "predicted", (double)r->mtp_predicted);
+        cJSON_AddNumberToObject(t, "agreement", (double)r->mtp_agree / (double)(r->mtp_predicted ? r->mtp_predicted : 1));
+    }
     return cli_json_print(o, stdout);
 }
 
@@ -96,14 +104,14 @@ int cmd_perplexity(int argc, char **argv) {
     int32_t *ids = NULL;
     char *text = NULL;
     model_t *m = NULL;
-    model_options_t opt = {.load_mtp = false, .local_experts = true, .progress = cli_progress, .progress_user = "loading model"};
+    model_options_t opt = {.load_mtp = c.mtp, .local_experts = true, .progress = cli_progress, .progress_user = "loading model"};
     tokenizer_t *tok = tokenizer_load(c.dir, &err);
     int rc = 1;
     if (!tok || !(text = read_all(c.file, &len, &err))) goto fail;
     bool bos = !c.no_bos && tokenizer_bos_id(tok) >= 0;
     if (tokenizer_encode(tok, text, len, bos, &ids, &n, &err) || !(m = cli_model_load(c.dir, &opt, &c.ep, &err))) goto fail;
     ppl_result_t r;
-    if (perplexity_run(m, ids, (long)n, (int)c.ctx, isatty(2) ? progress_bar : NULL, NULL, &r, &err)) goto fail;
+    if (perplexity_run(m, ids, (long)n, (int)c.ctx, c.mtp, isatty(2) ? progress_bar : NULL, NULL, &r, &err)) goto fail;
     size_t scored_bytes = 0;                     /* bytes of the tokens that were predicted */
     for (size_t i = 0; i < n; i++) {
         size_t b = 0;
@@ -115,6 +123,10 @@ int cmd_perplexity(int argc, char **argv) {
     if (!c.json)
         printf("perplexity: %.6f\nbits per byte: %.6f\ntokens: %zu (%ld predicted, ctx %ld), %.1f tokens/s\n", ppl,
                bpb, n, r.predicted, c.ctx, r.seconds > 0 ? r.predicted / r.seconds : 0);
+    if (!c.json && c.mtp)
+        printf("MTP perplexity (token t+2): %.6f\nMTP top-1 agreement with the main model: %.4f (%ld rows)\n",
+               exp(r.mtp_nll / (double)(r.mtp_predicted ? r.mtp_predicted : 1)),
+               (double)r.mtp_agree / (double)(r.mtp_predicted ? r.mtp_predicted : 1), r.mtp_predicted);
     if (!c.json && m->balance)
         printf("bias updates: %llu (rate %g, window %ld rows); last window's max/mean expert load %.3f\n",
                (unsigned long long)bias_balance_stats(m->balance).updates, c.ep.bias_rate,

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 
 #include "coordinator/decode/generate.h"
+#include "coordinator/decode/score.h"
+#include "core/kernels.h"
 
 /* -log softmax(logits)[target], computed in double for a stable sum. */
 static double token_nll(const float *logits, int V, int target) {
@@ -15,13 +17,44 @@ static double token_nll(const float *logits, int V, int target) {
     return log(sum) + mx - logits[target];
 }
 
-int perplexity_run(model_t *m, const int32_t *tokens, long n, int ctx, ppl_progress_fn progress, void *user,
+/* One window [len] with the MTP module: main and MTP logits from score_sequence (the
+ * path `spex logits --mtp` takes, checked against DeepSeek's reference). */
+static int mtp_window(model_t *m, const int32_t *w, int len, ppl_result_t *out, spex_err_t *err) {
+    score_result_t s;
+    if (score_sequence(m, w, len, false, true, &s, err)) return -1;
+    int V = s.vocab;
+    for (int i = 0; i + 1 < len; i++) out->nll += token_nll(s.logits + (size_t)i * V, V, w[i + 1]);
+    for (int i = 0; i + 2 < len; i++) {
+        const float *row = s.mtp_logits + (size_t)i * V;
+        out->mtp_nll += token_nll(row, V, w[i + 2]);
+        out->mtp_agree += argmax(row, V) == argmax(s.logits + (size_t)(i + 1) * V, V);
+    }
+    out->mtp_predicted += len > 2 ? len - 2 : 0;
+    score_result_free(&s);
+    return 0;
+}
+
+static int mtp_run(model_t *m, const int32_t *tokens, long n, int ctx, ppl_progress_fn progress, void *user,
                    ppl_result_t *out, spex_err_t *err) {
-    out->nll = 0;
-    out->predicted = 0;
+    double t0 = spex_now();
+    for (long start = 0; start + 1 < n; start += ctx) {
+        int len = (int)(n - start < ctx ? n - start : ctx);
+        if (mtp_window(m, tokens + start, len, out, err)) return -1;
+        out->predicted += len - 1;
+        if (progress) progress(user, start + len, n);
+    }
+    out->seconds = spex_now() - t0;
+    return 0;
+}
+
+int perplexity_run(model_t *m, const int32_t *tokens, long n, int ctx, bool mtp, ppl_progress_fn progress,
+                   void *user, ppl_result_t *out, spex_err_t *err) {
+    *out = (ppl_result_t){0};
     if (ctx < 2) return spex_fail(err, "--ctx must be at least 2, got %d", ctx);
     if (ctx > m->rope.max_pos) return spex_fail(err, "--ctx %d exceeds the model's context %d", ctx, m->rope.max_pos);
     if (n < 2) return spex_fail(err, "need at least 2 tokens, got %ld", n);
+    if (mtp && m->n_mtp == 0) return spex_fail(err, "--mtp: the model has no MTP module (num_nextn_predict_layers = 0)");
+    if (mtp) return mtp_run(m, tokens, n, ctx, progress, user, out, err);
     int V = m->cfg.vocab_size;
     kv_cache_t *kv = kv_cache_create(model_cache_layers(m), m->cfg.kv_lora_rank, m->cfg.qk_rope_head_dim, ctx, err);
     float *logits = malloc(sizeof(float) * (size_t)ctx * V);

@@ -66,6 +66,9 @@ expect_fail 2 "temperature" generate --model "$m" --tokens 1 --temperature -1
 expect_fail 2 "unknown element format 'lz4'" logits --model "$m" --tokens 1 --codec lz4
 expect_fail 2 "expected expert or presum" generate --model "$m" --tokens 1 --combine sum
 expect_fail 1 "--placement has no effect with --no-ep" logits --model "$m" --tokens 1 --no-ep --placement x.json
+"$spex" synth --out "$tmp/nomtp" --mtp 0 --vocab 4096 >/dev/null && cp "$data/../../models/austen-moe/tokenizer.json" "$tmp/nomtp/" || fail "synth --mtp 0"
+printf 'Some text to score, long enough for a few windows of eight tokens.\n' >"$tmp/text.txt"
+expect_fail 1 "the model has no MTP module" perplexity --model "$tmp/nomtp" --file "$tmp/text.txt" --ctx 8 --mtp
 mkdir -p "$tmp/trunc" && cp "$m/config.json" "$tmp/trunc/" && head -c 100000 "$m/model.safetensors" >"$tmp/trunc/model.safetensors"
 expect_fail 1 "model.safetensors" logits --model "$tmp/trunc" --tokens 1
 

@@ -35,12 +35,21 @@ def spex_json(*args):
 text = open(val, encoding="utf-8").read()
 ids = tok.encode(text, bos=True)
 r = ref.perplexity(m, ids, 128)
-c = spex_json("perplexity", "--model", model_dir, "--file", val, "--ctx", "128", "--json")
+c = spex_json("perplexity", "--model", model_dir, "--file", val, "--ctx", "128", "--json", "--mtp")
 rel = abs(c["perplexity"] - r["ppl"]) / r["ppl"]
 print(f"perplexity: spex {c['perplexity']:.6f}  pytorch {r['ppl']:.6f}  rel diff {rel:.2e}  "
       f"({c['predicted']} tokens scored, pytorch {r['tokens_scored']})")
 if rel > 1e-3 or c["predicted"] != r["tokens_scored"]:
     fails.append("perplexity differs")
+# the MTP module's perplexity (token t+2) and its top-1 agreement with the main model's next row;
+# an argmax may flip on a near tie between the two float32 implementations: 1 row of slack
+mrel = abs(c["mtp"]["perplexity"] - r["mtp_ppl"]) / r["mtp_ppl"]
+n_mtp = c["mtp"]["predicted"]
+agree_rows = abs(c["mtp"]["agreement"] - r["mtp_agree"]) * n_mtp
+print(f"MTP perplexity: spex {c['mtp']['perplexity']:.6f}  pytorch {r['mtp_ppl']:.6f}  rel diff {mrel:.2e}; "
+      f"agreement spex {c['mtp']['agreement']:.4f} pytorch {r['mtp_agree']:.4f} ({n_mtp} rows)")
+if mrel > 1e-3 or agree_rows > 1.01 or not 0.3 < c["mtp"]["agreement"] < 1:
+    fails.append("MTP perplexity or agreement differs")
 
 # 1b. the same at the model's full context: positions 128..1023 (RoPE, the latent cache, attention over
 #     long rows) are checked only here. The slice twice over gives one 1024-token window and a remainder.
