@@ -19,6 +19,7 @@ enum { SLAB_NODES = 64 };
 
 typedef struct pc_node {
     int32_t tok[PREFIX_BLOCK];
+    int n_tok;            /* tokens held: PREFIX_BLOCK, or fewer in a leaf (a prompt's tail) */
     struct pc_node *parent;
     struct pc_node **kids;
     int n_kids, cap_kids;
@@ -118,10 +119,22 @@ void prefix_cache_free(prefix_cache_t *pc) {
     free(pc);
 }
 
-static pc_node_t *find_kid(const pc_node_t *n, const int32_t *tok) {
-    for (int i = 0; i < n->n_kids; i++)
-        if (!memcmp(n->kids[i]->tok, tok, sizeof n->kids[i]->tok)) return n->kids[i];
-    return NULL;
+/* Tokens of a node's block that tok[0, n) starts with. */
+static int node_common(const pc_node_t *k, const int32_t *tok, int n) {
+    int lim = k->n_tok < n ? k->n_tok : n, i = 0;
+    while (i < lim && k->tok[i] == tok[i]) i++;
+    return i;
+}
+
+/* The kid sharing the most leading tokens with tok[0, n) (0 if none): its count in *common. */
+static pc_node_t *best_kid(const pc_node_t *n, const int32_t *tok, int len, int *common) {
+    pc_node_t *best = NULL;
+    *common = 0;
+    for (int i = 0; i < n->n_kids; i++) {
+        int c = node_common(n->kids[i], tok, len);
+        if (c > *common) best = n->kids[i], *common = c;
+    }
+    return best;
 }
 
 /* Row of layer l, position p (0..PREFIX_BLOCK) of a node. */
@@ -147,29 +160,50 @@ static void rows_from_kv(const prefix_cache_t *pc, pc_node_t *n, const kv_cache_
                    sizeof(float) * (size_t)pc->width);
 }
 
+/* The matched path for restore: nodes and how many leading positions of each
+ * match (with MTP, only positions whose MTP rows are held, plus one). */
+typedef struct pc_match {
+    pc_node_t *node[4096];
+    int take[4096];
+    int depth, tokens;
+} pc_match_t;
+
+static void match_path(const prefix_cache_t *pc, const int32_t *tokens, int n, bool mtp, pc_match_t *mt) {
+    const pc_node_t *node = &pc->root;
+    mt->depth = mt->tokens = 0;
+    /* at most n-1 tokens: the last one's logits pick the first token */
+    while (mt->tokens < n - 1 && mt->depth < 4096) {
+        int c;
+        pc_node_t *kid = best_kid(node, tokens + mt->tokens, n - 1 - mt->tokens, &c);
+        if (mtp && kid && c > kid->mtp_rows + 1) c = kid->mtp_rows + 1;   /* rows up to the last MTP row's, + 1 */
+        if (!kid || c == 0) break;
+        mt->node[mt->depth] = kid;
+        mt->take[mt->depth++] = c;
+        mt->tokens += c;
+        /* a partial match, or (with MTP) a block short of its last MTP row: nothing can follow */
+        if (c < PREFIX_BLOCK || (mtp && kid->mtp_rows < PREFIX_BLOCK)) break;
+        node = kid;
+    }
+}
+
 int prefix_cache_restore(prefix_cache_t *pc, const int32_t *tokens, int n, kv_cache_t *kv, int with_mtp) {
     pc->st.lookups++;
     bool mtp = with_mtp && pc->n_mtp > 0;
-    const pc_node_t *node = &pc->root;
-    pc_node_t *path[4096];
-    int depth = 0;
-    /* whole blocks, leaving at least one token; with MTP, a block must hold the
-     * MTP rows of every position that will be restored */
-    while ((depth + 1) * PREFIX_BLOCK <= n - 1 && depth < 4096) {
-        pc_node_t *kid = find_kid(node, tokens + depth * PREFIX_BLOCK);
-        if (!kid || (mtp && kid->mtp_rows < PREFIX_BLOCK - 1)) break;
-        path[depth++] = kid;
-        node = kid;
-        if (mtp && kid->mtp_rows < PREFIX_BLOCK) break;   /* its last MTP row is missing: nothing can follow */
+    pc_match_t *mt = malloc(sizeof *mt);
+    if (!mt) return 0;
+    match_path(pc, tokens, n, mtp, mt);
+    int L = mt->tokens, keep = mtp ? L - 1 : L;   /* with MTP, h_{L-1} is needed: recompute row L-1 */
+    if (keep <= 0) {
+        free(mt);
+        return 0;
     }
-    if (depth == 0) return 0;
-    int L = depth * PREFIX_BLOCK, keep = mtp ? L - 1 : L;   /* with MTP, h_{L-1} is needed: recompute row L-1 */
-    for (int d = 0; d < depth; d++) {
-        int b0 = d * PREFIX_BLOCK, p1 = keep - b0 < PREFIX_BLOCK ? keep - b0 : PREFIX_BLOCK;
-        rows_to_kv(pc, path[d], kv, 0, pc->n_main, b0, 0, p1);
-        if (mtp) rows_to_kv(pc, path[d], kv, pc->n_main, pc->n_mtp, b0, 0, p1);
-        path[d]->used = ++pc->tick;
+    for (int d = 0, b0 = 0; d < mt->depth; b0 += mt->take[d++]) {
+        int p1 = keep - b0 < mt->take[d] ? keep - b0 : mt->take[d];
+        rows_to_kv(pc, mt->node[d], kv, 0, pc->n_main, b0, 0, p1);
+        if (mtp) rows_to_kv(pc, mt->node[d], kv, pc->n_main, pc->n_mtp, b0, 0, p1);
+        mt->node[d]->used = ++pc->tick;
     }
+    free(mt);
     for (int l = 0; l < pc->n_main; l++) kv->len[l] = keep;
     for (int l = pc->n_main; l < pc->n_main + pc->n_mtp && l < kv->n_layers; l++) kv->len[l] = mtp ? keep : 0;
     pc->st.hits++;
@@ -204,7 +238,7 @@ static bool make_room(prefix_cache_t *pc, uint64_t before) {
     return true;
 }
 
-static pc_node_t *add_kid(prefix_cache_t *pc, pc_node_t *parent, const int32_t *tok, uint64_t before) {
+static pc_node_t *add_kid(prefix_cache_t *pc, pc_node_t *parent, const int32_t *tok, int n_tok, uint64_t before) {
     if (!make_room(pc, before)) return NULL;
     pc_node_t *n = calloc(1, sizeof *n);
     if (!n || !(n->rows = rows_take(pc))) goto oom;
@@ -220,7 +254,8 @@ static pc_node_t *add_kid(prefix_cache_t *pc, pc_node_t *parent, const int32_t *
         if (!a) goto oom;
         pc->all = a, pc->cap_all = cap;
     }
-    memcpy(n->tok, tok, sizeof n->tok);
+    memcpy(n->tok, tok, sizeof(int32_t) * (size_t)n_tok);
+    n->n_tok = n_tok;
     n->parent = parent;
     n->slot = pc->n_all;
     pc->all[pc->n_all++] = n;
@@ -234,17 +269,34 @@ oom:
     return NULL;
 }
 
+/* The node holding block tok[0, len) under parent: a kid holding at least
+ * these tokens, else a partial leaf they extend (grown in place), else a new
+ * kid. NULL when the budget is full of what this insert uses. */
+static pc_node_t *block_node(prefix_cache_t *pc, pc_node_t *parent, const int32_t *tok, int len, const kv_cache_t *kv,
+                             int b0, uint64_t start) {
+    int c;
+    pc_node_t *kid = best_kid(parent, tok, len, &c);
+    if (kid && c == len) return kid;                        /* it holds them (and maybe more) */
+    if (kid && c == kid->n_tok && kid->n_kids == 0) {       /* a shorter tail of the same tokens: extend it */
+        memcpy(kid->tok + c, tok + c, sizeof(int32_t) * (size_t)(len - c));
+        rows_from_kv(pc, kid, kv, 0, pc->n_main, b0, c, len);
+        kid->n_tok = len;
+        return kid;
+    }
+    if (!(kid = add_kid(pc, parent, tok, len, start))) return NULL;
+    rows_from_kv(pc, kid, kv, 0, pc->n_main, b0, 0, len);
+    return kid;
+}
+
 void prefix_cache_insert(prefix_cache_t *pc, const int32_t *tokens, int n, const kv_cache_t *kv, int mtp_rows) {
     int avail = n < kv->len[0] ? n : kv->len[0];
     uint64_t start = pc->tick + 1;   /* nodes touched by this insert are not evicted by it */
     pc_node_t *node = &pc->root;
-    for (int b0 = 0; b0 + PREFIX_BLOCK <= avail; b0 += PREFIX_BLOCK) {
-        pc_node_t *kid = find_kid(node, tokens + b0);
-        if (!kid) {
-            if (!(kid = add_kid(pc, node, tokens + b0, start))) return;   /* full of what is in use */
-            rows_from_kv(pc, kid, kv, 0, pc->n_main, b0, 0, PREFIX_BLOCK);
-        }
-        int want = mtp_rows - b0 < PREFIX_BLOCK ? mtp_rows - b0 : PREFIX_BLOCK;
+    for (int b0 = 0; b0 < avail; b0 += PREFIX_BLOCK) {
+        int len = avail - b0 < PREFIX_BLOCK ? avail - b0 : PREFIX_BLOCK;
+        pc_node_t *kid = block_node(pc, node, tokens + b0, len, kv, b0, start);
+        if (!kid) return;   /* full of what is in use */
+        int want = mtp_rows - b0 < len ? mtp_rows - b0 : len;
         if (pc->n_mtp > 0 && want > kid->mtp_rows) {
             rows_from_kv(pc, kid, kv, pc->n_main, pc->n_mtp, b0, kid->mtp_rows, want);
             kid->mtp_rows = want;

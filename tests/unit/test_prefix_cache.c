@@ -107,23 +107,23 @@ Test(prefix_cache, eviction_keeps_the_budget_and_drops_the_oldest) {
     cr_assert_leq(st.bytes, st.max_bytes);
     cr_assert_gt(st.evicted_blocks, 0);
     kv_cache_t *k2 = kv_cache_create(3, 4, 2, 256, &err);
-    /* b's blocks are the newest and stay: of 64 tokens, 3 whole blocks (48) leave at least one
-     * token to compute; rows [0, 47) come back */
-    cr_assert_eq(prefix_cache_restore(pc, b, 64, k2, 1), 47);
+    /* b's blocks are the newest and stay: of 64 tokens, 63 match (one is left to compute: its
+     * logits pick the first token); with MTP rows [0, 62) come back */
+    cr_assert_eq(prefix_cache_restore(pc, b, 64, k2, 1), 62);
     kv_cache_t *k3 = kv_cache_create(3, 4, 2, 256, &err);
-    cr_assert_lt(prefix_cache_restore(pc, a, 64, k3, 1), 47, "a's oldest blocks were evicted");
+    cr_assert_lt(prefix_cache_restore(pc, a, 64, k3, 1), 62, "a's oldest blocks were evicted");
     kv_cache_free(k3);
     for (int l = 0; l < 3; l++)
-        cr_assert_arr_eq(k2->rows[l], kv->rows[l], sizeof(float) * 47 * 6, "layer %d rows restored exactly", l);
-    /* without MTP rows no hidden state is needed: all 48 matched rows come back, MTP layers empty */
+        cr_assert_arr_eq(k2->rows[l], kv->rows[l], sizeof(float) * 62 * 6, "layer %d rows restored exactly", l);
+    /* without MTP rows no hidden state is needed: all 63 matched rows come back, MTP layers empty */
     kv_cache_t *k4 = kv_cache_create(3, 4, 2, 256, &err);
-    cr_assert_eq(prefix_cache_restore(pc, b, 64, k4, 0), 48);
-    cr_assert_eq(k4->len[0], 48);
+    cr_assert_eq(prefix_cache_restore(pc, b, 64, k4, 0), 63);
+    cr_assert_eq(k4->len[0], 63);
     cr_assert_eq(k4->len[2], 0);
     for (int l = 0; l < 2; l++)
-        cr_assert_arr_eq(k4->rows[l], kv->rows[l], sizeof(float) * 48 * 6, "layer %d rows restored exactly", l);
+        cr_assert_arr_eq(k4->rows[l], kv->rows[l], sizeof(float) * 63 * 6, "layer %d rows restored exactly", l);
     kv_cache_t *k5 = kv_cache_create(3, 4, 2, 256, &err);
-    cr_assert_eq(prefix_cache_restore(pc, b, 48, k5, 0), 32, "one token is always left to compute");
+    cr_assert_eq(prefix_cache_restore(pc, b, 48, k5, 0), 47, "one token is always left to compute");
     kv_cache_free(k5);
     kv_cache_free(k4);
     kv_cache_free(k2);
@@ -159,4 +159,45 @@ Test(prefix_cache, reused_rows_hold_the_new_blocks) {
     prefix_cache_free(pc);
     kv_cache_free(kv);
     kv_cache_free(back);
+}
+
+/* Matching is token by token, not block by block: a prompt's tail that does
+ * not fill a block is kept (and grown in place when a longer prompt with the
+ * same tokens comes), and a prompt that leaves a cached block half way takes
+ * the rows of the tokens it shares. */
+Test(prefix_cache, partial_blocks_and_token_granular_matches) {
+    spex_err_t err = {0};
+    kv_cache_t *kv = kv_cache_create(3, 4, 2, 128, &err);   /* 2 main + 1 MTP layer, width 6 */
+    cr_assert_not_null(kv, "%s", err.msg);
+    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 1u << 20, &err);
+    cr_assert_not_null(pc, "%s", err.msg);
+    int32_t t[64];
+    for (int i = 0; i < 64; i++) t[i] = 500 + i;
+    for (int l = 0; l < 3; l++)
+        for (int i = 0; i < 64 * 6; i++) kv->rows[l][i] = (float)(l * 10000 + i);
+    for (int l = 0; l < 3; l++) kv->len[l] = 21;
+    prefix_cache_insert(pc, t, 21, kv, 0);             /* a block and a 5-token tail, no MTP rows */
+    kv_cache_t *b = kv_cache_create(3, 4, 2, 128, &err);
+    cr_assert_eq(prefix_cache_restore(pc, t, 40, b, 0), 21, "the tail is restored too");
+    for (int l = 0; l < 2; l++)
+        cr_assert_arr_eq(b->rows[l], kv->rows[l], sizeof(float) * 21 * 6, "layer %d", l);
+    for (int l = 0; l < 3; l++) kv->len[l] = 37;
+    prefix_cache_insert(pc, t, 37, kv, 37);            /* grows the tail, adds MTP rows and a new tail */
+    cr_assert_eq(prefix_cache_stats(pc).inserted_blocks, 3, "the 5-token tail grew in place");
+    for (int l = 0; l < 3; l++) b->len[l] = 0;
+    cr_assert_eq(prefix_cache_restore(pc, t, 64, b, 0), 37);
+    for (int l = 0; l < 3; l++) b->len[l] = 0;
+    cr_assert_eq(prefix_cache_restore(pc, t, 64, b, 1), 36, "with MTP: rows [0, 36), row 36 recomputed");
+    for (int l = 0; l < 3; l++)
+        cr_assert_arr_eq(b->rows[l], kv->rows[l], sizeof(float) * 36 * 6, "layer %d", l);
+    int32_t u[64];
+    memcpy(u, t, sizeof u);
+    u[25] = 7;                                         /* leaves the second block at its 10th token */
+    for (int l = 0; l < 3; l++) b->len[l] = 0;
+    cr_assert_eq(prefix_cache_restore(pc, u, 64, b, 0), 25);
+    for (int l = 0; l < 3; l++) b->len[l] = 0;
+    cr_assert_eq(prefix_cache_restore(pc, t, 30, b, 0), 29, "one token is always left to compute");
+    kv_cache_free(b);
+    prefix_cache_free(pc);
+    kv_cache_free(kv);
 }
