@@ -1,5 +1,6 @@
 /* prefix_cache.c - see prefix_cache.h. Shapes: a node's rows are
- * [n_main + n_mtp layers, PREFIX_BLOCK positions, width floats].
+ * [n_main + n_mtp layers, PREFIX_BLOCK positions, width floats], then (with
+ * MTP layers) the main hidden states [PREFIX_BLOCK positions, hidden floats].
  *
  * Node rows come from slabs mapped on their own, not from malloc: interleaved
  * with the sequences' KV caches on the heap, a growing cache kept pushing the
@@ -25,12 +26,13 @@ typedef struct pc_node {
     int n_kids, cap_kids;
     float *rows;          /* [layers, PREFIX_BLOCK, width]; NULL for the root */
     int mtp_rows;         /* leading positions whose MTP rows are held */
+    int hid_rows;         /* leading positions whose main hidden states are held */
     uint64_t used;        /* LRU tick */
     int slot;             /* index in prefix_cache.all */
 } pc_node_t;
 
 struct prefix_cache {
-    int n_main, n_mtp, width;
+    int n_main, n_mtp, width, hidden;
     size_t node_bytes;
     uint64_t tick;
     pc_node_t root;
@@ -83,8 +85,8 @@ static void rows_give(prefix_cache_t *pc, float *r) {
     pc->free_rows = r;
 }
 
-prefix_cache_t *prefix_cache_create(int n_main, int n_mtp, int width, size_t max_bytes, spex_err_t *err) {
-    if (n_main <= 0 || n_mtp < 0 || width <= 0) {
+prefix_cache_t *prefix_cache_create(int n_main, int n_mtp, int width, int hidden, size_t max_bytes, spex_err_t *err) {
+    if (n_main <= 0 || n_mtp < 0 || width <= 0 || hidden < 0) {
         spex_fail(err, "prefix cache: invalid shape (%d main layers, %d MTP layers, width %d)", n_main, n_mtp, width);
         return NULL;
     }
@@ -93,8 +95,8 @@ prefix_cache_t *prefix_cache_create(int n_main, int n_mtp, int width, size_t max
         spex_fail(err, "prefix cache: out of memory");
         return NULL;
     }
-    pc->n_main = n_main, pc->n_mtp = n_mtp, pc->width = width;
-    pc->rows_bytes = sizeof(float) * (size_t)(n_main + n_mtp) * PREFIX_BLOCK * (size_t)width;
+    pc->n_main = n_main, pc->n_mtp = n_mtp, pc->width = width, pc->hidden = n_mtp > 0 ? hidden : 0;
+    pc->rows_bytes = sizeof(float) * PREFIX_BLOCK * ((size_t)(n_main + n_mtp) * (size_t)width + (size_t)pc->hidden);
     pc->node_bytes = pc->rows_bytes + sizeof(pc_node_t);
     pc->st.max_bytes = max_bytes;
     return pc;
@@ -142,6 +144,11 @@ static float *node_row(const prefix_cache_t *pc, const pc_node_t *n, int l, int 
     return n->rows + ((size_t)l * PREFIX_BLOCK + (size_t)p) * (size_t)pc->width;
 }
 
+/* Main hidden state of position p of a node. */
+static float *node_hidden(const prefix_cache_t *pc, const pc_node_t *n, int p) {   /* [hidden] */
+    return n->rows + (size_t)(pc->n_main + pc->n_mtp) * PREFIX_BLOCK * (size_t)pc->width + (size_t)p * pc->hidden;
+}
+
 /* Rows of positions [b0 + p0, b0 + p1) of layers [first, first + layers): node -> kv. */
 static void rows_to_kv(const prefix_cache_t *pc, const pc_node_t *n, kv_cache_t *kv, int first, int layers, int b0,
                        int p0, int p1) {
@@ -161,51 +168,98 @@ static void rows_from_kv(const prefix_cache_t *pc, pc_node_t *n, const kv_cache_
 }
 
 /* The matched path for restore: nodes and how many leading positions of each
- * match (with MTP, only positions whose MTP rows are held, plus one). */
+ * match. With MTP a restored position needs its MTP rows or, from the first
+ * position without them on (the gap), its main hidden state (the caller
+ * computes the MTP rows from it); the last matched position is recomputed. */
 typedef struct pc_match {
     pc_node_t *node[4096];
     int take[4096];
-    int depth, tokens;
+    int depth, tokens, gap;   /* gap: first position without MTP rows (tokens if none) */
 } pc_match_t;
 
-static void match_path(const prefix_cache_t *pc, const int32_t *tokens, int n, bool mtp, pc_match_t *mt) {
+/* Leading positions of kid usable with MTP, given whether the gap has begun. */
+static int mtp_usable(const pc_node_t *kid, bool in_gap) {
+    if (in_gap) return kid->hid_rows;
+    return kid->hid_rows > kid->mtp_rows ? kid->hid_rows : kid->mtp_rows;
+}
+
+static void match_path(const prefix_cache_t *pc, const int32_t *tokens, int n, bool mtp, bool hidden, pc_match_t *mt) {
     const pc_node_t *node = &pc->root;
     mt->depth = mt->tokens = 0;
+    mt->gap = -1;
     /* at most n-1 tokens: the last one's logits pick the first token */
     while (mt->tokens < n - 1 && mt->depth < 4096) {
         int c;
         pc_node_t *kid = best_kid(node, tokens + mt->tokens, n - 1 - mt->tokens, &c);
-        if (mtp && kid && c > kid->mtp_rows + 1) c = kid->mtp_rows + 1;   /* rows up to the last MTP row's, + 1 */
         if (!kid || c == 0) break;
+        int usable = kid->n_tok;
+        if (mtp) usable = hidden ? mtp_usable(kid, mt->gap >= 0) : mt->gap >= 0 ? 0 : kid->mtp_rows;
+        if (c > usable + 1) c = usable + 1;   /* rows up to the last usable one's, + 1 (recomputed) */
+        if (mtp && mt->gap < 0 && kid->mtp_rows < c) mt->gap = mt->tokens + kid->mtp_rows;
         mt->node[mt->depth] = kid;
         mt->take[mt->depth++] = c;
         mt->tokens += c;
-        /* a partial match, or (with MTP) a block short of its last MTP row: nothing can follow */
-        if (c < PREFIX_BLOCK || (mtp && kid->mtp_rows < PREFIX_BLOCK)) break;
+        /* a partial match, or a block short of its last usable position: nothing can follow */
+        if (c < PREFIX_BLOCK || usable < PREFIX_BLOCK) break;
         node = kid;
     }
+    if (mt->gap < 0) mt->gap = mt->tokens;
+}
+
+/* Hidden states of positions [h0, h1) of the path into hidden (row p - h0). */
+static void hidden_out(const prefix_cache_t *pc, const pc_match_t *mt, int h0, int h1, float *hidden) {
+    for (int d = 0, b0 = 0; d < mt->depth; b0 += mt->take[d++])
+        for (int p = b0 > h0 ? b0 : h0; p < b0 + mt->take[d] && p < h1; p++)
+            memcpy(hidden + (size_t)(p - h0) * pc->hidden, node_hidden(pc, mt->node[d], p - b0),
+                   sizeof(float) * (size_t)pc->hidden);
+}
+
+/* Leading matched positions whose hidden states the path holds. */
+static int hidden_run(const pc_match_t *mt) {
+    int run = 0;
+    for (int d = 0; d < mt->depth; d++) {
+        int h = mt->node[d]->hid_rows < mt->take[d] ? mt->node[d]->hid_rows : mt->take[d];
+        run += h;
+        if (h < mt->take[d]) break;
+    }
+    return run;
 }
 
 int prefix_cache_restore(prefix_cache_t *pc, const int32_t *tokens, int n, kv_cache_t *kv, int with_mtp) {
+    int h0, h1;
+    return prefix_cache_restore_hidden(pc, tokens, n, kv, with_mtp, NULL, &h0, &h1);
+}
+
+int prefix_cache_restore_hidden(prefix_cache_t *pc, const int32_t *tokens, int n, kv_cache_t *kv, int with_mtp,
+                                float *hidden, int *h0, int *h1) {
     pc->st.lookups++;
-    bool mtp = with_mtp && pc->n_mtp > 0;
+    *h0 = *h1 = 0;
+    bool mtp = with_mtp && pc->n_mtp > 0, hid = hidden && pc->hidden > 0;
     pc_match_t *mt = malloc(sizeof *mt);
     if (!mt) return 0;
-    match_path(pc, tokens, n, mtp, mt);
+    match_path(pc, tokens, n, mtp, hid, mt);
     int L = mt->tokens, keep = mtp ? L - 1 : L;   /* with MTP, h_{L-1} is needed: recompute row L-1 */
     if (keep <= 0) {
         free(mt);
         return 0;
     }
+    int m0 = mtp ? (mt->gap < keep ? mt->gap : keep) : 0;   /* MTP rows restored: [0, m0) */
     for (int d = 0, b0 = 0; d < mt->depth; b0 += mt->take[d++]) {
-        int p1 = keep - b0 < mt->take[d] ? keep - b0 : mt->take[d];
+        int p1 = keep - b0 < mt->take[d] ? keep - b0 : mt->take[d], q1 = m0 - b0 < p1 ? m0 - b0 : p1;
         rows_to_kv(pc, mt->node[d], kv, 0, pc->n_main, b0, 0, p1);
-        if (mtp) rows_to_kv(pc, mt->node[d], kv, pc->n_main, pc->n_mtp, b0, 0, p1);
+        if (q1 > 0) rows_to_kv(pc, mt->node[d], kv, pc->n_main, pc->n_mtp, b0, 0, q1);
         mt->node[d]->used = ++pc->tick;
+    }
+    if (hid) {
+        *h0 = m0;
+        *h1 = mtp ? keep : hidden_run(mt);
+        if (*h1 > keep) *h1 = keep;
+        if (*h1 > *h0) hidden_out(pc, mt, *h0, *h1, hidden);
+        else *h1 = *h0;
     }
     free(mt);
     for (int l = 0; l < pc->n_main; l++) kv->len[l] = keep;
-    for (int l = pc->n_main; l < pc->n_main + pc->n_mtp && l < kv->n_layers; l++) kv->len[l] = mtp ? keep : 0;
+    for (int l = pc->n_main; l < pc->n_main + pc->n_mtp && l < kv->n_layers; l++) kv->len[l] = m0;
     pc->st.hits++;
     pc->st.hit_tokens += (uint64_t)keep;
     return keep;
@@ -289,6 +343,18 @@ static pc_node_t *block_node(prefix_cache_t *pc, pc_node_t *parent, const int32_
 }
 
 void prefix_cache_insert(prefix_cache_t *pc, const int32_t *tokens, int n, const kv_cache_t *kv, int mtp_rows) {
+    prefix_cache_insert_hidden(pc, tokens, n, kv, mtp_rows, NULL, 0);
+}
+
+/* Hidden states of positions [b0 + p0, b0 + p1): hidden (row = position) -> node. */
+static void hidden_in(const prefix_cache_t *pc, pc_node_t *n, const float *hidden, int b0, int p0, int p1) {
+    for (int p = p0; p < p1; p++)
+        memcpy(node_hidden(pc, n, p), hidden + (size_t)(b0 + p) * pc->hidden, sizeof(float) * (size_t)pc->hidden);
+}
+
+void prefix_cache_insert_hidden(prefix_cache_t *pc, const int32_t *tokens, int n, const kv_cache_t *kv, int mtp_rows,
+                                const float *hidden, int hid_rows) {
+    if (!hidden || pc->hidden == 0) hid_rows = 0;
     int avail = n < kv->len[0] ? n : kv->len[0];
     uint64_t start = pc->tick + 1;   /* nodes touched by this insert are not evicted by it */
     pc_node_t *node = &pc->root;
@@ -300,6 +366,11 @@ void prefix_cache_insert(prefix_cache_t *pc, const int32_t *tokens, int n, const
         if (pc->n_mtp > 0 && want > kid->mtp_rows) {
             rows_from_kv(pc, kid, kv, pc->n_main, pc->n_mtp, b0, kid->mtp_rows, want);
             kid->mtp_rows = want;
+        }
+        int want_h = hid_rows - b0 < len ? hid_rows - b0 : len;
+        if (want_h > kid->hid_rows) {
+            hidden_in(pc, kid, hidden, b0, kid->hid_rows, want_h);
+            kid->hid_rows = want_h;
         }
         kid->used = ++pc->tick;
         node = kid;

@@ -45,8 +45,13 @@ typedef struct prefix_cache_stats {
 } prefix_cache_stats_t;
 
 /* A cache for sequences with n_main main layers and n_mtp MTP layers of
- * `width` floats per row (kv_cache_t's layout), holding at most max_bytes. */
-prefix_cache_t *prefix_cache_create(int n_main, int n_mtp, int width, size_t max_bytes, spex_err_t *err);
+ * `width` floats per row (kv_cache_t's layout), holding at most max_bytes.
+ * With MTP layers, nodes also keep `hidden` floats per position: the main
+ * model's last hidden state h_t, which a request without speculation stores
+ * instead of the MTP rows it never computed, so that a speculative request
+ * can compute those rows (one MTP layer over the restored positions) instead
+ * of the whole model (0: none). */
+prefix_cache_t *prefix_cache_create(int n_main, int n_mtp, int width, int hidden, size_t max_bytes, spex_err_t *err);
 void prefix_cache_free(prefix_cache_t *pc);
 
 /* Put the longest cached prefix of tokens[0, n) (L tokens, at most n-1) into
@@ -56,9 +61,21 @@ void prefix_cache_free(prefix_cache_t *pc);
  * miss). */
 int prefix_cache_restore(prefix_cache_t *pc, const int32_t *tokens, int n, kv_cache_t *kv, int with_mtp);
 
+/* The same, also giving back held hidden states (hidden: [n, hidden] or
+ * NULL): rows for positions [*h0, *h1) go to hidden rows 0.. . with_mtp: the
+ * MTP rows come back for [0, m0) only (kv's MTP length), and a position from
+ * m0 on matches when its hidden state is held: [*h0, *h1) = [m0, rows
+ * restored), whose MTP rows the caller computes. Without: [0, *h1), the held
+ * leading run. */
+int prefix_cache_restore_hidden(prefix_cache_t *pc, const int32_t *tokens, int n, kv_cache_t *kv, int with_mtp,
+                                float *hidden, int *h0, int *h1);
+
 /* Remember the tokens[0, n) whose main rows kv holds
  * (positions < kv->len[0]); MTP rows for positions < mtp_rows. */
 void prefix_cache_insert(prefix_cache_t *pc, const int32_t *tokens, int n, const kv_cache_t *kv, int mtp_rows);
+/* The same with the hidden states of positions [0, hid_rows) (hidden: [*, hidden], row = position). */
+void prefix_cache_insert_hidden(prefix_cache_t *pc, const int32_t *tokens, int n, const kv_cache_t *kv, int mtp_rows,
+                                const float *hidden, int hid_rows);
 
 prefix_cache_stats_t prefix_cache_stats(const prefix_cache_t *pc);
 

@@ -93,7 +93,7 @@ Test(prefix_cache, eviction_keeps_the_budget_and_drops_the_oldest) {
     kv_cache_t *kv = kv_cache_create(3, 4, 2, 256, &err);   /* 2 main + 1 MTP layer, width 6 */
     cr_assert_not_null(kv, "%s", err.msg);
     size_t node = sizeof(float) * 3 * PREFIX_BLOCK * 6;
-    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 5 * (node + 200), &err);   /* about 5 blocks */
+    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 0, 5 * (node + 200), &err);   /* about 5 blocks */
     cr_assert_not_null(pc, "%s", err.msg);
     int32_t a[64], b[64];
     for (int i = 0; i < 64; i++) a[i] = i, b[i] = 1000 + i;
@@ -139,7 +139,7 @@ Test(prefix_cache, reused_rows_hold_the_new_blocks) {
     kv_cache_t *kv = kv_cache_create(3, 4, 2, 64, &err), *back = kv_cache_create(3, 4, 2, 64, &err);
     cr_assert(kv && back, "%s", err.msg);
     size_t node = sizeof(float) * 3 * PREFIX_BLOCK * 6;
-    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 5 * (node + 200), &err);   /* about 5 blocks */
+    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 0, 5 * (node + 200), &err);   /* about 5 blocks */
     cr_assert_not_null(pc, "%s", err.msg);
     int32_t t[33];
     for (int round = 0; round < 40; round++) {
@@ -169,7 +169,7 @@ Test(prefix_cache, partial_blocks_and_token_granular_matches) {
     spex_err_t err = {0};
     kv_cache_t *kv = kv_cache_create(3, 4, 2, 128, &err);   /* 2 main + 1 MTP layer, width 6 */
     cr_assert_not_null(kv, "%s", err.msg);
-    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 1u << 20, &err);
+    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 0, 1u << 20, &err);
     cr_assert_not_null(pc, "%s", err.msg);
     int32_t t[64];
     for (int i = 0; i < 64; i++) t[i] = 500 + i;
@@ -200,4 +200,83 @@ Test(prefix_cache, partial_blocks_and_token_granular_matches) {
     kv_cache_free(b);
     prefix_cache_free(pc);
     kv_cache_free(kv);
+}
+
+/* A speculative request reuses what a request without speculation cached: the
+ * latter keeps its main hidden states instead of the MTP rows it never
+ * computed, the former computes those rows from them (one MTP layer). The
+ * tokens equal those without any cache, for a chat's next turn after a turn
+ * without speculation. */
+Test(prefix_cache, speculation_reuses_entries_cached_without_it, .timeout = 120) {
+    fx_t f;
+    open_fx(&f);
+    int V = f.m->cfg.vocab_size;
+    int32_t prompt[40];
+    for (int i = 0; i < 40; i++) prompt[i] = (int32_t)((i * 29 + 3) % V);
+    for (int k = 1; k <= 2; k++) {
+        int n_a;
+        int32_t *a = gen(f.m, prompt, 40, 0, &n_a);            /* turn 1, no cache yet: for the next turn */
+        int n0 = 40 + n_a + 9;
+        int32_t *turn = malloc(sizeof(int32_t) * (size_t)n0);
+        memcpy(turn, prompt, sizeof prompt);
+        memcpy(turn + 40, a, sizeof(int32_t) * (size_t)n_a);
+        for (int i = 40 + n_a; i < n0; i++) turn[i] = (int32_t)((i * 13 + 1) % V);
+        int n_ref, n_with, n_again;
+        int32_t *ref = gen(f.m, turn, n0, k, &n_ref);          /* no cache */
+        spex_err_t err = {0};
+        cr_assert_eq(model_set_prefix_cache(f.m, 8u << 20, &err), 0, "%s", err.msg);
+        free(gen(f.m, prompt, 40, 0, &n_a));                   /* turn 1 without speculation fills the cache */
+        uint64_t before = prefix_cache_stats(f.m->prefix).hit_tokens;
+        int32_t *with = gen(f.m, turn, n0, k, &n_with);        /* turn 2 with it */
+        uint64_t hit = prefix_cache_stats(f.m->prefix).hit_tokens - before;
+        cr_assert_geq(hit, (uint64_t)(40 + n_a - 2), "spec-k %d: only %llu of %d cached tokens reused", k,
+                      (unsigned long long)hit, 40 + n_a - 1);
+        cr_assert_eq(n_with, n_ref);
+        cr_assert_arr_eq(with, ref, sizeof(int32_t) * (size_t)n_ref, "spec-k %d: the reused rows changed the output", k);
+        int32_t *again = gen(f.m, turn, n0, k, &n_again);      /* and once more, from the rows it cached itself */
+        cr_assert_eq(n_again, n_ref);
+        cr_assert_arr_eq(again, ref, sizeof(int32_t) * (size_t)n_ref, "spec-k %d: second hit differs", k);
+        prefix_cache_free(f.m->prefix);
+        f.m->prefix = NULL;
+        free(a), free(turn), free(ref), free(with), free(again);
+    }
+    close_fx(&f);
+}
+
+/* The cache's side of it: hidden states stored without MTP rows come back
+ * for the positions after the MTP rows, exactly, and MTP rows are restored
+ * only up to there. */
+Test(prefix_cache, hidden_states_fill_the_mtp_gap) {
+    spex_err_t err = {0};
+    kv_cache_t *kv = kv_cache_create(3, 4, 2, 64, &err), *b = kv_cache_create(3, 4, 2, 64, &err);
+    cr_assert(kv && b, "%s", err.msg);
+    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 5, 1u << 20, &err);
+    cr_assert_not_null(pc, "%s", err.msg);
+    int32_t t[48];
+    float hid[48 * 5], back[48 * 5];
+    for (int i = 0; i < 48; i++) t[i] = 100 + i;
+    for (int i = 0; i < 48 * 5; i++) hid[i] = (float)(7000 + i);
+    for (int l = 0; l < 3; l++) {
+        kv->len[l] = 40;
+        for (int i = 0; i < 40 * 6; i++) kv->rows[l][i] = (float)(l * 10000 + i);
+    }
+    prefix_cache_insert_hidden(pc, t, 20, kv, 20, NULL, 0);      /* a speculative request: MTP rows of [0, 20) */
+    prefix_cache_insert_hidden(pc, t, 40, kv, 0, hid, 40);       /* then one without: hidden states of [0, 40) */
+    int h0, h1;
+    cr_assert_eq(prefix_cache_restore_hidden(pc, t, 48, b, 1, back, &h0, &h1), 39);
+    cr_assert_eq(b->len[2], 20, "MTP rows up to the gap");
+    cr_assert_eq(h0, 20);
+    cr_assert_eq(h1, 39);
+    cr_assert_arr_eq(back, hid + 20 * 5, sizeof(float) * 19 * 5, "hidden states of [20, 39)");
+    for (int l = 0; l < 3; l++)
+        cr_assert_arr_eq(b->rows[l], kv->rows[l], sizeof(float) * (l < 2 ? 39 : 20) * 6, "layer %d", l);
+    for (int l = 0; l < 3; l++) b->len[l] = 0;
+    cr_assert_eq(prefix_cache_restore(pc, t, 48, b, 1), 20, "without taking hidden states: up to the gap");
+    for (int l = 0; l < 3; l++) b->len[l] = 0;
+    cr_assert_eq(prefix_cache_restore_hidden(pc, t, 48, b, 0, back, &h0, &h1), 40);
+    cr_assert(h0 == 0 && h1 == 40, "without MTP: the whole run of hidden states, [%d, %d)", h0, h1);
+    cr_assert_arr_eq(back, hid, sizeof(float) * 40 * 5);
+    prefix_cache_free(pc);
+    kv_cache_free(kv);
+    kv_cache_free(b);
 }
