@@ -280,9 +280,8 @@ static void seq_keep_hidden(sequence_t *s, const float *hidden, int hid, int p0,
  * the same inputs as a prefill's. */
 static int restore_prefix(model_t *m, sequence_t *s, bool mtp, int *c, spex_err_t *err) {
     int n = s->n_prompt, h0, h1;
-    if (!mtp) {
-        *c = prefix_cache_restore_hidden(m->prefix, s->prompt, n, s->kv, 0, s->hid, &h0, &h1);
-        if (s->hid) s->hid_len = h1;
+    if (!mtp) {   /* the restored positions' hidden states stay in the cache */
+        *c = s->hid_from = s->hid_len = prefix_cache_restore(m->prefix, s->prompt, n, s->kv, 0);
         return 0;
     }
     rows_t r;
@@ -336,7 +335,8 @@ static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *us
         s->drafts[0] = seq_draft(s, r.logits, 0, r.V);
         s->n_drafts = 1;
     }
-    if (m->prefix) prefix_cache_insert_hidden(m->prefix, s->prompt, n, s->kv, s->mtp_canon, s->hid, s->hid_len);
+    if (m->prefix)
+        prefix_cache_insert_hidden(m->prefix, s->prompt, n, s->kv, s->mtp_canon, s->hid, s->hid_from, s->hid_len);
     rc = 0;
 done:
     s->prefill_seconds = spex_now() - t0;
@@ -497,7 +497,7 @@ static void remember(model_t *m, sequence_t *s) {
     if (!t) return;   /* only a lost cache entry */
     memcpy(t, s->prompt, sizeof(int32_t) * (size_t)s->n_prompt);
     memcpy(t + s->n_prompt, s->out, sizeof(int32_t) * (size_t)s->n_out);
-    prefix_cache_insert_hidden(m->prefix, t, n, s->kv, s->mtp_canon, s->hid, s->hid_len);
+    prefix_cache_insert_hidden(m->prefix, t, n, s->kv, s->mtp_canon, s->hid, s->hid_from, s->hid_len);
     free(t);
 }
 

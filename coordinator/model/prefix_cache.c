@@ -149,22 +149,23 @@ static float *node_hidden(const prefix_cache_t *pc, const pc_node_t *n, int p) {
     return n->rows + (size_t)(pc->n_main + pc->n_mtp) * PREFIX_BLOCK * (size_t)pc->width + (size_t)p * pc->hidden;
 }
 
-/* Rows of positions [b0 + p0, b0 + p1) of layers [first, first + layers): node -> kv. */
+/* Rows of positions [b0 + p0, b0 + p1) of layers [first, first + layers): node -> kv
+ * (one copy per layer: both hold a layer's positions contiguously). */
 static void rows_to_kv(const prefix_cache_t *pc, const pc_node_t *n, kv_cache_t *kv, int first, int layers, int b0,
                        int p0, int p1) {
+    if (p1 <= p0) return;
     for (int l = first; l < first + layers; l++)
-        for (int p = p0; p < p1; p++)
-            memcpy(kv->rows[l] + (size_t)(b0 + p) * (size_t)kv->width, node_row(pc, n, l, p),
-                   sizeof(float) * (size_t)pc->width);
+        memcpy(kv->rows[l] + (size_t)(b0 + p0) * (size_t)kv->width, node_row(pc, n, l, p0),
+               sizeof(float) * (size_t)(p1 - p0) * (size_t)pc->width);
 }
 
 /* The same rows kv -> node. */
 static void rows_from_kv(const prefix_cache_t *pc, pc_node_t *n, const kv_cache_t *kv, int first, int layers, int b0,
                          int p0, int p1) {
+    if (p1 <= p0) return;
     for (int l = first; l < first + layers; l++)
-        for (int p = p0; p < p1; p++)
-            memcpy(node_row(pc, n, l, p), kv->rows[l] + (size_t)(b0 + p) * (size_t)kv->width,
-                   sizeof(float) * (size_t)pc->width);
+        memcpy(node_row(pc, n, l, p0), kv->rows[l] + (size_t)(b0 + p0) * (size_t)kv->width,
+               sizeof(float) * (size_t)(p1 - p0) * (size_t)pc->width);
 }
 
 /* The matched path for restore: nodes and how many leading positions of each
@@ -343,7 +344,7 @@ static pc_node_t *block_node(prefix_cache_t *pc, pc_node_t *parent, const int32_
 }
 
 void prefix_cache_insert(prefix_cache_t *pc, const int32_t *tokens, int n, const kv_cache_t *kv, int mtp_rows) {
-    prefix_cache_insert_hidden(pc, tokens, n, kv, mtp_rows, NULL, 0);
+    prefix_cache_insert_hidden(pc, tokens, n, kv, mtp_rows, NULL, 0, 0);
 }
 
 /* Hidden states of positions [b0 + p0, b0 + p1): hidden (row = position) -> node. */
@@ -353,8 +354,8 @@ static void hidden_in(const prefix_cache_t *pc, pc_node_t *n, const float *hidde
 }
 
 void prefix_cache_insert_hidden(prefix_cache_t *pc, const int32_t *tokens, int n, const kv_cache_t *kv, int mtp_rows,
-                                const float *hidden, int hid_rows) {
-    if (!hidden || pc->hidden == 0) hid_rows = 0;
+                                const float *hidden, int hid_from, int hid_to) {
+    if (!hidden || pc->hidden == 0) hid_to = 0;
     int avail = n < kv->len[0] ? n : kv->len[0];
     uint64_t start = pc->tick + 1;   /* nodes touched by this insert are not evicted by it */
     pc_node_t *node = &pc->root;
@@ -367,8 +368,8 @@ void prefix_cache_insert_hidden(prefix_cache_t *pc, const int32_t *tokens, int n
             rows_from_kv(pc, kid, kv, pc->n_main, pc->n_mtp, b0, kid->mtp_rows, want);
             kid->mtp_rows = want;
         }
-        int want_h = hid_rows - b0 < len ? hid_rows - b0 : len;
-        if (want_h > kid->hid_rows) {
+        int want_h = hid_to - b0 < len ? hid_to - b0 : len;
+        if (want_h > kid->hid_rows && kid->hid_rows >= hid_from - b0) {   /* extends the node's leading run */
             hidden_in(pc, kid, hidden, b0, kid->hid_rows, want_h);
             kid->hid_rows = want_h;
         }

@@ -73,9 +73,11 @@ int prefix_cache_restore_hidden(prefix_cache_t *pc, const int32_t *tokens, int n
 /* Remember the tokens[0, n) whose main rows kv holds
  * (positions < kv->len[0]); MTP rows for positions < mtp_rows. */
 void prefix_cache_insert(prefix_cache_t *pc, const int32_t *tokens, int n, const kv_cache_t *kv, int mtp_rows);
-/* The same with the hidden states of positions [0, hid_rows) (hidden: [*, hidden], row = position). */
+/* The same with the hidden states of positions [hid_from, hid_to) (hidden:
+ * [*, hidden], row = position); a node takes those that extend the leading
+ * run it holds. */
 void prefix_cache_insert_hidden(prefix_cache_t *pc, const int32_t *tokens, int n, const kv_cache_t *kv, int mtp_rows,
-                                const float *hidden, int hid_rows);
+                                const float *hidden, int hid_from, int hid_to);
 
 prefix_cache_stats_t prefix_cache_stats(const prefix_cache_t *pc);
 

@@ -202,11 +202,22 @@ Test(prefix_cache, partial_blocks_and_token_granular_matches) {
     kv_cache_free(kv);
 }
 
-/* A speculative request reuses what a request without speculation cached: the
- * latter keeps its main hidden states instead of the MTP rows it never
- * computed, the former computes those rows from them (one MTP layer). The
- * tokens equal those without any cache, for a chat's next turn after a turn
- * without speculation. */
+/* A speculative request reuses what requests without speculation cached:
+ * they keep their main hidden states instead of the MTP rows they never
+ * computed, and the speculative request computes those rows from them (one MTP
+ * layer). Two turns of a chat without speculation (the second restores the
+ * first and adds to it), then a third with: its tokens equal those without any
+ * cache, and all but the last cached token is reused. */
+static int32_t *next_turn(const int32_t *prev, int n_prev, const int32_t *answer, int n_answer, int extra, int V,
+                          int *n) {
+    *n = n_prev + n_answer + extra;
+    int32_t *t = malloc(sizeof(int32_t) * (size_t)*n);
+    memcpy(t, prev, sizeof(int32_t) * (size_t)n_prev);
+    memcpy(t + n_prev, answer, sizeof(int32_t) * (size_t)n_answer);
+    for (int i = n_prev + n_answer; i < *n; i++) t[i] = (int32_t)((i * 13 + 1) % V);
+    return t;
+}
+
 Test(prefix_cache, speculation_reuses_entries_cached_without_it, .timeout = 120) {
     fx_t f;
     open_fx(&f);
@@ -214,31 +225,30 @@ Test(prefix_cache, speculation_reuses_entries_cached_without_it, .timeout = 120)
     int32_t prompt[40];
     for (int i = 0; i < 40; i++) prompt[i] = (int32_t)((i * 29 + 3) % V);
     for (int k = 1; k <= 2; k++) {
-        int n_a;
-        int32_t *a = gen(f.m, prompt, 40, 0, &n_a);            /* turn 1, no cache yet: for the next turn */
-        int n0 = 40 + n_a + 9;
-        int32_t *turn = malloc(sizeof(int32_t) * (size_t)n0);
-        memcpy(turn, prompt, sizeof prompt);
-        memcpy(turn + 40, a, sizeof(int32_t) * (size_t)n_a);
-        for (int i = 40 + n_a; i < n0; i++) turn[i] = (int32_t)((i * 13 + 1) % V);
+        int n_a, n_b, n2, n3;
+        int32_t *a = gen(f.m, prompt, 40, 0, &n_a);            /* no cache yet: the chat's answers */
+        int32_t *turn2 = next_turn(prompt, 40, a, n_a, 9, V, &n2);
+        int32_t *b = gen(f.m, turn2, n2, 0, &n_b);
+        int32_t *turn3 = next_turn(turn2, n2, b, n_b, 7, V, &n3);
         int n_ref, n_with, n_again;
-        int32_t *ref = gen(f.m, turn, n0, k, &n_ref);          /* no cache */
+        int32_t *ref = gen(f.m, turn3, n3, k, &n_ref);         /* no cache */
         spex_err_t err = {0};
         cr_assert_eq(model_set_prefix_cache(f.m, 8u << 20, &err), 0, "%s", err.msg);
-        free(gen(f.m, prompt, 40, 0, &n_a));                   /* turn 1 without speculation fills the cache */
+        free(gen(f.m, prompt, 40, 0, &n_a));                   /* turns 1 and 2 without speculation */
+        free(gen(f.m, turn2, n2, 0, &n_b));
         uint64_t before = prefix_cache_stats(f.m->prefix).hit_tokens;
-        int32_t *with = gen(f.m, turn, n0, k, &n_with);        /* turn 2 with it */
+        int32_t *with = gen(f.m, turn3, n3, k, &n_with);       /* turn 3 with it */
         uint64_t hit = prefix_cache_stats(f.m->prefix).hit_tokens - before;
-        cr_assert_geq(hit, (uint64_t)(40 + n_a - 2), "spec-k %d: only %llu of %d cached tokens reused", k,
-                      (unsigned long long)hit, 40 + n_a - 1);
+        cr_assert_geq(hit, (uint64_t)(n2 + n_b - 2), "spec-k %d: only %llu of %d cached tokens reused", k,
+                      (unsigned long long)hit, n2 + n_b - 1);
         cr_assert_eq(n_with, n_ref);
         cr_assert_arr_eq(with, ref, sizeof(int32_t) * (size_t)n_ref, "spec-k %d: the reused rows changed the output", k);
-        int32_t *again = gen(f.m, turn, n0, k, &n_again);      /* and once more, from the rows it cached itself */
+        int32_t *again = gen(f.m, turn3, n3, k, &n_again);     /* and once more, from the rows it cached itself */
         cr_assert_eq(n_again, n_ref);
         cr_assert_arr_eq(again, ref, sizeof(int32_t) * (size_t)n_ref, "spec-k %d: second hit differs", k);
         prefix_cache_free(f.m->prefix);
         f.m->prefix = NULL;
-        free(a), free(turn), free(ref), free(with), free(again);
+        free(a), free(b), free(turn2), free(turn3), free(ref), free(with), free(again);
     }
     close_fx(&f);
 }
@@ -260,8 +270,8 @@ Test(prefix_cache, hidden_states_fill_the_mtp_gap) {
         kv->len[l] = 40;
         for (int i = 0; i < 40 * 6; i++) kv->rows[l][i] = (float)(l * 10000 + i);
     }
-    prefix_cache_insert_hidden(pc, t, 20, kv, 20, NULL, 0);      /* a speculative request: MTP rows of [0, 20) */
-    prefix_cache_insert_hidden(pc, t, 40, kv, 0, hid, 40);       /* then one without: hidden states of [0, 40) */
+    prefix_cache_insert_hidden(pc, t, 20, kv, 20, NULL, 0, 0);      /* a speculative request: MTP rows of [0, 20) */
+    prefix_cache_insert_hidden(pc, t, 40, kv, 0, hid, 0, 40);       /* then one without: hidden states of [0, 40) */
     int h0, h1;
     cr_assert_eq(prefix_cache_restore_hidden(pc, t, 48, b, 1, back, &h0, &h1), 39);
     cr_assert_eq(b->len[2], 20, "MTP rows up to the gap");
