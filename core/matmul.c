@@ -174,4 +174,11 @@ void matvec_t_cols(const exec_t *ex, const wview_t *w, const float *x, float *y,
     kernels(ex->simd)->vec_t(&jb, w->out, n_out < w->in ? n_out : w->in);
 }
 
+void matvec_t_rows(const exec_t *ex, const wview_t *w, const float *const *x, float *const *y, const int *n_in, int R,
+                   int n_out) {
+    mm_job_t jb = job_of(w);
+    jb.ldy = n_out < w->in ? n_out : w->in;
+    kernels(ex->simd)->vec_t_rows(&jb, x, y, n_in, R);
+}
+
 void matvec_t(const exec_t *ex, const wview_t *w, const float *x, float *y) { matvec_t_cols(ex, w, x, y, w->in); }

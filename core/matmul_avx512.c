@@ -73,7 +73,7 @@ static inline float v_reduce(V a) {
 
 #include "core/matmul_tile.inc"
 
-const mm_kernels_t mm_avx512_kernels = {panel_avx512, vec_t_avx512, widen_avx512};
+const mm_kernels_t mm_avx512_kernels = {panel_avx512, vec_t_avx512, widen_avx512, vec_t_rows_avx512};
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif

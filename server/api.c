@@ -196,8 +196,6 @@ static int parse_logprobs(const cJSON *root, api_request_t *r, api_error_t *e) {
     p->top_logprobs = (int)top;
     if (get_bool(root, "echo", &r->echo, e)) return -1;
     p->prompt_logprobs = r->echo && p->logprobs;   /* OpenAI: the prompt's tokens get logprobs too */
-    if (p->prompt_logprobs && r->stream)
-        return BAD_REQUEST(e, "echo", "'echo' together with 'logprobs' is not supported when streaming");
     return 0;
 }
 

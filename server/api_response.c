@@ -34,6 +34,19 @@ static void logprobs_member(strbuf_t *b, const api_request_t *rq, const tokenize
     else logprobs_json_completion(b, tok, toks, lps, n, off);
 }
 
+/* The prompt's tokens with their logprobs and text ends in the echoed text: toks[p->n], lps[p->n]. */
+static void echo_tokens(const tokenizer_t *tok, const api_prompt_t *p, const token_logprob_t *prompt_lps,
+                        sched_token_t *toks, token_logprob_t *lps) {
+    size_t end = 0;
+    for (int i = 0; i < p->n; i++) {
+        size_t len = 0;
+        if (i >= p->echo_skip && tok && !tokenizer_token_bytes(tok, p->ids[i], &len)) len = 0;
+        end = end + len < p->echo_len ? end + len : p->echo_len;
+        toks[i] = (sched_token_t){p->ids[i], i == p->n - 1 ? p->echo_len : end};   /* the completion follows it */
+        lps[i] = prompt_lps[i];
+    }
+}
+
 /* Completions with echo and logprobs: the prompt's tokens (the first has no
  * logprob: null), then the completion's, as one list with offsets in the
  * echoed text. */
@@ -47,14 +60,7 @@ static void echo_logprobs(strbuf_t *b, const tokenizer_t *tok, const api_prompt_
         free(lps);
         return;
     }
-    size_t end = 0;
-    for (int i = 0; i < p->n; i++) {
-        size_t len = 0;
-        if (i >= p->echo_skip && tok && !tokenizer_token_bytes(tok, p->ids[i], &len)) len = 0;
-        end = end + len < p->echo_len ? end + len : p->echo_len;
-        toks[i] = (sched_token_t){p->ids[i], i == p->n - 1 ? p->echo_len : end};   /* the completion follows it */
-        lps[i] = r->prompt_logprobs[i];
-    }
+    echo_tokens(tok, p, r->prompt_logprobs, toks, lps);
     for (int i = 0; i < r->n_token_info; i++) {
         toks[p->n + i] = (sched_token_t){r->token_info[i].id, p->echo_len + r->token_info[i].text_end};
         lps[p->n + i] = r->logprobs[i];
@@ -137,6 +143,34 @@ void api_chunk_sse(strbuf_t *b, const api_request_t *rq, const tokenizer_t *tok,
     sb_str(b, ",\"finish_reason\":");
     sb_json_cstr(b, d->finish_reason);
     sb_str(b, "}]");
+    if (usage_tokens >= 0) {
+        sb_str(b, ",");
+        usage_json(b, api_prompt_tokens(rq), usage_tokens);
+    }
+    sb_str(b, "}\n\n");
+}
+
+void api_echo_chunk_sse(strbuf_t *b, const api_request_t *rq, const tokenizer_t *tok, const char *id, long created,
+                        const char *model, int index, const token_logprob_t *prompt_lps, int usage_tokens) {
+    const api_prompt_t *p = echo_of(rq, index);
+    if (!p) return;
+    sb_str(b, "data: ");
+    head_json(b, rq, id, created, model, true);
+    sb_printf(b, ",\"choices\":[{\"index\":%d,\"text\":", index);
+    sb_json_str(b, p->echo, p->echo_len);
+    sb_str(b, ",\"logprobs\":");
+    sched_token_t *toks = prompt_lps ? malloc(sizeof *toks * (size_t)p->n) : NULL;
+    token_logprob_t *lps = prompt_lps ? malloc(sizeof *lps * (size_t)p->n) : NULL;
+    if (toks && lps) {
+        echo_tokens(tok, p, prompt_lps, toks, lps);
+        logprobs_json_completion(b, tok, toks, lps, p->n, &(logprobs_offsets_t){0, 0, p->echo_len, true});
+    } else {
+        b->oom |= prompt_lps != NULL;
+        sb_str(b, "null");
+    }
+    free(toks);
+    free(lps);
+    sb_str(b, ",\"finish_reason\":null}]");
     if (usage_tokens >= 0) {
         sb_str(b, ",");
         usage_json(b, api_prompt_tokens(rq), usage_tokens);

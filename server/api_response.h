@@ -32,6 +32,11 @@ typedef struct api_delta {
  * many completion tokens (stream_options.continuous_usage_stats). */
 void api_chunk_sse(strbuf_t *b, const api_request_t *rq, const tokenizer_t *tok, const char *id, long created,
                    const char *model, const api_delta_t *d, int usage_tokens);
+/* Completions with echo: the chunk of choice `index` that echoes its prompt;
+ * with prompt_lps (echo with logprobs, [n_prompt]) its tokens' logprobs, the
+ * first null, text_offset from 0; else "logprobs": null. */
+void api_echo_chunk_sse(strbuf_t *b, const api_request_t *rq, const tokenizer_t *tok, const char *id, long created,
+                        const char *model, int index, const token_logprob_t *prompt_lps, int usage_tokens);
 /* The usage-only chunk (choices: []) sent last when include_usage. */
 void api_usage_chunk_sse(strbuf_t *b, const api_request_t *rq, const char *id, long created, const char *model,
                          int completion_tokens);

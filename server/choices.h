@@ -19,6 +19,7 @@ typedef struct choice {
     size_t prev_end;      /* text end of the last delivered token */
     int tokens;           /* completion tokens at the last update */
     bool finished;        /* its final chunk was written */
+    bool echo_sent;       /* completions with echo: the prompt's chunk was written */
 } choice_t;
 
 typedef struct choice_set {

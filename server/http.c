@@ -285,13 +285,21 @@ static void stream_chunk(stream_t *st, const api_delta_t *d) {
     api_chunk_sse(&st->out, &st->rq, st->api->tok, st->id, st->created, st->srv->model_name, d, usage);
 }
 
-/* First chunks: the role (chat) or the echoed prompt (completions with echo), per choice. */
+/* The echoed prompt of choice i (prompt_lps: its logprobs, or NULL). */
+static void stream_echo(stream_t *st, int i, const token_logprob_t *prompt_lps) {
+    int usage = st->rq.continuous_usage ? choices_tokens(&st->cs) : -1;
+    api_echo_chunk_sse(&st->out, &st->rq, st->api->tok, st->id, st->created, st->srv->model_name, i, prompt_lps, usage);
+    st->cs.c[i].echo_sent = true;
+}
+
+/* First chunks: the role (chat) or the echoed prompt (completions with echo),
+ * per choice. With logprobs the echo waits for the prefill: its chunk carries
+ * the prompt tokens' logprobs (stream_poll). */
 static void stream_open(stream_t *st) {
     st->started = true;
     for (int i = 0; i < st->cs.n; i++) {
-        const api_prompt_t *p = &st->rq.prompts[i / st->rq.n];
         if (st->rq.kind == API_CHAT) stream_chunk(st, &(api_delta_t){.index = i, .text = "", .role = true});
-        else if (st->rq.echo) stream_chunk(st, &(api_delta_t){.index = i, .text = p->echo, .len = p->echo_len});
+        else if (st->rq.echo && !st->rq.params.prompt_logprobs) stream_echo(st, i, NULL);
     }
 }
 
@@ -328,6 +336,8 @@ static int stream_poll(stream_t *st, int i, double timeout, bool *ended) {
     int tok_from = st->rq.params.logprobs ? c->tok_off : -1;
     if (sched_req_wait_tokens(c->req, c->text_off, tok_from, timeout, &u)) { sched_update_free(&u); return -1; }
     c->tokens = u.completion_tokens;
+    bool echo = st->rq.echo && !c->echo_sent && (u.prompt_lps || u.done);
+    if (echo) stream_echo(st, i, u.prompt_lps);
     if (u.len || u.n_toks)
         stream_chunk(st, &(api_delta_t){.index = i, .text = u.text ? u.text : "", .len = u.len, .toks = u.toks,
                                         .lps = u.lps, .n_toks = u.n_toks, .prev_end = c->prev_end});
@@ -337,7 +347,7 @@ static int stream_poll(stream_t *st, int i, double timeout, bool *ended) {
         c->prev_end = u.toks[u.n_toks - 1].text_end;
     }
     *ended = u.done;
-    int wrote = u.len || u.n_toks || u.done;
+    int wrote = echo || u.len || u.n_toks || u.done;
     sched_update_free(&u);
     return wrote;
 }

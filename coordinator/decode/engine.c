@@ -75,6 +75,12 @@ sequence_t *sequence_create(const model_t *m, const int32_t *prompt, int n_promp
         return NULL;
     }
     memcpy(s->prompt, prompt, sizeof(int32_t) * (size_t)n_prompt);
+    if (m->prefix && m->n_mtp > 0 && p->spec_k == 0 &&
+        !(s->hid = malloc(sizeof(float) * (size_t)cap * (size_t)m->cfg.hidden_size))) {
+        spex_fail(err, "out of memory for a sequence of %d tokens", cap);
+        sequence_free(s);
+        return NULL;
+    }
     rng_seed(&s->rng, p->sampling.seed);
     if (seq_alloc_extras(s, V, err)) { sequence_free(s); return NULL; }
     return s;
@@ -87,6 +93,7 @@ void sequence_free(sequence_t *s) {
     free(s->out);
     free(s->q);
     free(s->mtp_hidden);
+    free(s->hid);
     free(s->lp);
     free(s->lp_scratch);
     free(s->prompt_lp);
@@ -258,11 +265,45 @@ static void prompt_logprobs(sequence_t *s, const float *logits, int V) {
                            s->lp_scratch, &s->prompt_lp[t]);
 }
 
+/* Keep the main hidden states of positions [p0, p0 + count) (rows of hidden)
+ * for the prefix cache, when the sequence keeps them and has every one before. */
+static void seq_keep_hidden(sequence_t *s, const float *hidden, int hid, int p0, int count) {
+    if (!s->hid || s->hid_len != p0) return;
+    memcpy(s->hid + (size_t)p0 * hid, hidden, sizeof(float) * (size_t)count * hid);
+    s->hid_len = p0 + count;
+}
+
+/* Restore the prompt's longest cached prefix into s->kv (*c rows). With
+ * speculation, positions cached by a request without it have no MTP rows but
+ * their main hidden states: compute the MTP rows (h_t, token_{t+1}) from
+ * them, one MTP layer instead of the whole model. Exact: the same rows from
+ * the same inputs as a prefill's. */
+static int restore_prefix(model_t *m, sequence_t *s, bool mtp, int *c, spex_err_t *err) {
+    int n = s->n_prompt, h0, h1;
+    if (!mtp) {   /* the restored positions' hidden states stay in the cache */
+        *c = s->hid_from = s->hid_len = prefix_cache_restore(m->prefix, s->prompt, n, s->kv, 0);
+        return 0;
+    }
+    rows_t r;
+    if (rows_alloc(&r, m, 1, n, 1, 0, NULL, err)) return -1;
+    *c = prefix_cache_restore_hidden(m->prefix, s->prompt, n, s->kv, 1, r.hidden, &h0, &h1);
+    int rc = 0;
+    if (h1 > h0) {
+        memcpy(r.tokens, s->prompt + h0 + 1, sizeof(int32_t) * (size_t)(h1 - h0));
+        r.seqs[0] = (mla_seq_t){s->kv, h1 - h0};
+        r.n_seqs = 1;
+        rc = mtp_forward_all(m, 0, m->n_mtp, &r, err);   /* no logits wanted: the rows only */
+    }
+    rows_free(&r);
+    return rc;
+}
+
 /* Run the prompt (own forward call; rows [0, c) restored from the prefix
  * cache are skipped), emit the first token, draft d1. */
 static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *user, spex_err_t *err) {
     bool mtp = s->p.spec_k > 0 && m->n_mtp > 0, all = s->p.prompt_logprobs;
-    int n = s->n_prompt, c = m->prefix && !all ? prefix_cache_restore(m->prefix, s->prompt, n, s->kv, mtp) : 0;
+    int n = s->n_prompt, c = 0;
+    if (m->prefix && !all && restore_prefix(m, s, mtp, &c, err)) return -1;
     int rn = n - c;
     rows_t r;
     float *probs;
@@ -273,6 +314,7 @@ static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *us
     r.want[rn - 1] = 1;
     mla_seq_t seq = {s->kv, rn};
     if (model_forward(m, s->prompt + c, &seq, 1, r.hidden, r.want, r.logits, err)) goto done;
+    seq_keep_hidden(s, r.hidden, r.hid, c, rn);
     s->started = true;
     s->pos = n;
     float *last = r.logits + (all ? (size_t)(rn - 1) * r.V : 0);
@@ -293,7 +335,8 @@ static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *us
         s->drafts[0] = seq_draft(s, r.logits, 0, r.V);
         s->n_drafts = 1;
     }
-    if (m->prefix) prefix_cache_insert(m->prefix, s->prompt, n, s->kv, s->mtp_canon);
+    if (m->prefix)
+        prefix_cache_insert_hidden(m->prefix, s->prompt, n, s->kv, s->mtp_canon, s->hid, s->hid_from, s->hid_len);
     rc = 0;
 done:
     s->prefill_seconds = spex_now() - t0;
@@ -399,6 +442,7 @@ static int phase_verify(model_t *m, sequence_t **dec, int n_dec, engine_token_fn
         old_pos[i] = dec[i]->pos;
         accepted[i] = verify_one(m, dec[i], v.logits + (size_t)v.first[i] * v.V, v.seqs[i].n - 1, p, p + v.V, cb,
                                  user);
+        seq_keep_hidden(dec[i], v.hidden_out + (size_t)v.first[i] * v.hid, v.hid, old_pos[i], accepted[i] + 1);
     }
     rc = phase_catchup(m, &v, accepted, old_pos, err);
     double t2 = spex_now();
@@ -453,7 +497,7 @@ static void remember(model_t *m, sequence_t *s) {
     if (!t) return;   /* only a lost cache entry */
     memcpy(t, s->prompt, sizeof(int32_t) * (size_t)s->n_prompt);
     memcpy(t + s->n_prompt, s->out, sizeof(int32_t) * (size_t)s->n_out);
-    prefix_cache_insert(m->prefix, t, n, s->kv, s->mtp_canon);
+    prefix_cache_insert_hidden(m->prefix, t, n, s->kv, s->mtp_canon, s->hid, s->hid_from, s->hid_len);
     free(t);
 }
 

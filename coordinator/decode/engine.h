@@ -93,6 +93,11 @@ typedef struct sequence {
     float *mtp_hidden;       /* [hidden]: MTP hidden of the last draft step */
     bool started, done;
     int mtp_canon;           /* MTP rows [0, mtp_canon) are canonical (from main hidden states) */
+    float *hid;              /* without speculation, with a prefix cache and MTP layers: [capacity, hidden],
+                              * the main hidden states of positions [hid_from, hid_len) (those it
+                              * computed), kept for the prefix cache (a later speculative request
+                              * computes the MTP rows from them) */
+    int hid_from, hid_len;
     bool cache_saved;        /* done and remembered by the prefix cache */
     const char *finish_reason;   /* "stop", "length", "cancelled" */
     spec_stats_t stats;

@@ -113,14 +113,17 @@ static void mla_head_rows(const exec_t *ex, const mla_t *a, int layer, int h, co
     }
     wview_t cache = {.dtype = DTYPE_F32, .out = T, .in = W, .data = rows};
     matmul(ex, &cache, q_cat, scores, m);               /* [m, T]; row r uses t <= p0 + r */
+    const float *p_row[MM_TILE_ROWS];
+    float *o_row[MM_TILE_ROWS];
+    int visible[MM_TILE_ROWS];
     for (int r = 0; r < m; r++) {
         float *sr = scores + (size_t)r * T;
-        int visible = hr->p0 + r + 1;
-        for (int t = 0; t < visible; t++) sr[t] *= a->softmax_scale;
-        softmax_row(sr, visible);
-        wview_t seen = {.dtype = DTYPE_F32, .out = visible, .in = W, .data = rows};
-        matvec_t_cols(ex, &seen, sr, o_lat + (size_t)r * L, L);          /* sum_t p_t c_kv[t] */
+        visible[r] = hr->p0 + r + 1;
+        for (int t = 0; t < visible[r]; t++) sr[t] *= a->softmax_scale;
+        softmax_row(sr, visible[r]);
+        p_row[r] = sr, o_row[r] = o_lat + (size_t)r * L;
     }
+    matvec_t_rows(ex, &cache, p_row, o_row, visible, m, L);              /* row r: sum_t<visible p_t c_kv[t] */
     matmul_ld(ex, &w_uv, o_lat, L, hr->out, hr->ldo, m); /* W_uv o_lat */
 }
 

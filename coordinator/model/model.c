@@ -149,7 +149,8 @@ fail:
 
 int model_set_prefix_cache(model_t *m, size_t max_bytes, spex_err_t *err) {
     prefix_cache_t *pc = prefix_cache_create(m->cfg.num_hidden_layers, m->n_mtp,
-                                             m->cfg.kv_lora_rank + m->cfg.qk_rope_head_dim, max_bytes, err);
+                                             m->cfg.kv_lora_rank + m->cfg.qk_rope_head_dim, m->cfg.hidden_size,
+                                             max_bytes, err);
     if (!pc) return -1;
     prefix_cache_free(m->prefix);
     m->prefix = pc;

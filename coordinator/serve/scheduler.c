@@ -336,6 +336,7 @@ int sched_req_wait_tokens(sched_req_t *r, size_t from, int tok_from, double time
     }
     if (rc) { free(u->toks); free(u->lps); u->toks = NULL; u->lps = NULL; u->n_toks = 0; }
     u->completion_tokens = r->n_tokens;
+    u->prompt_lps = r->prompt_lps;
     u->done = r->done && rc == 0;
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -371,7 +372,7 @@ static void req_finish(scheduler_t *s, sched_req_t *r, sequence_t *seq, const ch
         res->decode_seconds = seq->decode_seconds;
         res->spec = seq->stats;
         seq->out = NULL;
-        r->prompt_lps = seq->prompt_lp;   /* take it too */
+        if (seq->prompt_lp) r->prompt_lps = seq->prompt_lp;   /* take it too (unless the first token did) */
         seq->prompt_lp = NULL;
         if (s->cfg.metrics) metrics_spec(s->cfg.metrics, &seq->stats);
         sequence_free(seq);
@@ -535,6 +536,7 @@ static int on_token(void *user, sequence_t *seq, int32_t tok) {
     if (first) {
         r->t_first = r->t_prev = now;
         if (s->cfg.metrics) metrics_ttft(s->cfg.metrics, now - r->t_submit);
+        if (seq->prompt_lp) r->prompt_lps = seq->prompt_lp, seq->prompt_lp = NULL;   /* for a stream's echo */
     } else {
         r->step_tokens++;
     }

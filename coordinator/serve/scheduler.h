@@ -149,6 +149,9 @@ typedef struct sched_update {
     token_logprob_t *lps;
     int n_toks;
     int completion_tokens;       /* generated so far */
+    /* p.prompt_logprobs: the prompt's logprobs once the prefill computed them
+     * ([n_prompt], [0] empty), else NULL; borrowed, valid until the request is released */
+    const token_logprob_t *prompt_lps;
     bool done;                   /* finished: sched_req_result() is valid, all text delivered */
 } sched_update_t;
 

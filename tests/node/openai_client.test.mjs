@@ -107,8 +107,20 @@ await test('completions: echo with logprobs: the prompt tokens first, the first 
   }
 });
 
-await test('completions: streamed echo with logprobs -> 400', () =>
-  refused('echo', () => cmpl({ prompt: 'x', echo: true, logprobs: 1, stream: true })));
+await test('completions: streamed echo with logprobs: the first chunk has the prompt and its logprobs', async () => {
+  const body = { prompt: 'It is a truth', echo: true, logprobs: 2, max_tokens: 3, ...greedy };
+  const whole = (await cmpl(body)).choices[0];
+  const chunks = (await collect(await cmpl({ ...body, stream: true }))).filter((c) => c.choices.length);
+  const first = chunks[0].choices[0];
+  assert.equal(first.text, 'It is a truth');
+  const n = first.logprobs.tokens.length;
+  assert.equal(first.logprobs.token_logprobs[0], null);
+  for (const key of ['tokens', 'token_logprobs', 'top_logprobs', 'text_offset'])
+    assert.deepEqual(first.logprobs[key], whole.logprobs[key].slice(0, n), key);
+  const rest = chunks.slice(1).flatMap((c) => (c.choices[0].logprobs ? c.choices[0].logprobs.token_logprobs : []));
+  assert.deepEqual(rest, whole.logprobs.token_logprobs.slice(n));
+  assert.equal(chunks.map((c) => c.choices[0].text).join(''), whole.text);
+});
 
 await test('completions: n choices, indexed, usage summed, seeded', async () => {
   const r = await cmpl({ prompt: 'It is a truth', n: 3, seed: 5, temperature: 1 });

@@ -258,7 +258,6 @@ Test(api, openai_fields_work_or_are_refused_by_name) {
     api_request_free(&sys);
     /* refused, naming the field */
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":6}", 400, "logprobs");
-    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":1,\"echo\":true,\"stream\":true}", 400, "echo");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"presence_penalty\":2.5}", 400, "presence_penalty");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"frequency_penalty\":\"1\"}", 400, "frequency_penalty");
     expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"logit_bias\":{\"320\":1}}", 400, "logit_bias");
@@ -338,6 +337,10 @@ Test(api, echo_logprobs_list_the_prompt_first) {
                  e.message);
     cr_assert(pr.params.prompt_logprobs, "echo + logprobs asks the engine for the prompt's logprobs");
     api_request_free(&pr);
+    cr_assert_eq(parse(API_COMPLETION, "{\"prompt\":\"x\",\"logprobs\":1,\"echo\":true,\"stream\":true}", &pr, &e),
+                 0, "streamed too: %s", e.message);
+    cr_assert(pr.params.prompt_logprobs);
+    api_request_free(&pr);
     int32_t pids[3] = {5, 6, 7};
     api_prompt_t prompt = {pids, 3, "It is", 5, 0};
     api_request_t rq = {.kind = API_COMPLETION, .prompts = &prompt, .n_prompts = 1, .n = 1, .echo = true,
@@ -369,6 +372,23 @@ Test(api, echo_logprobs_list_the_prompt_first) {
     cr_assert_eq(cJSON_GetArrayItem(off, 4)->valueint, 6);
     for (int i = 1; i < 5; i++)
         cr_assert_leq(cJSON_GetArrayItem(off, i - 1)->valueint, cJSON_GetArrayItem(off, i)->valueint);
+    cJSON_Delete(o);
+    sb_free(&b);
+    /* streamed: the echo chunk carries the prompt's part of the same list */
+    api_echo_chunk_sse(&b, &rq, tok, "cmpl-1", 1, "tiny", 0, plp, -1);
+    cr_assert(!strncmp(b.p, "data: ", 6), "%s", b.p);
+    o = cJSON_Parse(b.p + 6);
+    cr_assert_not_null(o, "%s", b.p);
+    cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0);
+    cr_assert_str_eq(cJSON_GetObjectItem(ch, "text")->valuestring, "It is");
+    lps = cJSON_GetObjectItem(ch, "logprobs");
+    tl = cJSON_GetObjectItem(lps, "token_logprobs");
+    cr_assert_eq(cJSON_GetArraySize(tl), 3, "%s", b.p);
+    cr_assert(cJSON_IsNull(cJSON_GetArrayItem(tl, 0)));
+    cr_assert(cJSON_IsNull(cJSON_GetArrayItem(cJSON_GetObjectItem(lps, "top_logprobs"), 0)));
+    cr_assert_float_eq(cJSON_GetArrayItem(tl, 2)->valuedouble, -3.5, 1e-9);
+    cr_assert_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(lps, "text_offset"), 0)->valueint, 0);
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItem(ch, "finish_reason")));
     cJSON_Delete(o);
     sb_free(&b);
 }

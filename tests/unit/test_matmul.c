@@ -228,6 +228,41 @@ Test(matmul, vec_t_vs_naive_and_paths) {
     }
 }
 
+/* matvec_t_rows (attention's probabilities times the latent cache, several
+ * query rows at once, each over its own leading rows of W) gives every row the
+ * bits matvec_t_cols gives it alone, on every path, for 1..11 rows (whole and
+ * partial blocks of VT_ROWS) and column counts with and without a partial
+ * 16-lane group. */
+Test(matmul, vec_t_rows_equals_vec_t_per_row) {
+    enum { ROWS = 70, COLS = 80, R = 11 };
+    mat_t m = make_mat(DTYPE_F32, ROWS, COLS, 16, 77);
+    float x[R][ROWS], y[R][COLS], ref[COLS];
+    const float *xr[R];
+    float *yr[R];
+    int n_in[R];
+    for (int r = 0; r < R; r++) {
+        test_fill_random(x[r], ROWS, 400 + r, 1.0f);
+        xr[r] = x[r], yr[r] = y[r], n_in[r] = 50 + 2 * r - (r == 3 ? 9 : 0);   /* increasing, one row shorter */
+    }
+    threadpool_t *pool;
+    exec_t ex = make_exec(&pool, 1, SIMD_PORTABLE);
+    for (int s = SIMD_PORTABLE; s <= (int)simd_detect(); s++)
+        for (int cols = 64; cols <= COLS; cols += 9)
+            for (int nr = 1; nr <= R; nr += 2) {
+                ex.simd = (simd_t)s;
+                matvec_t_rows(&ex, &m.v, xr, yr, n_in, nr, cols);
+                for (int r = 0; r < nr; r++) {
+                    wview_t seen = m.v;
+                    seen.out = n_in[r];
+                    matvec_t_cols(&ex, &seen, x[r], ref, cols);
+                    cr_assert_eq(memcmp(y[r], ref, sizeof(float) * (size_t)cols), 0, "%s, %d rows, %d columns: row %d",
+                                 simd_name((simd_t)s), nr, cols, r);
+                }
+            }
+    threadpool_free(pool);
+    free_mat(&m);
+}
+
 Test(matmul, simd_parse) {
     simd_t s;
     cr_assert_eq(simd_parse("portable", &s), 0);

@@ -93,7 +93,7 @@ Test(prefix_cache, eviction_keeps_the_budget_and_drops_the_oldest) {
     kv_cache_t *kv = kv_cache_create(3, 4, 2, 256, &err);   /* 2 main + 1 MTP layer, width 6 */
     cr_assert_not_null(kv, "%s", err.msg);
     size_t node = sizeof(float) * 3 * PREFIX_BLOCK * 6;
-    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 5 * (node + 200), &err);   /* about 5 blocks */
+    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 0, 5 * (node + 200), &err);   /* about 5 blocks */
     cr_assert_not_null(pc, "%s", err.msg);
     int32_t a[64], b[64];
     for (int i = 0; i < 64; i++) a[i] = i, b[i] = 1000 + i;
@@ -107,23 +107,23 @@ Test(prefix_cache, eviction_keeps_the_budget_and_drops_the_oldest) {
     cr_assert_leq(st.bytes, st.max_bytes);
     cr_assert_gt(st.evicted_blocks, 0);
     kv_cache_t *k2 = kv_cache_create(3, 4, 2, 256, &err);
-    /* b's blocks are the newest and stay: of 64 tokens, 3 whole blocks (48) leave at least one
-     * token to compute; rows [0, 47) come back */
-    cr_assert_eq(prefix_cache_restore(pc, b, 64, k2, 1), 47);
+    /* b's blocks are the newest and stay: of 64 tokens, 63 match (one is left to compute: its
+     * logits pick the first token); with MTP rows [0, 62) come back */
+    cr_assert_eq(prefix_cache_restore(pc, b, 64, k2, 1), 62);
     kv_cache_t *k3 = kv_cache_create(3, 4, 2, 256, &err);
-    cr_assert_lt(prefix_cache_restore(pc, a, 64, k3, 1), 47, "a's oldest blocks were evicted");
+    cr_assert_lt(prefix_cache_restore(pc, a, 64, k3, 1), 62, "a's oldest blocks were evicted");
     kv_cache_free(k3);
     for (int l = 0; l < 3; l++)
-        cr_assert_arr_eq(k2->rows[l], kv->rows[l], sizeof(float) * 47 * 6, "layer %d rows restored exactly", l);
-    /* without MTP rows no hidden state is needed: all 48 matched rows come back, MTP layers empty */
+        cr_assert_arr_eq(k2->rows[l], kv->rows[l], sizeof(float) * 62 * 6, "layer %d rows restored exactly", l);
+    /* without MTP rows no hidden state is needed: all 63 matched rows come back, MTP layers empty */
     kv_cache_t *k4 = kv_cache_create(3, 4, 2, 256, &err);
-    cr_assert_eq(prefix_cache_restore(pc, b, 64, k4, 0), 48);
-    cr_assert_eq(k4->len[0], 48);
+    cr_assert_eq(prefix_cache_restore(pc, b, 64, k4, 0), 63);
+    cr_assert_eq(k4->len[0], 63);
     cr_assert_eq(k4->len[2], 0);
     for (int l = 0; l < 2; l++)
-        cr_assert_arr_eq(k4->rows[l], kv->rows[l], sizeof(float) * 48 * 6, "layer %d rows restored exactly", l);
+        cr_assert_arr_eq(k4->rows[l], kv->rows[l], sizeof(float) * 63 * 6, "layer %d rows restored exactly", l);
     kv_cache_t *k5 = kv_cache_create(3, 4, 2, 256, &err);
-    cr_assert_eq(prefix_cache_restore(pc, b, 48, k5, 0), 32, "one token is always left to compute");
+    cr_assert_eq(prefix_cache_restore(pc, b, 48, k5, 0), 47, "one token is always left to compute");
     kv_cache_free(k5);
     kv_cache_free(k4);
     kv_cache_free(k2);
@@ -139,7 +139,7 @@ Test(prefix_cache, reused_rows_hold_the_new_blocks) {
     kv_cache_t *kv = kv_cache_create(3, 4, 2, 64, &err), *back = kv_cache_create(3, 4, 2, 64, &err);
     cr_assert(kv && back, "%s", err.msg);
     size_t node = sizeof(float) * 3 * PREFIX_BLOCK * 6;
-    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 5 * (node + 200), &err);   /* about 5 blocks */
+    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 0, 5 * (node + 200), &err);   /* about 5 blocks */
     cr_assert_not_null(pc, "%s", err.msg);
     int32_t t[33];
     for (int round = 0; round < 40; round++) {
@@ -159,4 +159,134 @@ Test(prefix_cache, reused_rows_hold_the_new_blocks) {
     prefix_cache_free(pc);
     kv_cache_free(kv);
     kv_cache_free(back);
+}
+
+/* Matching is token by token, not block by block: a prompt's tail that does
+ * not fill a block is kept (and grown in place when a longer prompt with the
+ * same tokens comes), and a prompt that leaves a cached block half way takes
+ * the rows of the tokens it shares. */
+Test(prefix_cache, partial_blocks_and_token_granular_matches) {
+    spex_err_t err = {0};
+    kv_cache_t *kv = kv_cache_create(3, 4, 2, 128, &err);   /* 2 main + 1 MTP layer, width 6 */
+    cr_assert_not_null(kv, "%s", err.msg);
+    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 0, 1u << 20, &err);
+    cr_assert_not_null(pc, "%s", err.msg);
+    int32_t t[64];
+    for (int i = 0; i < 64; i++) t[i] = 500 + i;
+    for (int l = 0; l < 3; l++)
+        for (int i = 0; i < 64 * 6; i++) kv->rows[l][i] = (float)(l * 10000 + i);
+    for (int l = 0; l < 3; l++) kv->len[l] = 21;
+    prefix_cache_insert(pc, t, 21, kv, 0);             /* a block and a 5-token tail, no MTP rows */
+    kv_cache_t *b = kv_cache_create(3, 4, 2, 128, &err);
+    cr_assert_eq(prefix_cache_restore(pc, t, 40, b, 0), 21, "the tail is restored too");
+    for (int l = 0; l < 2; l++)
+        cr_assert_arr_eq(b->rows[l], kv->rows[l], sizeof(float) * 21 * 6, "layer %d", l);
+    for (int l = 0; l < 3; l++) kv->len[l] = 37;
+    prefix_cache_insert(pc, t, 37, kv, 37);            /* grows the tail, adds MTP rows and a new tail */
+    cr_assert_eq(prefix_cache_stats(pc).inserted_blocks, 3, "the 5-token tail grew in place");
+    for (int l = 0; l < 3; l++) b->len[l] = 0;
+    cr_assert_eq(prefix_cache_restore(pc, t, 64, b, 0), 37);
+    for (int l = 0; l < 3; l++) b->len[l] = 0;
+    cr_assert_eq(prefix_cache_restore(pc, t, 64, b, 1), 36, "with MTP: rows [0, 36), row 36 recomputed");
+    for (int l = 0; l < 3; l++)
+        cr_assert_arr_eq(b->rows[l], kv->rows[l], sizeof(float) * 36 * 6, "layer %d", l);
+    int32_t u[64];
+    memcpy(u, t, sizeof u);
+    u[25] = 7;                                         /* leaves the second block at its 10th token */
+    for (int l = 0; l < 3; l++) b->len[l] = 0;
+    cr_assert_eq(prefix_cache_restore(pc, u, 64, b, 0), 25);
+    for (int l = 0; l < 3; l++) b->len[l] = 0;
+    cr_assert_eq(prefix_cache_restore(pc, t, 30, b, 0), 29, "one token is always left to compute");
+    kv_cache_free(b);
+    prefix_cache_free(pc);
+    kv_cache_free(kv);
+}
+
+/* A speculative request reuses what requests without speculation cached:
+ * they keep their main hidden states instead of the MTP rows they never
+ * computed, and the speculative request computes those rows from them (one MTP
+ * layer). Two turns of a chat without speculation (the second restores the
+ * first and adds to it), then a third with: its tokens equal those without any
+ * cache, and all but the last cached token is reused. */
+static int32_t *next_turn(const int32_t *prev, int n_prev, const int32_t *answer, int n_answer, int extra, int V,
+                          int *n) {
+    *n = n_prev + n_answer + extra;
+    int32_t *t = malloc(sizeof(int32_t) * (size_t)*n);
+    memcpy(t, prev, sizeof(int32_t) * (size_t)n_prev);
+    memcpy(t + n_prev, answer, sizeof(int32_t) * (size_t)n_answer);
+    for (int i = n_prev + n_answer; i < *n; i++) t[i] = (int32_t)((i * 13 + 1) % V);
+    return t;
+}
+
+Test(prefix_cache, speculation_reuses_entries_cached_without_it, .timeout = 120) {
+    fx_t f;
+    open_fx(&f);
+    int V = f.m->cfg.vocab_size;
+    int32_t prompt[40];
+    for (int i = 0; i < 40; i++) prompt[i] = (int32_t)((i * 29 + 3) % V);
+    for (int k = 1; k <= 2; k++) {
+        int n_a, n_b, n2, n3;
+        int32_t *a = gen(f.m, prompt, 40, 0, &n_a);            /* no cache yet: the chat's answers */
+        int32_t *turn2 = next_turn(prompt, 40, a, n_a, 9, V, &n2);
+        int32_t *b = gen(f.m, turn2, n2, 0, &n_b);
+        int32_t *turn3 = next_turn(turn2, n2, b, n_b, 7, V, &n3);
+        int n_ref, n_with, n_again;
+        int32_t *ref = gen(f.m, turn3, n3, k, &n_ref);         /* no cache */
+        spex_err_t err = {0};
+        cr_assert_eq(model_set_prefix_cache(f.m, 8u << 20, &err), 0, "%s", err.msg);
+        free(gen(f.m, prompt, 40, 0, &n_a));                   /* turns 1 and 2 without speculation */
+        free(gen(f.m, turn2, n2, 0, &n_b));
+        uint64_t before = prefix_cache_stats(f.m->prefix).hit_tokens;
+        int32_t *with = gen(f.m, turn3, n3, k, &n_with);       /* turn 3 with it */
+        uint64_t hit = prefix_cache_stats(f.m->prefix).hit_tokens - before;
+        cr_assert_geq(hit, (uint64_t)(n2 + n_b - 2), "spec-k %d: only %llu of %d cached tokens reused", k,
+                      (unsigned long long)hit, n2 + n_b - 1);
+        cr_assert_eq(n_with, n_ref);
+        cr_assert_arr_eq(with, ref, sizeof(int32_t) * (size_t)n_ref, "spec-k %d: the reused rows changed the output", k);
+        int32_t *again = gen(f.m, turn3, n3, k, &n_again);     /* and once more, from the rows it cached itself */
+        cr_assert_eq(n_again, n_ref);
+        cr_assert_arr_eq(again, ref, sizeof(int32_t) * (size_t)n_ref, "spec-k %d: second hit differs", k);
+        prefix_cache_free(f.m->prefix);
+        f.m->prefix = NULL;
+        free(a), free(b), free(turn2), free(turn3), free(ref), free(with), free(again);
+    }
+    close_fx(&f);
+}
+
+/* The cache's side of it: hidden states stored without MTP rows come back
+ * for the positions after the MTP rows, exactly, and MTP rows are restored
+ * only up to there. */
+Test(prefix_cache, hidden_states_fill_the_mtp_gap) {
+    spex_err_t err = {0};
+    kv_cache_t *kv = kv_cache_create(3, 4, 2, 64, &err), *b = kv_cache_create(3, 4, 2, 64, &err);
+    cr_assert(kv && b, "%s", err.msg);
+    prefix_cache_t *pc = prefix_cache_create(2, 1, 6, 5, 1u << 20, &err);
+    cr_assert_not_null(pc, "%s", err.msg);
+    int32_t t[48];
+    float hid[48 * 5], back[48 * 5];
+    for (int i = 0; i < 48; i++) t[i] = 100 + i;
+    for (int i = 0; i < 48 * 5; i++) hid[i] = (float)(7000 + i);
+    for (int l = 0; l < 3; l++) {
+        kv->len[l] = 40;
+        for (int i = 0; i < 40 * 6; i++) kv->rows[l][i] = (float)(l * 10000 + i);
+    }
+    prefix_cache_insert_hidden(pc, t, 20, kv, 20, NULL, 0, 0);      /* a speculative request: MTP rows of [0, 20) */
+    prefix_cache_insert_hidden(pc, t, 40, kv, 0, hid, 0, 40);       /* then one without: hidden states of [0, 40) */
+    int h0, h1;
+    cr_assert_eq(prefix_cache_restore_hidden(pc, t, 48, b, 1, back, &h0, &h1), 39);
+    cr_assert_eq(b->len[2], 20, "MTP rows up to the gap");
+    cr_assert_eq(h0, 20);
+    cr_assert_eq(h1, 39);
+    cr_assert_arr_eq(back, hid + 20 * 5, sizeof(float) * 19 * 5, "hidden states of [20, 39)");
+    for (int l = 0; l < 3; l++)
+        cr_assert_arr_eq(b->rows[l], kv->rows[l], sizeof(float) * (l < 2 ? 39 : 20) * 6, "layer %d", l);
+    for (int l = 0; l < 3; l++) b->len[l] = 0;
+    cr_assert_eq(prefix_cache_restore(pc, t, 48, b, 1), 20, "without taking hidden states: up to the gap");
+    for (int l = 0; l < 3; l++) b->len[l] = 0;
+    cr_assert_eq(prefix_cache_restore_hidden(pc, t, 48, b, 0, back, &h0, &h1), 40);
+    cr_assert(h0 == 0 && h1 == 40, "without MTP: the whole run of hidden states, [%d, %d)", h0, h1);
+    cr_assert_arr_eq(back, hid, sizeof(float) * 40 * 5);
+    prefix_cache_free(pc);
+    kv_cache_free(kv);
+    kv_cache_free(b);
 }
