@@ -156,6 +156,8 @@ Test(matmul, same_bits_every_path_thread_count_and_batch) {
         check_same_bits(DTYPES[d], 7, 301, 48, 130 + d);    /* one 7-row panel pass */
         check_same_bits(DTYPES[d], 13, 83, 160, 140 + d);   /* 8 + 5 rows, below the widening size */
         check_same_bits(DTYPES[d], 37, 515, 130, 120 + d);
+        for (int n = 2; n <= 8; n++)   /* every tile height, with a column remainder (batched reductions) */
+            check_same_bits(DTYPES[d], n, 141, 96, 150 + 10 * d + n);
     }
 }
 
