@@ -230,6 +230,37 @@ Test(matmul, vec_t_vs_naive_and_paths) {
     }
 }
 
+/* Several vectors at once (attention's verify rows): each row's result is the
+ * single-vector product over its own first n_in[r] weight rows, bit for bit, on
+ * every path, for 1..6 rows (passes of 4, 3, 2, 1) and a partial column run. */
+Test(matmul, vec_t_rows_same_bits_as_each_row_alone) {
+    for (int d = 0; d < 4; d++) {
+        enum { ROWS = 40, COLS = 150, NR = 6 };
+        mat_t m = make_mat(DTYPES[d], ROWS, COLS, 16, 400 + d);
+        float x[NR * ROWS], ref[NR * COLS], y[NR * COLS];
+        int n_in[NR];
+        test_fill_random(x, NR * ROWS, 500 + d, 1.0f);
+        threadpool_t *pool;
+        exec_t ex = make_exec(&pool, 1, SIMD_PORTABLE);
+        for (int r = 0; r < NR; r++) {
+            n_in[r] = r == 2 ? ROWS : ROWS - 5 - 3 * r;   /* not monotone, one full */
+            wview_t cut = wview_rows(&m.v, 0, n_in[r]);
+            matvec_t(&ex, &cut, x + r * ROWS, ref + r * COLS);
+        }
+        for (int s = SIMD_PORTABLE; s <= (int)simd_detect(); s++)
+            for (int nr = 1; nr <= NR; nr++) {
+                ex.simd = (simd_t)s;
+                memset(y, 0, sizeof y);
+                matvec_t_rows(&ex, &m.v, x, ROWS, n_in, y, COLS, nr, COLS);
+                cr_assert_eq(memcmp(y, ref, sizeof(float) * (size_t)nr * COLS), 0,
+                             "%s vec_t of %d rows on %s differs from each row alone", dtype_name(DTYPES[d]), nr,
+                             simd_name((simd_t)s));
+            }
+        threadpool_free(pool);
+        free_mat(&m);
+    }
+}
+
 Test(matmul, simd_parse) {
     simd_t s;
     cr_assert_eq(simd_parse("portable", &s), 0);
