@@ -167,18 +167,27 @@ void matmul(const exec_t *ex, const wview_t *w, const float *x, float *y, int n)
     matmul_ld(ex, w, x, w->in, y, w->out, n);
 }
 
-void matvec_t_cols(const exec_t *ex, const wview_t *w, const float *x, float *y, int n_out) {
+void matvec_t_rows(const exec_t *ex, const wview_t *w, const float *x, int ldx, const int *n_in, float *y, int ldy,
+                   int n, int n_out) {
+    enum { CHUNK = 64 };
     mm_job_t jb = job_of(w);
-    jb.x = x;
-    jb.y = y;
-    kernels(ex->simd)->vec_t(&jb, w->out, n_out < w->in ? n_out : w->in);
+    if (n_out > w->in) n_out = w->in;
+    const float *xr[CHUNK];
+    float *yr[CHUNK];
+    int nin[CHUNK];
+    for (int i0 = 0; i0 < n; i0 += CHUNK) {
+        int m = n - i0 < CHUNK ? n - i0 : CHUNK;
+        for (int r = 0; r < m; r++) {
+            xr[r] = x + (size_t)(i0 + r) * ldx;
+            yr[r] = y + (size_t)(i0 + r) * ldy;
+            nin[r] = n_in ? (n_in[i0 + r] < w->out ? n_in[i0 + r] : w->out) : w->out;
+        }
+        kernels(ex->simd)->vec_t(&jb, xr, yr, nin, m, n_out);
+    }
 }
 
-void matvec_t_rows(const exec_t *ex, const wview_t *w, const float *const *x, float *const *y, const int *n_in, int R,
-                   int n_out) {
-    mm_job_t jb = job_of(w);
-    jb.ldy = n_out < w->in ? n_out : w->in;
-    kernels(ex->simd)->vec_t_rows(&jb, x, y, n_in, R);
+void matvec_t_cols(const exec_t *ex, const wview_t *w, const float *x, float *y, int n_out) {
+    matvec_t_rows(ex, w, x, 0, NULL, y, 0, 1, n_out);
 }
 
 void matvec_t(const exec_t *ex, const wview_t *w, const float *x, float *y) { matvec_t_cols(ex, w, x, y, w->in); }

@@ -94,11 +94,12 @@ void matmul_ld(const exec_t *ex, const wview_t *w, const float *x, int ldx, floa
 void matvec_t(const exec_t *ex, const wview_t *w, const float *x, float *y);
 /* The first n_out (<= w->in) columns of x W only: y[n_out]. */
 void matvec_t_cols(const exec_t *ex, const wview_t *w, const float *x, float *y, int n_out);
-/* matvec_t_cols for R rows of an F32 view, row r over the first n_in[r] rows of
- * W only: each y_r gets the bits matvec_t_cols gives it alone (rows share the
- * weight loads). Serial. */
-void matvec_t_rows(const exec_t *ex, const wview_t *w, const float *const *x, float *const *y, const int *n_in, int R,
-                   int n_out);
+/* Several vectors at once: row r of x (stride ldx) times the first n_in[r]
+ * (<= w->out) rows of W (n_in NULL: all), first n_out columns, into row r of y
+ * (stride ldy), r < n. Each row gets exactly matvec_t_cols's sequence (of the
+ * view cut to its n_in[r] rows); the rows share the weight loads. Serial. */
+void matvec_t_rows(const exec_t *ex, const wview_t *w, const float *x, int ldx, const int *n_in, float *y, int ldy,
+                   int n, int n_out);
 
 /* Internal: one path's kernels (matmul_<path>.c). A panel takes up to
  * MM_TILE_ROWS input rows per pass over W (a 5-row verify or an 8-sequence
@@ -123,12 +124,10 @@ typedef struct mm_job {
 typedef struct mm_kernels {
     /* y[i0 .. i0+nr) x columns [j0, j1), 1 <= nr <= MM_TILE_ROWS */
     void (*panel)(const mm_job_t *jb, int i0, int nr, int j0, int j1);
-    /* y[c] = sum_d x[d] w[d, c] over job rows d < n_in, columns c < n_out */
-    void (*vec_t)(const mm_job_t *jb, int n_in, int n_out);
+    /* yr[r][c] = sum_d xr[r][d] w[d, c] over job rows d < n_in[r], columns c < n_out, rows r < nr */
+    void (*vec_t)(const mm_job_t *jb, const float *const *xr, float *const *yr, const int *n_in, int nr, int n_out);
     /* job rows [j0, j1) widened to f32 into dst [(j1 - j0), in] */
     void (*widen)(const mm_job_t *jb, int j0, int j1, float *dst);
-    /* F32 only: vec_t of R rows, row r over job rows d < n_in[r], columns c < jb->ldy */
-    void (*vec_t_rows)(const mm_job_t *jb, const float *const *xr, float *const *yr, const int *n_in, int R);
 } mm_kernels_t;
 
 extern const mm_kernels_t mm_portable_kernels, mm_avx2_kernels, mm_avx512_kernels;

@@ -48,6 +48,25 @@ static inline float v_reduce(V a) {
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
 }
 
+/* v_reduce for a[0..7] at once (matmul_tile.inc's V_REDUCE8): the same tree,
+ * each level one add of two shuffled registers holding several vectors' halves,
+ * with v_reduce's operand order (low part + high part) at every level. */
+static inline __attribute__((always_inline)) void v_reduce8(const V *a, float *out) {
+    V b[4], c[2];
+    for (int i = 0; i < 4; i++)   /* s8 = lanes 0..7 + lanes 8..15: [s8(a[2i]) | s8(a[2i+1])] */
+        b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE));
+    for (int i = 0; i < 2; i++)   /* s4 = s8[0..3] + s8[4..7]: quarter q holds s4(a[4i + q]) */
+        c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
+    /* s2 = s4[0..1] + s4[2..3]: quarter q holds [s2(a[q]) | s2(a[4 + q])] */
+    V d = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], 0x44), _mm512_shuffle_ps(c[0], c[1], 0xEE));
+    /* y = s2[0] + s2[1]: quarter q holds [y(a[q]), y(a[4 + q]), ..] */
+    V e = _mm512_add_ps(_mm512_shuffle_ps(d, d, 0x88), _mm512_shuffle_ps(d, d, 0xDD));
+    V y = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0), e);
+    _mm256_storeu_ps(out, _mm512_castps512_ps256(y));
+}
+
 #define V_ZERO() _mm512_setzero_ps()
 #define V_SET1(f) _mm512_set1_ps(f)
 #define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
@@ -59,6 +78,7 @@ static inline float v_reduce(V a) {
 #define V_LOADW_E4M3(p) v_loadw_e4m3(p)
 #define V_LOADW2_E4M3(p, lo, hi) v_loadw2_e4m3(p, &(lo), &(hi))
 #define V_REDUCE(v) v_reduce(v)
+#define V_REDUCE8(a, out) v_reduce8(a, out)
 #define PATH(n) n##_avx512
 /* 32 zmm registers hold R x C accumulators + C weights + 1 input row (7-8
  * rows spill two accumulators, still faster than narrower tiles: measured) */
@@ -73,7 +93,7 @@ static inline float v_reduce(V a) {
 
 #include "core/matmul_tile.inc"
 
-const mm_kernels_t mm_avx512_kernels = {panel_avx512, vec_t_avx512, widen_avx512, vec_t_rows_avx512};
+const mm_kernels_t mm_avx512_kernels = {panel_avx512, vec_t_avx512, widen_avx512};
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif

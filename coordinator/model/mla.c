@@ -106,24 +106,19 @@ static void mla_head_rows(const exec_t *ex, const mla_t *a, int layer, int h, co
     wview_t w_uk = wview_rows(&a->kv_b.w, h * (a->nope + a->v_dim), a->nope);          /* [nope, L] */
     wview_t w_uv = wview_rows(&a->kv_b.w, h * (a->nope + a->v_dim) + a->nope, a->v_dim); /* [v, L] */
     float *q_cat = work, *scores = q_cat + (size_t)m * W, *o_lat = scores + (size_t)m * T;   /* [m,W] [m,T] [m,L] */
-    for (int r = 0; r < m; r++) {
-        const float *qr = hr->q + (size_t)r * hr->ldq;
-        matvec_t(ex, &w_uk, qr, q_cat + (size_t)r * W);                    /* q_nope W_uk */
-        memcpy(q_cat + (size_t)r * W + L, qr + a->nope, sizeof(float) * (size_t)a->rope);   /* q_pe */
-    }
+    matvec_t_rows(ex, &w_uk, hr->q, hr->ldq, NULL, q_cat, W, m, L);     /* q_nope W_uk, every row */
+    for (int r = 0; r < m; r++)                                          /* q_pe */
+        memcpy(q_cat + (size_t)r * W + L, hr->q + (size_t)r * hr->ldq + a->nope, sizeof(float) * (size_t)a->rope);
     wview_t cache = {.dtype = DTYPE_F32, .out = T, .in = W, .data = rows};
     matmul(ex, &cache, q_cat, scores, m);               /* [m, T]; row r uses t <= p0 + r */
-    const float *p_row[MM_TILE_ROWS];
-    float *o_row[MM_TILE_ROWS];
     int visible[MM_TILE_ROWS];
     for (int r = 0; r < m; r++) {
         float *sr = scores + (size_t)r * T;
         visible[r] = hr->p0 + r + 1;
         for (int t = 0; t < visible[r]; t++) sr[t] *= a->softmax_scale;
         softmax_row(sr, visible[r]);
-        p_row[r] = sr, o_row[r] = o_lat + (size_t)r * L;
     }
-    matvec_t_rows(ex, &cache, p_row, o_row, visible, m, L);              /* row r: sum_t<visible p_t c_kv[t] */
+    matvec_t_rows(ex, &cache, scores, T, visible, o_lat, L, m, L);      /* sum_t p_t c_kv[t], t < visible */
     matmul_ld(ex, &w_uv, o_lat, L, hr->out, hr->ldo, m); /* W_uv o_lat */
 }
 

@@ -218,6 +218,42 @@ static int ref_argmax(const float *x, int n) {
     return b;
 }
 
+/* swiglu_inplace and softmax_row take 16 expf at a time on AVX-512 (kernels.c):
+ * each must be libm's expf bit for bit, so the results are those of the plain
+ * scalar loops. Every 4099th float bit pattern as a gate (all magnitudes, both
+ * signs, inf and nan), and softmax rows of every length to 40. */
+Test(kernels, expf_batches_are_libm_bit_for_bit) {
+    enum { STEP = 4099, N = (int)(0xffffffffu / STEP) + 1 };
+    float *g = malloc(sizeof(float) * N), *x = malloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++) {
+        uint32_t b = (uint32_t)i * STEP;
+        memcpy(&g[i], &b, sizeof b);
+        x[i] = 1.0f;
+    }
+    swiglu_inplace(x, g, (size_t)N);
+    for (int i = 0; i < N; i++) {
+        float want = 1.0f;
+        want *= g[i] / (1.0f + expf(-g[i]));
+        cr_assert(memcmp(&want, &x[i], sizeof want) == 0 || (isnan(want) && isnan(x[i])),
+                  "swiglu gate %a: %a, scalar %a", (double)g[i], (double)x[i], (double)want);
+    }
+    float row[40], ref[40];
+    for (int n = 1; n <= 40; n++) {
+        test_fill_random(row, (size_t)n, 700 + n, 30.0f);
+        if (n > 9) row[3] = -INFINITY, row[n - 1] = -100.0f;   /* masked, and a lane glibc treats apart */
+        memcpy(ref, row, sizeof(float) * (size_t)n);
+        float mx = -INFINITY, sum = 0.0f;
+        for (int i = 0; i < n; i++) if (ref[i] > mx) mx = ref[i];
+        for (int i = 0; i < n; i++) { ref[i] = expf(ref[i] - mx); sum += ref[i]; }
+        float inv = 1.0f / sum;
+        for (int i = 0; i < n; i++) ref[i] *= inv;
+        softmax_row(row, n);
+        cr_assert_eq(memcmp(row, ref, sizeof(float) * (size_t)n), 0, "softmax of %d differs from the scalar loop", n);
+    }
+    free(g);
+    free(x);
+}
+
 Test(kernels, argmax_ties_lowest) {
     float a[6] = {1, 3, 3, 2, 3, -1};
     cr_assert_eq(argmax(a, 6), 1);

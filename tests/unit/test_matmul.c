@@ -156,6 +156,8 @@ Test(matmul, same_bits_every_path_thread_count_and_batch) {
         check_same_bits(DTYPES[d], 7, 301, 48, 130 + d);    /* one 7-row panel pass */
         check_same_bits(DTYPES[d], 13, 83, 160, 140 + d);   /* 8 + 5 rows, below the widening size */
         check_same_bits(DTYPES[d], 37, 515, 130, 120 + d);
+        for (int n = 2; n <= 8; n++)   /* every tile height, with a column remainder (batched reductions) */
+            check_same_bits(DTYPES[d], n, 141, 96, 150 + 10 * d + n);
     }
 }
 
@@ -228,39 +230,35 @@ Test(matmul, vec_t_vs_naive_and_paths) {
     }
 }
 
-/* matvec_t_rows (attention's probabilities times the latent cache, several
- * query rows at once, each over its own leading rows of W) gives every row the
- * bits matvec_t_cols gives it alone, on every path, for 1..11 rows (whole and
- * partial blocks of VT_ROWS) and column counts with and without a partial
- * 16-lane group. */
-Test(matmul, vec_t_rows_equals_vec_t_per_row) {
-    enum { ROWS = 70, COLS = 80, R = 11 };
-    mat_t m = make_mat(DTYPE_F32, ROWS, COLS, 16, 77);
-    float x[R][ROWS], y[R][COLS], ref[COLS];
-    const float *xr[R];
-    float *yr[R];
-    int n_in[R];
-    for (int r = 0; r < R; r++) {
-        test_fill_random(x[r], ROWS, 400 + r, 1.0f);
-        xr[r] = x[r], yr[r] = y[r], n_in[r] = 50 + 2 * r - (r == 3 ? 9 : 0);   /* increasing, one row shorter */
-    }
-    threadpool_t *pool;
-    exec_t ex = make_exec(&pool, 1, SIMD_PORTABLE);
-    for (int s = SIMD_PORTABLE; s <= (int)simd_detect(); s++)
-        for (int cols = 64; cols <= COLS; cols += 9)
-            for (int nr = 1; nr <= R; nr += 2) {
+/* Several vectors at once (attention's verify rows): each row's result is the
+ * single-vector product over its own first n_in[r] weight rows, bit for bit, on
+ * every path, for 1..6 rows (passes of 4, 3, 2, 1) and a partial column run. */
+Test(matmul, vec_t_rows_same_bits_as_each_row_alone) {
+    for (int d = 0; d < 4; d++) {
+        enum { ROWS = 40, COLS = 150, NR = 6 };
+        mat_t m = make_mat(DTYPES[d], ROWS, COLS, 16, 400 + d);
+        float x[NR * ROWS], ref[NR * COLS], y[NR * COLS];
+        int n_in[NR];
+        test_fill_random(x, NR * ROWS, 500 + d, 1.0f);
+        threadpool_t *pool;
+        exec_t ex = make_exec(&pool, 1, SIMD_PORTABLE);
+        for (int r = 0; r < NR; r++) {
+            n_in[r] = r == 2 ? ROWS : ROWS - 5 - 3 * r;   /* not monotone, one full */
+            wview_t cut = wview_rows(&m.v, 0, n_in[r]);
+            matvec_t(&ex, &cut, x + r * ROWS, ref + r * COLS);
+        }
+        for (int s = SIMD_PORTABLE; s <= (int)simd_detect(); s++)
+            for (int nr = 1; nr <= NR; nr++) {
                 ex.simd = (simd_t)s;
-                matvec_t_rows(&ex, &m.v, xr, yr, n_in, nr, cols);
-                for (int r = 0; r < nr; r++) {
-                    wview_t seen = m.v;
-                    seen.out = n_in[r];
-                    matvec_t_cols(&ex, &seen, x[r], ref, cols);
-                    cr_assert_eq(memcmp(y[r], ref, sizeof(float) * (size_t)cols), 0, "%s, %d rows, %d columns: row %d",
-                                 simd_name((simd_t)s), nr, cols, r);
-                }
+                memset(y, 0, sizeof y);
+                matvec_t_rows(&ex, &m.v, x, ROWS, n_in, y, COLS, nr, COLS);
+                cr_assert_eq(memcmp(y, ref, sizeof(float) * (size_t)nr * COLS), 0,
+                             "%s vec_t of %d rows on %s differs from each row alone", dtype_name(DTYPES[d]), nr,
+                             simd_name((simd_t)s));
             }
-    threadpool_free(pool);
-    free_mat(&m);
+        threadpool_free(pool);
+        free_mat(&m);
+    }
 }
 
 Test(matmul, simd_parse) {
