@@ -454,13 +454,13 @@ static const cli_option_t BATCH_OPTIONS[] = {
 static int batch_parse(int argc, char **argv, batch_cli_t *c) {
     *c = (batch_cli_t){.temperature = -1 /* not given */, .progress_interval = 10, .sched = {.max_running = 16}};
     c->sp = cli_sampling_defaults();
-    c->sp.spec_k = 0;   /* `spex bench spec` on the shipped model: every K > 0 is slower on this CPU */
+    c->sp.spec_k = 0;   /* many sequences per step: K > 0 measures 0.86-1.15x at 8 clients (`spex bench serve`) */
     cli_ep_init(&c->ep);
     char about[512];
     snprintf(about, sizeof about,
              "Rerunning the same command resumes: ids already in OUT are skipped. Exit status: 0 all done,\n"
              "%d stopped by SIGTERM/SIGINT with work left (rerun to resume), 1 error, 2 usage.\n"
-             "--spec-k defaults to 0 (measured fastest on the shipped model). Documentation: docs/serving.md",
+             "--spec-k defaults to 0 (with many sequences per step speculation did not pay reliably on the shipped model). Documentation: docs/serving.md",
              BATCH_EXIT_REQUEUE);
     cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, BATCH_OPTIONS, c),
                             cli_request_temperature_group(&c->temperature), cli_sched_group(&c->sched),

@@ -37,9 +37,17 @@ if __name__ == "__main__":
     steps = re.findall(r"step\s+(\d+)(?: ctx \d+)? lr \S+ loss ([\d.]+) mtp ([\d.]+)", log)
     done = re.findall(r"# done: (\d+) steps, ([\d.]+) min", log)
     all_args = re.findall(r"args (\{.*\})", log)
-    args = all_args[-1]
+    args = all_args[0]   # the recipe; later lines are resumes, possibly with a new budget (below)
     gamma = re.search(r"'gamma': ([0-9.e+-]+)", args).group(1)
     resumed = f" (stopped and resumed from its checkpoint {len(all_args) - 1}x)" if len(all_args) > 1 else ""
+    continued = []   # resumes that changed the schedule: an MTP-only continuation
+    for chunk in log.split("args {")[2:]:
+        R, before = eval("{" + chunk.split("\n", 1)[0]), log.split("args {" + chunk.split("\n", 1)[0])[0]
+        at = re.findall(r"# checkpoint step (\d+)", before)
+        if R.get("mtp_only_at") != eval(args).get("mtp_only_at") and at:
+            continued.append(f"continued from step {at[-1]} (`--resume --minutes {R['minutes']:g} --mtp-only-at "
+                             f"{R['mtp_only_at']:g}`): the main model frozen (its weights unchanged), only the MTP module "
+                             f"trained on distillation, its learning rate decaying linearly to lr/20")
     last = steps[-5:]
     tr_main = sum(float(s[1]) for s in last) / len(last); tr_mtp = sum(float(s[2]) for s in last) / len(last)
     n_steps, minutes = done[-1] if done else (steps[-1][0], "?")
@@ -62,6 +70,7 @@ if __name__ == "__main__":
     if A.get("distill"): extra.append(f"MTP loss {100 * A['distill']:.0f}% distillation from the main model's own next-row distribution")
     if A.get("mtp_only_at", 2) < 1: extra.append(f"from {100 * A['mtp_only_at']:.0f}% of the schedule on, the main model frozen and only the MTP module trained (pure distillation)")
     if A.get("old_lr_mult", 1) != 1: extra.append(f"the grown-from layers at {A['old_lr_mult']}x the learning rate")
+    extra += continued[-1:]
     extra = "".join(f"\n- {e[0].upper() + e[1:]}." for e in extra)
     long_row = f"\n| main model, ctx {a.ctx_long} | {rl['nll']:.4f} | {rl['ppl']:.3f} |" if rl else ""
     mtp_tag = lambda layer: " (MTP)" if layer == c.num_hidden_layers else ""
