@@ -45,7 +45,14 @@ assert st["drafted"] == st["accepted"] + st["rejected"]
 st = g3l["stats"]
 ep = s.pop("expert_parallelism")
 assert s == st and ep["world"] == 2 and ep["total"]["dispatch"]["messages"] > 0, (s, st, ep["total"])
-assert g0["stats"]["finish_reason"] == "length" and g0["stats"]["spec_k"] == 0
+# no --spec-k: 3 on a model with an MTP module (lossless, so the same tokens as an explicit 3)
+assert g0["stats"]["finish_reason"] == "length" and g0["stats"]["spec_k"] == 3, g0["stats"]
+PY
+"$spex" generate --model "$m" --tokens 5,17,42 -n 12 --spec-k 0 --json >"$tmp/gk0.json" || fail "generate --spec-k 0 exit $?"
+/usr/bin/python3 - "$tmp/g0.json" "$tmp/gk0.json" <<'PY' || fail "generate --spec-k 0 content"
+import json, sys
+g0, k0 = (json.load(open(f)) for f in sys.argv[1:3])
+assert k0["stats"]["spec_k"] == 0 and k0["tokens"] == g0["tokens"], (k0["stats"], k0["tokens"], g0["tokens"])
 PY
 
 expect_fail() {  # expect_fail CODE PATTERN ARGS...: exit status CODE and PATTERN on stderr
@@ -68,6 +75,8 @@ expect_fail 2 "expected expert or presum" generate --model "$m" --tokens 1 --com
 expect_fail 1 "--placement has no effect with --no-ep" logits --model "$m" --tokens 1 --no-ep --placement x.json
 "$spex" synth --out "$tmp/nomtp" --mtp 0 --vocab 4096 >/dev/null && cp "$data/../../models/austen-moe/tokenizer.json" "$tmp/nomtp/" || fail "synth --mtp 0"
 printf 'Some text to score, long enough for a few windows of eight tokens.\n' >"$tmp/text.txt"
+"$spex" generate --model "$tmp/nomtp" --tokens 5,6 -n 3 --json >"$tmp/nomtp.json" 2>"$tmp/nomtp.err" \
+    && grep -q '"spec_k":0' "$tmp/nomtp.json" || fail "generate without MTP, no --spec-k: $(cat "$tmp/nomtp.err")"
 expect_fail 1 "the model has no MTP module" perplexity --model "$tmp/nomtp" --file "$tmp/text.txt" --ctx 8 --mtp
 mkdir -p "$tmp/trunc" && cp "$m/config.json" "$tmp/trunc/" && head -c 100000 "$m/model.safetensors" >"$tmp/trunc/model.safetensors"
 expect_fail 1 "model.safetensors" logits --model "$tmp/trunc" --tokens 1
