@@ -45,9 +45,12 @@ if __name__ == "__main__":
         R, before = eval("{" + chunk.split("\n", 1)[0]), log.split("args {" + chunk.split("\n", 1)[0])[0]
         at = re.findall(r"# checkpoint step (\d+)", before)
         if R.get("mtp_only_at") != eval(args).get("mtp_only_at") and at:
-            continued.append(f"continued from step {at[-1]} (`--resume --minutes {R['minutes']:g} --mtp-only-at "
-                             f"{R['mtp_only_at']:g}`): the main model frozen (its weights unchanged), only the MTP module "
-                             f"trained on distillation, its learning rate decaying linearly to lr/20")
+            continued.append((at[-1], R))
+    if continued:   # one sentence for the whole continuation: where it began, how it was last resumed
+        (s0, _), (_, R) = continued[0], continued[-1]
+        continued = [f"continued from step {s0} (`--resume`, last with `--minutes {R['minutes']:g} --mtp-only-at "
+                     f"{R['mtp_only_at']:g}`): the main model frozen (its weights unchanged), only the MTP module "
+                     f"trained on distillation, its learning rate decaying linearly to lr/20"]
     last = steps[-5:]
     tr_main = sum(float(s[1]) for s in last) / len(last); tr_mtp = sum(float(s[2]) for s in last) / len(last)
     n_steps, minutes = done[-1] if done else (steps[-1][0], "?")
