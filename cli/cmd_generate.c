@@ -18,9 +18,9 @@
 #include "coordinator/tokenizer/tokenizer.h"
 #include "transport/mpi_world.h"
 
-/* Speculation depth when --spec-k is not given and the model has MTP: `spex bench spec --max-k 4 -n 64`
- * on the shipped model, one process, 2026-12-05 (three runs): K = 1..3 at 1.10-1.33x of K = 0, K = 3 never
- * below 1.14x; under mpirun -np 3 K = 3 1.52x. Lossless, so the output is that of K = 0. */
+/* Speculation depth when --spec-k is not given and the model has MTP: `spex bench spec --max-k 4 -n 64
+ * --reps 3` on the shipped model, one process, 2026-12-05 (two runs): K = 1..3 at 1.10-1.33x of K = 0,
+ * K = 3 at 1.33x and 1.14x; under mpirun -np 3 K = 3 1.52x. Lossless, so the output is that of K = 0. */
 enum { GEN_DEFAULT_SPEC_K = 3 };
 
 typedef struct gen_cli {

@@ -34,16 +34,14 @@ static int mtp_window(model_t *m, const int32_t *w, int len, ppl_result_t *out, 
     return 0;
 }
 
-static int mtp_run(model_t *m, const int32_t *tokens, long n, int ctx, ppl_progress_fn progress, void *user,
-                   ppl_result_t *out, spex_err_t *err) {
-    double t0 = spex_now();
-    for (long start = 0; start + 1 < n; start += ctx) {
-        int len = (int)(n - start < ctx ? n - start : ctx);
-        if (mtp_window(m, tokens + start, len, out, err)) return -1;
-        out->predicted += len - 1;
-        if (progress) progress(user, start + len, n);
-    }
-    out->seconds = spex_now() - t0;
+/* One window [len] without MTP: one prefill through `kv` (reset first) into logits [ctx, V]. */
+static int main_window(model_t *m, kv_cache_t *kv, float *logits, const int32_t *w, int len, ppl_result_t *out,
+                       spex_err_t *err) {
+    int V = m->cfg.vocab_size;
+    kv_cache_reset(kv, 0, kv->n_layers);
+    mla_seq_t seq = {kv, len};
+    if (model_forward(m, w, &seq, 1, NULL, NULL, logits, err)) return -1;
+    for (int i = 0; i + 1 < len; i++) out->nll += token_nll(logits + (size_t)i * V, V, w[i + 1]);
     return 0;
 }
 
@@ -54,20 +52,24 @@ int perplexity_run(model_t *m, const int32_t *tokens, long n, int ctx, bool mtp,
     if (ctx > m->rope.max_pos) return spex_fail(err, "--ctx %d exceeds the model's context %d", ctx, m->rope.max_pos);
     if (n < 2) return spex_fail(err, "need at least 2 tokens, got %ld", n);
     if (mtp && m->n_mtp == 0) return spex_fail(err, "--mtp: the model has no MTP module (num_nextn_predict_layers = 0)");
-    if (mtp) return mtp_run(m, tokens, n, ctx, progress, user, out, err);
     int V = m->cfg.vocab_size;
-    kv_cache_t *kv = kv_cache_create(model_cache_layers(m), m->cfg.kv_lora_rank, m->cfg.qk_rope_head_dim, ctx, err);
-    float *logits = malloc(sizeof(float) * (size_t)ctx * V);
+    kv_cache_t *kv = NULL;      /* the main path's, reused by every window; MTP windows go through score.h */
+    float *logits = NULL;
     int rc = -1;
-    if (!kv) goto done;
-    if (!logits) { spex_fail(err, "out of memory for %d x %d logits", ctx, V); goto done; }
+    if (!mtp) {
+        if (!(kv = kv_cache_create(model_cache_layers(m), m->cfg.kv_lora_rank, m->cfg.qk_rope_head_dim, ctx, err)))
+            goto done;
+        if (!(logits = malloc(sizeof(float) * (size_t)ctx * V))) {
+            spex_fail(err, "out of memory for %d x %d logits", ctx, V);
+            goto done;
+        }
+    }
     double t0 = spex_now();
     for (long start = 0; start + 1 < n; start += ctx) {
         int len = (int)(n - start < ctx ? n - start : ctx);
-        kv_cache_reset(kv, 0, kv->n_layers);
-        mla_seq_t seq = {kv, len};
-        if (model_forward(m, tokens + start, &seq, 1, NULL, NULL, logits, err)) goto done;
-        for (int i = 0; i + 1 < len; i++) out->nll += token_nll(logits + (size_t)i * V, V, tokens[start + i + 1]);
+        if (mtp ? mtp_window(m, tokens + start, len, out, err)
+                : main_window(m, kv, logits, tokens + start, len, out, err))
+            goto done;
         out->predicted += len - 1;
         if (progress) progress(user, start + len, n);
     }

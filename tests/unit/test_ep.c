@@ -203,18 +203,37 @@ Test(ep, expert_combine_is_bit_identical_for_any_placement, .timeout = 120) {
     score_result_free(&refd);
 }
 
-/* One row per step (decode): with every expert on ranks 1 and 2, the replica
- * choice rotates from call to call, so both ranks compute (a choice by row
- * alone would send every pair to rank 1), and the bits stay those of one process. */
-Test(ep, batch_one_rows_alternate_between_replicas, .timeout = 60) {
-    score_result_t refd = reference(true);
-    placement_t *pl = json_placement("{\"placement\":[[1,2],[1,2],[1,2],[1,2],[1,2],[1,2],[1,2],[1,2],"
-                                     "[1,2],[1,2],[1,2],[1,2],[1,2],[1,2],[1,2],[1,2]]}", 3);
+/* Decode (one row per step) with every expert replicated on worker ranks
+ * 1..n_rep, lossless expert combine; asserts the logits equal one process's.
+ * Returns the scores; *mp gets the model (the caller frees both). */
+static score_result_t replicated_decode(int n_rep, model_t **mp) {
+    char ranks[32] = "[1", json[640] = "{\"placement\":[";
+    for (int r = 2; r <= n_rep; r++) snprintf(ranks + strlen(ranks), sizeof ranks - strlen(ranks), ",%d", r);
+    strcat(ranks, "]");
+    for (int e = 0; e < 16; e++) {
+        if (e) strcat(json, ",");
+        strcat(json, ranks);
+    }
+    strcat(json, "]}");
     ep_options_t o = opts("raw", "raw", EP_COMBINE_EXPERT);
     spex_err_t err = {{0}};
-    model_t *m = ep_model("tiny-f32", pl, &o, 0, NULL, &err);
+    model_t *m = ep_model("tiny-f32", json_placement(json, n_rep + 1), &o, 0, NULL, &err);
     cr_assert(m, "%s", err.msg);
-    score_result_t r = scores(m, true);
+    score_result_t refd = reference(true), r = scores(m, true);
+    bool same;
+    double d = compare(&refd, &r, &same);
+    cr_assert(same, "decode with %d rotating replicas per expert differs by %g", n_rep, d);
+    score_result_free(&refd);
+    *mp = m;
+    return r;
+}
+
+/* With every expert on ranks 1 and 2, the replica choice rotates from call to
+ * call, so both ranks compute (a choice by row alone would send every pair to
+ * rank 1), and the bits stay those of one process. */
+Test(ep, batch_one_rows_alternate_between_replicas, .timeout = 60) {
+    model_t *m;
+    score_result_t r = replicated_decode(2, &m);
     ep_stats_t *st = ep_backend_stats(m->experts);
     int64_t pairs[3] = {0};
     for (int l = 0; l < st->n_layers; l++)
@@ -223,11 +242,7 @@ Test(ep, batch_one_rows_alternate_between_replicas, .timeout = 60) {
     cr_assert_gt(pairs[2], 0, "rank 2 (a replica of every expert) computed nothing at batch 1");
     double ratio = (double)pairs[1] / (double)pairs[2];
     cr_assert(ratio > 0.5 && ratio < 2.0, "replicas shared %lld / %lld pairs", (long long)pairs[1], (long long)pairs[2]);
-    bool same;
-    double d = compare(&refd, &r, &same);
-    cr_assert(same, "decode with rotating replicas differs by %g", d);
     score_result_free(&r);
-    score_result_free(&refd);
     model_free(m);
 }
 
@@ -236,16 +251,8 @@ Test(ep, batch_one_rows_alternate_between_replicas, .timeout = 60) {
  * it) an expert of a layer would always land on the same one. With 2 and with 3
  * replicas of every expert, every layer's pairs must spread over all of them. */
 static void check_rotation(int n_rep) {
-    score_result_t refd = reference(true);
-    char json[512] = "{\"placement\":[";
-    for (int e = 0; e < 16; e++) strcat(json, n_rep == 2 ? (e ? ",[1,2]" : "[1,2]") : (e ? ",[1,2,3]" : "[1,2,3]"));
-    strcat(json, "]}");
-    placement_t *pl = json_placement(json, n_rep + 1);
-    ep_options_t o = opts("raw", "raw", EP_COMBINE_EXPERT);
-    spex_err_t err = {{0}};
-    model_t *m = ep_model("tiny-f32", pl, &o, 0, NULL, &err);
-    cr_assert(m, "%s", err.msg);
-    score_result_t r = scores(m, true);
+    model_t *m;
+    score_result_t r = replicated_decode(n_rep, &m);
     ep_stats_t *st = ep_backend_stats(m->experts);
     for (int l = 0; l < st->n_layers; l++) {
         int64_t lo = INT64_MAX, hi = 0;
@@ -257,11 +264,7 @@ static void check_rotation(int n_rep) {
         cr_assert(lo > 0 && hi <= 2 * lo, "%d replicas, layer %d: they computed between %lld and %lld pairs", n_rep,
                   l, (long long)lo, (long long)hi);
     }
-    bool same;
-    double d = compare(&refd, &r, &same);
-    cr_assert(same, "decode with %d replicas per expert differs by %g", n_rep, d);
     score_result_free(&r);
-    score_result_free(&refd);
     model_free(m);
 }
 
