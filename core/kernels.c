@@ -81,11 +81,9 @@ static inline EXP_TARGET void exp8_store(const float *x, float *y) {
         if (special >> i & 1) y[i] = expf(xs[i]);
 }
 
-static int exp_vector(void) {
-    static int v = -1;   /* benign race: every thread computes the same answer */
-    if (v < 0) v = simd_detect() == SIMD_AVX512;
-    return v;
-}
+/* No cached flag (that would be global mutable state shared by the pool's threads):
+ * simd_detect reads the CPU model the runtime filled in once, a few loads. */
+static int exp_vector(void) { return simd_detect() == SIMD_AVX512; }
 
 /* x[i] = expf(x[i] - mx) for i < n; returns how many were done (a multiple of 8). */
 static EXP_TARGET int exp_sub_avx512(float *x, int n, float mx) {
