@@ -20,8 +20,7 @@
  *
  * That sequence is the contract: it does not depend on the number of rows
  * (tiles of 1-4 rows x 1-8 weight rows share loads, never partial sums), on
- * threads (work is split over output columns j), on prefill vs decode (a
- * large batch widens a block of W to f32 once and runs the same sequence), or
+ * threads (work is split over output columns j), on prefill vs decode, or
  * on the SIMD path: AVX-512 holds the 16 lanes in one register, AVX2+FMA in
  * two, portable C in an array with fmaf; all three are built from one kernel
  * source (matmul_tile.inc) and tested to agree bit for bit.
@@ -126,8 +125,6 @@ typedef struct mm_kernels {
     void (*panel)(const mm_job_t *jb, int i0, int nr, int j0, int j1);
     /* yr[r][c] = sum_d xr[r][d] w[d, c] over job rows d < n_in[r], columns c < n_out, rows r < nr */
     void (*vec_t)(const mm_job_t *jb, const float *const *xr, float *const *yr, const int *n_in, int nr, int n_out);
-    /* job rows [j0, j1) widened to f32 into dst [(j1 - j0), in] */
-    void (*widen)(const mm_job_t *jb, int j0, int j1, float *dst);
 } mm_kernels_t;
 
 extern const mm_kernels_t mm_portable_kernels, mm_avx2_kernels, mm_avx512_kernels;

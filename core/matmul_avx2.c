@@ -70,7 +70,7 @@ static inline float v_reduce(V a) {
 
 #include "core/matmul_tile.inc"
 
-const mm_kernels_t mm_avx2_kernels = {panel_avx2, vec_t_avx2, widen_avx2};
+const mm_kernels_t mm_avx2_kernels = {panel_avx2, vec_t_avx2};
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif

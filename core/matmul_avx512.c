@@ -93,7 +93,7 @@ static inline __attribute__((always_inline)) void v_reduce8(const V *a, float *o
 
 #include "core/matmul_tile.inc"
 
-const mm_kernels_t mm_avx512_kernels = {panel_avx512, vec_t_avx512, widen_avx512};
+const mm_kernels_t mm_avx512_kernels = {panel_avx512, vec_t_avx512};
 #if defined(__clang__)
 #pragma clang attribute pop
 #endif

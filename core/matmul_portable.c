@@ -70,4 +70,4 @@ static inline float v_reduce(V a) {
 
 #include "core/matmul_tile.inc"
 
-const mm_kernels_t mm_portable_kernels = {panel_portable, vec_t_portable, widen_portable};
+const mm_kernels_t mm_portable_kernels = {panel_portable, vec_t_portable};

@@ -7,8 +7,8 @@
  *    (u = 2^-24; the probabilistic dot-product bound of test_kernels.c);
  *  - the same bits on every SIMD path this CPU runs, forced one by one;
  *  - the same bits for 1, 2 and 3 threads;
- *  - a row's result alone equals its result in a batch of 37 (crossing the
- *    size where blocks of W are widened to f32 first);
+ *  - a row's result alone equals its result in a batch of 37 (five 8-row
+ *    groups and a tail);
  *  - an FP8 matrix (block scale on the input) stays within one rounding per
  *    product of its dequantized F32 copy (block scale on the weight), and its
  *    scaled-input runs split at every 128-row block, prefill or decode;
@@ -107,7 +107,7 @@ Test(matmul, every_dtype_vs_naive) {
         check_vs_naive(DTYPES[d], 3, 33, 48, 30 + d);
         check_vs_naive(DTYPES[d], 5, 40, 37, 40 + d);    /* tail of 5 */
         check_vs_naive(DTYPES[d], 8, 45, 33, 60 + d);    /* 8-row panels */
-        check_vs_naive(DTYPES[d], 12, 70, 160, 50 + d);  /* widened blocks, partial FP8 blocks */
+        check_vs_naive(DTYPES[d], 12, 70, 160, 50 + d);  /* 8-row group + 4, partial FP8 blocks */
     }
 }
 
@@ -154,7 +154,7 @@ Test(matmul, same_bits_every_path_thread_count_and_batch) {
         check_same_bits(DTYPES[d], 1, 37, 29, 100 + d);
         check_same_bits(DTYPES[d], 4, 300, 64, 110 + d);
         check_same_bits(DTYPES[d], 7, 301, 48, 130 + d);    /* one 7-row panel pass */
-        check_same_bits(DTYPES[d], 13, 83, 160, 140 + d);   /* 8 + 5 rows, below the widening size */
+        check_same_bits(DTYPES[d], 13, 83, 160, 140 + d);   /* 8 + 5 rows */
         check_same_bits(DTYPES[d], 37, 515, 130, 120 + d);
         for (int n = 2; n <= 8; n++)   /* every tile height, with a column remainder (batched reductions) */
             check_same_bits(DTYPES[d], n, 141, 96, 150 + 10 * d + n);
