@@ -140,7 +140,8 @@ static int parse_limits(const cJSON *root, const api_defaults_t *d, api_request_
                            "send one of them", max_tokens, mct);
     if (have_mct) max_tokens = mct;
     r->n = (int)n;
-    if (!have_max && !have_mct) max_tokens = d->max_tokens > 0 ? d->max_tokens : r->kind == API_COMPLETION ? 16 : 0;
+    if (!have_max && !have_mct)
+        max_tokens = d->max_tokens > 0 ? d->max_tokens : r->kind == API_COMPLETION ? 16 : SCHED_MAX_TOKENS_FIT;
     r->params.max_tokens = (int)max_tokens;
     r->params.spec_k = (int)spec_k;
     return 0;

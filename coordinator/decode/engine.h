@@ -38,7 +38,8 @@
 #define SPEX_MAX_SPEC_K 8
 
 typedef struct seq_params {
-    int max_new_tokens;
+    int max_new_tokens;      /* >= 0; 0: the sequence ends after its prefill (which only
+                              * prompt_logprobs needs: without them nothing is run) */
     sampling_params_t sampling;
     int spec_k;              /* 0 = no speculation; 1..SPEX_MAX_SPEC_K */
     bool sampled_drafts;     /* temperature > 0: draft from q (true) or argmax of q (false) */

@@ -143,7 +143,7 @@ Test(api, chat_prompt_is_the_rendered_template) {
     cr_assert_eq(r.n_prompt, (int)n);
     cr_assert_arr_eq(r.prompt, ids, n * sizeof(int32_t));
     cr_assert_eq(r.prompt[0], 0, "the template's BOS became the BOS token");
-    cr_assert_eq(r.params.max_tokens, 0, "chat default: as many as fit");
+    cr_assert_eq(r.params.max_tokens, SCHED_MAX_TOKENS_FIT, "chat default: as many as fit");
     free(ids);
     free(text);
     api_request_free(&r);
