@@ -34,6 +34,17 @@ static int seq_check(const model_t *m, int n_prompt, const seq_params_t *p, spex
     return 0;
 }
 
+/* Whether a sequence computes the MTP rows of every module at each of its
+ * positions, so that the prefix cache may keep them: mtp_forward_all runs
+ * modules 0..spec_k-1, so with spec_k below the model's module count (or 0)
+ * the other modules' rows are never written, or only at the positions a
+ * batch with a larger spec_k covered. Such a sequence keeps its main hidden
+ * states for the cache instead (a later request computes every module's rows
+ * from them). DeepSeek-V3 has one module: every speculating sequence is complete. */
+static bool seq_mtp_complete(const model_t *m, const seq_params_t *p) {
+    return m->n_mtp == 0 || (p->spec_k > 0 && p->spec_k >= m->n_mtp);
+}
+
 /* The buffers logit adjustment and logprobs need (none when unused). */
 static int seq_alloc_extras(sequence_t *s, int V, spex_err_t *err) {
     const seq_params_t *p = &s->p;
@@ -75,7 +86,7 @@ sequence_t *sequence_create(const model_t *m, const int32_t *prompt, int n_promp
         return NULL;
     }
     memcpy(s->prompt, prompt, sizeof(int32_t) * (size_t)n_prompt);
-    if (m->prefix && m->n_mtp > 0 && p->spec_k == 0 &&
+    if (m->prefix && !seq_mtp_complete(m, p) &&
         !(s->hid = malloc(sizeof(float) * (size_t)cap * (size_t)m->cfg.hidden_size))) {
         spex_fail(err, "out of memory for a sequence of %d tokens", cap);
         sequence_free(s);
@@ -287,6 +298,7 @@ static int restore_prefix(model_t *m, sequence_t *s, bool mtp, int *c, spex_err_
     rows_t r;
     if (rows_alloc(&r, m, 1, n, 1, 0, NULL, err)) return -1;
     *c = prefix_cache_restore_hidden(m->prefix, s->prompt, n, s->kv, 1, r.hidden, &h0, &h1);
+    s->hid_from = s->hid_len = *c;   /* s->hid (spec_k below the modules) keeps the positions from c on */
     int rc = 0;
     if (h1 > h0) {
         memcpy(r.tokens, s->prompt + h0 + 1, sizeof(int32_t) * (size_t)(h1 - h0));
@@ -315,7 +327,7 @@ static int prefill_first_token(model_t *m, sequence_t *s, rows_t *r, int c, floa
     r->seqs[0] = (mla_seq_t){s->kv, rn};
     r->n_seqs = 1;
     if (mtp_forward_all(m, 0, s->p.spec_k, r, err)) return -1;
-    s->mtp_canon = n;
+    if (seq_mtp_complete(m, &s->p)) s->mtp_canon = n;   /* else some modules' rows are missing */
     memcpy(s->mtp_hidden, r->hidden_out + (size_t)(rn - 1) * r->hid, sizeof(float) * r->hid);
     s->drafts[0] = seq_draft(s, r->logits, 0, r->V);
     s->n_drafts = 1;
@@ -417,7 +429,7 @@ static int phase_catchup(model_t *m, rows_t *v, const int *accepted, const int *
         memcpy(s->mtp_hidden, r.hidden_out + (size_t)last * r.hid, sizeof(float) * r.hid);
         s->drafts[0] = seq_draft(s, r.logits + (size_t)c * r.V, 0, r.V);
         s->n_drafts = 1;
-        s->mtp_canon = s->pos;
+        if (seq_mtp_complete(m, &s->p)) s->mtp_canon = s->pos;
     }
     rows_free(&r);
     return rc;
