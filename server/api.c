@@ -130,8 +130,8 @@ static int parse_sampling(const cJSON *root, const api_defaults_t *d, api_reques
 static int parse_limits(const cJSON *root, const api_defaults_t *d, api_request_t *r, api_error_t *e) {
     long long max_tokens = 0, mct = 0, n = 1, spec_k = -1;
     bool have_max = false, have_mct = false;
-    if (get_int(root, "max_tokens", 1, 1e9, &max_tokens, &have_max, e) ||
-        get_int(root, "max_completion_tokens", 1, 1e9, &mct, &have_mct, e) ||
+    if (get_int(root, "max_tokens", 0, 1e9, &max_tokens, &have_max, e) ||
+        get_int(root, "max_completion_tokens", 0, 1e9, &mct, &have_mct, e) ||
         get_int(root, "n", 1, API_MAX_CHOICES, &n, NULL, e) ||
         get_int(root, "spec_k", 0, SPEX_MAX_SPEC_K, &spec_k, NULL, e))
         return -1;
@@ -140,7 +140,8 @@ static int parse_limits(const cJSON *root, const api_defaults_t *d, api_request_
                            "send one of them", max_tokens, mct);
     if (have_mct) max_tokens = mct;
     r->n = (int)n;
-    if (!have_max && !have_mct) max_tokens = d->max_tokens > 0 ? d->max_tokens : r->kind == API_COMPLETION ? 16 : 0;
+    if (!have_max && !have_mct)
+        max_tokens = d->max_tokens > 0 ? d->max_tokens : r->kind == API_COMPLETION ? 16 : SCHED_MAX_TOKENS_FIT;
     r->params.max_tokens = (int)max_tokens;
     r->params.spec_k = (int)spec_k;
     return 0;
@@ -199,6 +200,18 @@ static int parse_logprobs(const cJSON *root, api_request_t *r, api_error_t *e) {
     return 0;
 }
 
+/* max_tokens 0 asks for no new token. With echo that is how a client scores a
+ * prompt (OpenAI's legacy completions; lm-eval-harness sends echo, logprobs
+ * and max_tokens 0): the answer is the prompt and, with logprobs, its tokens'
+ * logprobs. Without echo there is nothing to answer with: refused, naming the
+ * field the client sent. */
+static int check_no_tokens(const cJSON *root, const api_request_t *r, api_error_t *e) {
+    if (r->params.max_tokens != 0 || r->echo) return 0;
+    const char *f = api_field(root, "max_tokens") ? "max_tokens" : "max_completion_tokens";
+    return BAD_REQUEST(e, f, "'%s' is 0: no token would be generated and there is nothing to return; 0 is accepted "
+                       "only with 'echo': true (completions), to score the prompt", f);
+}
+
 static int parse_flags(const cJSON *root, api_request_t *r, api_error_t *e) {
     if (get_bool(root, "stream", &r->stream, e) || get_bool(root, "return_tokens", &r->return_tokens, e)) return -1;
     const cJSON *so = api_field(root, "stream_options");
@@ -227,7 +240,7 @@ int api_parse_request(const api_ctx_t *ctx, api_kind_t kind, const cJSON *root, 
     if (!cJSON_IsObject(root)) return BAD_REQUEST(e, NULL, "the request body must be a JSON object");
     if (check_model(ctx, root, e) || api_check_fields(kind, root, e) || parse_flags(root, r, e) ||
         parse_limits(root, d, r, e) || parse_sampling(root, d, r, e) || parse_stop(root, r, e) ||
-        parse_adjust(ctx, root, r, e) || parse_logprobs(root, r, e) ||
+        parse_adjust(ctx, root, r, e) || parse_logprobs(root, r, e) || check_no_tokens(root, r, e) ||
         (kind == API_CHAT ? api_parse_messages(ctx, root, r, e) : api_parse_prompt(ctx, root, r, e))) {
         api_request_free(r);
         return -1;

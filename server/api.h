@@ -8,8 +8,10 @@
  *                or [{type: "text", text}...]}], rendered with ctx->chat_template
  *                (chat_template.h) or the built-in format
  *                (developer is OpenAI's newer name for system)
- *   max_tokens / max_completion_tokens   integer >= 1 (both given: they must
- *                agree); default 16 for completions (OpenAI's), as many as fit for chat
+ *   max_tokens / max_completion_tokens   integer >= 0 (both given: they must
+ *                agree); default 16 for completions (OpenAI's), as many as fit for chat;
+ *                0 only with echo: the prompt is scored, not continued (the answer
+ *                is the echoed prompt, with logprobs its tokens', finish_reason "length")
  *   temperature  [0, 2], default 1 (OpenAI's); 0 = greedy
  *   top_p (0, 1], top_k >= 0 (0 or -1 = off), seed (integer; default random;
  *                choice j of n uses seed + j)
@@ -17,7 +19,8 @@
  *                (coordinator/decode/logit_adjust.h)
  *   logprobs     completions: integer 0..5 (alternatives per token); chat:
  *                boolean, with top_logprobs 0..20 (coordinator/decode/token_logprobs.h)
- *   echo         completions: the prompt's text before the completion (not with logprobs)
+ *   echo         completions: the prompt's text before the completion; with
+ *                logprobs, the prompt tokens' logprobs too (the first one's null)
  *   n            1..128 choices per prompt (prompts x n <= 128)
  *   stop         a string or an array of up to 16 strings
  *   stream, stream_options.include_usage

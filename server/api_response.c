@@ -94,7 +94,8 @@ static void choice_json(strbuf_t *b, const api_request_t *rq, const tokenizer_t 
         sb_json_ids(b, r->tokens, r->n_tokens);
     }
     logprobs_offsets_t off = {echo ? echo->echo_len : 0, 0, r->text_len, false};
-    if (echo && rq->params.prompt_logprobs && r->prompt_logprobs && r->logprobs) {
+    /* no completion tokens (max_tokens 0: a scored prompt) means no completion logprobs either */
+    if (echo && rq->params.prompt_logprobs && r->prompt_logprobs && (r->logprobs || r->n_token_info == 0)) {
         sb_str(b, ",\"logprobs\":");
         echo_logprobs(b, tok, echo, r);
     } else {

@@ -34,6 +34,17 @@ static int seq_check(const model_t *m, int n_prompt, const seq_params_t *p, spex
     return 0;
 }
 
+/* Whether a sequence computes the MTP rows of every module at each of its
+ * positions, so that the prefix cache may keep them: mtp_forward_all runs
+ * modules 0..spec_k-1, so with spec_k below the model's module count (or 0)
+ * the other modules' rows are never written, or only at the positions a
+ * batch with a larger spec_k covered. Such a sequence keeps its main hidden
+ * states for the cache instead (a later request computes every module's rows
+ * from them). DeepSeek-V3 has one module: every speculating sequence is complete. */
+static bool seq_mtp_complete(const model_t *m, const seq_params_t *p) {
+    return m->n_mtp == 0 || (p->spec_k > 0 && p->spec_k >= m->n_mtp);
+}
+
 /* The buffers logit adjustment and logprobs need (none when unused). */
 static int seq_alloc_extras(sequence_t *s, int V, spex_err_t *err) {
     const seq_params_t *p = &s->p;
@@ -75,7 +86,7 @@ sequence_t *sequence_create(const model_t *m, const int32_t *prompt, int n_promp
         return NULL;
     }
     memcpy(s->prompt, prompt, sizeof(int32_t) * (size_t)n_prompt);
-    if (m->prefix && m->n_mtp > 0 && p->spec_k == 0 &&
+    if (m->prefix && !seq_mtp_complete(m, p) &&
         !(s->hid = malloc(sizeof(float) * (size_t)cap * (size_t)m->cfg.hidden_size))) {
         spex_fail(err, "out of memory for a sequence of %d tokens", cap);
         sequence_free(s);
@@ -287,6 +298,7 @@ static int restore_prefix(model_t *m, sequence_t *s, bool mtp, int *c, spex_err_
     rows_t r;
     if (rows_alloc(&r, m, 1, n, 1, 0, NULL, err)) return -1;
     *c = prefix_cache_restore_hidden(m->prefix, s->prompt, n, s->kv, 1, r.hidden, &h0, &h1);
+    s->hid_from = s->hid_len = *c;   /* s->hid (spec_k below the modules) keeps the positions from c on */
     int rc = 0;
     if (h1 > h0) {
         memcpy(r.tokens, s->prompt + h0 + 1, sizeof(int32_t) * (size_t)(h1 - h0));
@@ -298,8 +310,34 @@ static int restore_prefix(model_t *m, sequence_t *s, bool mtp, int *c, spex_err_
     return rc;
 }
 
+/* After the prefill's forward over prompt rows [c, n) (r: their hidden
+ * states, the logits of the wanted rows, last = the last row's): emit the
+ * first token, then (speculating) the MTP rows of those positions and d1. */
+static int prefill_first_token(model_t *m, sequence_t *s, rows_t *r, int c, float *last, float *probs,
+                               engine_token_fn cb, void *user, spex_err_t *err) {
+    int n = s->n_prompt, rn = n - c;
+    seq_adjust(s, last, 0);
+    s->last = sampler_sample(&s->p.sampling, last, r->V, &s->rng, probs);
+    seq_logprob(s, last, r->V, s->last);
+    if (!seq_emit(s, s->last, cb, user) || seq_max_drafts(s) == 0) return 0;
+    memset(r->want, 0, (size_t)rn - 1);   /* the MTP forward: the last row's logits only */
+    /* MTP rows t = c..n-1: (h_t, token_{t+1}), token_n = the token just emitted */
+    memcpy(r->tokens, s->prompt + c + 1, sizeof(int32_t) * (size_t)(rn - 1));
+    r->tokens[rn - 1] = s->last;
+    r->seqs[0] = (mla_seq_t){s->kv, rn};
+    r->n_seqs = 1;
+    if (mtp_forward_all(m, 0, s->p.spec_k, r, err)) return -1;
+    if (seq_mtp_complete(m, &s->p)) s->mtp_canon = n;   /* else some modules' rows are missing */
+    memcpy(s->mtp_hidden, r->hidden_out + (size_t)(rn - 1) * r->hid, sizeof(float) * r->hid);
+    s->drafts[0] = seq_draft(s, r->logits, 0, r->V);
+    s->n_drafts = 1;
+    return 0;
+}
+
 /* Run the prompt (own forward call; rows [0, c) restored from the prefix
- * cache are skipped), emit the first token, draft d1. */
+ * cache are skipped), emit the first token, draft d1. With max_new_tokens 0
+ * (only with prompt_logprobs: engine_step finishes the others unrun) the
+ * sequence ends after the prompt's logprobs, finish_reason "length". */
 static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *user, spex_err_t *err) {
     bool mtp = s->p.spec_k > 0 && m->n_mtp > 0, all = s->p.prompt_logprobs;
     int n = s->n_prompt, c = 0;
@@ -317,24 +355,10 @@ static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *us
     seq_keep_hidden(s, r.hidden, r.hid, c, rn);
     s->started = true;
     s->pos = n;
-    float *last = r.logits + (all ? (size_t)(rn - 1) * r.V : 0);
     if (all) prompt_logprobs(s, r.logits, r.V);
-    seq_adjust(s, last, 0);
-    s->last = sampler_sample(&s->p.sampling, last, r.V, &s->rng, probs);
-    seq_logprob(s, last, r.V, s->last);
-    if (all) memset(r.want, 0, (size_t)rn - 1);   /* the MTP forward: the last row's logits only */
-    if (seq_emit(s, s->last, cb, user) && seq_max_drafts(s) > 0) {
-        /* MTP rows t = c..n-1: (h_t, token_{t+1}), token_n = the token just emitted */
-        memcpy(r.tokens, s->prompt + c + 1, sizeof(int32_t) * (size_t)(rn - 1));
-        r.tokens[rn - 1] = s->last;
-        r.seqs[0] = seq;
-        r.n_seqs = 1;
-        if (mtp_forward_all(m, 0, s->p.spec_k, &r, err)) goto done;
-        s->mtp_canon = n;
-        memcpy(s->mtp_hidden, r.hidden_out + (size_t)(rn - 1) * r.hid, sizeof(float) * r.hid);
-        s->drafts[0] = seq_draft(s, r.logits, 0, r.V);
-        s->n_drafts = 1;
-    }
+    if (s->p.max_new_tokens == 0) s->done = true, s->finish_reason = "length";
+    else if (prefill_first_token(m, s, &r, c, r.logits + (all ? (size_t)(rn - 1) * r.V : 0), probs, cb, user, err))
+        goto done;
     if (m->prefix)
         prefix_cache_insert_hidden(m->prefix, s->prompt, n, s->kv, s->mtp_canon, s->hid, s->hid_from, s->hid_len);
     rc = 0;
@@ -405,7 +429,7 @@ static int phase_catchup(model_t *m, rows_t *v, const int *accepted, const int *
         memcpy(s->mtp_hidden, r.hidden_out + (size_t)last * r.hid, sizeof(float) * r.hid);
         s->drafts[0] = seq_draft(s, r.logits + (size_t)c * r.V, 0, r.V);
         s->n_drafts = 1;
-        s->mtp_canon = s->pos;
+        if (seq_mtp_complete(m, &s->p)) s->mtp_canon = s->pos;
     }
     rows_free(&r);
     return rc;
@@ -511,7 +535,10 @@ int engine_step(model_t *m, sequence_t **seqs, int n_seqs, engine_token_fn on_to
         if (s->done) continue;
         if (s->p.spec_k > max_k) max_k = s->p.spec_k;
         if (s->started) dec[n_dec++] = s;          /* decoding since an earlier step */
-        else if (s->p.max_new_tokens == 0) { s->started = s->done = true; s->finish_reason = "length"; }
+        else if (s->p.max_new_tokens == 0 && !s->p.prompt_logprobs) {   /* nothing to compute */
+            s->started = s->done = true;
+            s->finish_reason = "length";
+        }
         else rc = phase_prefill(m, s, on_token, user, err);
     }
     if (rc == 0 && n_dec > 0) rc = phase_verify(m, dec, n_dec, on_token, user, err);

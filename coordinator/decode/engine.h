@@ -38,7 +38,8 @@
 #define SPEX_MAX_SPEC_K 8
 
 typedef struct seq_params {
-    int max_new_tokens;
+    int max_new_tokens;      /* >= 0; 0: the sequence ends after its prefill (which only
+                              * prompt_logprobs needs: without them nothing is run) */
     sampling_params_t sampling;
     int spec_k;              /* 0 = no speculation; 1..SPEX_MAX_SPEC_K */
     bool sampled_drafts;     /* temperature > 0: draft from q (true) or argmax of q (false) */
@@ -92,8 +93,11 @@ typedef struct sequence {
     float *q;                /* [spec_k, vocab]: draft distributions (sampled drafts) */
     float *mtp_hidden;       /* [hidden]: MTP hidden of the last draft step */
     bool started, done;
-    int mtp_canon;           /* MTP rows [0, mtp_canon) are canonical (from main hidden states) */
-    float *hid;              /* without speculation, with a prefix cache and MTP layers: [capacity, hidden],
+    int mtp_canon;           /* MTP rows [0, mtp_canon) of EVERY module are canonical (from main
+                              * hidden states); stays 0 when spec_k < the model's modules, which
+                              * runs only modules 0..spec_k-1 */
+    float *hid;              /* with a prefix cache and MTP layers, when spec_k does not cover every
+                              * module (0, or fewer than the model has): [capacity, hidden],
                               * the main hidden states of positions [hid_from, hid_len) (those it
                               * computed), kept for the prefix cache (a later speculative request
                               * computes the MTP rows from them) */

@@ -71,7 +71,9 @@ int prefix_cache_restore_hidden(prefix_cache_t *pc, const int32_t *tokens, int n
                                 float *hidden, int *h0, int *h1);
 
 /* Remember the tokens[0, n) whose main rows kv holds
- * (positions < kv->len[0]); MTP rows for positions < mtp_rows. */
+ * (positions < kv->len[0]); MTP rows for positions < mtp_rows, of EVERY MTP
+ * layer (a restore puts them all back: a caller that ran only some MTP
+ * modules, as a sequence with spec_k below the module count, passes 0). */
 void prefix_cache_insert(prefix_cache_t *pc, const int32_t *tokens, int n, const kv_cache_t *kv, int mtp_rows);
 /* The same with the hidden states of positions [hid_from, hid_to) (hidden:
  * [*, hidden], row = position); a node takes those that extend the leading

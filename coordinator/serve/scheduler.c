@@ -175,8 +175,9 @@ static sched_status_t check_params(scheduler_t *s, const sched_params_t *p, sche
     long room = s->context - n;
     if (room > c->max_tokens_limit) room = c->max_tokens_limit;
     if (room > c->kv_capacity_tokens - n - k - 1) room = c->kv_capacity_tokens - n - k - 1;
-    int max_tokens = p->max_tokens > 0 ? p->max_tokens : (int)room;
-    if (p->max_tokens <= 0 && room < 1)
+    bool fit = p->max_tokens < 0;   /* SCHED_MAX_TOKENS_FIT; 0 is a real limit: no new token */
+    int max_tokens = fit ? (int)room : p->max_tokens;
+    if (fit && room < 1)
         return spex_fail(err, "the prompt (%d tokens) leaves no room to generate in this server's context of %d "
                               "tokens", n, s->context), SCHED_INVALID;
     *param = "max_tokens";

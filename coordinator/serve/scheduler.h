@@ -85,11 +85,17 @@ typedef struct sched_config {
     void *shutdown_user;
 } sched_config_t;
 
+#define SCHED_MAX_TOKENS_FIT (-1)   /* sched_params_t.max_tokens: as many as fit */
+
 /* One request. Everything is copied by scheduler_submit. */
 typedef struct sched_params {
     const int32_t *prompt;
     int n_prompt;
-    int max_tokens;             /* <= 0: as many as fit (limit, context, KV capacity) */
+    /* SCHED_MAX_TOKENS_FIT (any negative): as many as fit (limit, context, KV
+     * capacity); 0: none, only the prompt is run (with prompt_logprobs: its
+     * logprobs, the API's echo + max_tokens 0 that scores a prompt; without:
+     * no forward at all); > 0: at most that many */
+    int max_tokens;
     sampling_params_t sampling;
     int spec_k;                 /* < 0: the server's; above the server's: lowered to it */
     const char *const *stop;    /* stop strings (non-empty) */

@@ -6,6 +6,10 @@
 # model). Streaming and non-streaming must give the same prompt logprobs (the stream's echo chunk carries
 # them, text_offset from 0), and the answer must be the same whether the prompt was cached before or not
 # (a server with and without --no-prefix-cache; the first request puts the prompt in the cache).
+# Scoring a prompt (lm-eval-harness's request: echo, logprobs, max_tokens 0) answers with exactly the
+# prompt, finish_reason "length", usage completion_tokens 0 and the prompt tokens' logprobs only, equal to
+# those of the same request with max_tokens 1, streamed or not; max_tokens 0 without echo and negative
+# max_tokens are a 400 naming the field.
 # Usage: test_serve_echo_logprobs.sh SPEX_BINARY TESTS_DATA_DIR
 set -u
 spex=$1
@@ -36,6 +40,18 @@ for mode in cache nocache; do
     [ "$(post "$url" "$body}" "$tmp/$mode.json")" = 200 ] || fail "$mode: echo + logprobs: $(cat "$tmp/$mode.json")"
     [ "$(post "$url" "$body,\"stream\":true}" "$tmp/$mode.sse")" = 200 ] ||
         fail "$mode: streamed echo + logprobs: $(cat "$tmp/$mode.sse")"
+    for mt in 0 1; do   # scoring the prompt: no new token, and the same prompt part with one
+        score="{\"prompt\":[$ids],\"max_tokens\":$mt,\"temperature\":0,\"echo\":true,\"logprobs\":2"
+        [ "$(post "$url" "$score}" "$tmp/$mode.score$mt.json")" = 200 ] ||
+            fail "$mode: max_tokens $mt: $(cat "$tmp/$mode.score$mt.json")"
+        [ "$(post "$url" "$score,\"stream\":true,\"stream_options\":{\"include_usage\":true}}" \
+            "$tmp/$mode.score$mt.sse")" = 200 ] || fail "$mode: streamed max_tokens $mt: $(cat "$tmp/$mode.score$mt.sse")"
+    done
+    for bad in '"max_tokens":0' '"max_tokens":-1,"echo":true' '"max_tokens":0,"echo":false,"logprobs":1'; do
+        code=$(post "$url" "{\"prompt\":[$ids],$bad}" "$tmp/bad.json")
+        [ "$code" = 400 ] && grep -q '"param":"max_tokens"' "$tmp/bad.json" ||
+            fail "$mode: {$bad}: HTTP $code $(cat "$tmp/bad.json")"
+    done
     kill "$(eval echo "\${${mode}_pid}")"
 done
 
@@ -86,6 +102,30 @@ for mode in ("cache", "nocache"):
     rest = [x for c in ch[1:] if c["logprobs"] for x in c["logprobs"]["token_logprobs"]]
     if rest != lp["token_logprobs"][n:]:
         bad.append(f"{mode}: streamed completion logprobs differ")
+    # scoring: max_tokens 0 is the prompt alone, with the prompt logprobs of max_tokens 1
+    z, o = (json.load(open(f"{tmp}/{mode}.score{mt}.json")) for mt in (0, 1))
+    zc, oc = z["choices"][0], o["choices"][0]
+    echo_text = oc["text"].encode()[:oc["logprobs"]["text_offset"][n]].decode()   # offsets count bytes
+    if zc["text"] != echo_text or not full["text"].startswith(zc["text"]):
+        bad.append(f"{mode}: max_tokens 0 text {zc['text']!r} is not the prompt {echo_text!r}")
+    if zc["finish_reason"] != "length" or z["usage"]["completion_tokens"] != 0 or z["usage"]["prompt_tokens"] != n:
+        bad.append(f"{mode}: max_tokens 0: finish_reason {zc['finish_reason']}, usage {z['usage']}")
+    zl, ol = zc["logprobs"], oc["logprobs"]
+    if len(zl["tokens"]) != n or zl["token_logprobs"][0] is not None:
+        bad.append(f"{mode}: max_tokens 0: {len(zl['tokens'])} logprob entries (want the {n} prompt tokens)")
+    for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+        if zl[key] != ol[key][:n]:
+            bad.append(f"{mode}: max_tokens 0's {key} differ from max_tokens 1's prompt part")
+    zs, os_ = sse(f"{tmp}/{mode}.score0.sse"), sse(f"{tmp}/{mode}.score1.sse")
+    if "".join(c["text"] for c in zs) != zc["text"] or zs[0]["logprobs"] != zl or zs[-1]["finish_reason"] != "length":
+        bad.append(f"{mode}: streamed max_tokens 0 differs from the non-streamed answer: {zs}")
+    if os_[0]["logprobs"] != zl:
+        bad.append(f"{mode}: streamed max_tokens 1's echo chunk differs from max_tokens 0's prompt logprobs")
+    usage = [json.loads(l[6:]) for l in open(f"{tmp}/{mode}.score0.sse").read().split("\n")
+             if l.startswith("data: {")][-1].get("usage")
+    if not usage or usage["completion_tokens"] != 0:
+        bad.append(f"{mode}: streamed max_tokens 0 usage {usage}")
+    print(f"{mode}: max_tokens 0 scores {n} prompt tokens, equal to max_tokens 1's prompt part, streamed too")
 a, b = (json.load(open(f"{tmp}/{m}.json"))["choices"][0] for m in ("cache", "nocache"))
 if a != b:
     bad.append("the prefix cache changed the answer")

@@ -143,7 +143,7 @@ Test(api, chat_prompt_is_the_rendered_template) {
     cr_assert_eq(r.n_prompt, (int)n);
     cr_assert_arr_eq(r.prompt, ids, n * sizeof(int32_t));
     cr_assert_eq(r.prompt[0], 0, "the template's BOS became the BOS token");
-    cr_assert_eq(r.params.max_tokens, 0, "chat default: as many as fit");
+    cr_assert_eq(r.params.max_tokens, SCHED_MAX_TOKENS_FIT, "chat default: as many as fit");
     free(ids);
     free(text);
     api_request_free(&r);
@@ -389,6 +389,51 @@ Test(api, echo_logprobs_list_the_prompt_first) {
     cr_assert_float_eq(cJSON_GetArrayItem(tl, 2)->valuedouble, -3.5, 1e-9);
     cr_assert_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(lps, "text_offset"), 0)->valueint, 0);
     cr_assert(cJSON_IsNull(cJSON_GetObjectItem(ch, "finish_reason")));
+    cJSON_Delete(o);
+    sb_free(&b);
+}
+
+/* max_tokens 0 (OpenAI's way to score a prompt, as lm-eval-harness does):
+ * accepted with echo and passed on as 0, not as "as many as fit" (which is
+ * what leaving it out means for chat); without echo there is nothing to
+ * answer with (400 naming the field sent), and negative values stay a 400.
+ * The answer is the echoed prompt with its tokens' logprobs and no more. */
+Test(api, max_tokens_zero_scores_the_prompt) {
+    api_request_t pr;
+    api_error_t e;
+    cr_assert_eq(parse(API_COMPLETION, "{\"prompt\":\"It is\",\"logprobs\":1,\"echo\":true,\"max_tokens\":0}", &pr, &e),
+                 0, "%s", e.message);
+    cr_assert_eq(pr.params.max_tokens, 0);
+    cr_assert(pr.params.prompt_logprobs);
+    api_request_free(&pr);
+    cr_assert_eq(parse(API_COMPLETION, "{\"prompt\":\"x\",\"echo\":true,\"max_completion_tokens\":0}", &pr, &e), 0,
+                 "echo without logprobs: %s", e.message);
+    cr_assert_eq(pr.params.max_tokens, 0);
+    api_request_free(&pr);
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":0,\"logprobs\":1}", 400, "max_tokens");
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"echo\":false,\"max_completion_tokens\":0}", 400,
+               "max_completion_tokens");
+    expect_bad(API_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":0}", 400, "max_tokens");
+    expect_bad(API_COMPLETION, "{\"prompt\":\"x\",\"echo\":true,\"max_tokens\":-1}", 400, "max_tokens");
+    int32_t pids[3] = {5, 6, 7};
+    api_prompt_t prompt = {pids, 3, "It is", 5, 0};
+    api_request_t rq = {.kind = API_COMPLETION, .prompts = &prompt, .n_prompts = 1, .n = 1, .echo = true,
+                        .params = {.logprobs = true, .top_logprobs = 1, .prompt_logprobs = true}};
+    token_logprob_t plp[3] = {{0}, {-2.5f, 1, {6}, {-2.5f}}, {-3.5f, 1, {9}, {-0.75f}}};
+    sched_result_t res = {.finish_reason = "length", .text = "", .prompt_logprobs = plp};   /* no token, no lps */
+    const sched_result_t *resp[1] = {&res};
+    strbuf_t b = {0};
+    api_response_json(&b, &rq, tok, "cmpl-1", 1, "tiny", resp, 1);
+    cJSON *o = cJSON_Parse(b.p);
+    cr_assert_not_null(o, "%s", b.p);
+    cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "choices"), 0);
+    cr_assert_str_eq(cJSON_GetObjectItem(ch, "text")->valuestring, "It is", "the prompt, nothing after it");
+    cr_assert_str_eq(cJSON_GetObjectItem(ch, "finish_reason")->valuestring, "length");
+    cJSON *tl = cJSON_GetObjectItem(cJSON_GetObjectItem(ch, "logprobs"), "token_logprobs");
+    cr_assert_eq(cJSON_GetArraySize(tl), 3, "the prompt's tokens only: %s", b.p);
+    cr_assert(cJSON_IsNull(cJSON_GetArrayItem(tl, 0)));
+    cr_assert_float_eq(cJSON_GetArrayItem(tl, 2)->valuedouble, -3.5, 1e-9);
+    cr_assert_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "usage"), "completion_tokens")->valueint, 0);
     cJSON_Delete(o);
     sb_free(&b);
 }

@@ -1,7 +1,9 @@
 /* test_prefix_cache.c - the prompt prefix cache (coordinator/model/prefix_cache.h):
  * generation with the cache gives exactly the tokens it gives without (hit,
  * partial hit, extension of a finished chat turn; with and without
- * speculation), hits are counted, and eviction keeps within the byte budget. */
+ * speculation), hits are counted, and eviction keeps within the byte budget;
+ * on a model with several MTP modules, rows a request with fewer drafts never
+ * computed are not restored as if it had. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,18 +15,22 @@
 
 typedef struct { char dir[64]; model_t *m; } fx_t;
 
-static void open_fx(fx_t *f) {
+/* The tiny synthetic model with n_mtp MTP modules (the preset has 1). */
+static void open_fx_mtp(fx_t *f, int n_mtp) {
     snprintf(f->dir, sizeof f->dir, "/tmp/spex-prefix-XXXXXX");
     cr_assert_not_null(mkdtemp(f->dir));
     spex_config_t cfg;
     spex_err_t err = {0};
     cr_assert_eq(synth_preset("tiny", &cfg, &err), 0, "%s", err.msg);
+    cfg.num_nextn_predict_layers = n_mtp;
     synth_opts_t o = {.dtype = SYNTH_F32, .seed = 17, .shards = 1};
     cr_assert_eq(synth_write(f->dir, &cfg, &o, &err), 0, "%s", err.msg);
     f->m = model_load(f->dir, NULL, &err);
     cr_assert_not_null(f->m, "%s", err.msg);
-    cr_assert_gt(f->m->n_mtp, 0);
+    cr_assert_eq(f->m->n_mtp, n_mtp);
 }
+
+static void open_fx(fx_t *f) { open_fx_mtp(f, 1); }
 
 static void close_fx(fx_t *f) {
     model_free(f->m);
@@ -289,4 +295,69 @@ Test(prefix_cache, hidden_states_fill_the_mtp_gap) {
     prefix_cache_free(pc);
     kv_cache_free(kv);
     kv_cache_free(b);
+}
+
+/* A model with several MTP modules (num_nextn_predict_layers 3): a request
+ * speculating with fewer (spec_k 1 runs module 0 only) must not leave the
+ * cache claiming MTP rows of the modules it never ran, or a later request
+ * with a larger spec_k restores stale rows into them. Speculation is lossless,
+ * so the tokens would hide that (a random model's drafts are rarely
+ * accepted); the rows do not: after the prefill, every row of every layer at
+ * the prompt's positions must be the row a prefill without the cache
+ * computes (row-independent kernels: bit for bit). And the tokens must be
+ * those without the cache and without speculation. */
+static kv_cache_t *prefill_rows(model_t *m, const int32_t *prompt, int n, int k, sequence_t **out) {
+    seq_params_t p = {.max_new_tokens = 24, .spec_k = k, .sampling = {.top_p = 1.0f}};
+    spex_err_t err = {0};
+    sequence_t *s = sequence_create(m, prompt, n, &p, &err);
+    cr_assert_not_null(s, "%s", err.msg);
+    cr_assert_eq(engine_step(m, &s, 1, NULL, NULL, &err), 0, "%s", err.msg);   /* the prefill */
+    *out = s;
+    return s->kv;
+}
+
+static void assert_same_rows(const kv_cache_t *a, const kv_cache_t *b, int n, int n_main, int k, const char *what) {
+    for (int l = 0; l < n_main + k; l++)   /* the main layers and the MTP modules a spec-k request uses */
+        for (int t = 0; t < n; t++)
+            cr_assert_eq(memcmp(a->rows[l] + (size_t)t * a->width, b->rows[l] + (size_t)t * b->width,
+                                sizeof(float) * (size_t)a->width), 0,
+                         "spec-k %d %s: layer %d (%s), position %d differs from a prefill without the cache", k, what,
+                         l, l < n_main ? "main" : "MTP", t);
+}
+
+Test(prefix_cache, fewer_mtp_modules_than_the_model_has, .timeout = 120) {
+    fx_t f;
+    open_fx_mtp(&f, 3);
+    int V = f.m->cfg.vocab_size, n_main = f.m->cfg.num_hidden_layers, n = 45;
+    int32_t prompt[45];
+    for (int i = 0; i < n; i++) prompt[i] = (int32_t)((i * 41 + 7) % V);
+    int n_ref;
+    int32_t *ref = gen(f.m, prompt, n, 0, &n_ref);   /* no cache, no speculation */
+    for (int k = 2; k <= 3; k++) {
+        sequence_t *plain, *hit;
+        kv_cache_t *want = prefill_rows(f.m, prompt, n, k, &plain);   /* no cache */
+        spex_err_t err = {0};
+        cr_assert_eq(model_set_prefix_cache(f.m, 8u << 20, &err), 0, "%s", err.msg);
+        int n_one, n_with;
+        int32_t *one = gen(f.m, prompt, n, 1, &n_one);   /* caches the prompt, having run MTP module 0 only */
+        cr_assert_eq(n_one, n_ref);
+        cr_assert_arr_eq(one, ref, sizeof(int32_t) * (size_t)n_ref, "spec-k 1 differs from spec-k 0");
+        uint64_t before = prefix_cache_stats(f.m->prefix).hit_tokens;
+        assert_same_rows(want, prefill_rows(f.m, prompt, n, k, &hit), n, n_main, k, "after spec-k 1 cached it");
+        uint64_t reused = prefix_cache_stats(f.m->prefix).hit_tokens - before;   /* all but the last cached token */
+        cr_assert_geq(reused, (uint64_t)(n - 2), "spec-k %d: only %llu of %d prompt tokens reused", k,
+                      (unsigned long long)reused, n);
+        sequence_free(hit);
+        int32_t *with = gen(f.m, prompt, n, k, &n_with);
+        cr_assert_eq(n_with, n_ref);
+        cr_assert_arr_eq(with, ref, sizeof(int32_t) * (size_t)n_ref, "spec-k %d with the cache differs", k);
+        assert_same_rows(want, prefill_rows(f.m, prompt, n, k, &hit), n, n_main, k, "after its own turn");
+        sequence_free(hit);
+        sequence_free(plain);
+        prefix_cache_free(f.m->prefix);
+        f.m->prefix = NULL;
+        free(one), free(with);
+    }
+    free(ref);
+    close_fx(&f);
 }

@@ -200,6 +200,66 @@ Test(scheduler, cancel_queued_and_running) {
     model_free(m);
 }
 
+/* ---------------------------------------------------------------- scoring a prompt */
+
+static sched_req_t *submit_scored(scheduler_t *s, const int32_t *p, int n, int max_tokens, int k) {
+    sched_params_t sp = {.prompt = p, .n_prompt = n, .max_tokens = max_tokens, .spec_k = k, .logprobs = true,
+                         .top_logprobs = 2, .prompt_logprobs = true, .sampling = {.temperature = 0, .top_p = 1}};
+    sched_req_t *r;
+    spex_err_t err = {0};
+    cr_assert_eq(scheduler_submit(s, &sp, &r, NULL, &err), SCHED_OK, "%s", err.msg);
+    return r;
+}
+
+/* max_tokens 0 with prompt_logprobs (the API's echo + max_tokens 0): the
+ * prompt runs, no token is generated, finish_reason "length", and the
+ * prompt's logprobs are those a request generating one token gets; a waiter
+ * finds them with the end. The rows they cached serve a later request unchanged. */
+Test(scheduler, max_tokens_zero_scores_the_prompt) {
+    model_t *m = load_tiny();
+    spex_err_t err = {0};
+    cr_assert_eq(model_set_prefix_cache(m, 8u << 20, &err), 0, "%s", err.msg);
+    scheduler_t *s = make(m, NULL, (sched_config_t){.spec_k = 2});
+    int32_t p[37];
+    make_prompt(p, 37, 5);
+    for (int k = 0; k <= 2; k += 2) {
+        sched_req_t *zero = submit_scored(s, p, 37, 0, k), *one = submit_scored(s, p, 37, 1, k);
+        run_all(s);
+        sched_update_t u;
+        cr_assert_eq(sched_req_wait(zero, 0, 0, &u), 0);
+        cr_assert(u.done && u.prompt_lps && u.completion_tokens == 0 && u.len == 0);
+        sched_update_free(&u);
+        const sched_result_t *z = sched_req_result(zero), *o = sched_req_result(one);
+        cr_assert_str_eq(z->finish_reason, "length");
+        cr_assert_eq(z->n_tokens, 0);
+        cr_assert_eq(z->text_len, 0);
+        cr_assert_eq(z->max_tokens, 0, "0 is not \"as many as fit\"");
+        cr_assert_eq(o->n_tokens, 1);
+        cr_assert(z->prompt_logprobs && o->prompt_logprobs);
+        for (int t = 1; t < 37; t++)
+            cr_assert_eq(memcmp(&z->prompt_logprobs[t], &o->prompt_logprobs[t], sizeof(token_logprob_t)), 0,
+                         "spec-k %d: prompt position %d", k, t);
+        sched_req_release(zero);
+        sched_req_release(one);
+    }
+    seq_params_t gp = {.max_new_tokens = 12, .sampling = {.temperature = 0, .top_p = 1}};
+    int32_t *ref, *got;
+    int n_ref, n_got;
+    gen_stats_t st;
+    prefix_cache_t *pc = m->prefix;
+    m->prefix = NULL;
+    cr_assert_eq(generate(m, p, 37, &gp, NULL, NULL, &ref, &n_ref, &st, &err), 0, "%s", err.msg);
+    m->prefix = pc;
+    uint64_t hits = prefix_cache_stats(pc).hit_tokens;
+    cr_assert_eq(generate(m, p, 37, &gp, NULL, NULL, &got, &n_got, &st, &err), 0, "%s", err.msg);
+    cr_assert_gt(prefix_cache_stats(pc).hit_tokens, hits, "the cache these requests wrote was used");
+    cr_assert_eq(n_got, n_ref);
+    cr_assert_arr_eq(got, ref, sizeof(int32_t) * (size_t)n_ref);
+    free(ref), free(got);
+    scheduler_free(s);
+    model_free(m);
+}
+
 /* ---------------------------------------------------------------- limits */
 
 static sched_status_t try_submit(scheduler_t *s, const int32_t *p, int n, int max_tokens, const char **param,
@@ -229,9 +289,9 @@ Test(scheduler, limits) {
     for (int i = 0; i < 3; i++) cr_assert_eq(try_submit(s, p, 10, 5, &param, &r[i]), SCHED_OK);   /* 2 slots + 1 queued */
     cr_assert_eq(try_submit(s, p, 10, 5, &param, &r[3]), SCHED_QUEUE_FULL);
     sched_req_t *dflt;
-    cr_assert_eq(try_submit(s, p, 10, 0, &param, &r[3]), SCHED_QUEUE_FULL);
+    cr_assert_eq(try_submit(s, p, 10, SCHED_MAX_TOKENS_FIT, &param, &r[3]), SCHED_QUEUE_FULL);
     run_all(s);
-    cr_assert_eq(try_submit(s, p, 10, 0, &param, &dflt), SCHED_OK);   /* max_tokens 0 = as many as fit */
+    cr_assert_eq(try_submit(s, p, 10, SCHED_MAX_TOKENS_FIT, &param, &dflt), SCHED_OK);
     run_all(s);
     cr_assert_eq(sched_req_result(dflt)->max_tokens, 100, "the limit, below the context room");
     for (int i = 0; i < 3; i++) sched_req_release(r[i]);
