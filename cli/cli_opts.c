@@ -298,11 +298,13 @@ static const cli_option_t SAMPLING[] = {   /* bit i of a mask = entry i: keep in
                  "temperature > 0: draft by sampling the MTP\ndistribution or take its argmax"),
     CLI_OPT_DOUBLE("--draft-min-p", "P", cli_sampling_t, draft_min_p, 0, 1,
                    "adaptive draft length: stop drafting after a\ndraft less likely than P (0 = always K)"),
+    CLI_OPT_INT("--spec-step-rows", NULL, "N", cli_sampling_t, spec_step_rows, 0, 1 << 20,
+                "with several sequences per step, draft at most\nN / sequences - 1 tokens each (0 = always K)"),
 };
 
 cli_sampling_t cli_sampling_defaults(void) {
     return (cli_sampling_t){.temperature = 0, .top_p = 1, .top_k = 0, .seed = 0, .spec_k = 0,
-                            .draft = CLI_DRAFT_SAMPLED};
+                            .draft = CLI_DRAFT_SAMPLED, .spec_step_rows = SPEX_SPEC_STEP_ROWS};
 }
 
 cli_group_t cli_sampling_group(cli_sampling_t *s, unsigned mask) {
@@ -311,7 +313,7 @@ cli_group_t cli_sampling_group(cli_sampling_t *s, unsigned mask) {
 
 seq_params_t cli_sampling_seq(const cli_sampling_t *s) {
     return (seq_params_t){.spec_k = (int)s->spec_k, .sampled_drafts = s->draft == CLI_DRAFT_SAMPLED,
-                          .draft_min_p = (float)s->draft_min_p,
+                          .draft_min_p = (float)s->draft_min_p, .spec_step_rows = (int)s->spec_step_rows,
                           .sampling = {.temperature = (float)s->temperature, .top_k = (int)s->top_k,
                                        .top_p = (float)s->top_p, .seed = (uint64_t)s->seed}};
 }

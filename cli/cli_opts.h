@@ -126,11 +126,13 @@ typedef struct cli_sampling {
     long top_k, seed, spec_k;
     int draft;   /* CLI_DRAFT_SAMPLED or CLI_DRAFT_ARGMAX */
     double draft_min_p;
+    long spec_step_rows;   /* seq_params_t.spec_step_rows */
 } cli_sampling_t;
 
 enum { CLI_DRAFT_SAMPLED = 0, CLI_DRAFT_ARGMAX = 1 };
 enum { CLI_S_TEMPERATURE = 1u << 0, CLI_S_TOP_P = 1u << 1, CLI_S_TOP_K = 1u << 2, CLI_S_SEED = 1u << 3,
-       CLI_S_SPEC_K = 1u << 4, CLI_S_DRAFT = 1u << 5, CLI_S_DRAFT_MIN_P = 1u << 6 };
+       CLI_S_SPEC_K = 1u << 4, CLI_S_DRAFT = 1u << 5, CLI_S_DRAFT_MIN_P = 1u << 6,
+       CLI_S_SPEC_STEP_ROWS = 1u << 7 };
 
 /* Greedy, no speculation, sampled drafts. */
 cli_sampling_t cli_sampling_defaults(void);

@@ -465,7 +465,7 @@ static int batch_parse(int argc, char **argv, batch_cli_t *c) {
     cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, BATCH_OPTIONS, c),
                             cli_request_temperature_group(&c->temperature), cli_sched_group(&c->sched),
                             cli_gen_config_group(&c->no_gen_config), cli_chat_template_group(&c->chat_template),
-                            cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT | CLI_S_DRAFT_MIN_P), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
+                            cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT | CLI_S_DRAFT_MIN_P | CLI_S_SPEC_STEP_ROWS), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
     cli_spec_t spec = CLI_SPEC("batch", "batch --model DIR --input IN.jsonl --output OUT.jsonl [options]", about, groups);
     return cli_run_parse(&spec, argc, argv, 1);
 }
@@ -509,7 +509,7 @@ static int batch_load(batch_t *b, spex_err_t *err) {
                          .kv_capacity_tokens = l->kv_capacity, .max_prompt_tokens = (int)l->max_prompt,
                          .max_tokens_limit = (int)l->max_tokens_limit, .spec_k = k,
                          .argmax_drafts = b->c.sp.draft == CLI_DRAFT_ARGMAX,
-                         .draft_min_p = (float)b->c.sp.draft_min_p, .extra_eos = gc.eos};
+                         .spec_step_rows = (int)b->c.sp.spec_step_rows, .draft_min_p = (float)b->c.sp.draft_min_p, .extra_eos = gc.eos};
     if (!(b->sched = scheduler_create(b->m, b->tok, &sc, err))) return -1;
     b->api = (api_ctx_t){.sched = b->sched, .tok = b->tok, .vocab_size = b->m->cfg.vocab_size,
                          .chat_template = chat_template_is_builtin(b->chat) ? NULL : b->chat};

@@ -78,7 +78,7 @@ static int serve_parse(int argc, char **argv, serve_cli_t *c) {
     c->sp.spec_k = 0;   /* `spex bench serve` on the shipped model: K > 0 measures 0.84-1.41x of K = 0, no K better every time */
     cli_ep_init(&c->ep);
     cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, SERVE_OPTIONS, c), cli_sched_group(&c->sched), cli_gen_config_group(&c->no_gen_config),
-                            cli_chat_template_group(&c->chat_template), cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT | CLI_S_DRAFT_MIN_P), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
+                            cli_chat_template_group(&c->chat_template), cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT | CLI_S_DRAFT_MIN_P | CLI_S_SPEC_STEP_ROWS), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
     cli_spec_t spec = CLI_SPEC("serve", "serve --model DIR [options]",
                                "Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, /health,\n"
                                "/metrics, POST /tokenize, /detokenize. --spec-k defaults to 0 (with many sequences per step speculation did not pay reliably on the shipped model). Documentation:\n"
@@ -176,7 +176,7 @@ static int serve_load(serve_state_t *st, spex_err_t *err) {
                          .kv_capacity_tokens = l->kv_capacity, .max_prompt_tokens = (int)l->max_prompt,
                          .max_tokens_limit = (int)l->max_tokens_limit, .spec_k = spec_k,
                          .argmax_drafts = st->c.sp.draft == CLI_DRAFT_ARGMAX,
-                         .draft_min_p = (float)st->c.sp.draft_min_p, .metrics = st->metrics, .on_shutdown = quiesce_http,
+                         .spec_step_rows = (int)st->c.sp.spec_step_rows, .draft_min_p = (float)st->c.sp.draft_min_p, .metrics = st->metrics, .on_shutdown = quiesce_http,
                          .shutdown_user = st->http, .health = workers_health, .health_user = &st->c.ep,
                          .backend_metrics = workers_metrics, .backend_user = &st->c.ep, .extra_eos = gc.eos};
     if (!(st->sched = scheduler_create(st->m, st->tok, &sc, err))) return -1;

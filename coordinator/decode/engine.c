@@ -92,6 +92,7 @@ sequence_t *sequence_create(const model_t *m, const int32_t *prompt, int n_promp
         sequence_free(s);
         return NULL;
     }
+    s->draft_cap = SPEX_MAX_SPEC_K;
     rng_seed(&s->rng, p->sampling.seed);
     if (seq_alloc_extras(s, V, err)) { sequence_free(s); return NULL; }
     return s;
@@ -150,11 +151,22 @@ static void seq_logprob(sequence_t *s, const float *logits, int V, int32_t tok) 
 
 /* Most drafts worth verifying now: no more than the tokens still wanted, and
  * every verify row must fit the cache. */
-static int seq_max_drafts(const sequence_t *s) {
+static int seq_room_drafts(const sequence_t *s) {
     int k = s->p.spec_k, left = s->p.max_new_tokens - s->n_out - 1, room = s->kv->capacity - s->pos - 1;
     if (k > left) k = left;
     if (k > room) k = room;
     return k < 0 ? 0 : k;
+}
+
+/* Most drafts to make in this step: also within the step row budget. */
+static int seq_max_drafts(const sequence_t *s) {
+    int k = seq_room_drafts(s);
+    return k < s->draft_cap ? k : s->draft_cap;
+}
+
+/* The token at position p (prompt, then output). */
+static int32_t seq_token_at(const sequence_t *s, int p) {
+    return p < s->n_prompt ? s->prompt[p] : s->out[p - s->n_prompt];
 }
 
 /* Probability of the argmax under softmax(logits): 1 / sum exp(l - max). */
@@ -284,6 +296,21 @@ static void seq_keep_hidden(sequence_t *s, const float *hidden, int hid, int p0,
     s->hid_len = p0 + count;
 }
 
+/* A speculating sequence the step row budget holds to 0 drafts this step. */
+static bool seq_paused(const model_t *m, const sequence_t *s) {
+    return m->n_mtp > 0 && s->p.spec_k > 0 && s->draft_cap == 0 && seq_room_drafts(s) > 0;
+}
+
+/* A paused sequence skips the MTP catch-up, so it must keep the main hidden
+ * states from position p (its MTP length) on to catch up later: hid, taken
+ * at its first pause. If it cannot (out of memory), it does not pause. */
+static void seq_plan_pause(const model_t *m, sequence_t *s, int p) {
+    if (!seq_paused(m, s)) return;
+    if (!s->hid && (s->hid = malloc(sizeof(float) * (size_t)s->kv->capacity * (size_t)m->cfg.hidden_size)))
+        s->hid_from = s->hid_len = p;
+    if (!s->hid || s->hid_len != p) s->draft_cap = SPEX_MAX_SPEC_K;
+}
+
 /* Restore the prompt's longest cached prefix into s->kv (*c rows). With
  * speculation, positions cached by a request without it have no MTP rows but
  * their main hidden states: compute the MTP rows (h_t, token_{t+1}) from
@@ -352,6 +379,7 @@ static int phase_prefill(model_t *m, sequence_t *s, engine_token_fn cb, void *us
     r.want[rn - 1] = 1;
     mla_seq_t seq = {s->kv, rn};
     if (model_forward(m, s->prompt + c, &seq, 1, r.hidden, r.want, r.logits, err)) goto done;
+    seq_plan_pause(m, s, c);
     seq_keep_hidden(s, r.hidden, r.hid, c, rn);
     s->started = true;
     s->pos = n;
@@ -394,14 +422,29 @@ static int verify_one(model_t *m, sequence_t *s, float *logits, int k, float *p,
     return a;
 }
 
-/* MTP catch-up over the rows of `v` that were accepted, drafting d1 for each. */
-static int phase_catchup(model_t *m, rows_t *v, const int *accepted, const int *old_pos, spex_err_t *err) {
+/* MTP rows a paused sequence skipped, [MTP length, old_pos): after dropping
+ * the MTP rows of last step's drafts, how many; -1 if hid does not hold their
+ * hidden states (a broken invariant, never expected). */
+static int seq_mtp_lag(const model_t *m, sequence_t *s, int old_pos) {
+    kv_cache_truncate(s->kv, m->cfg.num_hidden_layers, m->n_mtp, old_pos);
+    int from = s->kv->len[m->cfg.num_hidden_layers];
+    if (from == old_pos) return 0;
+    return s->hid && s->hid_from <= from && s->hid_len >= old_pos ? old_pos - from : -1;
+}
+
+/* MTP catch-up over the rows of `v` that were accepted (after a pause, also
+ * the positions it skipped, from hid), drafting d1 for each. */
+static int phase_catchup(model_t *m, rows_t *v, const int *accepted, const int *old_pos, int *lag,
+                         spex_err_t *err) {
     int n = 0, ns = 0, max_k = 0;
-    for (int i = 0; i < v->n_seqs; i++)
-        if (!v->who[i]->done && v->who[i]->p.spec_k > 0 && seq_max_drafts(v->who[i]) > 0) {
-            n += accepted[i] + 1, ns++;
-            if (v->who[i]->p.spec_k > max_k) max_k = v->who[i]->p.spec_k;
-        }
+    for (int i = 0; i < v->n_seqs; i++) {
+        sequence_t *s = v->who[i];
+        if (s->done || s->p.spec_k == 0 || seq_max_drafts(s) == 0) continue;
+        if ((lag[i] = seq_mtp_lag(m, s, old_pos[i])) < 0)
+            return spex_fail(err, "internal: a sequence's MTP cache has a gap before position %d", old_pos[i]);
+        n += lag[i] + accepted[i] + 1, ns++;
+        if (s->p.spec_k > max_k) max_k = s->p.spec_k;
+    }
     if (ns == 0) return 0;
     rows_t r;
     if (rows_alloc(&r, m, 1, n, ns, 0, NULL, err)) return -1;
@@ -409,17 +452,19 @@ static int phase_catchup(model_t *m, rows_t *v, const int *accepted, const int *
     for (int i = 0; i < v->n_seqs; i++) {
         sequence_t *s = v->who[i];
         if (s->done || s->p.spec_k == 0 || seq_max_drafts(s) == 0) continue;
-        int a = accepted[i], c = r.n_seqs++;
-        kv_cache_truncate(s->kv, m->cfg.num_hidden_layers, m->n_mtp, old_pos[i]);
-        /* rows (h_t, token_{t+1}) for t = old_pos .. old_pos + a: tokens d1..da, last */
-        memcpy(r.tokens + row, v->tokens + v->first[i] + 1, sizeof(int32_t) * (size_t)a);
-        r.tokens[row + a] = s->last;
-        memcpy(r.hidden + (size_t)row * r.hid, v->hidden_out + (size_t)v->first[i] * r.hid,
+        int a = accepted[i], g = lag[i], c = r.n_seqs++, t0 = old_pos[i] - g;
+        /* rows (h_t, token_{t+1}): t = t0 .. old_pos - 1 from hid (skipped while
+         * paused), then t = old_pos .. old_pos + a from the verify rows: d1..da, last */
+        for (int t = t0; t < old_pos[i]; t++) r.tokens[row + t - t0] = seq_token_at(s, t + 1);
+        if (g > 0) memcpy(r.hidden + (size_t)row * r.hid, s->hid + (size_t)t0 * r.hid, sizeof(float) * (size_t)g * r.hid);
+        memcpy(r.tokens + row + g, v->tokens + v->first[i] + 1, sizeof(int32_t) * (size_t)a);
+        r.tokens[row + g + a] = s->last;
+        memcpy(r.hidden + (size_t)(row + g) * r.hid, v->hidden_out + (size_t)v->first[i] * r.hid,
                sizeof(float) * (size_t)(a + 1) * r.hid);
-        r.seqs[c] = (mla_seq_t){s->kv, a + 1};
+        r.seqs[c] = (mla_seq_t){s->kv, g + a + 1};
         r.who[c] = s;
         r.first[c] = row;
-        row += a + 1;
+        row += g + a + 1;
         r.want[row - 1] = 1;
     }
     int rc = mtp_forward_all(m, 0, max_k, &r, err);
@@ -439,17 +484,17 @@ static int phase_catchup(model_t *m, rows_t *v, const int *accepted, const int *
 static int phase_verify(model_t *m, sequence_t **dec, int n_dec, engine_token_fn cb, void *user, spex_err_t *err) {
     int n = 0;
     for (int i = 0; i < n_dec; i++) {
-        int k = dec[i]->n_drafts < seq_max_drafts(dec[i]) ? dec[i]->n_drafts : seq_max_drafts(dec[i]);
+        int k = dec[i]->n_drafts < seq_room_drafts(dec[i]) ? dec[i]->n_drafts : seq_room_drafts(dec[i]);
         n += k + 1;
     }
     rows_t v;
-    float *p;   /* [2, V] verification scratch, then accepted[n_dec], old_pos[n_dec] */
+    float *p;   /* [2, V] verification scratch, then accepted, old_pos, lag [n_dec] each */
     size_t V = (size_t)m->cfg.vocab_size;
-    if (rows_alloc(&v, m, 0, n, n_dec, 2 * V + 2 * (size_t)n_dec, &p, err)) return -1;
+    if (rows_alloc(&v, m, 0, n, n_dec, 2 * V + 3 * (size_t)n_dec, &p, err)) return -1;
     int *accepted = (int *)(p + 2 * V), row = 0, rc = -1;
     for (int i = 0; i < n_dec; i++) {
         sequence_t *s = dec[i];
-        int k = s->n_drafts < seq_max_drafts(s) ? s->n_drafts : seq_max_drafts(s);
+        int k = s->n_drafts < seq_room_drafts(s) ? s->n_drafts : seq_room_drafts(s);
         v.tokens[row] = s->last;
         memcpy(v.tokens + row + 1, s->drafts, sizeof(int32_t) * (size_t)k);
         v.seqs[i] = (mla_seq_t){s->kv, k + 1};
@@ -466,9 +511,10 @@ static int phase_verify(model_t *m, sequence_t **dec, int n_dec, engine_token_fn
         old_pos[i] = dec[i]->pos;
         accepted[i] = verify_one(m, dec[i], v.logits + (size_t)v.first[i] * v.V, v.seqs[i].n - 1, p, p + v.V, cb,
                                  user);
+        seq_plan_pause(m, dec[i], old_pos[i]);
         seq_keep_hidden(dec[i], v.hidden_out + (size_t)v.first[i] * v.hid, v.hid, old_pos[i], accepted[i] + 1);
     }
-    rc = phase_catchup(m, &v, accepted, old_pos, err);
+    rc = phase_catchup(m, &v, accepted, old_pos, old_pos + n_dec, err);
     double t2 = spex_now();
     for (int i = 0; i < n_dec; i++) {
         dec[i]->decode_seconds += t2 - t0;
@@ -529,7 +575,13 @@ int engine_step(model_t *m, sequence_t **seqs, int n_seqs, engine_token_fn on_to
     size_t words = (sizeof(sequence_t *) * (size_t)(n_seqs > 0 ? n_seqs : 1) + sizeof(float) - 1) / sizeof(float);
     sequence_t **dec = (sequence_t **)arena_floats(&m->step[2], words);
     if (!dec) return spex_fail(err, "out of memory");
-    int n_dec = 0, rc = 0, max_k = 0;
+    int n_dec = 0, rc = 0, max_k = 0, n_run = 0;
+    for (int i = 0; i < n_seqs; i++) n_run += !seqs[i]->done;
+    for (int i = 0; i < n_seqs; i++) {   /* the step row budget, split evenly (greedy sequences only) */
+        int b = seqs[i]->p.spec_step_rows;
+        bool capped = b > 0 && n_run >= 2 && seqs[i]->p.sampling.temperature <= 0;
+        seqs[i]->draft_cap = !capped ? SPEX_MAX_SPEC_K : b / n_run > 1 ? b / n_run - 1 : 0;
+    }
     for (int i = 0; i < n_seqs && rc == 0; i++) {
         sequence_t *s = seqs[i];
         if (s->done) continue;

@@ -22,7 +22,9 @@
  *
  * Invariants for a decoding sequence (positions are 0-based):
  *   main cache holds positions [0, pos); `last` is the token at position pos;
- *   MTP cache holds positions [0, pos): row t was computed from (h_t, token_{t+1}). */
+ *   MTP cache holds positions [0, pos): row t was computed from (h_t, token_{t+1});
+ *   a sequence paused by the step row budget holds only [0, mtp_len), and
+ *   hid holds the main hidden states of [mtp_len, pos) to catch up from. */
 #ifndef SPEX_ENGINE_H
 #define SPEX_ENGINE_H
 
@@ -36,6 +38,8 @@
 #include "coordinator/model/model.h"
 
 #define SPEX_MAX_SPEC_K 8
+/* Default step row budget: the kernels read each weight once for up to 8 rows (core/matmul.h) */
+#define SPEX_SPEC_STEP_ROWS 8
 
 typedef struct seq_params {
     int max_new_tokens;      /* >= 0; 0: the sequence ends after its prefill (which only
@@ -48,6 +52,18 @@ typedef struct seq_params {
      * maximum). 0 = always spec_k. Any value keeps the output distribution:
      * the decision uses only draft-side information. */
     float draft_min_p;
+    /* Step row budget (greedy sequences): in a step where n >= 2 sequences
+     * run, draft at most spec_step_rows / n - 1 tokens (0 = no budget; a lone
+     * sequence drafts spec_k). Greedy tokens are the same for every K, so the
+     * budget never changes them; a sampled sequence's tokens depend on its K
+     * (not their distribution, their draw from the seed), so it keeps spec_k
+     * and its output does not depend on what else runs. A verify row costs its
+     * FMAs whoever else is in the step, so once a batch fills the kernels'
+     * 8-row panels, drafts only add work; a sequence capped to 0 drafts
+     * pauses: it skips the MTP catch-up, keeps its main hidden states, and
+     * computes the missing MTP rows when the budget lets it draft again
+     * (the same rows from the same inputs: exact). */
+    int spec_step_rows;
     eos_set_t eos;           /* stop tokens (empty = none): any of them ends the sequence */
     /* logit_bias and penalties, applied to every row a token or a draft comes
      * from (the bias array is copied by sequence_create) */
@@ -90,17 +106,18 @@ typedef struct sequence {
     int32_t drafts[SPEX_MAX_SPEC_K];
     int n_drafts;
     bool draft_stop;         /* the last draft fell below draft_min_p: no more drafts this step */
+    int draft_cap;           /* most drafts this step (p.spec_step_rows over the step's sequences) */
     float *q;                /* [spec_k, vocab]: draft distributions (sampled drafts) */
     float *mtp_hidden;       /* [hidden]: MTP hidden of the last draft step */
     bool started, done;
     int mtp_canon;           /* MTP rows [0, mtp_canon) of EVERY module are canonical (from main
                               * hidden states); stays 0 when spec_k < the model's modules, which
                               * runs only modules 0..spec_k-1 */
-    float *hid;              /* with a prefix cache and MTP layers, when spec_k does not cover every
-                              * module (0, or fewer than the model has): [capacity, hidden],
-                              * the main hidden states of positions [hid_from, hid_len) (those it
-                              * computed), kept for the prefix cache (a later speculative request
-                              * computes the MTP rows from them) */
+    float *hid;              /* [capacity, hidden]: the main hidden states of positions
+                              * [hid_from, hid_len) (those it computed). Kept for the prefix cache
+                              * when spec_k does not cover every module (a later speculative
+                              * request computes the MTP rows from them), and from a sequence's
+                              * first pause (spec_step_rows) on, to catch up from */
     int hid_from, hid_len;
     bool cache_saved;        /* done and remembered by the prefix cache */
     const char *finish_reason;   /* "stop", "length", "cancelled" */

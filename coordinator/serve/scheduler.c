@@ -211,6 +211,7 @@ static sched_status_t check_params(scheduler_t *s, const sched_params_t *p, sche
     *param = NULL;
     r->p = (seq_params_t){.max_new_tokens = max_tokens, .sampling = p->sampling, .spec_k = k,
                           .sampled_drafts = !c->argmax_drafts, .draft_min_p = c->draft_min_p,
+                          .spec_step_rows = c->spec_step_rows,
                           .eos = s->eos, .adjust = p->adjust, .logprobs = p->logprobs,
                           .top_logprobs = p->top_logprobs, .prompt_logprobs = p->prompt_logprobs};
     r->cap = cap;

@@ -73,6 +73,7 @@ typedef struct sched_config {
     int spec_k;               /* server's speculation depth; a request may only lower it */
     bool argmax_drafts;       /* temperature > 0: draft the MTP argmax instead of sampling it */
     float draft_min_p;        /* adaptive draft length (seq_params_t.draft_min_p) */
+    int spec_step_rows;       /* step row budget (seq_params_t.spec_step_rows) */
     eos_set_t extra_eos;      /* stop tokens besides the tokenizer's EOS (generation_config.json) */
     metrics_t *metrics;       /* may be NULL; not owned */
     sched_health_fn health;   /* may be NULL */

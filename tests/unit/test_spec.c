@@ -288,3 +288,77 @@ Test(spec, sampling_distribution_unchanged_with_penalties_and_bias, .timeout = 2
     free(amax);
     model_free(m);
 }
+
+/* ---------------------------------------------------------------- 5. step row budget */
+
+/* Steps over seqs[0..n) until every one is done. */
+static void run_steps(model_t *m, sequence_t **seqs, int n) {
+    spex_err_t err = {0};
+    for (bool busy = true; busy;) {
+        cr_assert_eq(engine_step(m, seqs, n, NULL, NULL, &err), 0, "%s", err.msg);
+        busy = false;
+        for (int i = 0; i < n; i++) busy |= !seqs[i]->done;
+    }
+}
+
+static sequence_t *new_seq_t(model_t *m, int which, int max_new, int spec_k, int step_rows, float temp) {
+    int32_t prompt[7];
+    for (int i = 0; i < 7; i++) prompt[i] = (int32_t)((which * 131 + i * 37 + 3) % m->cfg.vocab_size);
+    seq_params_t p = {.max_new_tokens = max_new, .spec_k = spec_k, .spec_step_rows = step_rows,
+                      .sampled_drafts = true, .sampling = {.temperature = temp, .top_p = 1.0f, .seed = 7}};
+    spex_err_t err = {0};
+    sequence_t *s = sequence_create(m, prompt, 3 + which, &p, &err);
+    cr_assert_not_null(s, "%s", err.msg);
+    return s;
+}
+
+static sequence_t *new_seq(model_t *m, int which, int max_new, int spec_k, int step_rows) {
+    return new_seq_t(m, which, max_new, spec_k, step_rows, 0.0f);
+}
+
+/* With a budget of 4 rows, sequence 0 (40 tokens, spec_k 3) is paused while
+ * three short ones run beside it (4 and 3 sequences: 0 drafts), then drafts
+ * again alone: its tokens equal spec_k 0's, it both paused and drafted, and
+ * its MTP cache rows (caught up from the kept hidden states) are bit for bit
+ * those of the same sequence speculating alone from the start. */
+Test(spec, step_row_budget_pauses_then_catches_up_exactly) {
+    model_t *m = load_golden("tiny-fp8");
+    cr_assert_gt(m->n_mtp, 0);
+    sequence_t *alone = new_seq(m, 0, 40, 3, 0), *plain = new_seq(m, 0, 40, 0, 0), *b[4];
+    run_steps(m, &alone, 1);
+    run_steps(m, &plain, 1);
+    for (int i = 0; i < 4; i++) b[i] = new_seq(m, i, i == 0 ? 40 : 6 + i, 3, 4);
+    run_steps(m, b, 4);
+    cr_assert_eq(b[0]->n_out, plain->n_out);
+    cr_assert_eq(memcmp(b[0]->out, plain->out, sizeof(int32_t) * (size_t)plain->n_out), 0, "budgeted tokens differ");
+    cr_assert_eq(memcmp(alone->out, plain->out, sizeof(int32_t) * (size_t)plain->n_out), 0, "spec tokens differ");
+    cr_assert_lt(b[0]->stats.proposed, 3 * b[0]->stats.steps - 6, "never paused: %ld drafts in %ld steps",
+                 b[0]->stats.proposed, b[0]->stats.steps);
+    cr_assert_gt(b[0]->stats.proposed, 0, "never drafted after the others finished");
+    int L = m->cfg.num_hidden_layers, n = b[0]->kv->len[L] < alone->kv->len[L] ? b[0]->kv->len[L] : alone->kv->len[L];
+    cr_assert_geq(n, 3 + 30, "MTP rows held: %d", n);
+    size_t row = (size_t)alone->kv->width;
+    cr_assert_eq(memcmp(b[0]->kv->rows[L], alone->kv->rows[L], sizeof(float) * row * (size_t)n), 0,
+                 "MTP cache rows differ after the catch-up");
+    for (int i = 1; i < 4; i++) {   /* capped to 0 drafts throughout: spec_k 0's tokens */
+        sequence_t *ref = new_seq(m, i, 6 + i, 0, 0);
+        run_steps(m, &ref, 1);
+        cr_assert_eq(b[i]->n_out, ref->n_out);
+        cr_assert_eq(memcmp(b[i]->out, ref->out, sizeof(int32_t) * (size_t)ref->n_out), 0, "sequence %d differs", i);
+        cr_assert_eq(b[i]->stats.proposed, 0);
+        sequence_free(ref);
+    }
+    for (int i = 0; i < 4; i++) sequence_free(b[i]);
+    /* a sampled sequence keeps its K in a crowded step: the same draw as alone */
+    sequence_t *solo = new_seq_t(m, 0, 30, 3, 4, 1.0f), *crowd[4];
+    run_steps(m, &solo, 1);
+    for (int i = 0; i < 4; i++) crowd[i] = new_seq_t(m, i, i == 0 ? 30 : 6, 3, 4, i == 0 ? 1.0f : 0.0f);
+    run_steps(m, crowd, 4);
+    cr_assert_eq(crowd[0]->n_out, solo->n_out);
+    cr_assert_eq(memcmp(crowd[0]->out, solo->out, sizeof(int32_t) * (size_t)solo->n_out), 0, "sampled draw changed");
+    for (int i = 0; i < 4; i++) sequence_free(crowd[i]);
+    sequence_free(solo);
+    sequence_free(alone);
+    sequence_free(plain);
+    model_free(m);
+}
