@@ -18,10 +18,6 @@
 #include "coordinator/tokenizer/tokenizer.h"
 #include "transport/mpi_world.h"
 
-/* Speculation depth when --spec-k is not given and the model has MTP: `spex bench spec --max-k 4 -n 64
- * --reps 3` on the shipped model, one process, 2026-12-05 (two runs): K = 1..3 at 1.10-1.33x of K = 0,
- * K = 3 at 1.33x and 1.14x; under mpirun -np 3 K = 3 1.52x. Lossless, so the output is that of K = 0. */
-enum { GEN_DEFAULT_SPEC_K = 3 };
 
 typedef struct gen_cli {
     const char *dir, *prompt, *tokens;
@@ -56,7 +52,7 @@ static const cli_option_t GEN_OPTIONS[] = {
 static int gen_parse(int argc, char **argv, gen_cli_t *c) {
     c->n = -1;   /* -1: not given (generation_config.json's, else the default) */
     c->sp = cli_sampling_defaults();
-    c->sp.spec_k = -1;   /* not given: GEN_DEFAULT_SPEC_K when the model has an MTP module, else 0 */
+    c->sp.spec_k = -1;   /* not given: SPEX_DEFAULT_SPEC_K when the model has an MTP module, else 0 */
     c->sp.temperature = c->sp.top_p = -1;
     c->sp.top_k = -1;
     cli_ep_init(&c->ep);
@@ -82,7 +78,7 @@ static int gen_resolve(gen_cli_t *c, const model_t *m, const tokenizer_t *tok, s
     if (sp->temperature < 0) sp->temperature = gc.has_temperature ? gc.temperature : 0;
     if (sp->top_p < 0) sp->top_p = gc.has_top_p ? gc.top_p : 1;
     if (sp->top_k < 0) sp->top_k = gc.has_top_k ? gc.top_k : 0;
-    if (sp->spec_k < 0) sp->spec_k = m->n_mtp > 0 ? GEN_DEFAULT_SPEC_K : 0;
+    if (sp->spec_k < 0) sp->spec_k = m->n_mtp > 0 ? SPEX_DEFAULT_SPEC_K : 0;
     if (c->n < 0) c->n = gc.has_max_new_tokens ? gc.max_new_tokens : 64;
     c->gp = cli_sampling_seq(sp);
     c->gp.max_new_tokens = (int)c->n;

@@ -75,7 +75,11 @@ static int serve_parse(int argc, char **argv, serve_cli_t *c) {
                        .max_conn = 256, .header_timeout = 5, .body_timeout = 10, .keepalive_timeout = 5,
                        .sched = {.max_running = 16}};
     c->sp = cli_sampling_defaults();
-    c->sp.spec_k = 0;   /* `spex bench serve` on the shipped model: K > 0 measures 0.84-1.41x of K = 0, no K better every time */
+    /* not given: SPEX_DEFAULT_SPEC_K with an MTP module, else 0. With the step row budget
+     * (--spec-step-rows 8) `spex bench serve` on the shipped model measured K = 3 at
+     * 1.13-1.18x of K = 0 for 1 client and 1.05-1.06x for 8 (greedy; sampled 1.05-1.14x and
+     * 0.99x: a sampled request keeps its K) - docs/serving.md */
+    c->sp.spec_k = -1;
     cli_ep_init(&c->ep);
     cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, SERVE_OPTIONS, c), cli_sched_group(&c->sched), cli_gen_config_group(&c->no_gen_config),
                             cli_chat_template_group(&c->chat_template), cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT | CLI_S_DRAFT_MIN_P | CLI_S_SPEC_STEP_ROWS), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
@@ -170,7 +174,7 @@ static int serve_load(serve_state_t *st, spex_err_t *err) {
     if (cli_gen_config_load("serve", st->c.dir, st->c.no_gen_config, st->m->cfg.vocab_size, &gc, err)) return -1;
     st->defaults = (api_defaults_t){.temperature = 1.0f};
     cli_gen_config_api(&gc, &st->defaults);
-    int spec_k = st->c.sp.spec_k >= 0 ? (int)st->c.sp.spec_k : st->m->n_mtp > 0 ? 2 : 0;
+    int spec_k = st->c.sp.spec_k >= 0 ? (int)st->c.sp.spec_k : st->m->n_mtp > 0 ? SPEX_DEFAULT_SPEC_K : 0;
     const cli_sched_t *l = &st->c.sched;
     sched_config_t sc = {.max_running = (int)l->max_running, .max_queue = (int)st->c.max_queue,
                          .kv_capacity_tokens = l->kv_capacity, .max_prompt_tokens = (int)l->max_prompt,

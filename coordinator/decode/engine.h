@@ -38,6 +38,11 @@
 #include "coordinator/model/model.h"
 
 #define SPEX_MAX_SPEC_K 8
+/* generate's and serve's K when the model has an MTP module and none is given: `spex bench spec
+ * --max-k 4 -n 64 --reps 3` on the shipped model, one process, 2026-12-05 (two runs): K = 1..3 at
+ * 1.10-1.33x of K = 0, K = 3 at 1.33x and 1.14x; under mpirun -np 3 K = 3 1.52x; `spex bench serve`
+ * with the step row budget: see cmd_serve.c. Lossless for greedy output. */
+#define SPEX_DEFAULT_SPEC_K 3
 /* Default step row budget: the kernels read each weight once for up to 8 rows (core/matmul.h) */
 #define SPEX_SPEC_STEP_ROWS 8
 
