@@ -266,15 +266,17 @@ static int rows_alloc(rows_t *r, model_t *m, int which, int n, int n_seqs, size_
 /* Run MTP modules 0..n_use-1 over the same rows. Draft step j (1-based) uses
  * module (j-1) mod n_mtp, so every module that a sequence may use must see
  * every row: its own cache then has no holes, whichever module drafts next.
- * Module `use` writes hidden_out and the logits of the `want` rows. With one
- * module (DeepSeek-V3) this is one forward. */
+ * Module `use` writes hidden_out[n_seqs, hidden] and logits[n_seqs, vocab]
+ * of each sequence's last row, the only outputs drafting reads: the other
+ * rows only get their cache entries (model_mtp_forward_last), and the other
+ * modules give no output. With one module (DeepSeek-V3) this is one forward. */
 static int mtp_forward_all(model_t *m, int use, int n_use, rows_t *r, spex_err_t *err) {
     if (n_use > m->n_mtp) n_use = m->n_mtp;
     if (use >= n_use) n_use = use + 1;
     for (int k = 0; k < n_use; k++) {
         bool mine = k == use;
-        if (model_mtp_forward(m, k, r->tokens, r->hidden, r->seqs, r->n_seqs, mine ? r->hidden_out : NULL,
-                              r->want, mine ? r->logits : NULL, err))
+        if (model_mtp_forward_last(m, k, r->tokens, r->hidden, r->seqs, r->n_seqs, mine ? r->hidden_out : NULL,
+                                   mine ? r->logits : NULL, err))
             return -1;
     }
     return 0;
@@ -347,7 +349,6 @@ static int prefill_first_token(model_t *m, sequence_t *s, rows_t *r, int c, floa
     s->last = sampler_sample(&s->p.sampling, last, r->V, &s->rng, probs);
     seq_logprob(s, last, r->V, s->last);
     if (!seq_emit(s, s->last, cb, user) || seq_max_drafts(s) == 0) return 0;
-    memset(r->want, 0, (size_t)rn - 1);   /* the MTP forward: the last row's logits only */
     /* MTP rows t = c..n-1: (h_t, token_{t+1}), token_n = the token just emitted */
     memcpy(r->tokens, s->prompt + c + 1, sizeof(int32_t) * (size_t)(rn - 1));
     r->tokens[rn - 1] = s->last;
@@ -355,7 +356,7 @@ static int prefill_first_token(model_t *m, sequence_t *s, rows_t *r, int c, floa
     r->n_seqs = 1;
     if (mtp_forward_all(m, 0, s->p.spec_k, r, err)) return -1;
     if (seq_mtp_complete(m, &s->p)) s->mtp_canon = n;   /* else some modules' rows are missing */
-    memcpy(s->mtp_hidden, r->hidden_out + (size_t)(rn - 1) * r->hid, sizeof(float) * r->hid);
+    memcpy(s->mtp_hidden, r->hidden_out, sizeof(float) * r->hid);   /* the last row's (one sequence) */
     s->drafts[0] = seq_draft(s, r->logits, 0, r->V);
     s->n_drafts = 1;
     return 0;
@@ -465,13 +466,11 @@ static int phase_catchup(model_t *m, rows_t *v, const int *accepted, const int *
         r.who[c] = s;
         r.first[c] = row;
         row += g + a + 1;
-        r.want[row - 1] = 1;
     }
     int rc = mtp_forward_all(m, 0, max_k, &r, err);
     for (int c = 0; rc == 0 && c < r.n_seqs; c++) {
         sequence_t *s = r.who[c];
-        int last = r.first[c] + r.seqs[c].n - 1;
-        memcpy(s->mtp_hidden, r.hidden_out + (size_t)last * r.hid, sizeof(float) * r.hid);
+        memcpy(s->mtp_hidden, r.hidden_out + (size_t)c * r.hid, sizeof(float) * r.hid);
         s->drafts[0] = seq_draft(s, r.logits + (size_t)c * r.V, 0, r.V);
         s->n_drafts = 1;
         if (seq_mtp_complete(m, &s->p)) s->mtp_canon = s->pos;
@@ -547,7 +546,6 @@ static int phase_chain(model_t *m, sequence_t **seqs, int n_seqs, int j, spex_er
         r.seqs[c] = (mla_seq_t){s->kv, 1};
         r.who[c] = s;
     }
-    memset(r.want, 1, (size_t)ns);
     int rc = mtp_forward_all(m, j % m->n_mtp, max_k, &r, err);
     for (int c = 0; rc == 0 && c < r.n_seqs; c++) {
         sequence_t *s = r.who[c];

@@ -166,6 +166,19 @@ static void heads_task(void *vctx, int task, int thread) {
     mla_head_rows(&ex, a, c->layer, h, &hr, threadpool_scratch(c->ex->pool, thread, heads_work(a, p0 + m)));
 }
 
+int mla_append_rows(const exec_t *ex, const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *seqs,
+                    int n_seqs, const float *x, arena_t *work, spex_err_t *err) {
+    if (mla_check_room(seqs, n_seqs, layer, rope, err)) return -1;
+    int n = 0, w = a->kv_lora + a->rope;
+    for (int s = 0; s < n_seqs; s++) n += seqs[s].n;
+    float *kva = arena_floats(work, (size_t)(n > 0 ? n : 1) * w);
+    if (!kva) return spex_fail(err, "attention: out of memory for %d rows", n);
+    linear_apply(ex, &a->kv_a, x, kva, n);                /* kva[n, L + rope] */
+    for (int s = 0, row = 0; s < n_seqs; row += seqs[s].n, s++)
+        mla_append(a, rope, seqs[s].kv, layer, kva + (size_t)row * w, seqs[s].n);
+    return 0;
+}
+
 int mla_forward(const exec_t *ex, const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *seqs, int n_seqs,
                 const float *x, float *out, arena_t *work, spex_err_t *err) {
     if (mla_check_room(seqs, n_seqs, layer, rope, err)) return -1;

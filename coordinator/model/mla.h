@@ -52,4 +52,11 @@ typedef struct mla_seq {
 int mla_forward(const exec_t *ex, const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *seqs, int n_seqs,
                 const float *x, float *out, arena_t *work, spex_err_t *err);
 
+/* Only the cache half of mla_forward: append each sequence's rows of
+ * x[n_rows, hidden] to its cache at `layer` (the same entries mla_forward
+ * writes), attending nothing - for rows whose attention output nobody reads
+ * but later rows attend to (model_mtp_forward_last). */
+int mla_append_rows(const exec_t *ex, const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *seqs,
+                    int n_seqs, const float *x, arena_t *work, spex_err_t *err);
+
 #endif

@@ -261,17 +261,17 @@ int model_forward(model_t *m, const int32_t *tokens, const mla_seq_t *seqs, int 
     return rc;
 }
 
-int model_mtp_forward(model_t *m, int k, const int32_t *tokens, const float *hidden_in, const mla_seq_t *seqs,
-                      int n_seqs, float *hidden_out, const uint8_t *want, float *logits, spex_err_t *err) {
-    if (k < 0 || k >= m->n_mtp) return spex_fail(err, "MTP module %d not loaded (model has %d)", k, m->n_mtp);
-    int n = batch_rows(seqs, n_seqs), hid = m->cfg.hidden_size;
+/* The MTP module's input rows: h[n, hidden] = eh_proj([enorm(embed(token)) ; hnorm(hidden_in)]),
+ * at `h` in MODEL_S_H after `extra` floats the caller may use; the first
+ * 2 n hidden floats after h are free once it returns. */
+static float *mtp_input(model_t *m, const mtp_module_t *t, const int32_t *tokens, const float *hidden_in, int n,
+                        size_t extra, spex_err_t *err) {
+    int hid = m->cfg.hidden_size;
     float eps = (float)m->cfg.rms_norm_eps;
-    if (n <= 0) return 0;
-    if (check_tokens(m, tokens, n, err)) return -1;
-    const mtp_module_t *t = &m->mtp[k];
-    float *cat = scratch(m, MODEL_S_H, (size_t)n * hid * 3, err);
-    if (!cat) return -1;
-    float *h = cat + (size_t)n * 2 * hid;
+    if (check_tokens(m, tokens, n, err)) return NULL;
+    float *base = scratch(m, MODEL_S_H, extra + (size_t)n * hid * 3, err);
+    if (!base) return NULL;
+    float *h = base + extra, *cat = h + (size_t)n * hid;
     for (int i = 0; i < n; i++) {                 /* cat[i] = [enorm(embed(t)) ; hnorm(hidden)] */
         float *row = cat + (size_t)i * 2 * hid;
         wview_row_f32(&m->embed.w, tokens[i], row);
@@ -279,6 +279,51 @@ int model_mtp_forward(model_t *m, int k, const int32_t *tokens, const float *hid
         rmsnorm(row + hid, hidden_in + (size_t)i * hid, t->hnorm, 1, hid, eps);
     }
     linear_apply(&m->ex, &t->eh_proj, cat, h, n);  /* h[n, hidden] */
+    return h;
+}
+
+int model_mtp_forward_last(model_t *m, int k, const int32_t *tokens, const float *hidden_in, const mla_seq_t *seqs,
+                           int n_seqs, float *hidden_out, float *logits, spex_err_t *err) {
+    if (k < 0 || k >= m->n_mtp) return spex_fail(err, "MTP module %d not loaded (model has %d)", k, m->n_mtp);
+    int n = batch_rows(seqs, n_seqs), hid = m->cfg.hidden_size, layer = m->cfg.num_hidden_layers + k;
+    if (n <= 0) return 0;
+    const mtp_module_t *t = &m->mtp[k];
+    size_t seq_floats = (sizeof(mla_seq_t) * 2 * (size_t)n_seqs + 63) / 64 * 16;   /* 64-byte multiple */
+    float *h = mtp_input(m, t, tokens, hidden_in, n, seq_floats, err);
+    if (!h) return -1;
+    mla_seq_t *pre = (mla_seq_t *)(h - seq_floats), *last = pre + n_seqs;
+    float *xpre = h + (size_t)n * hid, *tail = xpre + (size_t)n * hid;   /* [n - n_seqs, hid], [n_seqs, hid] */
+    int np = 0;
+    for (int s = 0, row = 0; s < n_seqs; row += seqs[s].n, s++) {   /* split: rows before the last, the last */
+        int r = seqs[s].n - 1;
+        if (r < 0) return spex_fail(err, "MTP module %d: sequence %d has no rows", k, s);
+        pre[s] = (mla_seq_t){seqs[s].kv, r};
+        last[s] = (mla_seq_t){seqs[s].kv, 1};
+        rmsnorm(xpre + (size_t)np * hid, h + (size_t)row * hid, t->block.attn_norm, r, hid, (float)m->cfg.rms_norm_eps);
+        memcpy(tail + (size_t)s * hid, h + (size_t)(row + r) * hid, sizeof(float) * hid);
+        np += r;
+    }
+    int rc = np > 0 ? mla_append_rows(&m->ex, &t->block.attn, &m->rope, layer, pre, n_seqs, xpre,
+                                      &m->scratch[MODEL_S_ATTN], err) : 0;
+    if (!rc) rc = layers_forward(m, &t->block, layer, 1, tail, last, n_seqs, n_seqs, err);
+    if (!rc) {
+        rmsnorm(tail, tail, t->head_norm, n_seqs, hid, (float)m->cfg.rms_norm_eps);
+        rc = head_forward(m, &t->head, tail, n_seqs, NULL, logits, err);
+        if (!rc && hidden_out) memcpy(hidden_out, tail, sizeof(float) * (size_t)n_seqs * hid);
+    }
+    if (rc) spex_err_prefix(err, "MTP module %d: ", k);
+    return rc;
+}
+
+int model_mtp_forward(model_t *m, int k, const int32_t *tokens, const float *hidden_in, const mla_seq_t *seqs,
+                      int n_seqs, float *hidden_out, const uint8_t *want, float *logits, spex_err_t *err) {
+    if (k < 0 || k >= m->n_mtp) return spex_fail(err, "MTP module %d not loaded (model has %d)", k, m->n_mtp);
+    int n = batch_rows(seqs, n_seqs), hid = m->cfg.hidden_size;
+    float eps = (float)m->cfg.rms_norm_eps;
+    if (n <= 0) return 0;
+    const mtp_module_t *t = &m->mtp[k];
+    float *h = mtp_input(m, t, tokens, hidden_in, n, 0, err);
+    if (!h) return -1;
     int layer = m->cfg.num_hidden_layers + k;
     int rc = layers_forward(m, &t->block, layer, 1, h, seqs, n_seqs, n, err);
     if (!rc) {

@@ -143,6 +143,14 @@ int model_forward(model_t *m, const int32_t *tokens, const mla_seq_t *seqs, int 
  * model.norm, at position p) with the embedding of tokens[i] (the token at
  * p + 1); rows are appended to each sequence's MTP cache (layer L + k).
  * hidden_out[n, hidden] = after shared_head.norm (feeds a next MTP step). */
+/* The same rows, where only each sequence's LAST row has an output:
+ * hidden_out[n_seqs, hidden] and logits[n_seqs, vocab] (either may be NULL).
+ * The module is one decoder layer, so the other rows' only use is their cache
+ * entries (which the last rows attend to): they get those and nothing else -
+ * no attention, no experts, no head. Cache and outputs are bit-identical to
+ * model_mtp_forward's. The engine's MTP catch-up and prompt rows are this. */
+int model_mtp_forward_last(model_t *m, int k, const int32_t *tokens, const float *hidden_in, const mla_seq_t *seqs,
+                           int n_seqs, float *hidden_out, float *logits, spex_err_t *err);
 int model_mtp_forward(model_t *m, int k, const int32_t *tokens, const float *hidden_in, const mla_seq_t *seqs,
                       int n_seqs, float *hidden_out, const uint8_t *want, float *logits, spex_err_t *err);
 

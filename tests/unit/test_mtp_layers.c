@@ -210,3 +210,46 @@ Test(mtp_layers, shared_embed_and_head_may_be_left_out, .timeout = 120) {
     cr_assert_eq(system(cmd), 0);
     fixture_close(&f);
 }
+
+/* model_mtp_forward_last (what the engine runs) against model_mtp_forward: two
+ * sequences of 5 and 1 rows after a 3-row history; the last rows' hidden states
+ * and logits, and every cache entry of both sequences, bit for bit. */
+Test(mtp_layers, last_row_forward_equals_full) {
+    fixture_t f;
+    fixture_open(&f);
+    model_t *m = f.m;
+    int hid = m->cfg.hidden_size, V = m->cfg.vocab_size, L = m->cfg.num_hidden_layers, n = 9;
+    int32_t tok[9];
+    float *hidden = malloc(sizeof(float) * (size_t)n * hid), *ho = malloc(sizeof(float) * (size_t)n * hid);
+    float *lg = malloc(sizeof(float) * (size_t)n * V), *ho2 = malloc(sizeof(float) * 2 * hid);
+    float *lg2 = malloc(sizeof(float) * 2 * (size_t)V);
+    cr_assert(hidden && ho && lg && ho2 && lg2);
+    for (int i = 0; i < n; i++) tok[i] = (int32_t)((i * 29 + 3) % V);
+    for (int i = 0; i < n * hid; i++) hidden[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    kv_cache_t *kv[2][2];   /* [full, last][sequence] */
+    spex_err_t err = {0};
+    for (int v = 0; v < 2; v++)
+        for (int s = 0; s < 2; s++) {
+            kv[v][s] = kv_cache_create(model_cache_layers(m), m->cfg.kv_lora_rank, m->cfg.qk_rope_head_dim, 16, &err);
+            cr_assert_not_null(kv[v][s], "%s", err.msg);
+            mla_seq_t h = {kv[v][s], 3};   /* a history: 3 rows through the full forward */
+            cr_assert_eq(model_mtp_forward(m, 0, tok, hidden, &h, 1, NULL, NULL, NULL, &err), 0, "%s", err.msg);
+        }
+    const int32_t *t2 = tok + 3;
+    const float *h2 = hidden + (size_t)3 * hid;
+    mla_seq_t full[2] = {{kv[0][0], 5}, {kv[0][1], 1}}, last[2] = {{kv[1][0], 5}, {kv[1][1], 1}};
+    cr_assert_eq(model_mtp_forward(m, 0, t2, h2, full, 2, ho, NULL, lg, &err), 0, "%s", err.msg);
+    cr_assert_eq(model_mtp_forward_last(m, 0, t2, h2, last, 2, ho2, lg2, &err), 0, "%s", err.msg);
+    int rows[2] = {4, 5};   /* each sequence's last row in the full batch */
+    for (int s = 0; s < 2; s++) {
+        cr_assert_eq(memcmp(ho2 + (size_t)s * hid, ho + (size_t)rows[s] * hid, sizeof(float) * hid), 0, "hidden %d", s);
+        cr_assert_eq(memcmp(lg2 + (size_t)s * V, lg + (size_t)rows[s] * V, sizeof(float) * V), 0, "logits %d", s);
+        cr_assert_eq(kv[1][s]->len[L], kv[0][s]->len[L]);
+        cr_assert_eq(memcmp(kv[1][s]->rows[L], kv[0][s]->rows[L],
+                            sizeof(float) * (size_t)kv[0][s]->width * kv[0][s]->len[L]), 0, "cache of sequence %d", s);
+    }
+    for (int v = 0; v < 2; v++)
+        for (int s = 0; s < 2; s++) kv_cache_free(kv[v][s]);
+    free(hidden), free(ho), free(lg), free(ho2), free(lg2);
+    fixture_close(&f);
+}
