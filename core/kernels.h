@@ -15,7 +15,8 @@ void rmsnorm(float *y, const float *x, const float *w, int n, int d, float eps);
 /* In place: x[i] = silu(gate[i]) * x[i]  over n elements (SwiGLU's middle). */
 void swiglu_inplace(float *x, const float *gate, size_t n);
 
-/* In place softmax over one row of n; entries of -INFINITY get probability 0. */
+/* In place softmax over one row of n; entries of -INFINITY get probability 0.
+ * The normalising sum runs in 16 lanes and matmul.h's reduction tree (fixed order). */
 void softmax_row(float *x, int n);
 
 /* Index of the largest element (lowest index on ties). */

@@ -242,10 +242,13 @@ Test(kernels, expf_batches_are_libm_bit_for_bit) {
         test_fill_random(row, (size_t)n, 700 + n, 30.0f);
         if (n > 9) row[3] = -INFINITY, row[n - 1] = -100.0f;   /* masked, and a lane glibc treats apart */
         memcpy(ref, row, sizeof(float) * (size_t)n);
-        float mx = -INFINITY, sum = 0.0f;
+        float mx = -INFINITY, lane[16] = {0}, s8[8], s4[4], s2[2];
         for (int i = 0; i < n; i++) if (ref[i] > mx) mx = ref[i];
-        for (int i = 0; i < n; i++) { ref[i] = expf(ref[i] - mx); sum += ref[i]; }
-        float inv = 1.0f / sum;
+        for (int i = 0; i < n; i++) { ref[i] = expf(ref[i] - mx); lane[i % 16] += ref[i]; }   /* kernels.h's order */
+        for (int l = 0; l < 8; l++) s8[l] = lane[l] + lane[l + 8];
+        for (int l = 0; l < 4; l++) s4[l] = s8[l] + s8[l + 4];
+        for (int l = 0; l < 2; l++) s2[l] = s4[l] + s4[l + 2];
+        float inv = 1.0f / (s2[0] + s2[1]);
         for (int i = 0; i < n; i++) ref[i] *= inv;
         softmax_row(row, n);
         cr_assert_eq(memcmp(row, ref, sizeof(float) * (size_t)n), 0, "softmax of %d differs from the scalar loop", n);
