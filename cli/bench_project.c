@@ -116,12 +116,12 @@ static int proj_alloc(proj_model_t *p, int rows, spex_err_t *err) {
     return 0;
 }
 
-/* An n-row MTP forward of module 0 over tokens[1..n] and hidden[0..n), logits of the last row. */
+/* An n-row MTP forward of module 0 over tokens[1..n] and hidden[0..n), as the
+ * engine runs a catch-up: cache entries for every row, output and logits of
+ * the last. */
 static int proj_mtp(proj_model_t *p, int n, spex_err_t *err) {
-    memset(p->want, 0, (size_t)n);
-    p->want[n - 1] = 1;
     mla_seq_t seq = {p->kv, n};
-    return model_mtp_forward(p->m, 0, p->tokens + 1, p->hidden, &seq, 1, p->mtp_hidden, p->want, p->logits, err);
+    return model_mtp_forward_last(p->m, 0, p->tokens + 1, p->hidden, &seq, 1, p->mtp_hidden, p->logits, err);
 }
 
 /* The context: main model over ctx tokens, then its MTP module over the same positions (engine.c's prefill). */
