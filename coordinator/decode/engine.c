@@ -433,6 +433,21 @@ static int seq_mtp_lag(const model_t *m, sequence_t *s, int old_pos) {
     return s->hid && s->hid_from <= from && s->hid_len >= old_pos ? old_pos - from : -1;
 }
 
+/* Catch-up rows (h_t, token_{t+1}) of sequence i of the verify batch v, from
+ * r's row `row` on: t = old_pos - g .. old_pos - 1 from hid (skipped while
+ * paused), then t = old_pos .. old_pos + a from the verify rows (tokens d1..da,
+ * last). Returns the rows written: g + a + 1. */
+static int catchup_fill(rows_t *r, int row, const rows_t *v, int i, const sequence_t *s, int a, int g, int old_pos) {
+    int t0 = old_pos - g;
+    for (int t = t0; t < old_pos; t++) r->tokens[row + t - t0] = seq_token_at(s, t + 1);
+    if (g > 0) memcpy(r->hidden + (size_t)row * r->hid, s->hid + (size_t)t0 * r->hid, sizeof(float) * (size_t)g * r->hid);
+    memcpy(r->tokens + row + g, v->tokens + v->first[i] + 1, sizeof(int32_t) * (size_t)a);
+    r->tokens[row + g + a] = s->last;
+    memcpy(r->hidden + (size_t)(row + g) * r->hid, v->hidden_out + (size_t)v->first[i] * r->hid,
+           sizeof(float) * (size_t)(a + 1) * r->hid);
+    return g + a + 1;
+}
+
 /* MTP catch-up over the rows of `v` that were accepted (after a pause, also
  * the positions it skipped, from hid), drafting d1 for each. */
 static int phase_catchup(model_t *m, rows_t *v, const int *accepted, const int *old_pos, int *lag,
@@ -453,19 +468,11 @@ static int phase_catchup(model_t *m, rows_t *v, const int *accepted, const int *
     for (int i = 0; i < v->n_seqs; i++) {
         sequence_t *s = v->who[i];
         if (s->done || s->p.spec_k == 0 || seq_max_drafts(s) == 0) continue;
-        int a = accepted[i], g = lag[i], c = r.n_seqs++, t0 = old_pos[i] - g;
-        /* rows (h_t, token_{t+1}): t = t0 .. old_pos - 1 from hid (skipped while
-         * paused), then t = old_pos .. old_pos + a from the verify rows: d1..da, last */
-        for (int t = t0; t < old_pos[i]; t++) r.tokens[row + t - t0] = seq_token_at(s, t + 1);
-        if (g > 0) memcpy(r.hidden + (size_t)row * r.hid, s->hid + (size_t)t0 * r.hid, sizeof(float) * (size_t)g * r.hid);
-        memcpy(r.tokens + row + g, v->tokens + v->first[i] + 1, sizeof(int32_t) * (size_t)a);
-        r.tokens[row + g + a] = s->last;
-        memcpy(r.hidden + (size_t)(row + g) * r.hid, v->hidden_out + (size_t)v->first[i] * r.hid,
-               sizeof(float) * (size_t)(a + 1) * r.hid);
-        r.seqs[c] = (mla_seq_t){s->kv, g + a + 1};
+        int c = r.n_seqs++, rows = catchup_fill(&r, row, v, i, s, accepted[i], lag[i], old_pos[i]);
+        r.seqs[c] = (mla_seq_t){s->kv, rows};
         r.who[c] = s;
         r.first[c] = row;
-        row += g + a + 1;
+        row += rows;
     }
     int rc = mtp_forward_all(m, 0, max_k, &r, err);
     for (int c = 0; rc == 0 && c < r.n_seqs; c++) {
