@@ -77,7 +77,7 @@ static int serve_parse(int argc, char **argv, serve_cli_t *c) {
     c->sp = cli_sampling_defaults();
     /* not given: SPEX_DEFAULT_SPEC_K with an MTP module, else 0. With the step row budget
      * (--spec-step-rows 8) `spex bench serve` on the shipped model measured K = 3 at
-     * 1.13-1.18x of K = 0 for 1 client and 1.05-1.06x for 8 (greedy; sampled 1.05-1.14x and
+     * 1.07-1.18x of K = 0 for 1 client and 1.05-1.06x for 8 (greedy; sampled 1.05-1.14x and
      * 0.99x: a sampled request keeps its K) - docs/serving.md */
     c->sp.spec_k = -1;
     cli_ep_init(&c->ep);
