@@ -1,6 +1,6 @@
-/* kernels.c - see kernels.h. Reductions accumulate in float in index order so
- * that every caller (prefill, decode, every rank) gets the same bits for the
- * same row. */
+/* kernels.c - see kernels.h. Reductions accumulate in float in a fixed order
+ * (index order, or softmax's 16 lanes and matmul.h's tree) so that every
+ * caller (prefill, decode, every rank) gets the same bits for the same row. */
 #include "kernels.h"
 
 #include <math.h>

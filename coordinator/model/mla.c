@@ -171,7 +171,7 @@ int mla_append_rows(const exec_t *ex, const mla_t *a, const rope_t *rope, int la
     if (mla_check_room(seqs, n_seqs, layer, rope, err)) return -1;
     int n = 0, w = a->kv_lora + a->rope;
     for (int s = 0; s < n_seqs; s++) n += seqs[s].n;
-    float *kva = arena_floats(work, (size_t)(n > 0 ? n : 1) * w);
+    float *kva = arena_floats(work, (size_t)(n > 0 ? n : 1) * w);   /* mla_forward reuses `work` after */
     if (!kva) return spex_fail(err, "attention: out of memory for %d rows", n);
     linear_apply(ex, &a->kv_a, x, kva, n);                /* kva[n, L + rope] */
     for (int s = 0, row = 0; s < n_seqs; row += seqs[s].n, s++)
@@ -181,30 +181,27 @@ int mla_append_rows(const exec_t *ex, const mla_t *a, const rope_t *rope, int la
 
 int mla_forward(const exec_t *ex, const mla_t *a, const rope_t *rope, int layer, const mla_seq_t *seqs, int n_seqs,
                 const float *x, float *out, arena_t *work, spex_err_t *err) {
-    if (mla_check_room(seqs, n_seqs, layer, rope, err)) return -1;
+    if (mla_append_rows(ex, a, rope, layer, seqs, n_seqs, x, work, err)) return -1;   /* the rows' cache entries */
     int n = 0, max_T = 0;
     for (int s = 0; s < n_seqs; s++) {
         n += seqs[s].n;
-        int T = seqs[s].kv->len[layer] + seqs[s].n;
-        if (T > max_T) max_T = T;
+        if (seqs[s].kv->len[layer] > max_T) max_T = seqs[s].kv->len[layer];
     }
     int H = a->n_heads, qk = a->nope + a->rope, L = a->kv_lora;
-    size_t q_sz = (size_t)n * H * qk, kva_sz = (size_t)n * (L + a->rope), att_sz = (size_t)n * H * a->v_dim;
+    size_t q_sz = (size_t)n * H * qk, att_sz = (size_t)n * H * a->v_dim;
     size_t scratch_sz = (size_t)n * (a->q_lora > 0 ? a->q_lora : 1);
-    float *buf = arena_floats(work, q_sz + kva_sz + att_sz + scratch_sz + 2 * (size_t)n + (size_t)n_seqs);
+    float *buf = arena_floats(work, q_sz + att_sz + scratch_sz + 2 * (size_t)n + (size_t)n_seqs);   /* reuses kva's */
     if (!buf) return spex_fail(err, "attention: out of memory for %d rows", n);
-    float *q = buf, *kva = q + q_sz, *att = kva + kva_sz, *scratch = att + att_sz;
+    float *q = buf, *att = q + q_sz, *scratch = att + att_sz;
     int *chunk_row = (int *)(scratch + scratch_sz), *chunk_seq = chunk_row + n, *seq_row = chunk_seq + n;
 
     mla_query(ex, a, x, q, n, scratch);                   /* q[n, H*qk] */
-    linear_apply(ex, &a->kv_a, x, kva, n);                /* kva[n, L + rope] */
     int row = 0, n_chunks = 0;
     for (int s = 0; s < n_seqs; s++) {
-        int m = seqs[s].n, p0 = seqs[s].kv->len[layer];
+        int m = seqs[s].n, p0 = seqs[s].kv->len[layer] - m;
         for (int i = 0; i < m; i++)
             for (int h = 0; h < H; h++) rope_apply(rope, q + (size_t)(row + i) * H * qk + h * qk + a->nope, p0 + i);
         for (int i = 0; i < m; i += MM_TILE_ROWS) chunk_row[n_chunks] = row + i, chunk_seq[n_chunks++] = s;
-        mla_append(a, rope, seqs[s].kv, layer, kva + (size_t)row * (L + a->rope), m);
         seq_row[s] = row;
         row += m;
     }
