@@ -5,15 +5,18 @@
  * BF16, F16, or F8_E4M3 with DeepSeek's block scales), usually pointing into
  * the mmap'ed safetensors file: nothing is converted at load. Each weight is
  * widened to f32 in registers, exactly (bf16, f16; e4m3 as its value times
- * 2^-8: its byte, sign-extended and shifted left by 7, read as an f16), then
+ * 2^-120: its byte, sign-extended, shifted left by 20 and masked to the sign
+ * and bits 20..26, read as an f32 - normal or subnormal), then
  *
  *   y[i, j] = reduce16( acc[0..15] ),  acc[l] = fma(xs[i, k], w[j, k], acc[l])
  *             for k = l, l + 16, l + 32, ... in increasing k  (k >= in: 0)
  *   reduce16: s8[l] = a[l] + a[l+8]; s4[l] = s8[l] + s8[l+4];
  *             s2[l] = s4[l] + s4[l+2]; y = s2[0] + s2[1]
  *
- * where xs = x, except for FP8: xs[i, k] = x[i, k] * (2^8 scale_inv[j / b0,
- * k / b1]), rounded once. The block scale multiplies the input, once per
+ * where xs = x, except for FP8: xs[i, k] = x[i, k] * (2^96 scale_inv[j / b0,
+ * k / b1]), rounded once, and y is the reduction times 2^24 (powers of two:
+ * exact while |x scale_inv| < 2^32 and partial sums exceed 2^-102 in
+ * magnitude, far beyond what models reach). The block scale multiplies the input, once per
  * (row, block of 128 outputs, k) instead of once per weight - which is what
  * makes FP8 cheaper than BF16 to compute, not only to read. The result is
  * within one rounding per product of the dequantized F32 copy's (tested).

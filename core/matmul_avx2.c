@@ -25,6 +25,7 @@ static inline V v_set1(float f) { return (V){_mm256_set1_ps(f), _mm256_set1_ps(f
 static inline V v_fma(V a, V b, V c) { return (V){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)}; }
 static inline V v_loadx(const float *p) { return (V){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
 static inline void v_store(float *p, V v) { _mm256_storeu_ps(p, v.lo); _mm256_storeu_ps(p + 8, v.hi); }
+static inline V v_mul(V a, V b) { return (V){_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
 static inline __m256 bf16x8(const uint16_t *p) {
     __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
@@ -34,13 +35,12 @@ static inline V v_loadw_f16(const uint16_t *p) {
     return (V){_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)),
                _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 8)))};
 }
-static inline V v_loadw_e4m3(const uint8_t *p) {
-    /* sign-extended byte << 7 puts the sign at bit 15 (and a copy at 14, masked
-     * off) and exponent + mantissa at bits 7..13: the f16 bits of matmul.h */
-    __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p));
-    __m256i h = _mm256_and_si256(_mm256_slli_epi16(b, 7), _mm256_set1_epi16((short)0xBF80));
-    return (V){_mm256_cvtph_ps(_mm256_castsi256_si128(h)), _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1))};
+static inline __m256 e4m3x8(const uint8_t *p) {
+    /* sign-extended byte << 20, sign copies above bit 31 masked off: the f32 bits of matmul.h */
+    __m256i d = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(d, 20), _mm256_set1_epi32((int)0x87F00000u)));
 }
+static inline V v_loadw_e4m3(const uint8_t *p) { return (V){e4m3x8(p), e4m3x8(p + 8)}; }
 static inline float v_reduce(V a) {
     __m256 s8 = _mm256_add_ps(a.lo, a.hi);                                          /* l + (l+8) */
     __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1)); /* + (l+4) */
@@ -53,6 +53,7 @@ static inline float v_reduce(V a) {
 #define V_FMA(a, b, c) v_fma(a, b, c)
 #define V_LOADX(p) v_loadx(p)
 #define V_STORE(p, v) v_store(p, v)
+#define V_MUL(a, b) v_mul(a, b)
 #define V_LOADW_F32(p) v_loadx(p)
 #define V_LOADW_BF16(p) v_loadw_bf16(p)
 #define V_LOADW_F16(p) v_loadw_f16(p)

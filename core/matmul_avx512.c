@@ -2,8 +2,8 @@
  *
  * The contract's 16 lanes are one zmm register; the reduction tree is
  * upper-half adds (512 -> 256 -> 128 -> 64 -> 32 bits). BF16 weights widen
- * with a zero-extend and shift, F16 with vcvtph2ps, E4M3 through the f16 bit
- * trick of matmul.h. Compiled with target attributes; only called after CPUID
+ * with a zero-extend and shift, F16 with vcvtph2ps, E4M3 by placing its bits
+ * in an f32 (matmul.h): integer operations only. Compiled with target attributes; only called after CPUID
  * says AVX512F/BW/DQ/VL. */
 #include <stdint.h>
 #include <string.h>
@@ -28,18 +28,10 @@ static inline V v_loadw_bf16(const uint16_t *p) {
 }
 static inline V v_loadw_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
 static inline V v_loadw_e4m3(const uint8_t *p) {
-    /* sign-extended byte << 7 puts the sign at bit 15 (and a copy at 14, masked
-     * off) and exponent + mantissa at bits 7..13: the f16 bits of matmul.h */
-    __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p));
-    __m256i h = _mm256_and_si256(_mm256_slli_epi16(b, 7), _mm256_set1_epi16((short)0xBF80));
-    return _mm512_cvtph_ps(h);
-}
-/* 32 weights: one sign-extending widen of 32 bytes, then the two f16 halves */
-static inline void v_loadw2_e4m3(const uint8_t *p, V *lo, V *hi) {
-    __m512i b = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)p));
-    __m512i h = _mm512_and_si512(_mm512_slli_epi16(b, 7), _mm512_set1_epi16((short)0xBF80));
-    *lo = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
-    *hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+    /* sign-extended byte << 20 puts exponent + mantissa at bits 20..26 and the
+     * sign at 27..31; the mask keeps bit 31: the f32 bits of matmul.h */
+    __m512i d = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm512_castsi512_ps(_mm512_and_si512(_mm512_slli_epi32(d, 20), _mm512_set1_epi32((int)0x87F00000u)));
 }
 static inline float v_reduce(V a) {
     __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
@@ -72,11 +64,11 @@ static inline __attribute__((always_inline)) void v_reduce8(const V *a, float *o
 #define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define V_LOADX(p) _mm512_loadu_ps(p)
 #define V_STORE(p, v) _mm512_storeu_ps(p, v)
+#define V_MUL(a, b) _mm512_mul_ps(a, b)
 #define V_LOADW_F32(p) _mm512_loadu_ps(p)
 #define V_LOADW_BF16(p) v_loadw_bf16(p)
 #define V_LOADW_F16(p) v_loadw_f16(p)
 #define V_LOADW_E4M3(p) v_loadw_e4m3(p)
-#define V_LOADW2_E4M3(p, lo, hi) v_loadw2_e4m3(p, &(lo), &(hi))
 #define V_REDUCE(v) v_reduce(v)
 #define V_REDUCE8(a, out) v_reduce8(a, out)
 #define PATH(n) n##_avx512

@@ -19,6 +19,7 @@ static inline V v_set1(float f) { V v; for (int i = 0; i < 16; i++) v.l[i] = f; 
 static inline V v_fma(V a, V b, V c) { for (int i = 0; i < 16; i++) c.l[i] = fmaf(a.l[i], b.l[i], c.l[i]); return c; }
 static inline V v_loadx(const float *p) { V v; memcpy(v.l, p, sizeof v.l); return v; }
 static inline void v_store(float *p, V v) { memcpy(p, v.l, sizeof v.l); }
+static inline V v_mul(V a, V b) { for (int i = 0; i < 16; i++) a.l[i] *= b.l[i]; return a; }
 /* Weights may sit at any byte offset of a safetensors file: copy before use. */
 static inline V v_loadw_bf16(const uint16_t *p) {
     uint16_t h[16];
@@ -34,10 +35,13 @@ static inline V v_loadw_f16(const uint16_t *p) {
     for (int i = 0; i < 16; i++) v.l[i] = f16_to_f32(h[i]);
     return v;
 }
-/* e4m3 bits placed in an f16 (sign to bit 15, exponent+mantissa at bits 7..14): value * 2^-8, exactly. */
+/* e4m3 bits placed in an f32 (sign to bit 31, exponent + mantissa at bits 20..26): value * 2^-120, exactly. */
 static inline V v_loadw_e4m3(const uint8_t *p) {
     V v;
-    for (int i = 0; i < 16; i++) v.l[i] = f16_to_f32((uint16_t)(((p[i] & 0x80u) << 8) | ((p[i] & 0x7Fu) << 7)));
+    for (int i = 0; i < 16; i++) {
+        uint32_t u = ((p[i] & 0x80u) << 24) | ((p[i] & 0x7Fu) << 20);
+        memcpy(&v.l[i], &u, sizeof u);
+    }
     return v;
 }
 static inline float v_reduce(V a) {
@@ -53,6 +57,7 @@ static inline float v_reduce(V a) {
 #define V_FMA(a, b, c) v_fma(a, b, c)
 #define V_LOADX(p) v_loadx(p)
 #define V_STORE(p, v) v_store(p, v)
+#define V_MUL(a, b) v_mul(a, b)
 #define V_LOADW_F32(p) v_loadx(p)
 #define V_LOADW_BF16(p) v_loadw_bf16(p)
 #define V_LOADW_F16(p) v_loadw_f16(p)

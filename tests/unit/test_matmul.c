@@ -189,6 +189,45 @@ Test(matmul, fp8_within_rounding_of_dequantized_f32_copy) {
     free_mat(&q);
 }
 
+/* FP8's powers of two (e4m3 weights as value * 2^-120, inputs * scale * 2^96,
+ * outputs * 2^24; core/matmul_tile.inc) must not overflow or lose bits over
+ * what activations and block scales reach and more: |x| from 1e-18 to 1e8,
+ * scales from 2^-24 to 2^-2, every path, matmul and matvec_t, vs naive. */
+Test(matmul, fp8_extreme_activations_and_scales) {
+    enum { OUT = 48, IN = 64, B = 16 };
+    mat_t m = make_mat(DTYPE_F8_E4M3, OUT, IN, B, 17);
+    const int sr = OUT / B, sc = IN / B;
+    for (int i = 0; i < sr * sc; i++) m.scale[i] = ldexpf(1.0f, -24 + 2 * i);   /* 2^-24 .. 2^-2 */
+    for (int j = 0; j < OUT; j++)
+        for (int k = 0; k < IN; k++)
+            m.ref[j * IN + k] = e4m3_to_f32(((uint8_t *)m.data)[j * IN + k]) * m.scale[(j / B) * sc + k / B];
+    static const float mags[] = {1e-18f, 1e-9f, 1.0f, 1e4f, 1e8f};
+    for (int a = 0; a < 5; a++) {
+        float x[IN], y[OUT], yt[IN];
+        test_fill_random(x, IN, 40 + a, mags[a]);
+        for (int s = SIMD_PORTABLE; s <= (int)simd_detect(); s++) {
+            threadpool_t *pool;
+            exec_t ex = make_exec(&pool, 1, (simd_t)s);
+            matmul(&ex, &m.v, x, y, 1);
+            for (int j = 0; j < OUT; j++) {
+                double w = 0, mag = 0;
+                for (int k = 0; k < IN; k++) w += (double)x[k] * m.ref[j * IN + k], mag += fabs((double)x[k] * m.ref[j * IN + k]);
+                cr_assert(isfinite(y[j]) && fabs(y[j] - w) <= 8.0 * sqrt((double)IN) * U * mag,
+                          "%s |x|~%g row %d: %.9g, want %.9g", simd_name((simd_t)s), mags[a], j, y[j], w);
+            }
+            matvec_t(&ex, &m.v, x, yt);   /* yt[k] = sum over j < OUT of x[j] W[j, k] */
+            for (int k = 0; k < IN; k++) {
+                double w = 0, mag = 0;
+                for (int j = 0; j < OUT; j++) w += (double)x[j] * m.ref[j * IN + k], mag += fabs((double)x[j] * m.ref[j * IN + k]);
+                cr_assert(isfinite(yt[k]) && fabs(yt[k] - w) <= 2.0 * OUT * U * mag,
+                          "%s vec_t |x|~%g col %d: %.9g, want %.9g", simd_name((simd_t)s), mags[a], k, yt[k], w);
+            }
+            threadpool_free(pool);
+        }
+    }
+    free_mat(&m);
+}
+
 Test(matmul, rows_view_keeps_fp8_block_rows) {
     enum { OUT = 300, IN = 128, J0 = 140, NR = 50 };
     mat_t q = make_mat(DTYPE_F8_E4M3, OUT, IN, 128, 9);
