@@ -52,7 +52,7 @@ static const cli_option_t GEN_OPTIONS[] = {
 static int gen_parse(int argc, char **argv, gen_cli_t *c) {
     c->n = -1;   /* -1: not given (generation_config.json's, else the default) */
     c->sp = cli_sampling_defaults();
-    c->sp.spec_k = -1;   /* not given: SPEX_DEFAULT_SPEC_K when the model has an MTP module, else 0 */
+    c->sp.spec_k = -1;   /* not given: spex_default_spec_k() (engine.h) */
     c->sp.temperature = c->sp.top_p = -1;
     c->sp.top_k = -1;
     cli_ep_init(&c->ep);
@@ -61,8 +61,9 @@ static int gen_parse(int argc, char **argv, gen_cli_t *c) {
     cli_spec_t spec = CLI_SPEC("generate", "generate --model DIR (--prompt TEXT | --tokens ID,ID,...) [options]",
                                "Streams the text as it is generated (token ids without tokenizer.json). --temperature, --top-p,\n"
                                "--top-k and -n not given come from the model's generation_config.json, else greedy,\n"
-                               "1, 0 (off) and 64; its eos_token_id ids stop generation too. --spec-k defaults to 3 when\n"
-                               "the model has an MTP module (the fastest for one sequence on the shipped model), else 0.", groups);
+                               "1, 0 (off) and 64; its eos_token_id ids stop generation too. With an MTP module --spec-k\n"
+                               "defaults to 1 in one process and 3 with expert ranks (the fastest measured on the shipped\n"
+                               "model), else 0.", groups);
     int rc = cli_run_parse(&spec, argc, argv, 1);
     if (rc >= 0) return rc;
     if (!c->prompt == !c->tokens) return cli_usage_error(&spec, "need exactly one of --prompt / --tokens");
@@ -71,14 +72,14 @@ static int gen_parse(int argc, char **argv, gen_cli_t *c) {
 }
 
 /* The sequence's parameters: options given win, then generation_config.json, then the defaults. */
-static int gen_resolve(gen_cli_t *c, const model_t *m, const tokenizer_t *tok, spex_err_t *err) {
+static int gen_resolve(gen_cli_t *c, const model_t *m, bool local_experts, const tokenizer_t *tok, spex_err_t *err) {
     gen_config_t gc;
     if (cli_gen_config_load("generate", c->dir, c->no_gen_config, m->cfg.vocab_size, &gc, err)) return -1;
     cli_sampling_t *sp = &c->sp;
     if (sp->temperature < 0) sp->temperature = gc.has_temperature ? gc.temperature : 0;
     if (sp->top_p < 0) sp->top_p = gc.has_top_p ? gc.top_p : 1;
     if (sp->top_k < 0) sp->top_k = gc.has_top_k ? gc.top_k : 0;
-    if (sp->spec_k < 0) sp->spec_k = m->n_mtp > 0 ? SPEX_DEFAULT_SPEC_K : 0;
+    if (sp->spec_k < 0) sp->spec_k = spex_default_spec_k(m->n_mtp, local_experts);
     if (c->n < 0) c->n = gc.has_max_new_tokens ? gc.max_new_tokens : 64;
     c->gp = cli_sampling_seq(sp);
     c->gp.max_new_tokens = (int)c->n;
@@ -194,7 +195,7 @@ int cmd_generate(int argc, char **argv) {
     model_t *m = NULL;
     stream_ctx_t sc = {.tok = tok, .print = !c.json};
     if (gen_prompt(&c, tok, &prompt, &n_prompt, &err) || !(m = cli_model_load(c.dir, &opt, &c.ep, &err))) goto fail;
-    if (gen_resolve(&c, m, tok, &err)) goto fail;
+    if (gen_resolve(&c, m, opt.local_experts, tok, &err)) goto fail;
     sc.eos = &c.gp.eos;
     gen_stats_t st;
     if (generate(m, prompt, n_prompt, &c.gp, on_token, &sc, &gen, &n_gen, &st, &err)) goto fail;

@@ -37,7 +37,7 @@ typedef struct serve_cli {
     const char *chat_template;   /* --chat-template auto|builtin|FILE */
     bool no_gen_config;      /* --no-generation-config */
     cli_sched_t sched;       /* limits of the scheduler */
-    cli_sampling_t sp;       /* --spec-k (default 0: what measures fastest on the shipped model), --draft */
+    cli_sampling_t sp;       /* --spec-k (default: spex_default_spec_k(), engine.h), --draft */
     cli_ep_t ep;             /* expert parallelism: workers under mpirun, loopback ranks, or --no-ep */
 } serve_cli_t;
 
@@ -75,17 +75,17 @@ static int serve_parse(int argc, char **argv, serve_cli_t *c) {
                        .max_conn = 256, .header_timeout = 5, .body_timeout = 10, .keepalive_timeout = 5,
                        .sched = {.max_running = 16}};
     c->sp = cli_sampling_defaults();
-    /* not given: SPEX_DEFAULT_SPEC_K with an MTP module, else 0. With the step row budget
-     * (--spec-step-rows 8) `spex bench serve` on the shipped model measured K = 3 at
-     * 1.07-1.18x of K = 0 for 1 client and 1.05-1.06x for 8 (greedy; sampled 1.05-1.14x and
-     * 0.99x: a sampled request keeps its K) - docs/serving.md */
+    /* not given: spex_default_spec_k() (engine.h). With the step row budget (--spec-step-rows 8)
+     * `spex bench serve` on the shipped model, two rounds, measured K = 1 at 1.13-1.15x of K = 0
+     * for 1 client and 1.00-1.02x for 8, K = 3 1.09-1.16x and 1.00-1.05x (greedy) - docs/serving.md */
     c->sp.spec_k = -1;
     cli_ep_init(&c->ep);
     cli_group_t groups[] = {cli_model_group(&c->dir), CLI_GROUP(NULL, SERVE_OPTIONS, c), cli_sched_group(&c->sched), cli_gen_config_group(&c->no_gen_config),
                             cli_chat_template_group(&c->chat_template), cli_sampling_group(&c->sp, CLI_S_SPEC_K | CLI_S_DRAFT | CLI_S_DRAFT_MIN_P | CLI_S_SPEC_STEP_ROWS), cli_ep_group(&c->ep), cli_compute_group(&c->ep)};
     cli_spec_t spec = CLI_SPEC("serve", "serve --model DIR [options]",
                                "Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, /health,\n"
-                               "/metrics, POST /tokenize, /detokenize. --spec-k defaults to 0 (with many sequences per step speculation did not pay reliably on the shipped model). Documentation:\n"
+                               "/metrics, POST /tokenize, /detokenize. With an MTP module --spec-k defaults to 1 in one process\n"
+                               "and 3 with expert ranks; --spec-step-rows caps the drafts of a crowded step. Documentation:\n"
                                "docs/serving.md", groups);
     int rc = cli_run_parse(&spec, argc, argv, 1);
     if (rc >= 0) return rc;
@@ -174,7 +174,7 @@ static int serve_load(serve_state_t *st, spex_err_t *err) {
     if (cli_gen_config_load("serve", st->c.dir, st->c.no_gen_config, st->m->cfg.vocab_size, &gc, err)) return -1;
     st->defaults = (api_defaults_t){.temperature = 1.0f};
     cli_gen_config_api(&gc, &st->defaults);
-    int spec_k = st->c.sp.spec_k >= 0 ? (int)st->c.sp.spec_k : st->m->n_mtp > 0 ? SPEX_DEFAULT_SPEC_K : 0;
+    int spec_k = st->c.sp.spec_k >= 0 ? (int)st->c.sp.spec_k : spex_default_spec_k(st->m->n_mtp, opt.local_experts);
     const cli_sched_t *l = &st->c.sched;
     sched_config_t sc = {.max_running = (int)l->max_running, .max_queue = (int)st->c.max_queue,
                          .kv_capacity_tokens = l->kv_capacity, .max_prompt_tokens = (int)l->max_prompt,

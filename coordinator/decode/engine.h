@@ -38,11 +38,16 @@
 #include "coordinator/model/model.h"
 
 #define SPEX_MAX_SPEC_K 8
-/* generate's and serve's K when the model has an MTP module and none is given: `spex bench spec
- * --max-k 4 -n 64 --reps 3` on the shipped model, one process, 2026-12-05 (two runs): K = 1..3 at
- * 1.10-1.33x of K = 0, K = 3 at 1.33x and 1.14x; under mpirun -np 3 K = 3 1.52x; `spex bench serve`
- * with the step row budget: see cmd_serve.c. Lossless for greedy output. */
-#define SPEX_DEFAULT_SPEC_K 3
+/* generate's and serve's K when the model has an MTP module and none is given (lossless for greedy
+ * output whatever K). Measured on the shipped model, 2026-12-05, after e4m3 widening got cheaper: in one
+ * process `spex bench spec` put K = 1 first in four runs (1.12-1.22x of K = 0, K = 3 1.05-1.13x): a
+ * 1-row step got faster while every verify row still costs its FMAs. With expert ranks the per-layer
+ * round trip is shared by the verify rows: under mpirun -np 3 K = 2-4 gave 1.37-1.44x, K = 1 1.26x. */
+#define SPEX_DEFAULT_SPEC_K_LOCAL 1
+#define SPEX_DEFAULT_SPEC_K_EP 3
+static inline int spex_default_spec_k(int n_mtp, bool local_experts) {
+    return n_mtp <= 0 ? 0 : local_experts ? SPEX_DEFAULT_SPEC_K_LOCAL : SPEX_DEFAULT_SPEC_K_EP;
+}
 /* Default step row budget: the kernels read each weight once for up to 8 rows (core/matmul.h) */
 #define SPEX_SPEC_STEP_ROWS 8
 

@@ -31,9 +31,11 @@ PY
     || fail "generate spec exit $?"
 "$spex" generate --model "$m" --tokens 5,17,42 -n 12 --spec-k 3 --json --stats "$tmp/sl.json" --loopback-ranks 1 \
     >"$tmp/g3l.json" || fail "generate spec loopback exit $?"
-/usr/bin/python3 - "$tmp/g0.json" "$tmp/g3.json" "$tmp/sl.json" "$tmp/s.json" "$tmp/g3l.json" <<'PY' || fail "generate content"
+"$spex" generate --model "$m" --tokens 5,17,42 -n 12 --json --loopback-ranks 1 >"$tmp/g0l.json" \
+    || fail "generate loopback exit $?"
+/usr/bin/python3 - "$tmp/g0.json" "$tmp/g3.json" "$tmp/sl.json" "$tmp/s.json" "$tmp/g3l.json" "$tmp/g0l.json" <<'PY' || fail "generate content"
 import json, sys
-g0, g3, s, s_inproc, g3l = (json.load(open(f)) for f in sys.argv[1:6])
+g0, g3, s, s_inproc, g3l, g0l = (json.load(open(f)) for f in sys.argv[1:7])
 # one process: experts in-process by default (no wire, no expert-parallel statistics), and
 # the same tokens as through the loopback wire
 assert "expert_parallelism" not in s_inproc and g3l["tokens"] == g3["tokens"], s_inproc.keys()
@@ -45,8 +47,10 @@ assert st["drafted"] == st["accepted"] + st["rejected"]
 st = g3l["stats"]
 ep = s.pop("expert_parallelism")
 assert s == st and ep["world"] == 2 and ep["total"]["dispatch"]["messages"] > 0, (s, st, ep["total"])
-# no --spec-k: 3 on a model with an MTP module (lossless, so the same tokens as an explicit 3)
-assert g0["stats"]["finish_reason"] == "length" and g0["stats"]["spec_k"] == 3, g0["stats"]
+# no --spec-k on a model with an MTP module: 1 in one process, 3 with expert ranks (engine.h:
+# spex_default_spec_k); lossless, so the same tokens as an explicit 3
+assert g0["stats"]["finish_reason"] == "length" and g0["stats"]["spec_k"] == 1, g0["stats"]
+assert g0l["stats"]["spec_k"] == 3 and g0l["tokens"] == g0["tokens"] == g3["tokens"], (g0l["stats"], g0l["tokens"])
 PY
 "$spex" generate --model "$m" --tokens 5,17,42 -n 12 --spec-k 0 --json >"$tmp/gk0.json" || fail "generate --spec-k 0 exit $?"
 /usr/bin/python3 - "$tmp/g0.json" "$tmp/gk0.json" <<'PY' || fail "generate --spec-k 0 content"
