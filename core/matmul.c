@@ -11,8 +11,12 @@
  * few thousand multiply-adds. */
 #include "matmul.h"
 
+#include <fenv.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 enum {
     PAR_MIN_MACS = 1 << 18,      /* below this, one thread: a wake-up costs more (measured) */
@@ -34,6 +38,21 @@ simd_t simd_detect(void) {
         return SIMD_AVX2;
 #endif
     return SIMD_PORTABLE;
+}
+
+int matmul_fp_env_check(spex_err_t *err) {
+    if (fegetround() != FE_TONEAREST)
+        return spex_fail(err, "the floating-point rounding mode is not round-to-nearest; the kernels' results "
+                              "would differ from every other process's");
+#if defined(__x86_64__)
+    unsigned csr = _mm_getcsr();
+    if (csr & 0x8040u)   /* bit 6 DAZ, bit 15 FTZ (e.g. set by code built with -ffast-math) */
+        return spex_fail(err, "this process flushes subnormal floats (MXCSR%s%s set, as code built with "
+                              "-ffast-math does); FP8 weights would lose their subnormal values and the results "
+                              "would differ from every other process's",
+                         csr & 0x40u ? " DAZ" : "", csr & 0x8000u ? " FTZ" : "");
+#endif
+    return 0;
 }
 
 const char *simd_name(simd_t s) {

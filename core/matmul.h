@@ -47,6 +47,13 @@ simd_t simd_detect(void);
 const char *simd_name(simd_t s);
 /* "portable" | "avx2" | "avx512" | "auto"; -1 if unknown or not supported by this CPU. */
 int simd_parse(const char *s, simd_t *out);
+/* 0 if the calling thread's floating-point environment is the one the
+ * contract assumes: round to nearest even, and on x86 subnormals neither read
+ * as zero (MXCSR DAZ) nor flushed (FTZ). e4m3 subnormals are f32 subnormals in
+ * the kernels, so a process with DAZ set would zero them silently and disagree
+ * with every other rank. -1 with a message otherwise. Threads created after
+ * the check inherit the environment (POSIX). */
+int matmul_fp_env_check(spex_err_t *err);
 
 /* A weight matrix as stored. */
 typedef struct wview {

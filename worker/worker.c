@@ -56,7 +56,9 @@ worker_t *worker_create(const char *dir, int rank, int threads, spex_err_t *err)
         spex_fail(err, "out of memory");
         goto fail;
     }
-    if (!(w->pool = threadpool_create(threads > 0 ? threads : threadpool_default_threads(), err))) goto fail;
+    if (matmul_fp_env_check(err) ||   /* before the pool: its threads inherit the environment */
+        !(w->pool = threadpool_create(threads > 0 ? threads : threadpool_default_threads(), err)))
+        goto fail;
     w->ex = (exec_t){w->pool, simd_detect(), -1};
     spex__stats__init(&w->st);
     return w;

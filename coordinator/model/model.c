@@ -80,6 +80,7 @@ static void mtp_free(mtp_module_t *t) {
 
 /* The thread pool and SIMD path every kernel of the model uses. */
 static int model_exec_init(model_t *m, const model_options_t *opt, spex_err_t *err) {
+    if (matmul_fp_env_check(err)) return -1;   /* before the pool: its threads inherit the environment */
     simd_t simd = simd_detect();
     if (opt->simd && simd_parse(opt->simd, &simd))
         return spex_fail(err, "SIMD path '%s' is unknown or not supported by this CPU (best: %s)", opt->simd,

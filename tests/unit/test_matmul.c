@@ -14,6 +14,7 @@
  *    scaled-input runs split at every 128-row block, prefill or decode;
  *  - matvec_t (x W with W used the other way round) likewise, vs naive. */
 #include <criterion/criterion.h>
+#include <fenv.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,6 +23,9 @@
 #include "core/dtype.h"
 #include "core/matmul.h"
 #include "testutil.h"
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 #define U 0x1.0p-24
 
@@ -368,4 +372,24 @@ Test(matmul, fp8_wider_than_the_kernels_take_gives_nan_not_garbage) {
     cr_assert(isnan(y[0]) && isnan(y[1]));
     threadpool_free(pool);
     free(w), free(x);
+}
+
+/* The kernels' contract assumes IEEE defaults; a changed environment is refused
+ * by name (model and worker loading call the check before starting threads). */
+Test(matmul, fp_env_check_refuses_flushing_and_other_rounding) {
+    spex_err_t err = {0};
+    cr_assert_eq(matmul_fp_env_check(&err), 0, "%s", err.msg);
+    cr_assert_eq(fesetround(FE_UPWARD), 0);
+    cr_assert_eq(matmul_fp_env_check(&err), -1);
+    cr_assert(strstr(err.msg, "round-to-nearest"), "%s", err.msg);
+    fesetround(FE_TONEAREST);
+#if defined(__x86_64__)
+    unsigned csr = _mm_getcsr();
+    _mm_setcsr(csr | 0x40u);   /* DAZ: an e4m3 subnormal weight would read as zero */
+    int rc = matmul_fp_env_check(&err);
+    _mm_setcsr(csr);
+    cr_assert_eq(rc, -1);
+    cr_assert(strstr(err.msg, "DAZ") && strstr(err.msg, "subnormal"), "%s", err.msg);
+#endif
+    cr_assert_eq(matmul_fp_env_check(&err), 0, "%s", err.msg);
 }
