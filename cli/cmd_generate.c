@@ -18,7 +18,6 @@
 #include "coordinator/tokenizer/tokenizer.h"
 #include "transport/mpi_world.h"
 
-
 typedef struct gen_cli {
     const char *dir, *prompt, *tokens;
     long n;

@@ -100,7 +100,7 @@ static mm_job_t job_of(const wview_t *w) {
     return jb;
 }
 
-/* Widen job rows [j0, j1) to f32 into dst (values exactly as the kernels see them). */
+/* Widen job rows [j0, j1) to f32 into dst: the dequantized values (FP8: e4m3 times its block scale, rounded once). */
 static void widen_rows(const mm_job_t *jb, int j0, int j1, float *dst) {
     size_t es = dtype_size(jb->dtype);
     for (int j = j0; j < j1; j++) {
@@ -111,10 +111,7 @@ static void widen_rows(const mm_job_t *jb, int j0, int j1, float *dst) {
             continue;
         }
         const float *srow = jb->scale + (size_t)((jb->row0 + j) / jb->b0) * jb->scale_cols;
-        for (int k = 0; k < jb->in; k++) {
-            uint16_t h = (uint16_t)(((src[k] & 0x80u) << 8) | ((src[k] & 0x7Fu) << 7));
-            d[k] = f16_to_f32(h) * (srow[k / jb->b1] * 256.0f);
-        }
+        for (int k = 0; k < jb->in; k++) d[k] = e4m3_to_f32(src[k]) * srow[k / jb->b1];
     }
 }
 
