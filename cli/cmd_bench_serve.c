@@ -2,8 +2,9 @@
  *
  *   spex bench serve [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--concurrency 1,8,32]
  *                    [--spec 0,2] [--requests N] [--max-tokens 64] [--temperature 0]
- *                    [--turns 1] [--prompts FILE] [--label TEXT] [--csv FILE]
+ *                    [--turns 1] [--prompts FILE] [--label TEXT] [--csv FILE] [--wait 60]
  *
+ * It first waits (up to --wait seconds) for GET /health to answer 200.
  * For every (speculation depth, concurrency) pair: `concurrency` client threads
  * send streaming completions (stream_options.continuous_usage_stats, so every
  * chunk says how many tokens exist so far) until `requests` have finished
@@ -30,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
@@ -54,7 +56,7 @@ typedef struct bs_opts {
     const char *host, *api_key;   /* options, into t */
     long port;
     cli_list_t conc, spec;
-    long requests, max_tokens, turns;
+    long requests, max_tokens, turns, wait_s;
     double temperature;
     const char *prompts_file, *csv, *label;
     char *prompts[BS_MAX_PROMPTS];
@@ -182,6 +184,9 @@ static const cli_option_t BS_OPTIONS[] = {
                    "one prompt per line (default: built-in Austen-like\nopenings)"),
     CLI_OPT_STRING("--label", "TEXT", bs_opts_t, label, "first column of the CSV, and in the title"),
     CLI_OPT_STRING("--csv", "FILE", bs_opts_t, csv, "one CSV line per row too"),
+    CLI_OPT_INT("--wait", NULL, "SEC", bs_opts_t, wait_s, 0, 86400,
+                "first wait up to SEC for GET /health to answer 200\n(the server binds its port before it loads the\n"
+                "model; 0 = do not check)"),
 };
 
 /* -1 to go on, else the exit status. */
@@ -192,6 +197,7 @@ static int bs_parse(int argc, char **argv, bs_opts_t *o) {
     o->spec = (cli_list_t){{0, 2}, 2};
     o->max_tokens = 64;
     o->turns = 1;
+    o->wait_s = 60;
     cli_group_t groups[] = {CLI_GROUP(NULL, BS_OPTIONS, o), cli_request_temperature_group(&o->temperature)};
     cli_spec_t spec = CLI_SPEC("bench serve", "bench serve [options]",
                                "Load-tests a running `spex serve` (start it with --spec-k >= the largest --spec value).\n"
@@ -221,6 +227,32 @@ static int load_prompts(bs_opts_t *o) {
     fclose(f);
     if (o->n_prompts == 0) { cli_error("bench serve", "--prompts '%s' has no lines", o->prompts_file); return -1; }
     return 0;
+}
+
+/* Poll GET /health every 0.2 s until it answers 200 (model loaded, every
+ * worker rank answered), for at most --wait seconds: `spex serve` binds its
+ * port before it loads, and a row sent meanwhile would count only 503s
+ * ("the model is still loading") or refused connections. */
+static int wait_ready(const bs_opts_t *o) {
+    if (o->wait_s == 0) return 0;
+    double t0 = spex_now();
+    for (bool told = false;;) {
+        strbuf_t body = {0};
+        spex_err_t err = {0};
+        int rc = http_get(&o->t, "/health", &body, &err);
+        sb_free(&body);
+        if (rc == 0) return 0;
+        if (spex_now() - t0 >= (double)o->wait_s) {
+            cli_error("bench serve", "%s:%d is not ready after %ld s (GET /health: %s)", o->t.host, o->t.port,
+                      o->wait_s, err.msg);
+            return -1;
+        }
+        if (!told) spex_log("bench serve: waiting up to %ld s for %s:%d (GET /health: %s)", o->wait_s, o->t.host,
+                            o->t.port, err.msg);
+        told = true;
+        struct timespec pause = {0, 200 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
 }
 
 /* Every (spec_k, clients) row, in order; stops at the first that cannot run. */
@@ -257,6 +289,11 @@ int bench_serve(int argc, char **argv) {
     if (load_prompts(&o)) return 1;
     spex_err_t err = {0};
     if (http_global_init(&err)) { cli_error("bench serve", "%s", err.msg); return 1; }
+    if (wait_ready(&o)) {
+        http_global_cleanup();
+        for (int i = 0; i < o.n_prompts; i++) free(o.prompts[i]);
+        return 1;
+    }
     int n = o.spec.n * o.conc.n;
     bs_row_t *rows = calloc((size_t)n, sizeof *rows);
     int rc = rows ? run_rows(&o, rows) : -1;

@@ -10,8 +10,8 @@
 # tokens equal `spex generate`'s), chat, SSE streaming for both (chunk format,
 # [DONE], streamed text == non-streamed text, usage chunk), error objects for
 # 400 (bad JSON, wrong types, prompt too long, n > 1), 401, 404, 405, 413, 429,
-# /metrics, `spex bench serve` (single requests, and multi-turn chats with and without the prefix
-# cache), 32 concurrent clients with greedy batch-invariance, a client that
+# /metrics, `spex bench serve` (single requests, waiting for a server still starting, and multi-turn
+# chats with and without the prefix cache), 32 concurrent clients with greedy batch-invariance, a client that
 # hangs up cancels its sequence (stream and non-stream), SIGTERM exits 0.
 # Usage: test_serve.sh SPEX_BINARY TESTS_DATA_DIR
 set -u
@@ -232,6 +232,26 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 assert [(r["spec_k"], r["clients"]) for r in rows] == [("0", "1"), ("0", "4"), ("2", "1"), ("2", "4")], rows
 assert all(r["errors"] == "0" and float(r["tokens_per_s"]) > 0 and float(r["ttft_p50_ms"]) > 0 for r in rows), rows
 PY
+
+# bench serve waits for the server (--wait): started first, against a port whose server comes up a second
+# later, it waits (connection refused, then 503 while loading) and then runs the row without errors; with
+# nothing listening it gives up after --wait seconds, naming the reason
+wport=$(py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$spex" bench serve --port "$wport" --wait 30 --concurrency 1 --spec 0 --requests 2 --max-tokens 4 \
+    >"$tmp/wait.out" 2>"$tmp/wait.err" &
+wbench=$!
+sleep 1
+serve_run serve --port "$wport" --model "$tmp/tiny" 2>"$tmp/wait_srv.log" &
+wsrv=$!
+pids+=("$wsrv")
+wait "$wbench" || fail "bench serve --wait exit $?: $(cat "$tmp/wait.err")"
+grep -q "waiting up to 30 s for 127.0.0.1:$wport" "$tmp/wait.err" || fail "bench serve --wait: $(cat "$tmp/wait.err")"
+grep -q '^| 0 | 1 | 2 | 0 |' "$tmp/wait.out" || fail "bench serve --wait row: $(cat "$tmp/wait.out")"
+kill -TERM "$wsrv"
+wait "$wsrv"
+"$spex" bench serve --port "$wport" --wait 1 --concurrency 1 --spec 0 --requests 1 >/dev/null 2>"$tmp/wait2.err"
+[ $? = 1 ] && grep -q "127.0.0.1:$wport is not ready after 1 s (GET /health: cannot reach" "$tmp/wait2.err" ||
+    fail "bench serve --wait 1 with no server: $(cat "$tmp/wait2.err")"
 
 # multi-turn chats (--turns): TTFT of turn 1 and turn T, and the prefix cache hit rate from /metrics; the
 # random 4096-context model, so three turns of the conversation fit; "off" when the server has no cache
