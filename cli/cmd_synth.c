@@ -23,7 +23,8 @@ typedef struct synth_args {
 
 static const cli_option_t SYNTH_OPTIONS[] = {
     CLI_OPT_NEEDED("--out", "DIR", synth_args_t, out, "where to write the checkpoint"),
-    CLI_OPT_STRING("--preset", "tiny|small|medium|large", synth_args_t, preset, "the config to start from"),
+    CLI_OPT_STRING("--preset", "NAME", synth_args_t, preset,
+                   "the config to start from: tiny, small, medium,\nlarge, bench-medium, 16b or v3-shape"),
     CLI_OPT_STRING("--dtype", "f32|bf16|f16|fp8", synth_args_t, dtype, "tensor type"),
     CLI_OPT_INT("--seed", NULL, "N", synth_args_t, seed, 0, 0x7fffffffL,
                 "values depend only on the seed and the tensor name"),

@@ -333,3 +333,24 @@ Test(synth, preset_sizes) {
     cr_assert_eq(synth_preset("huge", &bad, &err), -1);
     cr_assert(strstr(err.msg, "huge"));
 }
+
+/* v3-shape: DeepSeek-V3's routing exactly (what bench spec --project's union
+ * of verify rows' experts depends on), one MTP layer, and the size the docs quote. */
+Test(synth, v3_shape_preset) {
+    spex_config_t cfg, back;
+    spex_err_t err = {0};
+    cr_assert_eq(synth_preset("v3-shape", &cfg, &err), 0, "%s", err.msg);
+    cr_assert_eq(cfg.n_routed_experts, 256);
+    cr_assert_eq(cfg.num_experts_per_tok, 8);
+    cr_assert_eq(cfg.n_group, 8);
+    cr_assert_eq(cfg.topk_group, 4);
+    cr_assert_eq(cfg.n_shared_experts, 1);
+    cr_assert_eq(cfg.num_nextn_predict_layers, 1);
+    cr_assert_eq(cfg.num_hidden_layers, 30);
+    char *text = synth_config_json(&cfg, SYNTH_FP8);
+    cr_assert_eq(config_parse(&back, text, "v3-shape", &err), 0, "%s", err.msg);
+    free(text);
+    uint64_t fp8 = 0;
+    cr_assert_eq(synth_data_bytes(&cfg, SYNTH_FP8, &fp8, &err), 0, "%s", err.msg);
+    cr_assert(fp8 > 6200000000ull && fp8 < 6300000000ull, "v3-shape FP8: %.1f MB, the docs say 6250", fp8 / 1e6);
+}
