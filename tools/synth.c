@@ -118,8 +118,8 @@ static void preset_16b(spex_config_t *c) {
 /* DeepSeek-V3's proportions at hidden 1024, for `bench spec --project`: its
  * routing exactly (256 experts, top-8 from 4 of 8 groups, one shared expert),
  * so K+1 verify rows pick as many distinct experts as V3's would; attention
- * ~0.46 of the routed weights a token reads (V3: 0.56), routed experts 57%
- * of its bytes per token (V3: 56%); one MTP layer among 30, ~8% of a step
+ * ~0.46 of the routed weights a token reads (V3: 0.56), routed experts 55%
+ * of its bytes per token (V3: ~55%); one MTP layer among 30, ~8% of a step
  * with the output head. 6.3 GB in FP8, 0.33 GB read per decoded token. */
 static void preset_v3_shape(spex_config_t *c) {
     preset_bench_medium(c);
