@@ -490,6 +490,11 @@ void tensor_store_set_residency(tensor_store_t *ts, tensor_residency_t r) { ts->
 
 tensor_residency_t tensor_store_residency(const tensor_store_t *ts) { return ts->residency; }
 
+void tensor_store_release_mapped(const tensor_store_t *ts) {
+    for (int i = 0; i < ts->nfiles; i++)
+        if (ts->files[i].map) madvise((void *)ts->files[i].map, ts->files[i].size, MADV_DONTNEED);
+}
+
 void tensor_store_fp8_block(const tensor_store_t *ts, int block[2]) {
     block[0] = ts->fp8_block[0];
     block[1] = ts->fp8_block[1];

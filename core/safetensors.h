@@ -56,6 +56,15 @@ typedef struct tensor_residency {
 void tensor_store_set_residency(tensor_store_t *ts, tensor_residency_t r);
 tensor_residency_t tensor_store_residency(const tensor_store_t *ts);
 
+/* Unmap from this process the file pages a load touched through the mappings
+ * (madvise MADV_DONTNEED; the page cache keeps them). With `copy` residency a
+ * finished load reads nothing there any more, yet those pages count in the
+ * process's RSS: small tensors (FP8 block scales, norms) are read in place,
+ * and each read maps the kernel's fault-around window with it, 116 MB for
+ * bench-medium FP8's 835 scale tensors. A later read through the mapping
+ * still works: the mapping is read-only, so a page comes back from the file. */
+void tensor_store_release_mapped(const tensor_store_t *ts);
+
 /* Lookup; NULL if absent. */
 const st_tensor_t *tensor_store_find(const tensor_store_t *ts, const char *name);
 /* Number of tensors and i-th tensor (in sorted-name order). */

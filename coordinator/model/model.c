@@ -139,6 +139,7 @@ model_t *model_load(const char *dir, const model_options_t *opt, spex_err_t *err
     if (!(m->ts = checkpoint_open(dir, &m->cfg, err))) goto fail;
     tensor_store_set_residency(m->ts, opt->residency);
     if (model_exec_init(m, opt, err) || model_load_weights(m, opt, err)) goto fail;
+    if (opt->residency.copy) tensor_store_release_mapped(m->ts);   /* everything used is copied */
     int max_pos = opt->max_positions > 0 ? opt->max_positions : m->cfg.max_position_embeddings;
     if (rope_init(&m->rope, &m->cfg, max_pos, err)) goto fail;
     return m;

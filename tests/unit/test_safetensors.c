@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -464,4 +465,47 @@ Test(safetensors_write, streaming) {
     snprintf(cmd, sizeof cmd, "test $(ls -A '%s' | wc -l) -eq 1", t.dir);
     cr_assert_eq(system(cmd), 0, "only x.safetensors remains");
     tmp_clean(&t);
+}
+
+/* Resident kB of the mapping that holds address p (its /proc/self/smaps entry), -1 if none. */
+static long mapping_rss_kb(const void *p) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    cr_assert_not_null(f);
+    char line[512];
+    long rss = -1;
+    bool inside = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {   /* an entry's first line: its address range */
+            inside = (unsigned long)p >= lo && (unsigned long)p < hi;
+            continue;
+        }
+        if (inside && sscanf(line, "Rss: %ld kB", &rss) == 1) break;
+    }
+    fclose(f);
+    return rss;
+}
+
+/* After a copying load nothing reads the file mappings, but what the load read
+ * there stays mapped (and counts in RSS) until tensor_store_release_mapped; a
+ * read after it still sees the file's bytes. */
+Test(safetensors, release_mapped_pages) {
+    char dir[1024];
+    spex_err_t err = {0};
+    tensor_store_t *ts = tensor_store_open(golden_path(dir, sizeof dir, "tiny-fp8", NULL), BLOCK, &err);
+    cr_assert_not_null(ts, "%s", err.msg);
+    const st_tensor_t *t = tensor_store_find(ts, "model.layers.0.mlp.down_proj.weight");
+    cr_assert_not_null(t);
+    uint8_t *before = malloc(t->nbytes);
+    memcpy(before, t->data, t->nbytes);   /* touches the tensor's pages */
+    float *sc = tensor_store_fp8_scales(ts, t, &err);
+    cr_assert_not_null(sc, "%s", err.msg);
+    long rss0 = mapping_rss_kb(t->data);
+    cr_assert_gt(rss0, 0, "the pages read are resident in the mapping");
+    tensor_store_release_mapped(ts);
+    cr_assert_eq(mapping_rss_kb(t->data), 0, "was %ld kB", rss0);
+    cr_assert_eq(memcmp(before, t->data, t->nbytes), 0, "the bytes read again from the file");
+    free(before);
+    free(sc);
+    tensor_store_free(ts);
 }
