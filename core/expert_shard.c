@@ -96,11 +96,13 @@ static expert_shard_t *shard_load(expert_shard_t *s, const spex_config_t *cfg, c
         for (int l = 0; l < s->n_layers; l++) any |= s->hosted[(size_t)l * E + e];
         if (any) s->ids[s->n_ids++] = e;
     }
-    for (int l = 0; l < s->n_layers; l++)
+    for (int l = 0; l < s->n_layers; l++) {
         if (config_layer_is_moe(cfg, l) && load_layer(s, ts, l, &done, total, progress, user, err)) {
             expert_shard_free(s);
             return NULL;
         }
+        if (tensor_store_residency(ts).copy) tensor_store_release_mapped(ts);   /* scales were read in place */
+    }
     return s;
 }
 

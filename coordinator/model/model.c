@@ -104,6 +104,7 @@ static int model_load_weights(model_t *m, const model_options_t *opt, spex_err_t
     if (!m->layers) return spex_fail(err, "out of memory");
     for (int l = 0; l < c->num_hidden_layers; l++) {
         if (layer_load(&m->layers[l], c, m->ts, l, err)) return -1;
+        if (opt->residency.copy) tensor_store_release_mapped(m->ts);   /* not kept until the load's peak */
         load_progress(opt, ++done, total);
     }
     if (!(m->final_norm = vector_load(m->ts, "model.norm.weight", c->hidden_size, err))) return -1;
