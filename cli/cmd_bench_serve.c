@@ -2,7 +2,7 @@
  *
  *   spex bench serve [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--concurrency 1,8,32]
  *                    [--spec 0,2] [--requests N] [--max-tokens 64] [--temperature 0]
- *                    [--turns 1] [--prompts FILE] [--label TEXT] [--csv FILE] [--wait 60]
+ *                    [--turns 1] [--prompts FILE] [--label TEXT] [--csv FILE] [--wait 60] [--rounds 1]
  *
  * It first waits (up to --wait seconds) for GET /health to answer 200.
  * For every (speculation depth, concurrency) pair: `concurrency` client threads
@@ -17,6 +17,8 @@
  * p50/p99. A chunk that brings n tokens after a gap t counts as n latencies of
  * t / n (speculation delivers several tokens per step), the convention of the
  * server's /metrics. Output: a table on stdout and, with --csv, one CSV line per row.
+ * --rounds R runs the whole grid R times, the rows in turn, and reports each
+ * row's tokens/s as the median of its rounds' with their range.
  *
  * Prompts: one per line from --prompts, else a built-in set of Austen-like
  * openings, used round-robin. ignore_eos is not an OpenAI field, so a request
@@ -56,7 +58,7 @@ typedef struct bs_opts {
     const char *host, *api_key;   /* options, into t */
     long port;
     cli_list_t conc, spec;
-    long requests, max_tokens, turns, wait_s;
+    long requests, max_tokens, turns, wait_s, rounds;
     double temperature;
     const char *prompts_file, *csv, *label;
     char *prompts[BS_MAX_PROMPTS];
@@ -129,7 +131,7 @@ static void one_chat(bs_run_t *run, long i) {
 static void *client_thread(void *arg) {
     bs_run_t *run = arg;
     long i;
-    while ((i = atomic_fetch_add(&run->next, 1)) < run->row->requests) {
+    while ((i = atomic_fetch_add(&run->next, 1)) < run->row->per_round) {
         if (run->o->turns > 1) one_chat(run, i);
         else one_request(run, i);
     }
@@ -144,8 +146,10 @@ static void read_prefix(const bs_opts_t *o, prefix_counts_t *c, bool *ok) {
     *ok = false;
 }
 
+/* One round of a row: per_round requests from conc clients, added to the row's totals. */
 static int run_row(const bs_opts_t *o, bs_row_t *row) {
     prefix_counts_t before, after;
+    long tokens0 = row->tokens;
     row->prefix_known = true;
     if (o->turns > 1) read_prefix(o, &before, &row->prefix_known);
     bs_run_t run = {.o = o, .row = row};
@@ -156,13 +160,17 @@ static int run_row(const bs_opts_t *o, bs_row_t *row) {
     double t0 = spex_now();
     while (started < n && pthread_create(&th[started], NULL, client_thread, &run) == 0) started++;
     for (int k = 0; k < started; k++) pthread_join(th[k], NULL);
-    row->seconds = spex_now() - t0;
+    double dt = spex_now() - t0;
+    row->seconds += dt;
+    row->requests += row->per_round;
     pthread_mutex_destroy(&run.mu);
     if (o->turns > 1) read_prefix(o, &after, &row->prefix_known);
     if (o->turns > 1 && row->prefix_known) row->prefix = prefix_counts_delta(&before, &after);
     samples_sort(&row->ttft);
     samples_sort(&row->ttft_last);
     samples_sort(&row->itl);
+    if (row->rounds < BS_MAX_ROUNDS) row->tps[row->rounds] = dt > 0 ? (double)(row->tokens - tokens0) / dt : 0;
+    row->rounds++;
     return started == n ? 0 : -1;
 }
 
@@ -184,6 +192,9 @@ static const cli_option_t BS_OPTIONS[] = {
                    "one prompt per line (default: built-in Austen-like\nopenings)"),
     CLI_OPT_STRING("--label", "TEXT", bs_opts_t, label, "first column of the CSV, and in the title"),
     CLI_OPT_STRING("--csv", "FILE", bs_opts_t, csv, "one CSV line per row too"),
+    CLI_OPT_INT("--rounds", NULL, "R", bs_opts_t, rounds, 1, BS_MAX_ROUNDS,
+                "run every row R times, the rows in turn each\nround; tokens/s is then the median of the\n"
+                "rounds', with their range (single completions only)"),
     CLI_OPT_INT("--wait", NULL, "SEC", bs_opts_t, wait_s, 0, 86400,
                 "first wait up to SEC for GET /health to answer 200\n(the server binds its port before it loads the\n"
                 "model; 0 = do not check)"),
@@ -198,12 +209,16 @@ static int bs_parse(int argc, char **argv, bs_opts_t *o) {
     o->max_tokens = 64;
     o->turns = 1;
     o->wait_s = 60;
+    o->rounds = 1;
     cli_group_t groups[] = {CLI_GROUP(NULL, BS_OPTIONS, o), cli_request_temperature_group(&o->temperature)};
     cli_spec_t spec = CLI_SPEC("bench serve", "bench serve [options]",
                                "Load-tests a running `spex serve` (start it with --spec-k >= the largest --spec value).\n"
                                "See docs/serving.md.", groups);
     int rc = cli_run_parse(&spec, argc, argv, 2);
     if (rc >= 0) return rc;
+    if (o->rounds > 1 && o->turns > 1)   /* a repeated chat would hit what the first round left in the prefix cache */
+        return cli_usage_error(&spec, "--rounds needs --turns 1: a second round of the same chats would find the "
+                                      "first round's prefixes cached");
     o->t = (http_target_t){.host = o->host, .port = (int)o->port, .api_key = o->api_key ? o->api_key : getenv("SPEX_API_KEY")};
     return -1;
 }
@@ -255,19 +270,24 @@ static int wait_ready(const bs_opts_t *o) {
     }
 }
 
-/* Every (spec_k, clients) row, in order; stops at the first that cannot run. */
+/* Every (spec_k, clients) row, in order, --rounds times over (so that a drift
+ * of the machine hits every row alike); stops at the first that cannot run. */
 static int run_rows(const bs_opts_t *o, bs_row_t *rows) {
     int rc = 0;
-    for (int s = 0; s < o->spec.n && rc == 0; s++)
-        for (int c = 0; c < o->conc.n && rc == 0; c++) {
-            bs_row_t *r = &rows[s * o->conc.n + c];
-            r->spec = o->spec.v[s];
-            r->conc = o->conc.v[c];
-            r->requests = o->requests ? o->requests : r->conc * 4 < 8 ? 8 : r->conc * 4;
-            rc = run_row(o, r);
-            fprintf(stderr, "spex bench serve: spec_k %ld, %ld clients: %ld %s in %.1f s, %ld errors\n", r->spec,
-                    r->conc, r->requests, o->turns > 1 ? "chats" : "requests", r->seconds, r->errors);
-        }
+    for (long round = 1; round <= o->rounds && rc == 0; round++)
+        for (int s = 0; s < o->spec.n && rc == 0; s++)
+            for (int c = 0; c < o->conc.n && rc == 0; c++) {
+                bs_row_t *r = &rows[s * o->conc.n + c];
+                r->spec = o->spec.v[s];
+                r->conc = o->conc.v[c];
+                r->per_round = o->requests ? o->requests : r->conc * 4 < 8 ? 8 : r->conc * 4;
+                long errors0 = r->errors;
+                double seconds0 = r->seconds;
+                rc = run_row(o, r);
+                fprintf(stderr, "spex bench serve: round %ld of %ld: spec_k %ld, %ld clients: %ld %s in %.1f s, "
+                                "%ld errors\n", round, o->rounds, r->spec, r->conc, r->per_round,
+                        o->turns > 1 ? "chats" : "requests", r->seconds - seconds0, r->errors - errors0);
+            }
     return rc;
 }
 

@@ -10,7 +10,7 @@
 # tokens equal `spex generate`'s), chat, SSE streaming for both (chunk format,
 # [DONE], streamed text == non-streamed text, usage chunk), error objects for
 # 400 (bad JSON, wrong types, prompt too long, n > 1), 401, 404, 405, 413, 429,
-# /metrics, `spex bench serve` (single requests, waiting for a server still starting, and multi-turn
+# /metrics, `spex bench serve` (single requests, repeated rounds, waiting for a server still starting, and multi-turn
 # chats with and without the prefix cache), 32 concurrent clients with greedy batch-invariance, a client that
 # hangs up cancels its sequence (stream and non-stream), SIGTERM exits 0.
 # Usage: test_serve.sh SPEX_BINARY TESTS_DATA_DIR
@@ -232,6 +232,19 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 assert [(r["spec_k"], r["clients"]) for r in rows] == [("0", "1"), ("0", "4"), ("2", "1"), ("2", "4")], rows
 assert all(r["errors"] == "0" and float(r["tokens_per_s"]) > 0 and float(r["ttft_p50_ms"]) > 0 for r in rows), rows
 PY
+
+# --rounds: every row R times, rows in turn; requests pooled, tokens/s the median of the rounds' within their range
+"$spex" bench serve --port "${u##*:}" --concurrency 1 --spec 0,2 --requests 3 --max-tokens 8 --rounds 2 \
+    --csv "$tmp/rounds.csv" >"$tmp/rounds.out" 2>"$tmp/rounds.err" || fail "bench serve --rounds exit $?: $(cat "$tmp/rounds.err")"
+[ "$(grep -c '^spex bench serve: round 2 of 2: ' "$tmp/rounds.err")" = 2 ] || fail "bench serve --rounds log: $(cat "$tmp/rounds.err")"
+py - "$tmp/rounds.csv" <<'PY' || fail "bench serve --rounds csv: $(cat "$tmp/rounds.csv")"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert [(r["spec_k"], r["rounds"], r["requests"], r["errors"]) for r in rows] == [("0", "2", "6", "0"), ("2", "2", "6", "0")], rows
+assert all(0 < float(r["tokens_per_s_min"]) <= float(r["tokens_per_s"]) <= float(r["tokens_per_s_max"]) for r in rows), rows
+PY
+"$spex" bench serve --port "${u##*:}" --turns 2 --rounds 2 >/dev/null 2>"$tmp/rounds2.err"
+[ $? = 2 ] && grep -q -- "--rounds needs --turns 1" "$tmp/rounds2.err" || fail "bench serve --rounds with --turns: $(cat "$tmp/rounds2.err")"
 
 # bench serve waits for the server (--wait): started first, against a port whose server comes up a second
 # later, it waits (connection refused, then 503 while loading) and then runs the row without errors; with
