@@ -132,6 +132,13 @@ static float max_row(const float *x, int n) {
     return mx;
 }
 
+/* The reduce16 tree of matmul.h over 16 lane sums (a is overwritten). */
+static float tree16(float *a) {
+    for (int w = 8; w >= 1; w /= 2)   /* s8[l] = a[l] + a[l+8]; s4; s2; y = s2[0] + s2[1] */
+        for (int l = 0; l < w; l++) a[l] = a[l] + a[l + w];
+    return a[0];
+}
+
 /* sum of x[0..n) in matmul.h's order: lane l adds x[l], x[l + 16], ... in
  * increasing index, then the reduce16 tree. The same bits on every CPU (no
  * reassociation is left to the compiler), and 16 independent adds instead of
@@ -143,9 +150,7 @@ static float sum_row(const float *x, int n) {
     for (; i + 16 <= n; i += 16)
         for (int l = 0; l < 16; l++) a[l] += x[i + l];
     for (int l = 0; i + l < n; l++) a[l] += x[i + l];
-    for (int w = 8; w >= 1; w /= 2)   /* s8[l] = a[l] + a[l+8]; s4; s2; y = s2[0] + s2[1] */
-        for (int l = 0; l < w; l++) a[l] = a[l] + a[l + w];
-    return a[0];
+    return tree16(a);
 }
 
 /* sum of x[i]^2 (each square rounded, then added: no fma) in sum_row's
@@ -157,9 +162,7 @@ static float sumsq_row(const float *x, int n) {
     for (; i + 16 <= n; i += 16)
         for (int l = 0; l < 16; l++) a[l] += x[i + l] * x[i + l];
     for (int l = 0; i + l < n; l++) a[l] += x[i + l] * x[i + l];
-    for (int w = 8; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) a[l] = a[l] + a[l + w];
-    return a[0];
+    return tree16(a);
 }
 
 void rmsnorm(float *y, const float *x, const float *w, int n, int d, float eps) {
